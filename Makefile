@@ -1,0 +1,39 @@
+# byok-keeper. Everything runs inside .venv, made with the machine's python3 when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Proxies would carry the SDK's loopback calls to the emulator away from it.
+unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
+
+.PHONY: install test lint bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared functions tests bench
+	$(BIN)/ruff format --check shared functions tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/wrap.py
+
+# Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	{ echo "# Exact versions for every install of byok-keeper (make uses this with pip -c)."; \
+	  echo "# Regenerate: make lock (after changing pyproject.toml dependencies)."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^byok-keeper'; } > constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build shared/*.egg-info

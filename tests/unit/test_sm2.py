@@ -1,0 +1,89 @@
+"""SM2 arithmetic and primitives (OpenSSL interop lives in test_openssl_oracle.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from byok_keeper import sm2
+
+
+def test_base_point_is_on_the_curve_and_has_order_n():
+    assert sm2.on_curve(sm2.GX, sm2.GY)
+    assert sm2._mul(sm2.N, (sm2.GX, sm2.GY)) is None
+    assert sm2._mul(sm2.N + 1, (sm2.GX, sm2.GY)) == (sm2.GX, sm2.GY)
+
+
+def test_sm3_known_answer():
+    # GB/T 32905 example 1.
+    assert sm3_hex(b"abc") == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+
+
+def sm3_hex(data: bytes) -> str:
+    return sm2.sm3(data).hex()
+
+
+def test_scalar_multiplication_is_additive():
+    g = (sm2.GX, sm2.GY)
+    p5 = sm2._mul(5, g)
+    p7 = sm2._mul(7, g)
+    sum_ = sm2._affine(sm2._add((*p5, 1), (*p7, 1)))
+    assert sum_ == sm2._mul(12, g)
+    assert sm2._affine(sm2._double((*p5, 1))) == sm2._mul(10, g)
+
+
+@settings(max_examples=25, deadline=None)
+@given(message=st.binary(min_size=1, max_size=300))
+def test_encrypt_decrypt_round_trip(message):
+    key = sm2.Sm2PrivateKey.generate()
+    ct = sm2.encrypt(key.public_key(), message)
+    assert len(ct) == 65 + 32 + len(message)
+    assert bytes(key.decrypt(ct)) == message
+
+
+def test_decrypt_refuses_tampered_c3_c2_and_c1_with_one_error():
+    key = sm2.Sm2PrivateKey.generate()
+    ct = bytearray(sm2.encrypt(key.public_key(), b"0123456789abcdef"))
+    for pos in (0, 10, 40, 70, len(ct) - 1):
+        bad = bytearray(ct)
+        bad[pos] ^= 0x80
+        with pytest.raises(sm2.Sm2Error, match="^SM2 decryption failed$"):
+            key.decrypt(bad)
+    with pytest.raises(sm2.Sm2Error):
+        sm2.Sm2PrivateKey.generate().decrypt(ct)  # another key
+    with pytest.raises(sm2.Sm2Error):
+        key.decrypt(ct[:90])
+
+
+def test_point_off_curve_is_refused():
+    with pytest.raises(sm2.Sm2Error, match="not on the SM2 curve"):
+        sm2.Sm2PublicKey(sm2.GX, sm2.GY + 1)
+
+
+def test_spki_round_trip_and_detection():
+    pub = sm2.Sm2PrivateKey.generate().public_key()
+    der = pub.spki_der()
+    assert sm2.is_sm2_spki(der)
+    assert sm2.Sm2PublicKey.from_spki_der(der) == pub
+    assert not sm2.is_sm2_spki(b"\x30\x00")
+
+
+def test_sign_verify_and_refusals():
+    key = sm2.Sm2PrivateKey.generate()
+    e = sm2.user_digest(key.public_key(), b"message")
+    r, s = key.sign_digest(e)
+    sm2.verify_digest(key.public_key(), e, r, s)
+    for bad in ((r, (s + 1) % sm2.N), (0, s), (r, sm2.N)):
+        with pytest.raises(sm2.Sm2Error):
+            sm2.verify_digest(key.public_key(), e, *bad)
+    other = sm2.user_digest(key.public_key(), b"other")
+    with pytest.raises(sm2.Sm2Error):
+        sm2.verify_digest(key.public_key(), other, r, s)
+
+
+def test_private_key_repr_hides_the_scalar():
+    key = sm2.Sm2PrivateKey.generate()
+    assert "SENSITIVE" in repr(key)
+    assert key.scalar_bytes().hex() not in repr(key) + str(key)
+    assert f"{key._d:x}" not in repr(key)

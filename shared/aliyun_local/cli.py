@@ -1,29 +1,171 @@
-"""The ``aliyun-local`` command line (the emulator itself arrives with its issue)."""
+"""The ``aliyun-local`` command line: serve a local Alibaba Cloud KMS for the real SDKs."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
 import sys
+import threading
+from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
+from .faults import Faults
+from .server import (
+    DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_ACCESS_KEY_SECRET,
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    LocalServer,
+)
 
-USAGE = """\
-usage: aliyun-local [--help] [--version]
+DESCRIPTION = """\
+aliyun-local serves a faithful local Alibaba Cloud KMS (API 2016-01-20) over HTTP, so the real
+alibabacloud-kms20160120 SDK (ACS3-HMAC-SHA256) and the older aliyun-python-sdk-kms (RPC v1,
+HMAC-SHA1) run against it unchanged. Key import really unwraps and checks material; signatures
+and ciphertexts are real; the clock, latency, quotas and failures are under test control through
+the unsigned admin API under /_local/ (see README.md, "aliyun-local").
+"""
 
-aliyun-local will serve a faithful local Alibaba Cloud KMS over HTTP for the real SDK.
-Not yet available: serve.
+SERVE_EPILOG = """\
+On start, one JSON line is printed on stdout, e.g.
+  {"kms_endpoint": "127.0.0.1:38211", "admin_url": "http://127.0.0.1:38211/_local/", ...}
+then the server runs until SIGINT or SIGTERM and exits 0.
+
+Point the SDK at it with Config(endpoint=<kms_endpoint>, protocol="http",
+access_key_id="local", access_key_secret="local-secret", region_id="cn-hangzhou") and unset
+HTTP_PROXY/HTTPS_PROXY. Two KMS instances exist from the start: kst-local-software
+(SOFTWARE) and kst-local-hardware (HSM, the only one that accepts EC_SM2).
 """
 
 
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be 0-65535 (0 picks a free port)")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line and exit code 2, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aliyun-local",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"aliyun-local {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    serve = sub.add_parser(
+        "serve",
+        help="serve the emulator until SIGINT/SIGTERM",
+        description="Serve the KMS emulator until SIGINT/SIGTERM.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=0, help="port; 0 picks a free one (default)")
+    serve.add_argument(
+        "--state",
+        type=Path,
+        metavar="PATH",
+        help="persist keys, material, tags, secrets and the clock offset in this JSON file "
+        "(atomic writes, mode 0600); without it state lives in memory",
+    )
+    serve.add_argument("--access-key-id", default=DEFAULT_ACCESS_KEY_ID, metavar="ID")
+    serve.add_argument("--access-key-secret", default=DEFAULT_ACCESS_KEY_SECRET, metavar="SECRET")
+    serve.add_argument(
+        "--security-token",
+        metavar="TOKEN",
+        help="require this STS security token with the access key (x-acs-security-token)",
+    )
+    serve.add_argument("--region", default=DEFAULT_REGION, help=f"default {DEFAULT_REGION}")
+    serve.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID, help="used in ARNs")
+    serve.add_argument("--latency-ms", type=float, default=0.0, help="added to every KMS call")
+    serve.add_argument("--read-qps", type=_positive, help="key-management read quota (429 above)")
+    serve.add_argument("--write-qps", type=_positive, help="key-management write quota")
+    serve.add_argument(
+        "--documented-quotas",
+        action="store_true",
+        help="enforce the documented quotas: 50 read / 30 write QPS",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
-        return 0
-    if args[0] == "--version":
-        sys.stdout.write(f"aliyun-local {__version__}\n")
-        return 0
-    sys.stderr.write(f"aliyun-local: command {args[0]!r} is not available yet (see --help)\n")
-    return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 0 if args.command is None else 2
+    if args.latency_ms < 0:
+        parser.error("--latency-ms must be 0 or more")
+
+    try:
+        server = LocalServer(
+            args.host,
+            args.port,
+            state_path=args.state,
+            access_key_id=args.access_key_id,
+            access_key_secret=args.access_key_secret,
+            security_tokens={args.access_key_id: args.security_token}
+            if args.security_token
+            else None,
+            region=args.region,
+            account_id=args.account_id,
+        )
+    except OSError as exc:
+        print(f"aliyun-local: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    faults: dict[str, object] = {"latency_ms": args.latency_ms}
+    if args.documented_quotas:
+        faults["quotas"] = "documented"
+    if args.read_qps:
+        faults["read_qps"] = args.read_qps
+    if args.write_qps:
+        faults["write_qps"] = args.write_qps
+    server.emulator.faults = Faults.from_json(faults)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(
+        json.dumps(
+            {
+                "kms_endpoint": server.endpoint,
+                "admin_url": f"{server.url}/_local/",
+                "region": args.region,
+                "access_key_id": args.access_key_id,
+                "state": str(args.state) if args.state else None,
+            }
+        ),
+        flush=True,
+    )
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,150 @@
+"""Injected latency, quotas and failures, and the call log. Runtime settings, never persisted.
+
+Quotas are token buckets on the real monotonic clock (not the emulator clock, which tests
+move by hours): a bucket of ``qps`` tokens refilled at ``qps`` per second, so one second of
+burst and then the steady rate, as the documented per-second quotas behave.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ApiError, injected, invalid_parameter, throttled
+
+DOCUMENTED_QUOTAS = {"read_qps": 50.0, "write_qps": 30.0}
+MAX_CALLS_KEPT = 200_000
+
+
+class TokenBucket:
+    def __init__(self, qps: float) -> None:
+        if qps <= 0:
+            raise ValueError("qps must be positive")
+        self.qps = qps
+        self._tokens = qps
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Take a token; return 0 on success, else the seconds until one is available."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.qps, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.qps
+
+
+@dataclass
+class Faults:
+    latency_ms: float = 0.0
+    read_qps: float | None = None
+    write_qps: float | None = None
+    error_rate: float = 0.0
+    fail_next: dict[str, list[str]] = field(default_factory=dict)
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Faults:
+        """Build from the admin API's JSON; ``{}`` means no faults. Raises ``ApiError``."""
+        allowed = {"latency_ms", "read_qps", "write_qps", "error_rate", "fail_next", "quotas"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise invalid_parameter("faults", f"unknown fields {sorted(unknown)}")
+        faults = cls()
+        if body.get("quotas") == "documented":
+            faults.read_qps = DOCUMENTED_QUOTAS["read_qps"]
+            faults.write_qps = DOCUMENTED_QUOTAS["write_qps"]
+        elif "quotas" in body:
+            raise invalid_parameter("quotas", "only 'documented' (50 read / 30 write QPS)")
+        try:
+            faults.latency_ms = float(body.get("latency_ms", 0) or 0)
+            for name in ("read_qps", "write_qps"):
+                if body.get(name) is not None:
+                    setattr(faults, name, float(body[name]))
+            faults.error_rate = float(body.get("error_rate", 0) or 0)
+        except (TypeError, ValueError):
+            raise invalid_parameter("faults", "numbers expected") from None
+        if faults.latency_ms < 0 or not 0 <= faults.error_rate <= 1:
+            raise invalid_parameter("faults", "latency_ms >= 0 and 0 <= error_rate <= 1")
+        for name in ("read_qps", "write_qps"):
+            value = getattr(faults, name)
+            if value is not None and value <= 0:
+                raise invalid_parameter(name, "must be positive")
+        fail_next = body.get("fail_next") or {}
+        if not isinstance(fail_next, dict):
+            raise invalid_parameter("fail_next", "an object of Action -> Code (or list of codes)")
+        for action, codes in fail_next.items():
+            codes = [codes] if isinstance(codes, str) else codes
+            if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+                raise invalid_parameter("fail_next", f"codes for {action} must be strings")
+            faults.fail_next[str(action)] = list(codes)
+        if faults.read_qps:
+            faults._buckets["read"] = TokenBucket(faults.read_qps)
+        if faults.write_qps:
+            faults._buckets["write"] = TokenBucket(faults.write_qps)
+        return faults
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            pending = {a: list(c) for a, c in self.fail_next.items() if c}
+        return {
+            "latency_ms": self.latency_ms,
+            "read_qps": self.read_qps,
+            "write_qps": self.write_qps,
+            "error_rate": self.error_rate,
+            "fail_next": pending,
+        }
+
+    def before(self, action: str, quota_class: str | None) -> str | None:
+        """Apply faults before ``action`` runs. Raises the injected ``ApiError``; returns
+        ``"DropConnection"`` when the connection must be dropped without an answer."""
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        bucket = self._buckets.get(quota_class or "")
+        if bucket is not None:
+            wait = bucket.take()
+            if wait:
+                raise throttled(int(wait * 1000) + 1)
+        with self._lock:
+            codes = self.fail_next.get(action)
+            code = codes.pop(0) if codes else None
+        if code == "DropConnection":
+            return code
+        if code is not None:
+            raise injected(code)
+        if self.error_rate and random.random() < self.error_rate:  # noqa: S311 - fault dice
+            raise ApiError(
+                "ServiceUnavailableTemporary",
+                "The request has failed due to a temporary failure of the server.",
+                503,
+            )
+        return None
+
+
+class CallLog:
+    """What was called, in order: action, key id, status, code. Never parameters."""
+
+    def __init__(self) -> None:
+        self._calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def record(self, action: str, key_id: str | None, status: int, code: str | None) -> None:
+        with self._lock:
+            if len(self._calls) >= MAX_CALLS_KEPT:
+                del self._calls[: MAX_CALLS_KEPT // 10]
+            self._calls.append({"action": action, "key_id": key_id, "status": status, "code": code})
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._calls)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()

@@ -1,0 +1,402 @@
+"""The HTTP side of aliyun-local: a threaded server speaking the KMS wire protocol to the real
+SDKs, plus the unsigned admin API under ``/_local/``.
+
+Use ``LocalServer`` in tests (a context manager that serves on a free loopback port in-process)
+or ``aliyun-local serve`` from a shell. The server never logs request lines, query strings or
+bodies: wrapped key material travels in the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .clock import Clock, iso, parse_iso
+from .errors import ApiError
+from .faults import CallLog, Faults
+from .kms import API_VERSION as KMS_VERSION
+from .kms.models import KmsBackend
+from .kms.responses import ACTIONS as KMS_ACTIONS
+from .kms.responses import Params, quota_class
+from .signing import Credentials, verify_acs3, verify_rpc_v1
+
+log = logging.getLogger("aliyun_local")
+
+DEFAULT_ACCESS_KEY_ID = "local"
+DEFAULT_ACCESS_KEY_SECRET = "local-secret"  # noqa: S105 - the emulator's documented default
+DEFAULT_REGION = "cn-hangzhou"
+DEFAULT_ACCOUNT_ID = "1234567890123456"
+MAX_BODY_BYTES = 1024 * 1024
+STATE_FORMAT = "aliyun-local-state/1"
+_DROP = object()
+
+
+class Emulator:
+    """The emulated cloud: clock, KMS backend, faults, call log and optional persistence."""
+
+    def __init__(
+        self,
+        *,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        credentials: Credentials | None = None,
+        state_path: str | Path | None = None,
+    ) -> None:
+        self.region = region
+        self.account_id = account_id
+        self.credentials = credentials or Credentials(
+            {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET}, {}
+        )
+        self.clock = Clock()
+        self.faults = Faults()
+        self.calls = CallLog()
+        self.state_path = Path(state_path) if state_path else None
+        self._dirty = False
+        self._save_lock = threading.Lock()
+        self.kms = KmsBackend(region, account_id, self.clock, on_change=self._mark_dirty)
+        if self.state_path and self.state_path.exists():
+            self._load()
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _load(self) -> None:
+        assert self.state_path is not None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(
+                f"aliyun-local: cannot read state file {self.state_path}: {exc}"
+            ) from None
+        if state.get("format") != STATE_FORMAT:
+            raise SystemExit(f"aliyun-local: {self.state_path} is not an {STATE_FORMAT} file")
+        self.clock = Clock(float(state.get("clock_offset", 0.0)))
+        self.kms.clock = self.clock
+        self.kms.load_state(state.get("kms", {}))
+
+    def flush(self, force: bool = False) -> None:
+        """Write the state file atomically (temp file, fsync, rename) when anything changed."""
+        if self.state_path is None or not (self._dirty or force):
+            return
+        with self._save_lock:
+            self._dirty = False
+            state = {
+                "format": STATE_FORMAT,
+                "clock_offset": self.clock.offset,
+                "kms": self.kms.to_state(),
+            }
+            directory = self.state_path.parent
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".aliyun-local-", dir=directory)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(state, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, self.state_path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def reset(self) -> None:
+        self.kms.reset()
+        self.clock.reset()
+        self.faults = Faults()
+        self.calls.clear()
+        self.flush(force=True)
+
+    # ---- KMS requests ----------------------------------------------------------------------
+
+    def handle_kms(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
+        request_id = str(uuid.uuid4()).upper()
+        parts = urlsplit(raw_path)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        params = dict(query)
+        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        action = headers.get("x-acs-action") or params.get("Action") or ""
+        key_id = params.get("KeyId")
+        try:
+            if not action:
+                raise ApiError("MissingParameter", "The parameter Action is required.", 400)
+            if "authorization" in headers:
+                verify_acs3(method, unquote(parts.path), query, headers, body, self.credentials)
+            elif "Signature" in params:
+                verify_rpc_v1(method, params, self.credentials)
+            else:
+                raise ApiError(
+                    "IncompleteSignature",
+                    "The request signature does not conform to Aliyun standards: unsigned.",
+                    400,
+                )
+            handler = KMS_ACTIONS.get(action)
+            if handler is None:
+                raise ApiError(
+                    "InvalidAction.NotFound",
+                    f"Specified api {action} is not found (aliyun-local does not emulate it).",
+                    404,
+                )
+            version = headers.get("x-acs-version") or params.get("Version")
+            if version != KMS_VERSION:
+                raise ApiError("InvalidVersion", f"Specified version {version} is invalid.", 400)
+            if self.faults.before(action, quota_class(action)) == "DropConnection":
+                self.calls.record(action, key_id, 0, "DropConnection")
+                return _DROP
+            result = handler(self.kms, Params(params))
+            self.flush()
+        except ApiError as err:
+            self.flush()
+            self.calls.record(action, key_id, err.status, err.code)
+            return (
+                err.status,
+                err.headers,
+                {
+                    "RequestId": request_id,
+                    "HostId": f"kms.{self.region}.aliyuncs.com",
+                    "Code": err.code,
+                    "Message": err.message,
+                    "Recommend": "",
+                },
+            )
+        except Exception as exc:  # a bug in the emulator: answer as KMS would, log the type only
+            log.error("internal error in %s: %s", action, type(exc).__name__)
+            self.calls.record(action, key_id, 500, "InternalFailure")
+            return (
+                500,
+                {},
+                {
+                    "RequestId": request_id,
+                    "HostId": f"kms.{self.region}.aliyuncs.com",
+                    "Code": "InternalFailure",
+                    "Message": "The request processing has failed due to some unknown error.",
+                },
+            )
+        self.calls.record(action, key_id, 200, None)
+        result["RequestId"] = request_id
+        return 200, {}, result
+
+    # ---- admin API -------------------------------------------------------------------------
+
+    def handle_admin(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        try:
+            data = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return 400, {"Code": "InvalidJSON", "Message": "the body is not JSON"}
+        if not isinstance(data, dict):
+            return 400, {"Code": "InvalidJSON", "Message": "the body must be a JSON object"}
+        route = path[len("/_local/") :].rstrip("/")
+        try:
+            if route == "reset" and method == "POST":
+                self.reset()
+                return 200, {"reset": True}
+            if route == "health" and method == "GET":
+                return 200, {"ok": True, "now": iso(self.clock.now())}
+            if route == "clock":
+                if method == "POST":
+                    self._set_clock(data)
+                    self.flush(force=True)
+                return 200, {"now": iso(self.clock.now()), "offset_seconds": self.clock.offset}
+            if route == "faults":
+                if method == "POST":
+                    self.faults = Faults.from_json(data)
+                return 200, self.faults.to_json()
+            if route == "settings":
+                if method == "POST":
+                    self.kms.settings.update(data)
+                    self.kms.changed()
+                    self.flush()
+                return 200, self.kms.settings.to_json()
+            if route == "calls":
+                if method == "DELETE":
+                    self.calls.clear()
+                return 200, self.calls.list()
+            if route.startswith("keys/") and method == "GET":
+                return 200, self.kms.emulator_view(route[len("keys/") :])
+        except ApiError as err:
+            return err.status, {"Code": err.code, "Message": err.message}
+        return 404, {"Code": "NotFound", "Message": f"no admin route {method} {path}"}
+
+    def _set_clock(self, data: dict[str, Any]) -> None:
+        if set(data) == {"advance_seconds"} and isinstance(data["advance_seconds"], int | float):
+            self.clock.advance(float(data["advance_seconds"]))
+        elif set(data) == {"now"} and isinstance(data["now"], str):
+            try:
+                self.clock.set(parse_iso(data["now"]))
+            except ValueError:
+                raise ApiError("InvalidParameter", "now must be YYYY-MM-DDTHH:MM:SSZ") from None
+        else:
+            raise ApiError(
+                "InvalidParameter", 'send {"advance_seconds": N} or {"now": "YYYY-MM-DDTHH:MM:SSZ"}'
+            )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    timeout = 60  # idle keep-alive connections
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Never log request lines: EncryptedKeyMaterial and tokens travel in the query string.
+        pass
+
+    def _read_body(self) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self._send(413, {}, {"Code": "RequestEntityTooLarge", "Message": "body too large"})
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        emulator = self.server.emulator
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Date", emulator.clock.http_date())
+        if isinstance(payload, dict) and "RequestId" in payload:
+            self.send_header("x-acs-request-id", payload["RequestId"])
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return self.server.emulator.clock.http_date()
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        path = self.path
+        if path.startswith("/_local/") or path == "/_local":
+            status, payload = self.server.emulator.handle_admin(
+                self.command, urlsplit(path).path, body
+            )
+            self._send(status, {}, payload)
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        result = self.server.emulator.handle_kms(self.command, path, headers, body)
+        if result is _DROP:
+            self.close_connection = True
+            return
+        status, extra, payload = result  # type: ignore[misc]
+        self._send(status, extra, payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        super().__init__(address, _Handler)
+
+
+class LocalServer:
+    """aliyun-local in-process, for tests and the demo.
+
+    >>> with LocalServer() as server:
+    ...     config = Config(access_key_id="local", access_key_secret="local-secret",
+    ...                     endpoint=server.endpoint, protocol="http", region_id="cn-hangzhou")
+
+    ``reset()`` between tests; ``advance_clock``, ``set_faults``, ``calls`` and ``key_view``
+    mirror the admin API.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        state_path: str | Path | None = None,
+        access_key_id: str = DEFAULT_ACCESS_KEY_ID,
+        access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET,
+        security_tokens: dict[str, str] | None = None,
+        extra_credentials: dict[str, str] | None = None,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> None:
+        self.access_key_id = access_key_id
+        self.access_key_secret = access_key_secret
+        self.region = region
+        creds = {access_key_id: access_key_secret, **(extra_credentials or {})}
+        self.emulator = Emulator(
+            region=region,
+            account_id=account_id,
+            credentials=Credentials(creds, dict(security_tokens or {})),
+            state_path=state_path,
+        )
+        self._server = _Server((host, port), self.emulator)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    def start(self) -> LocalServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"aliyun-local-{secrets.token_hex(2)}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self.emulator.flush()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Admin conveniences (the same operations as the HTTP admin API).
+    def reset(self) -> None:
+        self.emulator.reset()
+
+    def advance_clock(self, seconds: float) -> None:
+        self.emulator.clock.advance(seconds)
+
+    def now(self) -> float:
+        return self.emulator.clock.now()
+
+    def set_faults(self, **faults: Any) -> None:
+        self.emulator.faults = Faults.from_json(faults)
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.emulator.calls.list()
+
+    def key_view(self, key_id: str) -> dict[str, Any]:
+        return self.emulator.kms.emulator_view(key_id)

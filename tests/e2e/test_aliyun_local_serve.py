@@ -1,0 +1,127 @@
+"""`aliyun-local serve` as users and CI run it: the JSON line, persistence across a restart,
+clean exit on SIGTERM/SIGINT, and silence about material."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alibabacloud_kms20160120 import models as km
+
+from byok_keeper.material import load_private_key
+from tests.functional.conftest import create_external_key, describe, import_material
+
+SCRIPT = str(Path(sys.executable).parent / "aliyun-local")
+
+
+class _Served:
+    def __init__(self, proc: subprocess.Popen, info: dict) -> None:
+        self.proc = proc
+        self.info = info
+        self.endpoint = info["kms_endpoint"]
+        self.access_key_id = "local"
+        self.access_key_secret = "local-secret"
+        self.region = "cn-hangzhou"
+
+
+def _serve(*args: str) -> _Served:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proc = subprocess.Popen(
+        [SCRIPT, "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()  # the server prints this line once it is listening
+    if not line:
+        proc.kill()
+        pytest.fail(f"aliyun-local did not start: {proc.stderr.read()[-500:]}")
+    return _Served(proc, json.loads(line))
+
+
+def _stop(served: _Served, sig=signal.SIGTERM) -> tuple[int, str, str]:
+    served.proc.send_signal(sig)
+    out, err = served.proc.communicate(timeout=30)
+    return served.proc.returncode, out, err
+
+
+def test_help_teaches_the_serve_options():
+    out = subprocess.run([SCRIPT, "serve", "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for option in ("--host", "--port", "--state", "--access-key-id", "--access-key-secret"):
+        assert option in out.stdout
+    assert "kms_endpoint" in out.stdout
+
+
+def test_bad_arguments_exit_2_with_one_line():
+    out = subprocess.run([SCRIPT, "serve", "--port", "99999"], capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    assert out.returncode == 2
+    assert "must be 0-65535" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target_keys):
+    from tests.functional.conftest import make_client
+
+    state = tmp_path / "state.json"
+    first = _serve("--state", str(state))
+    assert first.info["kms_endpoint"].startswith("127.0.0.1:")
+    kms = make_client(first)
+    key_id = create_external_key(kms, "EC_P256")
+    material = load_private_key(target_keys["EC_P256"])
+    params = import_material(kms, key_id, material)
+    kms.tag_resource(km.TagResourceRequest(key_id=key_id, tags=json.dumps(
+        [{"TagKey": "byok-keeper:lease", "TagValue": "30d"}])))  # fmt: skip
+    kms.create_secret(km.CreateSecretRequest(secret_name="byok/x", secret_data="sealed",
+                                             version_id="1"))  # fmt: skip
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(
+        f"http://{first.endpoint}/_local/clock", method="POST",
+        data=b'{"advance_seconds": 3600}'), timeout=10).read()  # fmt: skip
+    code, out, err = _stop(first)
+    assert code == 0
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+    for text in (out, err):
+        assert params.import_token not in text
+        assert material.fingerprint not in text
+        assert "EncryptedKeyMaterial" not in text
+
+    second = _serve("--state", str(state))
+    try:
+        kms = make_client(second)
+        assert describe(kms, key_id).key_state == "Enabled"
+        tags = kms.list_resource_tags(km.ListResourceTagsRequest(key_id=key_id)).body.tags.tag
+        assert [(t.tag_key, t.tag_value) for t in tags] == [("byok-keeper:lease", "30d")]
+        secret = kms.get_secret_value(km.GetSecretValueRequest(secret_name="byok/x")).body
+        assert secret.secret_data == "sealed"
+        view = json.loads(urllib.request.urlopen(
+            f"http://{second.endpoint}/_local/keys/{key_id}", timeout=10).read())  # fmt: skip
+        assert view["material_fingerprint"] == material.fingerprint
+        clock = json.loads(urllib.request.urlopen(
+            f"http://{second.endpoint}/_local/clock", timeout=10).read())  # fmt: skip
+        assert 3590 < clock["offset_seconds"] < 3610
+        # The import token and its wrapping key persisted too: still usable after the restart.
+        from byok_keeper.wrapping import wrap_key_material
+
+        wrapped = wrap_key_material(
+            material.import_bytes(), params.public_key, material.spec.wrapping_algorithm
+        )
+        kms.import_key_material(
+            km.ImportKeyMaterialRequest(
+                key_id=key_id,
+                import_token=params.import_token,
+                key_material_expire_unix=0,
+                encrypted_key_material=wrapped,
+            )
+        )
+    finally:
+        code, _out, _err = _stop(second, signal.SIGINT)
+    assert code == 0

@@ -33,10 +33,13 @@ KEYGEN = {
     "EC_SM2": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2"],
 }
 OAEP = [
-    "-pkeyopt", "rsa_padding_mode:oaep",
-    "-pkeyopt", "rsa_oaep_md:sha256",
-    "-pkeyopt", "rsa_mgf1_md:sha256",
-]  # fmt: skip
+    "-pkeyopt",
+    "rsa_padding_mode:oaep",
+    "-pkeyopt",
+    "rsa_oaep_md:sha256",
+    "-pkeyopt",
+    "rsa_mgf1_md:sha256",
+]
 
 
 def _openssl(*args: str | Path, input: bytes | None = None) -> bytes:

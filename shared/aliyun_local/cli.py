@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             account_id=args.account_id,
         )
     except OSError as exc:
-        print(f"aliyun-local: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"aliyun-local: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
     faults: dict[str, object] = {"latency_ms": args.latency_ms}
     if args.documented_quotas:

@@ -53,3 +53,17 @@ class UnwrapError(ExecutionError):
     def __init__(self, algorithm: str) -> None:
         self.algorithm = algorithm
         super().__init__(f"wrapped key material does not open under {algorithm}")
+
+
+class MaterialMismatch(ExecutionError):
+    """Two identities of one key disagree (vault vs envelope, vault vs KMS): never import."""
+
+    def __init__(self, key_id: str, where: str, expected: str, actual: str) -> None:
+        self.key_id = key_id
+        self.where = where
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"material mismatch for {key_id}: {where} has fingerprint {actual[:16]}..., "
+            f"the envelope records {expected[:16]}...; nothing was imported"
+        )

@@ -156,9 +156,10 @@ def load_private_key(
     spec = lookup_spec(key_spec) if key_spec is not None else None
     if len(data) > MAX_KEY_FILE_BYTES:
         raise KeyMaterialError(f"input is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")
-    stripped = bytes(data).strip()
-    if stripped.startswith(b"-----BEGIN"):
-        return _load_pem(stripped, spec, passphrase)
+    # Only PEM is copied into immutable bytes (the regex needs them); DER and raw input go
+    # straight into a wipeable buffer.
+    if bytes(data[:80]).lstrip().startswith(b"-----BEGIN"):
+        return _load_pem(bytes(data).strip(), spec, passphrase)
     if len(data) == 32:
         if spec is not None and spec.material_encoding != RAW_SM2_D:
             raise KeyMaterialError(

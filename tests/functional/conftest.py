@@ -84,3 +84,17 @@ def import_material(
 
 def describe(client: Client, key_id: str) -> kms_models.DescribeKeyResponseBodyKeyMetadata:
     return client.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
+
+
+def make_gateway(server: LocalServer, allowlist, **kwargs):
+    """Our KMS gateway on the real SDK, pointed at the emulator (no sleeping in retries)."""
+    from byok_keeper.kms import KmsGateway, RequestBudget, build_client, static_credential
+
+    client = build_client(
+        region=server.region,
+        endpoint=f"http://{server.endpoint}",
+        credential=static_credential(server.access_key_id, server.access_key_secret),
+    )
+    kwargs.setdefault("sleep", lambda _s: None)
+    kwargs.setdefault("budget", RequestBudget(1000, 1000))
+    return KmsGateway(client, allowlist, region=server.region, **kwargs)

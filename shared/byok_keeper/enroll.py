@@ -1,0 +1,307 @@
+"""Enrollment: the one moment a key's material enters KMS for the first time.
+
+In KMS the first import is permanent, so the order is fixed (invariant 3, sealed before
+imported) and every step can be re-run:
+
+    validate -> create (or look up) -> seal+write -> read back and open -> import -> verify
+    -> record first import -> tag
+
+What a crash after each step leaves, and what re-running the same command does:
+
+* after ``create``: an EXTERNAL key in PendingImport, tagged ``byok-keeper:fingerprint``, and no
+  envelope. Nothing is in KMS. ``enroll --create`` with the same material finds that key by its
+  tag and carries on; no second key is made.
+* after ``seal`` (envelope written and checked): the vault holds the material, KMS does not. The
+  planner reports the key as ALERT (enrollment incomplete); a re-run imports.
+* after ``import``: KMS holds the material and so does the vault, but the envelope does not yet
+  record the first import, so the agent will not re-import it (invariant 2) and the planner
+  reports ALERT. A re-run sees the key Enabled with the same public key, imports again (harmless:
+  identical material) and records.
+* after ``record``: only the ``byok-keeper:managed`` and lease tags are missing; a re-run adds
+  them. The agent does not need them (the vault is the inventory).
+
+Never: material in KMS that the vault does not hold.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from .errors import ExecutionError, InputError, MaterialMismatch
+from .kms import ImportParameters, KeyInfo, KmsApiError, KmsGateway, format_kms_time
+from .lease import Lease
+from .material import PrivateKeyMaterial
+from .specs import key_spec as lookup_spec
+from .vault import Header, Vault, VaultConflict
+from .verify import verify_identity
+from .wrapping import wrap_key_material
+
+FINGERPRINT_TAG = "byok-keeper:fingerprint"
+MANAGED_TAG = "byok-keeper:managed"
+LEASE_TAG = "byok-keeper:lease"
+HOLD_TAG = "byok-keeper:hold"
+
+StepCallback = Callable[[str, dict], None]
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    key_spec: str
+    key_usage: str
+    instance_id: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    key_id: str
+    fingerprint: str
+    key_spec: str
+    key_usage: str
+    key_state: str
+    material_expire_time: datetime | None
+    lease: str
+    vault: str
+    created: bool
+    adopted: bool
+    resumed: bool
+    canary: str
+    request_ids: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        return {
+            "key_id": self.key_id,
+            "fingerprint": self.fingerprint,
+            "key_spec": self.key_spec,
+            "key_usage": self.key_usage,
+            "key_state": self.key_state,
+            "material_expire_time": format_kms_time(self.material_expire_time),
+            "lease": self.lease,
+            "vault": self.vault,
+            "created": self.created,
+            "adopted": self.adopted,
+            "resumed": self.resumed,
+            "canary": self.canary,
+            "request_ids": list(self.request_ids),
+        }
+
+
+def account_from_arn(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 4 else ""
+
+
+def import_once(
+    gateway: KmsGateway, key: KeyInfo, material: PrivateKeyMaterial, expire_unix: int
+) -> list[str]:
+    """GetParametersForImport -> wrap -> ImportKeyMaterial; a fresh token once if it expired.
+
+    Returns the request ids. ``InvalidKeyMaterial`` becomes ``MaterialMismatch``: KMS holds
+    other material for this key, and no retry can change that.
+    """
+    spec = material.spec
+    request_ids: list[str] = []
+    for attempt in (1, 2):
+        params: ImportParameters = gateway.get_parameters_for_import(
+            key.key_id, spec.wrapping_algorithm, spec.wrapping_key_spec
+        )
+        request_ids.append(params.request_id)
+        wrapped = wrap_key_material(
+            material.import_bytes(), params.public_key, spec.wrapping_algorithm
+        )
+        try:
+            request_ids.append(
+                gateway.import_key_material(key.key_id, wrapped, params.import_token, expire_unix)
+            )
+            return request_ids
+        except KmsApiError as exc:
+            if exc.code == "InvalidKeyMaterial":
+                raise MaterialMismatch(
+                    key.key_id,
+                    "KMS (it refused the material: the key is bound to other material)",
+                    material.fingerprint,
+                    "unknown",
+                ) from None
+            if exc.code in ("ExpiredImportToken", "InvalidImportToken") and attempt == 1:
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def enroll(
+    gateway: KmsGateway,
+    vault: Vault,
+    material: PrivateKeyMaterial,
+    *,
+    lease: Lease,
+    key_id: str | None = None,
+    create: CreateRequest | None = None,
+    on_step: StepCallback | None = None,
+) -> EnrollResult:
+    """Enroll ``material`` for an existing EXTERNAL key (``key_id``) or a new one (``create``).
+
+    Raises ``InputError`` (exit 2) for anything the operator must change, ``MaterialMismatch``
+    when KMS or the vault holds other material, ``KmsApiError``/``KmsUnavailable`` otherwise.
+    """
+    step = on_step or (lambda name, detail: None)
+    if (key_id is None) == (create is None):
+        raise InputError("give either an existing key id or --create, not both")
+    fp = material.fingerprint
+    created = resumed = adopted = False
+
+    # -- validate --
+    if create is not None:
+        spec = lookup_spec(create.key_spec)
+        if spec.name != material.key_spec:
+            raise InputError(
+                f"--key-spec {spec.name} does not fit the material ({material.key_spec})"
+            )
+        if create.key_usage not in spec.usages:
+            raise InputError(
+                f"{spec.name} keys support usage {' or '.join(spec.usages)}, not {create.key_usage}"
+            )
+        if not create.instance_id:
+            raise InputError("--instance (a KMS instance id, kst-...) is required with --create")
+    step("validate", {"key_spec": material.key_spec, "fingerprint": fp})
+
+    # -- create, or find the key --
+    if create is not None:
+        key = _find_created(gateway, fp)
+        if key is None:
+            key = gateway.create_key(
+                key_spec=create.key_spec,
+                key_usage=create.key_usage,
+                instance_id=create.instance_id,
+                description=create.description or "managed by byok-keeper",
+                tags={FINGERPRINT_TAG: fp},
+            )
+            created = True
+        else:
+            resumed = True
+        step("create", {"key_id": key.key_id, "created": created})
+    else:
+        assert key_id is not None
+        key = gateway.describe_key(key_id)
+    _check_key(key, material)
+
+    existing = vault.get(key.key_id)
+    if existing is not None and existing.fingerprint != fp:
+        raise VaultConflict(
+            f"the vault already holds different material for {key.key_id}; refusing to enroll "
+            "other material over it"
+        )
+    if key.key_state in ("Enabled", "Disabled"):
+        if key.key_state == "Disabled":
+            raise InputError(
+                f"{key.key_id} is Disabled and already holds material: its public key cannot "
+                "be read to prove the material matches; enable the key, then enroll"
+            )
+        try:
+            verify_identity(gateway, key, fp, material.public_key_der)
+        except MaterialMismatch as exc:
+            raise InputError(
+                f"{key.key_id} already holds other material (KMS public key fingerprint "
+                f"{exc.actual[:16]}..., given material {fp[:16]}...); refusing to adopt it"
+            ) from None
+        adopted = existing is None
+        resumed = resumed or existing is not None
+
+    # -- seal, write, read back (invariant 3) --
+    now = gateway.now()
+    if existing is not None:
+        resumed = True
+        header = existing.header
+        if header.lease != str(lease):
+            header = replace(header, lease=str(lease))
+    else:
+        header = Header(
+            key_id=key.key_id,
+            region=gateway.region,
+            account_id=account_from_arn(key.arn),
+            key_spec=material.key_spec,
+            key_usage=key.key_usage,
+            protection_level=key.protection_level,
+            public_key_der=base64.b64encode(material.public_key_der).decode(),
+            fingerprint=fp,
+            material_encoding=material.spec.material_encoding,
+            lease=str(lease),
+            enrolled_at=format_kms_time(now),
+            first_imported_at=None,
+        )
+    stored = vault.put(header, material)
+    step("seal", {"vault": vault.uri, "resumed": existing is not None})
+
+    # -- first import (or a harmless identical re-import) --
+    expire_unix = lease.expire_unix(gateway.now())
+    request_ids = import_once(gateway, key, material, expire_unix)
+    step("import", {"expire_unix": expire_unix})
+
+    # -- verify --
+    key = gateway.describe_key(key.key_id)
+    if key.key_state != "Enabled":
+        raise ExecutionError(f"{key.key_id} is {key.key_state} after import; expected Enabled")
+    expected_expiry = expire_unix or None
+    actual_expiry = int(key.material_expire_time.timestamp()) if key.material_expire_time else None
+    if actual_expiry != expected_expiry:
+        shown = format_kms_time(key.material_expire_time) or "never"
+        raise ExecutionError(
+            f"{key.key_id} reports material expiry {shown}, expected {expire_unix or 'never'}"
+        )
+    proof = verify_identity(gateway, key, fp, material.public_key_der)
+    step("verify", {"canary": proof.canary, "key_state": key.key_state})
+
+    # -- record the first import in the envelope --
+    if stored.header.first_imported_at is None:
+        vault.put(stored.header.with_first_import(format_kms_time(gateway.now())), material)
+    step("record", {})
+
+    # -- tag --
+    gateway.tag_key(key.key_id, {MANAGED_TAG: "true", LEASE_TAG: str(lease)})
+    step("tag", {})
+
+    return EnrollResult(
+        key_id=key.key_id,
+        fingerprint=fp,
+        key_spec=key.key_spec,
+        key_usage=key.key_usage,
+        key_state=key.key_state,
+        material_expire_time=key.material_expire_time,
+        lease=str(lease),
+        vault=vault.uri,
+        created=created,
+        adopted=adopted,
+        resumed=resumed and not created,
+        canary=proof.canary,
+        request_ids=tuple(r for r in request_ids if r),
+    )
+
+
+def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
+    """A key an earlier ``enroll --create`` of this material made (tagged with its fingerprint)."""
+    candidates = gateway.list_keys(
+        filters=[
+            {"Key": "TagKey", "Values": [FINGERPRINT_TAG]},
+            {"Key": "TagValue", "Values": [fp]},
+        ],
+        max_keys=100,
+    )
+    for candidate in candidates:
+        if gateway.list_tags(candidate).get(FINGERPRINT_TAG) == fp:
+            key = gateway.describe_key(candidate)
+            if key.origin == "EXTERNAL" and key.key_state != "PendingDeletion":
+                return key
+    return None
+
+
+def _check_key(key: KeyInfo, material: PrivateKeyMaterial) -> None:
+    if key.origin != "EXTERNAL":
+        raise InputError(
+            f"{key.key_id} has Origin {key.origin}; only EXTERNAL keys take imported material"
+        )
+    if key.key_spec != material.key_spec:
+        raise InputError(f"{key.key_id} is {key.key_spec}; the material is {material.key_spec}")
+    if key.key_state == "PendingDeletion":
+        raise InputError(f"{key.key_id} is PendingDeletion; cancel the deletion first")

@@ -1,0 +1,29 @@
+"""Building dependencies from settings: one place, used by the CLI, FC handlers and the daemon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .kms import Allowlist, KmsGateway, RequestBudget, build_client
+from .settings import Settings
+from .vault import Vault, build_sealer, build_store
+
+
+def build_gateway(
+    settings: Settings, allowlist: Allowlist, *, credential: Any = None
+) -> KmsGateway:
+    client = build_client(
+        region=settings.region, endpoint=settings.kms_endpoint, credential=credential
+    )
+    budget = RequestBudget(settings.read_qps, settings.write_qps)
+    return KmsGateway(client, allowlist, region=settings.region, budget=budget)
+
+
+def build_vault(settings: Settings, gateway: KmsGateway) -> Vault:
+    store = build_store(settings.vault or "", gateway)
+    sealer = build_sealer(
+        seal_key_file=settings.seal_key_file,
+        seal_kms_key_id=settings.seal_kms_key_id,
+        gateway=gateway,
+    )
+    return Vault(store, sealer)

@@ -1,0 +1,714 @@
+"""The KMS gateway: the only module that imports ``alibabacloud_kms20160120``.
+
+* Every call goes through ``KmsGateway._call``, which refuses actions outside the gateway's
+  allowlist (invariant 1: never rotate, never delete), spends the request budget, retries what
+  may be retried, reads KMS's clock from the ``Date`` header and translates SDK exceptions into
+  ``KmsApiError`` / ``KmsUnavailable``.
+* Results are our frozen dataclasses, never SDK models. Anything holding a token or plaintext
+  keeps it out of ``repr``.
+* Transport errors are reported by type only: the SDK's own messages can carry the request URL,
+  and the URL carries ``EncryptedKeyMaterial`` and the import token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from alibabacloud_kms20160120 import models as km
+from alibabacloud_kms20160120.client import Client
+from alibabacloud_tea_openapi.exceptions import (
+    ClientException,
+    ServerException,
+    ThrottlingException,
+)
+from alibabacloud_tea_openapi.models import Config
+from darabonba.runtime import RuntimeOptions
+
+from .errors import ConfigError, ExecutionError
+
+# ---- allowlists (invariant 1) -------------------------------------------------------------
+
+_READ_KEYS = frozenset({"DescribeKey", "ListKeys", "ListResourceTags"})
+_CANARY = frozenset(
+    {"GetPublicKey", "ListKeyVersions", "AsymmetricSign", "AsymmetricVerify"}
+    | {"AsymmetricEncrypt", "AsymmetricDecrypt"}
+)
+_IMPORT = frozenset({"GetParametersForImport", "ImportKeyMaterial"})
+_VAULT_READ = frozenset({"Decrypt", "GetSecretValue", "ListSecrets"})
+_VAULT_WRITE = frozenset({"GenerateDataKey", "CreateSecret", "PutSecretValue"})
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """The KMS actions one caller may use. Nothing else reaches the SDK."""
+
+    name: str
+    actions: frozenset[str]
+
+
+# What a sweep or a one-key re-import may do: read, import, verify, read the vault.
+SWEEP = Allowlist("sweep", _READ_KEYS | _CANARY | _IMPORT | _VAULT_READ)
+# plan, status, verify: reads and canaries only.
+READ_ONLY = Allowlist("read-only", _READ_KEYS | _CANARY | _VAULT_READ)
+# enrollment additionally creates keys, tags them and writes envelopes.
+ENROLL = Allowlist(
+    "enroll",
+    _READ_KEYS | _CANARY | _IMPORT | _VAULT_READ | _VAULT_WRITE | {"CreateKey", "TagResource"},
+)
+# hold / release: the hold tag and nothing else.
+HOLD = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
+# Never in any allowlist, whatever a caller asks: rotation and destruction.
+FORBIDDEN = frozenset(
+    {
+        "CreateKeyVersion",
+        "UpdateRotationPolicy",
+        "DeleteKeyMaterial",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+        "DisableKey",
+        "EnableKey",
+        "DeleteKey",
+    }
+)
+assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
+
+# Quota classes, as KMS counts them (ALIBABA-FACTS.md "Quotas").
+READ_ACTIONS = _READ_KEYS | {"GetParametersForImport", "GetPublicKey", "ListKeyVersions"}
+WRITE_ACTIONS = frozenset({"CreateKey", "TagResource", "UntagResource", "ImportKeyMaterial"})
+# Retrying these after an unknown outcome could do the work twice.
+NOT_IDEMPOTENT = frozenset({"CreateKey"})
+_TEXT = "text"  # SecretDataType of an envelope
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+class KmsApiError(ExecutionError):
+    """KMS answered with an error."""
+
+    def __init__(self, action: str, code: str, status: int, request_id: str, message: str) -> None:
+        self.action = action
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        # Server messages never echo parameters for ACS3 requests; cap them all the same.
+        self.server_message = (message or "")[:200]
+        super().__init__(
+            f"KMS {action} failed: {code} (HTTP {status}, request id {request_id or '-'})"
+            + (f": {self.server_message}" if self.server_message else "")
+        )
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 429 or self.status >= 500 or self.code == "Rejected.Throttling"
+
+
+class KmsUnavailable(ExecutionError):
+    """KMS could not be reached or did not answer (connection refused, reset, timeout)."""
+
+    def __init__(self, action: str, cause: str) -> None:
+        self.action = action
+        self.cause = cause
+        super().__init__(f"KMS {action} failed: no answer from KMS ({cause})")
+
+
+class ActionNotAllowed(ExecutionError):
+    """A caller asked for an action outside its allowlist: a bug, refused before the SDK."""
+
+    def __init__(self, action: str, allowlist: Allowlist) -> None:
+        self.action = action
+        super().__init__(f"KMS action {action} is not allowed for {allowlist.name}")
+
+
+# ---- results -------------------------------------------------------------------------------
+
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def parse_kms_time(text: str | None) -> datetime | None:
+    """``YYYY-MM-DDTHH:MM:SSZ`` -> aware UTC datetime; empty -> None."""
+    if not text:
+        return None
+    return datetime.strptime(text, _ISO).replace(tzinfo=timezone.utc)
+
+
+def format_kms_time(when: datetime | None) -> str:
+    return when.astimezone(timezone.utc).strftime(_ISO) if when else ""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    arn: str
+    key_spec: str
+    key_usage: str
+    key_state: str
+    origin: str
+    protection_level: str
+    instance_id: str
+    primary_key_version: str
+    material_expire_time: datetime | None
+    delete_date: datetime | None
+    creation_date: datetime | None
+    description: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ImportParameters:
+    key_id: str
+    public_key: str  # Base64 DER SubjectPublicKeyInfo
+    token_expire_time: datetime | None
+    request_id: str
+    import_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DataKey:
+    key_id: str
+    ciphertext_blob: str
+    request_id: str
+    plaintext: bytearray = field(repr=False)  # the caller wipes it
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    name: str
+    version_id: str
+    data: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    key_ids: tuple[str, ...]
+    total: int
+
+
+# ---- request budget --------------------------------------------------------------------------
+
+
+class RequestBudget:
+    """Token buckets for key-management reads and writes, shared by every thread of a run.
+
+    Blocks (through the injected ``sleep``) until a token is free, so a fleet of any size stays
+    under the configured rates. Defaults are half the documented quotas (50 read, 30 write QPS),
+    which production traffic shares.
+    """
+
+    def __init__(
+        self,
+        read_qps: float = 25.0,
+        write_qps: float = 15.0,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._rates = {"read": float(read_qps), "write": float(write_qps)}
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next: dict[str, float] = {"read": 0.0, "write": 0.0}
+        self._lock = threading.Lock()
+
+    def spend(self, action: str) -> None:
+        kind = "read" if action in READ_ACTIONS else "write" if action in WRITE_ACTIONS else None
+        if kind is None:
+            return
+        interval = 1.0 / self._rates[kind]
+        with self._lock:
+            now = self._monotonic()
+            # One second of burst at most, then the steady rate: a reservation schedule.
+            slot = max(self._next[kind], now - 1.0 + interval)
+            self._next[kind] = slot + interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+
+# ---- the gateway -------------------------------------------------------------------------------
+
+
+class KmsGateway:
+    """Typed, allowlisted, budgeted access to one region's KMS."""
+
+    def __init__(
+        self,
+        client: Client,
+        allowlist: Allowlist,
+        *,
+        region: str,
+        budget: RequestBudget | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self.allowlist = allowlist
+        self.region = region
+        self.budget = budget or RequestBudget(sleep=sleep)
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
+        self._clock_offset: float | None = None
+        self.stats: dict[str, int] = {"calls": 0, "retries": 0, "throttled": 0}
+        self._stats_lock = threading.Lock()
+
+    def with_allowlist(self, allowlist: Allowlist) -> KmsGateway:
+        """The same client, budget and clock under another allowlist."""
+        other = KmsGateway(
+            self._client,
+            allowlist,
+            region=self.region,
+            budget=self.budget,
+            retry=self.retry,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        other._clock_offset = self._clock_offset
+        return other
+
+    # -- the clock --
+
+    @property
+    def clock_offset(self) -> float | None:
+        """KMS time minus local time, from the last response's ``Date`` header (None = unknown)."""
+        return self._clock_offset
+
+    def now(self) -> datetime:
+        """KMS's idea of now (local time until a response has been seen)."""
+        return datetime.fromtimestamp(time.time() + (self._clock_offset or 0.0), tz=timezone.utc)
+
+    def _observe_date(self, headers: dict[str, str] | None) -> None:
+        date = (headers or {}).get("date") or (headers or {}).get("Date")
+        if not date:
+            return
+        try:
+            server = parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return
+        self._clock_offset = server - time.time()
+
+    # -- the one path to the SDK --
+
+    def _call(self, action: str, method: Callable[..., Any], request: Any) -> Any:
+        if action not in self.allowlist.actions or action in FORBIDDEN:
+            raise ActionNotAllowed(action, self.allowlist)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.budget.spend(action)
+            with self._stats_lock:
+                self.stats["calls"] += 1
+            try:
+                response = method(request, RuntimeOptions())
+            except ThrottlingException as exc:
+                with self._stats_lock:
+                    self.stats["throttled"] += 1
+                error = _api_error(action, exc)
+                # Honour x-acs-retry-after (milliseconds), capped; else back off as usual.
+                hinted = min(self.retry.max_delay, max(0.0, (exc.retry_after or 0) / 1000.0))
+                delay = hinted or self._backoff(attempt)
+            except (ClientException, ServerException) as exc:
+                error = _api_error(action, exc)
+                if error.code == "Rejected.Throttling":
+                    with self._stats_lock:
+                        self.stats["throttled"] += 1
+                if not error.retryable:
+                    raise error from None
+                delay = self._backoff(attempt)
+            except Exception as exc:  # transport: refused, reset, timeout, non-JSON body
+                if _is_credential_error(exc):
+                    raise ConfigError(
+                        "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+                        "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for "
+                        "STS), or configure a profile or instance role"
+                    ) from None
+                error = KmsUnavailable(action, _describe_transport(exc))
+                if action in NOT_IDEMPOTENT:
+                    raise error from None
+                delay = self._backoff(attempt)
+            else:
+                self._observe_date(getattr(response, "headers", None))
+                return response
+            if attempt >= self.retry.max_attempts:
+                raise error from None
+            with self._stats_lock:
+                self.stats["retries"] += 1
+            self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)
+
+    # -- keys --
+
+    def describe_key(self, key_id: str) -> KeyInfo:
+        r = self._call(
+            "DescribeKey",
+            self._client.describe_key_with_options,
+            km.DescribeKeyRequest(key_id=key_id),
+        )
+        return _key_info(r.body.key_metadata, r.body.request_id)
+
+    def create_key(
+        self,
+        *,
+        key_spec: str,
+        key_usage: str,
+        instance_id: str,
+        description: str,
+        tags: dict[str, str],
+    ) -> KeyInfo:
+        request = km.CreateKeyRequest(
+            key_spec=key_spec,
+            key_usage=key_usage,
+            origin="EXTERNAL",
+            dkmsinstance_id=instance_id,
+            description=description,
+            tags=json.dumps([{"TagKey": k, "TagValue": v} for k, v in tags.items()]),
+        )
+        r = self._call("CreateKey", self._client.create_key_with_options, request)
+        return _key_info(r.body.key_metadata, r.body.request_id)
+
+    def list_keys(
+        self, *, filters: list[dict[str, Any]] | None = None, max_keys: int = 100_000
+    ) -> list[str]:
+        """All key ids (paged, 100 per page, hard-capped at ``max_keys``)."""
+        out: list[str] = []
+        page = 1
+        while len(out) < max_keys:
+            request = km.ListKeysRequest(page_number=page, page_size=100)
+            if filters:
+                request.filters = json.dumps(filters)
+            r = self._call("ListKeys", self._client.list_keys_with_options, request)
+            keys = r.body.keys.key if r.body.keys and r.body.keys.key else []
+            out.extend(k.key_id for k in keys)
+            if not keys or len(out) >= (r.body.total_count or 0):
+                break
+            page += 1
+        return out[:max_keys]
+
+    def list_tags(self, key_id: str) -> dict[str, str]:
+        r = self._call(
+            "ListResourceTags",
+            self._client.list_resource_tags_with_options,
+            km.ListResourceTagsRequest(key_id=key_id),
+        )
+        tags = r.body.tags.tag if r.body.tags and r.body.tags.tag else []
+        return {t.tag_key: t.tag_value or "" for t in tags}
+
+    def tag_key(self, key_id: str, tags: dict[str, str]) -> None:
+        payload = json.dumps([{"TagKey": k, "TagValue": v} for k, v in tags.items()])
+        self._call(
+            "TagResource",
+            self._client.tag_resource_with_options,
+            km.TagResourceRequest(key_id=key_id, tags=payload),
+        )
+
+    def untag_key(self, key_id: str, tag_keys: list[str]) -> None:
+        self._call(
+            "UntagResource",
+            self._client.untag_resource_with_options,
+            km.UntagResourceRequest(key_id=key_id, tag_keys=json.dumps(tag_keys)),
+        )
+
+    # -- import --
+
+    def get_parameters_for_import(
+        self, key_id: str, algorithm: str, wrapping_key_spec: str
+    ) -> ImportParameters:
+        r = self._call(
+            "GetParametersForImport",
+            self._client.get_parameters_for_import_with_options,
+            km.GetParametersForImportRequest(
+                key_id=key_id, wrapping_algorithm=algorithm, wrapping_key_spec=wrapping_key_spec
+            ),
+        )
+        b = r.body
+        return ImportParameters(
+            key_id=b.key_id,
+            public_key=b.public_key,
+            token_expire_time=parse_kms_time(b.token_expire_time),
+            request_id=b.request_id or "",
+            import_token=b.import_token,
+        )
+
+    def import_key_material(
+        self, key_id: str, encrypted_key_material: str, import_token: str, expire_unix: int
+    ) -> str:
+        """Returns the request id."""
+        r = self._call(
+            "ImportKeyMaterial",
+            self._client.import_key_material_with_options,
+            km.ImportKeyMaterialRequest(
+                key_id=key_id,
+                encrypted_key_material=encrypted_key_material,
+                import_token=import_token,
+                key_material_expire_unix=expire_unix,
+            ),
+        )
+        return r.body.request_id or ""
+
+    # -- public key and canaries --
+
+    def get_public_key(self, key_id: str, version_id: str) -> str:
+        """The key's public key, PEM."""
+        r = self._call(
+            "GetPublicKey",
+            self._client.get_public_key_with_options,
+            km.GetPublicKeyRequest(key_id=key_id, key_version_id=version_id),
+        )
+        return r.body.public_key
+
+    def sign(self, key_id: str, version_id: str, algorithm: str, digest: bytes) -> bytes:
+        r = self._call(
+            "AsymmetricSign",
+            self._client.asymmetric_sign_with_options,
+            km.AsymmetricSignRequest(
+                key_id=key_id,
+                key_version_id=version_id,
+                algorithm=algorithm,
+                digest=base64.b64encode(digest).decode(),
+            ),
+        )
+        return base64.b64decode(r.body.value)
+
+    def asymmetric_encrypt(
+        self, key_id: str, version_id: str, algorithm: str, plaintext: bytes
+    ) -> bytes:
+        r = self._call(
+            "AsymmetricEncrypt",
+            self._client.asymmetric_encrypt_with_options,
+            km.AsymmetricEncryptRequest(
+                key_id=key_id,
+                key_version_id=version_id,
+                algorithm=algorithm,
+                plaintext=base64.b64encode(plaintext).decode(),
+            ),
+        )
+        return base64.b64decode(r.body.ciphertext_blob)
+
+    def asymmetric_decrypt(
+        self, key_id: str, version_id: str, algorithm: str, ciphertext: bytes
+    ) -> bytes:
+        r = self._call(
+            "AsymmetricDecrypt",
+            self._client.asymmetric_decrypt_with_options,
+            km.AsymmetricDecryptRequest(
+                key_id=key_id,
+                key_version_id=version_id,
+                algorithm=algorithm,
+                ciphertext_blob=base64.b64encode(ciphertext).decode(),
+            ),
+        )
+        return base64.b64decode(r.body.plaintext)
+
+    # -- envelope encryption (the KMS sealer) --
+
+    def generate_data_key(self, key_id: str, context: dict[str, str]) -> DataKey:
+        r = self._call(
+            "GenerateDataKey",
+            self._client.generate_data_key_with_options,
+            km.GenerateDataKeyRequest(
+                key_id=key_id, key_spec="AES_256", encryption_context=dict(context)
+            ),
+        )
+        return DataKey(
+            key_id=r.body.key_id,
+            ciphertext_blob=r.body.ciphertext_blob,
+            request_id=r.body.request_id or "",
+            plaintext=bytearray(base64.b64decode(r.body.plaintext)),
+        )
+
+    def decrypt_data_key(self, ciphertext_blob: str, context: dict[str, str]) -> bytearray:
+        r = self._call(
+            "Decrypt",
+            self._client.decrypt_with_options,
+            km.DecryptRequest(ciphertext_blob=ciphertext_blob, encryption_context=dict(context)),
+        )
+        return bytearray(base64.b64decode(r.body.plaintext))
+
+    # -- Secrets Manager (the kms-secrets vault store) --
+
+    def get_secret_value(self, name: str) -> SecretValue | None:
+        """The ACSCurrent value, or None when the secret does not exist."""
+        try:
+            r = self._call(
+                "GetSecretValue",
+                self._client.get_secret_value_with_options,
+                km.GetSecretValueRequest(secret_name=name),
+            )
+        except KmsApiError as exc:
+            if exc.code == "Forbidden.ResourceNotFound":
+                return None
+            raise
+        return SecretValue(
+            name=r.body.secret_name, version_id=r.body.version_id, data=r.body.secret_data
+        )
+
+    def create_secret(self, name: str, data: str, version_id: str) -> None:
+        self._call(
+            "CreateSecret",
+            self._client.create_secret_with_options,
+            km.CreateSecretRequest(
+                secret_name=name, secret_data=data, version_id=version_id, secret_data_type=_TEXT
+            ),
+        )
+
+    def put_secret_value(self, name: str, data: str, version_id: str) -> None:
+        self._call(
+            "PutSecretValue",
+            self._client.put_secret_value_with_options,
+            km.PutSecretValueRequest(
+                secret_name=name, secret_data=data, version_id=version_id, secret_data_type=_TEXT
+            ),
+        )
+
+    def list_secret_names(self, contains: str, max_names: int = 100_000) -> list[str]:
+        out: list[str] = []
+        page = 1
+        while len(out) < max_names:
+            request = km.ListSecretsRequest(
+                page_number=page,
+                page_size=100,
+                filters=json.dumps([{"Key": "SecretName", "Values": [contains]}]),
+            )
+            r = self._call("ListSecrets", self._client.list_secrets_with_options, request)
+            items = (
+                r.body.secret_list.secret
+                if r.body.secret_list and r.body.secret_list.secret
+                else []
+            )
+            out.extend(s.secret_name for s in items)
+            if not items or len(out) >= (r.body.total_count or 0):
+                break
+            page += 1
+        return out[:max_names]
+
+
+def _api_error(action: str, exc: Any) -> KmsApiError:
+    return KmsApiError(
+        action,
+        str(getattr(exc, "code", "") or "Unknown"),
+        int(getattr(exc, "status_code", 0) or 0),
+        str(getattr(exc, "request_id", "") or ""),
+        str((getattr(exc, "data", None) or {}).get("Message", "")),
+    )
+
+
+def _describe_transport(exc: BaseException) -> str:
+    """Name the failure without the SDK's message (which may quote the request URL)."""
+    inner = getattr(exc, "inner_exception", None) or exc
+    name = type(inner).__name__
+    return f"timeout ({name})" if "Timeout" in name else name
+
+
+def _is_credential_error(exc: BaseException) -> bool:
+    inner = getattr(exc, "inner_exception", None) or exc
+    return any(type(e).__name__ == "CredentialException" for e in (exc, inner))
+
+
+def _key_info(m: Any, request_id: str | None) -> KeyInfo:
+    return KeyInfo(
+        key_id=m.key_id,
+        arn=m.arn or "",
+        key_spec=m.key_spec or "",
+        key_usage=m.key_usage or "",
+        key_state=m.key_state or "",
+        origin=m.origin or "",
+        protection_level=m.protection_level or "",
+        instance_id=m.dkmsinstance_id or "",
+        primary_key_version=m.primary_key_version or "",
+        material_expire_time=parse_kms_time(m.material_expire_time),
+        delete_date=parse_kms_time(m.delete_date),
+        creation_date=parse_kms_time(m.creation_date),
+        description=m.description or "",
+        request_id=request_id or "",
+    )
+
+
+# ---- building a client -----------------------------------------------------------------------
+
+
+def split_endpoint(endpoint: str) -> tuple[str, str]:
+    """``http://127.0.0.1:8080`` -> ("http", "127.0.0.1:8080"); no scheme means https."""
+    endpoint = endpoint.strip().rstrip("/")
+    if "://" in endpoint:
+        scheme, _, host = endpoint.partition("://")
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"KMS endpoint scheme must be http or https, not {scheme!r}")
+    else:
+        scheme, host = "https", endpoint
+    if not host or "/" in host or " " in host:
+        raise ConfigError(f"invalid KMS endpoint {endpoint!r}; expected [http[s]://]HOST[:PORT]")
+    return scheme, host
+
+
+def build_client(
+    *,
+    region: str,
+    endpoint: str | None = None,
+    credential: Any = None,
+    connect_timeout_ms: int = 5_000,
+    read_timeout_ms: int = 30_000,
+) -> Client:
+    """An SDK client from settings.
+
+    Credentials come from ``credential`` (an ``alibabacloud_credentials`` client, e.g. the FC
+    context's STS credentials) or else the standard chain: ``ALIBABA_CLOUD_ACCESS_KEY_ID`` /
+    ``ALIBABA_CLOUD_ACCESS_KEY_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN``, profiles, instance
+    roles.
+    """
+    from alibabacloud_credentials.client import Client as CredentialClient
+
+    if credential is None:
+        credential = CredentialClient()
+    scheme, host = split_endpoint(endpoint) if endpoint else ("https", f"kms.{region}.aliyuncs.com")
+    return Client(
+        Config(
+            credential=credential,
+            endpoint=host,
+            protocol=scheme,
+            region_id=region,
+            connect_timeout=connect_timeout_ms,
+            read_timeout=read_timeout_ms,
+        )
+    )
+
+
+def static_credential(
+    access_key_id: str, access_key_secret: str, security_token: str | None = None
+) -> Any:
+    """An ``alibabacloud_credentials`` client for explicit (e.g. FC context) credentials."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
+
+    if security_token:
+        config = CredentialConfig(
+            type="sts",
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            security_token=security_token,
+        )
+    else:
+        config = CredentialConfig(
+            type="access_key", access_key_id=access_key_id, access_key_secret=access_key_secret
+        )
+    return CredentialClient(config)

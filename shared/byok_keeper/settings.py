@@ -1,0 +1,137 @@
+"""Settings: explicit flags win over the environment, which wins over a TOML file.
+
+| setting           | flag                | environment              | TOML key          |
+|-------------------|---------------------|--------------------------|-------------------|
+| region            | --region            | ALIBABA_CLOUD_REGION_ID  | region            |
+| KMS endpoint      | --kms-endpoint      | BYOK_KMS_ENDPOINT        | kms_endpoint      |
+| vault URI         | --vault             | BYOK_VAULT               | vault             |
+| seal key file     | --seal-key-file     | BYOK_SEAL_KEY_FILE       | seal_key_file     |
+| seal KMS key id   | --seal-kms-key-id   | BYOK_SEAL_KMS_KEY_ID     | seal_kms_key_id   |
+| output            | --output            | BYOK_OUTPUT              | output            |
+| read budget (QPS) | --read-qps          | BYOK_READ_QPS            | read_qps          |
+| write budget      | --write-qps         | BYOK_WRITE_QPS           | write_qps         |
+| renew window      | --renew-before      | BYOK_RENEW_BEFORE        | renew_before      |
+| audit file        | --audit-file        | BYOK_AUDIT_FILE          | audit_file        |
+| concurrency       | --concurrency       | BYOK_CONCURRENCY         | concurrency       |
+
+The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
+``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
+chain (``ALIBABA_CLOUD_ACCESS_KEY_ID`` ...), FC's context, profiles or instance roles.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, InputError
+from .lease import parse_lease
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV = {
+    "region": "ALIBABA_CLOUD_REGION_ID",
+    "kms_endpoint": "BYOK_KMS_ENDPOINT",
+    "vault": "BYOK_VAULT",
+    "seal_key_file": "BYOK_SEAL_KEY_FILE",
+    "seal_kms_key_id": "BYOK_SEAL_KMS_KEY_ID",
+    "output": "BYOK_OUTPUT",
+    "read_qps": "BYOK_READ_QPS",
+    "write_qps": "BYOK_WRITE_QPS",
+    "renew_before": "BYOK_RENEW_BEFORE",
+    "audit_file": "BYOK_AUDIT_FILE",
+    "concurrency": "BYOK_CONCURRENCY",
+}
+OUTPUTS = ("table", "json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str = "cn-hangzhou"
+    kms_endpoint: str | None = None
+    vault: str | None = None
+    seal_key_file: str | None = None
+    seal_kms_key_id: str | None = None
+    output: str = "table"
+    read_qps: float = 25.0
+    write_qps: float = 15.0
+    renew_before: str = "7d"
+    audit_file: str | None = None
+    concurrency: int = 8
+
+    @property
+    def renew_before_seconds(self) -> int:
+        lease = parse_lease(self.renew_before)
+        assert lease.seconds is not None
+        return lease.seconds
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if name in ("read_qps", "write_qps"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        if not 0 < number <= 1000:
+            raise ConfigError(f"{name} must be between 0 and 1000")
+        return number
+    if name == "concurrency":
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"concurrency must be an integer, not {value!r}") from None
+        if not 1 <= number <= 64:
+            raise ConfigError("concurrency must be between 1 and 64")
+        return number
+    value = str(value)
+    if name == "output" and value not in OUTPUTS:
+        raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
+    if name == "renew_before":
+        try:
+            if parse_lease(value).never:
+                raise InputError("never")
+        except InputError:
+            raise ConfigError(f"renew_before must be a duration like 7d, not {value!r}") from None
+    return value
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: str | Path | None = None,
+) -> Settings:
+    """Merge defaults < TOML file < environment < flags. Raises ``ConfigError``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_path or env.get("BYOK_CONFIG")
+    if path:
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        section = doc.get("byok-keeper", doc)
+        known = {f.name for f in fields(Settings)}
+        unknown = sorted(k for k in section if k not in known and k != "byok-keeper")
+        if unknown:
+            raise ConfigError(f"config file {path} has unknown settings: {', '.join(unknown)}")
+        values.update({k: v for k, v in section.items() if k in known})
+    for name, var in ENV.items():
+        if env.get(var):
+            values[name] = env[var]
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = value
+    coerced = {k: _coerce(k, v) for k, v in values.items()}
+    return Settings(**{k: v for k, v in coerced.items() if v is not None})

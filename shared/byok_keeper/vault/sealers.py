@@ -1,0 +1,163 @@
+"""Sealers: how an envelope's data key is protected.
+
+* ``LocalKeySealer`` -- a 32-byte key file, for self-hosted runs and tests. The file must not be
+  readable by group or others; ``byok-keeper seal-key new PATH`` makes one.
+* ``KmsSealer`` -- a symmetric KMS key: GenerateDataKey and Decrypt with an EncryptionContext
+  naming the byok-keeper key id and fingerprint, so a data key only opens for its own envelope.
+  Production FC deployments use this.
+
+Both bind the same context (key id and fingerprint) to the wrapped data key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import ConfigError, InputError
+from ..kms import KmsApiError, KmsGateway
+from ..material import wipe
+
+SEAL_KEY_BYTES = 32
+
+
+class SealError(InputError):
+    """A data key did not open: wrong seal key, wrong context, or a tampered envelope.
+
+    An input error (exit 2): the envelope or the configuration must change, retrying will not
+    help."""
+
+
+def seal_context(key_id: str, fingerprint: str) -> dict[str, str]:
+    return {"byok-keeper:key-id": key_id, "byok-keeper:fingerprint": fingerprint}
+
+
+class Sealer(Protocol):
+    kind: str
+    key_ref: str
+
+    def new_data_key(self, context: dict[str, str]) -> tuple[bytearray, str]: ...
+
+    def open_data_key(self, wrapped: str, context: dict[str, str]) -> bytearray: ...
+
+
+def _canonical(context: dict[str, str]) -> bytes:
+    return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+
+
+class LocalKeySealer:
+    kind = "local"
+
+    def __init__(self, key: bytes | bytearray) -> None:
+        if len(key) != SEAL_KEY_BYTES:
+            raise ConfigError(f"a seal key is exactly {SEAL_KEY_BYTES} bytes")
+        self._key = bytearray(key)
+        # An identity for the key that reveals nothing about it.
+        digest = hashlib.sha256(b"byok-keeper seal key id\0" + bytes(self._key)).hexdigest()
+        self.key_ref = f"local:{digest[:16]}"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> LocalKeySealer:
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise ConfigError(f"cannot read seal key file {path}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"seal key file {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise ConfigError(
+                f"seal key file {path} is accessible by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+            )
+        data = bytearray(path.read_bytes())
+        try:
+            if len(data) != SEAL_KEY_BYTES:
+                raise ConfigError(
+                    f"seal key file {path} must hold exactly {SEAL_KEY_BYTES} bytes "
+                    f"(it holds {len(data)}); make one with: byok-keeper seal-key new {path}"
+                )
+            return cls(data)
+        finally:
+            wipe(data)
+
+    def new_data_key(self, context: dict[str, str]) -> tuple[bytearray, str]:
+        data_key = bytearray(os.urandom(32))
+        nonce = os.urandom(12)
+        wrapped = AESGCM(self._key).encrypt(nonce, data_key, _canonical(context))
+        return data_key, base64.b64encode(nonce + wrapped).decode()
+
+    def open_data_key(self, wrapped: str, context: dict[str, str]) -> bytearray:
+        try:
+            blob = base64.b64decode(wrapped, validate=True)
+        except (binascii.Error, ValueError):
+            raise SealError("the envelope's wrapped data key is not Base64") from None
+        if len(blob) != 12 + 32 + 16:
+            raise SealError("the envelope's wrapped data key has the wrong length")
+        out = bytearray(32)
+        try:
+            AESGCM(self._key).decrypt_into(blob[:12], blob[12:], _canonical(context), out)
+        except InvalidTag:
+            raise SealError(
+                "the envelope's data key does not open with this seal key and context"
+            ) from None
+        return out
+
+    def __repr__(self) -> str:
+        return f"LocalKeySealer(key_ref={self.key_ref})"
+
+
+def new_seal_key_file(path: str | Path) -> str:
+    """Create a fresh 32-byte seal key file (mode 0600, never overwriting). Returns key_ref."""
+    path = Path(path)
+    key = bytearray(os.urandom(SEAL_KEY_BYTES))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; a seal key file is never overwritten") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return LocalKeySealer(key).key_ref
+    finally:
+        wipe(key)
+
+
+class KmsSealer:
+    kind = "kms"
+
+    def __init__(self, gateway: KmsGateway, key_id: str) -> None:
+        self._gateway = gateway
+        self.key_ref = key_id
+
+    def new_data_key(self, context: dict[str, str]) -> tuple[bytearray, str]:
+        dk = self._gateway.generate_data_key(self.key_ref, context)
+        return dk.plaintext, dk.ciphertext_blob
+
+    def open_data_key(self, wrapped: str, context: dict[str, str]) -> bytearray:
+        try:
+            return self._gateway.decrypt_data_key(wrapped, context)
+        except KmsApiError as exc:
+            if exc.code in ("InvalidCiphertext", "Rejected.InvalidCiphertext"):
+                raise SealError(
+                    "KMS refused to decrypt the envelope's data key: the EncryptionContext "
+                    "(key id, fingerprint) does not match, or the data key belongs elsewhere "
+                    f"(request id {exc.request_id})"
+                ) from None
+            raise
+
+    def __repr__(self) -> str:
+        return f"KmsSealer(key_ref={self.key_ref})"

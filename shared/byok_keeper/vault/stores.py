@@ -1,0 +1,152 @@
+"""Stores: where sealed envelopes live.
+
+* ``FileStore`` (``file://DIR``): one file per key, ``DIR/<key-id>.json``, mode 0600, written
+  atomically (temp file, fsync, rename, fsync of the directory).
+* ``SecretsStore`` (``kms-secrets://PREFIX``): Alibaba Cloud Secrets Manager generic secrets
+  named ``PREFIX/<key-id>``; CreateSecret the first time, PutSecretValue for updates (the
+  version id is derived from the content, so a retried write is idempotent), GetSecretValue to
+  read.
+
+Both refuse to replace an envelope that holds different material (another fingerprint) for the
+same key id, and both list their inventory without unsealing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import ConfigError, ExecutionError
+from ..kms import KmsApiError, KmsGateway
+from .envelope import EnvelopeError, check_key_id, parse
+
+
+class VaultConflict(ExecutionError):
+    """The vault already holds different material for this key id."""
+
+    exit_code = 2
+
+
+class Store(Protocol):
+    uri: str
+
+    def read(self, key_id: str) -> bytes | None: ...
+
+    def write(self, key_id: str, data: bytes, fingerprint: str) -> None: ...
+
+    def list_key_ids(self) -> list[str]: ...
+
+
+def _refuse_other_material(existing: bytes | None, key_id: str, fingerprint: str) -> None:
+    if existing is None:
+        return
+    try:
+        current = parse(existing, expected_key_id=key_id).fingerprint
+    except EnvelopeError:
+        raise VaultConflict(
+            f"the vault holds an unreadable envelope for {key_id}; it is never overwritten "
+            "automatically: inspect and remove it by hand"
+        ) from None
+    if current != fingerprint:
+        raise VaultConflict(
+            f"the vault already holds different material for {key_id} (fingerprint "
+            f"{current[:16]}..., this material {fingerprint[:16]}...); refusing to overwrite it"
+        )
+
+
+class FileStore:
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.uri = f"file://{self.directory}"
+
+    def _path(self, key_id: str) -> Path:
+        return self.directory / f"{check_key_id(key_id)}.json"
+
+    def read(self, key_id: str) -> bytes | None:
+        try:
+            return self._path(key_id).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self._path(key_id)}: {exc.strerror}") from None
+
+    def write(self, key_id: str, data: bytes, fingerprint: str) -> None:
+        _refuse_other_material(self.read(key_id), key_id, fingerprint)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create vault directory {self.directory}: {exc.strerror}"
+            ) from None
+        fd, tmp = tempfile.mkstemp(prefix=f".{key_id}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._path(key_id))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def list_key_ids(self) -> list[str]:
+        if not self.directory.exists():
+            return []
+        return sorted(
+            p.name[: -len(".json")]
+            for p in self.directory.iterdir()
+            if p.name.endswith(".json") and not p.name.startswith(".")
+        )
+
+
+class SecretsStore:
+    def __init__(self, gateway: KmsGateway, prefix: str) -> None:
+        prefix = prefix.strip("/")
+        if not prefix or not all(c.isalnum() or c in "-_/." for c in prefix):
+            raise ConfigError(f"invalid kms-secrets prefix {prefix!r}")
+        self._gateway = gateway
+        self.prefix = prefix
+        self.uri = f"kms-secrets://{prefix}"
+
+    def _name(self, key_id: str) -> str:
+        return f"{self.prefix}/{check_key_id(key_id)}"
+
+    def read(self, key_id: str) -> bytes | None:
+        value = self._gateway.get_secret_value(self._name(key_id))
+        return None if value is None else value.data.encode()
+
+    def write(self, key_id: str, data: bytes, fingerprint: str) -> None:
+        name = self._name(key_id)
+        existing = self.read(key_id)
+        _refuse_other_material(existing, key_id, fingerprint)
+        if existing == data:
+            return
+        version = hashlib.sha256(data).hexdigest()[:32]
+        text = data.decode()
+        if existing is None:
+            try:
+                self._gateway.create_secret(name, text, version)
+                return
+            except KmsApiError as exc:
+                if exc.code != "Rejected.ResourceExist":
+                    raise
+                # Created meanwhile (a retry, or a concurrent enrollment): check it again.
+                _refuse_other_material(self.read(key_id), key_id, fingerprint)
+        self._gateway.put_secret_value(name, text, version)
+
+    def list_key_ids(self) -> list[str]:
+        start = f"{self.prefix}/"
+        return sorted(
+            n[len(start) :]
+            for n in self._gateway.list_secret_names(start)
+            if n.startswith(start) and "/" not in n[len(start) :]
+        )

@@ -1,0 +1,111 @@
+"""Checking that KMS holds the material the vault holds: state, expiry, public key, canary.
+
+The canary proves KMS can use the private key whose public key we know: for signing keys KMS
+signs a fresh random digest and we verify it locally; for encryption keys we encrypt a fresh
+random value locally (RSA) or through KMS (SM2) and KMS decrypts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from . import sm2
+from .errors import ExecutionError, MaterialMismatch
+from .kms import KeyInfo, KmsGateway
+from .material import fingerprint, public_key_der_from
+from .specs import ENCRYPT_DECRYPT, key_spec
+
+
+class CanaryFailed(ExecutionError):
+    """KMS could not use the key as its public key says it should."""
+
+    def __init__(self, key_id: str, what: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"canary failed for {key_id}: {what}")
+
+
+@dataclass(frozen=True)
+class Verification:
+    key_id: str
+    key_state: str
+    kms_fingerprint: str
+    canary: str  # what was proven, e.g. "sign RSA_PKCS1_SHA_256"
+
+
+def kms_fingerprint(gateway: KmsGateway, key: KeyInfo) -> str:
+    """SHA-256 of the key's public key as KMS reports it (needs an Enabled key)."""
+    return fingerprint(
+        public_key_der_from(gateway.get_public_key(key.key_id, key.primary_key_version))
+    )
+
+
+def canary(gateway: KmsGateway, key: KeyInfo, public_key_der: bytes) -> str:
+    """Prove KMS can use the private half of ``public_key_der``. Raises ``CanaryFailed``."""
+    spec = key_spec(key.key_spec)
+    version = key.primary_key_version
+    if key.key_usage == ENCRYPT_DECRYPT:
+        secret = os.urandom(32)
+        if spec.curve == "SM2":
+            algorithm = "SM2PKE"
+            ciphertext = gateway.asymmetric_encrypt(key.key_id, version, algorithm, secret)
+        else:
+            algorithm = "RSAES_OAEP_SHA_256"
+            public = serialization.load_der_public_key(public_key_der)
+            assert isinstance(public, rsa.RSAPublicKey)
+            ciphertext = public.encrypt(
+                secret,
+                padding.OAEP(
+                    mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+                ),
+            )
+        if not hmac.compare_digest(
+            gateway.asymmetric_decrypt(key.key_id, version, algorithm, ciphertext), secret
+        ):
+            raise CanaryFailed(key.key_id, f"{algorithm} decryption returned other bytes")
+        return f"decrypt {algorithm}"
+
+    message = os.urandom(32)
+    if spec.curve == "SM2":
+        public_sm2 = sm2.Sm2PublicKey.from_spki_der(public_key_der)
+        digest = sm2.user_digest(public_sm2, message)
+        signature = gateway.sign(key.key_id, version, "SM2DSA", digest)
+        try:
+            sm2.verify_digest(public_sm2, digest, *sm2.signature_from_der(signature))
+        except sm2.Sm2Error:
+            raise CanaryFailed(key.key_id, "SM2DSA signature does not verify") from None
+        return "sign SM2DSA"
+    digest = hashlib.sha256(message).digest()
+    public = serialization.load_der_public_key(public_key_der)
+    try:
+        if spec.family == "RSA":
+            # PKCS#1 v1.5 rather than PSS: no salt-length convention to guess.
+            algorithm = "RSA_PKCS1_SHA_256"
+            signature = gateway.sign(key.key_id, version, algorithm, digest)
+            assert isinstance(public, rsa.RSAPublicKey)
+            public.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        else:
+            algorithm = "ECDSA_SHA_256"
+            signature = gateway.sign(key.key_id, version, algorithm, digest)
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        raise CanaryFailed(key.key_id, f"{algorithm} signature does not verify") from None
+    return f"sign {algorithm}"
+
+
+def verify_identity(
+    gateway: KmsGateway, key: KeyInfo, expected_fingerprint: str, public_key_der: bytes
+) -> Verification:
+    """For an Enabled key: KMS's public key must match the envelope, and the canary must pass."""
+    actual = kms_fingerprint(gateway, key)
+    if actual != expected_fingerprint:
+        raise MaterialMismatch(key.key_id, "KMS", expected_fingerprint, actual)
+    proven = canary(gateway, key, public_key_der)
+    return Verification(key.key_id, key.key_state, actual, proven)

@@ -1,0 +1,127 @@
+"""`byok-keeper enroll` as an operator runs it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from byok_keeper.material import load_private_key
+from tests.conftest import ALL_SPECS
+from tests.e2e.conftest import run_cli
+
+INSTANCE = {"EC_SM2": "kst-local-hardware"}
+
+
+def _secret_forms(pem: bytes) -> list[str]:
+    """Every form a leak of this private key could take: PEM body lines, DER/import bytes in
+    hex and Base64 (and a Base64 chunk of each), the raw scalar for SM2."""
+    material = load_private_key(pem)
+    raw = bytes(material.import_bytes())
+    forms = [raw.hex(), base64.b64encode(raw).decode(), base64.b64encode(raw[:30]).decode()]
+    if pem.startswith(b"-----"):
+        forms += [line for line in pem.decode().splitlines()[1:-1] if len(line) >= 40][:3]
+    return forms
+
+
+def _assert_no_leak(forms: list[str], *texts: str) -> None:
+    for text in texts:
+        for form in forms:
+            assert form not in text, "private key material leaked"
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path, served):
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(openssl_keys[spec])
+    out = run_cli("enroll", "--create", "--key-spec", spec, "--usage", "SIGN/VERIFY",
+                  "--instance", INSTANCE.get(spec, "kst-local-software"),
+                  "--material", str(key_file), "--lease", "30d", "--output", "json",
+                  env=cli_env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {"key_id", "fingerprint", "material_expire_time"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", result["material_expire_time"])
+    assert served.key_view(result["key_id"])["material_fingerprint"] == result["fingerprint"]
+    envelopes = "".join(p.read_text() for p in (tmp_path / "vault").iterdir())
+    _assert_no_leak(_secret_forms(openssl_keys[spec]), out.stdout, out.stderr, envelopes)
+
+
+def test_enroll_generate_prints_a_human_summary(cli_env):
+    out = run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
+                  "--instance", "kst-local-software", "--generate", env=cli_env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "created and enrolled" in out.stdout and "only copy" in out.stdout
+    assert "[enroll] import: ok" in out.stderr
+
+
+def test_encrypted_pem_with_passphrase_from_the_environment(cli_env, tmp_path):
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256K1())
+    path = tmp_path / "enc.pem"
+    path.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8,
+                                       ser.BestAvailableEncryption(b"s3cret")))  # fmt: skip
+    args = ["enroll", "--create", "--key-spec", "EC_P256K", "--usage", "SIGN/VERIFY",
+            "--instance", "kst-local-software", "--material", str(path)]  # fmt: skip
+    missing = run_cli(*args, env=cli_env)
+    assert missing.returncode == 2 and "give its passphrase" in missing.stderr
+    env = {**cli_env, "KEY_PASS": "s3cret"}
+    ok = run_cli(*args, "--passphrase-env", "KEY_PASS", "--output", "json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "s3cret" not in ok.stdout + ok.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enroll"], "either --create"),
+        (["enroll", "--create", "--key-spec", "RSA_1024", "--usage", "SIGN/VERIFY",
+          "--instance", "kst-local-software", "--generate"], "unsupported key spec"),
+        (["enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
+          "--instance", "kst-local-software", "--generate", "--lease", "5x"], "invalid lease"),
+        (["enroll", "--key-id", "key-x", "--material", "/nonexistent"], "cannot read --material"),
+        (["enroll", "--create", "--usage", "BOGUS"], "Invalid value for '--usage'"),
+        (["--output", "yaml", "enroll"], "Invalid value for '--output'"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_exit_2_with_one_line_and_write_nothing(cli_env, args, message, tmp_path):
+    out = run_cli(*args, env=cli_env)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert not (tmp_path / "vault").exists()
+
+
+def test_world_readable_seal_key_is_refused(cli_env):
+    os.chmod(cli_env["BYOK_SEAL_KEY_FILE"], 0o644)
+    out = run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
+                  "--instance", "kst-local-software", "--generate", env=cli_env)  # fmt: skip
+    assert out.returncode == 2
+    assert "chmod 600" in out.stderr
+
+
+def test_vault_list_shows_inventory_without_unsealing(cli_env):
+    run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
+            "--instance", "kst-local-software", "--generate", env=cli_env)  # fmt: skip
+    env = {k: v for k, v in cli_env.items() if k != "BYOK_SEAL_KEY_FILE"}
+    out = run_cli("vault", "list", "--output", "json", env=env)
+    assert out.returncode == 0, out.stderr
+    keys = json.loads(out.stdout)["keys"]
+    assert len(keys) == 1 and keys[0]["first_imported_at"]
+
+
+def test_config_file_and_debug(cli_env, tmp_path):
+    config = tmp_path / "byok.toml"
+    config.write_text('[byok-keeper]\noutput = "json"\nbogus = 1\n')
+    out = run_cli("--config", str(config), "vault", "list", env=cli_env)
+    assert out.returncode == 2 and "unknown settings: bogus" in out.stderr
+    debug = run_cli("--debug", "--config", str(config), "vault", "list", env=cli_env)
+    assert "Traceback" in debug.stderr and debug.returncode == 2
+    assert Path(config).exists()

@@ -1,0 +1,186 @@
+"""Enrollment through our gateway and the real SDK against aliyun-local."""
+
+from __future__ import annotations
+
+import pytest
+from alibabacloud_kms20160120 import models as km
+
+from byok_keeper.cli import generate_material
+from byok_keeper.enroll import (
+    FINGERPRINT_TAG,
+    LEASE_TAG,
+    MANAGED_TAG,
+    CreateRequest,
+    enroll,
+)
+from byok_keeper.errors import InputError, MaterialMismatch
+from byok_keeper.kms import ENROLL
+from byok_keeper.lease import parse_lease
+from byok_keeper.material import load_private_key
+from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
+from byok_keeper.vault.sealers import new_seal_key_file
+from tests.conftest import ALL_SPECS
+from tests.functional.conftest import create_external_key, import_material, make_gateway
+
+STEPS = ("validate", "create", "seal", "import", "verify", "record", "tag")
+INSTANCE = {"EC_SM2": "kst-local-hardware"}
+
+
+class Crash(BaseException):
+    """Stands in for the process dying between two steps."""
+
+
+@pytest.fixture
+def gateway(emulator, kms):
+    return make_gateway(emulator, ENROLL)
+
+
+@pytest.fixture
+def vault(tmp_path):
+    new_seal_key_file(tmp_path / "seal.key")
+    return Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
+
+
+def _create(spec, usage="SIGN/VERIFY"):
+    return CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software"))
+
+
+def _kms_tags(kms, key_id):
+    tags = kms.list_resource_tags(km.ListResourceTagsRequest(key_id=key_id)).body.tags.tag or []
+    return {t.tag_key: t.tag_value for t in tags}
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec):
+    material = generate_material(spec)
+    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create(spec))
+    assert (result.created, result.key_state, result.key_spec) == (True, "Enabled", spec)
+    view = emulator.key_view(result.key_id)
+    assert view["material_fingerprint"] == material.fingerprint == result.fingerprint
+    envelope = vault.get(result.key_id)
+    assert envelope.header.first_imported_at is not None
+    assert envelope.header.lease == "30d"
+    assert _kms_tags(kms, result.key_id) == {
+        FINGERPRINT_TAG: material.fingerprint, MANAGED_TAG: "true", LEASE_TAG: "30d"}  # fmt: skip
+    expected = int(emulator.now()) + 30 * 86400
+    assert abs(result.material_expire_time.timestamp() - expected) < 5
+
+
+def test_enroll_with_kms_sealer_and_secrets_store(emulator, kms, gateway):
+    cmk = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
+    vault = Vault(SecretsStore(gateway, "byok"), KmsSealer(gateway, cmk))
+    material = generate_material("EC_P256")
+    result = enroll(gateway, vault, material, lease=parse_lease("never"),
+                    create=_create("EC_P256"))  # fmt: skip
+    assert result.material_expire_time is None
+    assert vault.inventory() == [result.key_id]
+    assert vault.fetch(result.key_id)[1].fingerprint == material.fingerprint
+
+
+def test_enroll_existing_pending_import_key(gateway, vault, kms, target_keys):
+    key_id = create_external_key(kms, "RSA_3072", usage="ENCRYPT/DECRYPT")
+    material = load_private_key(target_keys["RSA_3072"])
+    result = enroll(gateway, vault, material, lease=parse_lease("12h"), key_id=key_id)
+    assert (result.created, result.adopted, result.canary) == (
+        False, False, "decrypt RSAES_OAEP_SHA_256")  # fmt: skip
+
+
+def test_adoption_with_matching_material(gateway, vault, kms, target_keys):
+    key_id = create_external_key(kms, "EC_P256")
+    material = load_private_key(target_keys["EC_P256"])
+    import_material(kms, key_id, material)  # imported outside byok-keeper
+    result = enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=key_id)
+    assert result.adopted is True
+    assert vault.get(key_id).header.first_imported_at
+
+
+def test_adoption_with_other_material_is_refused_and_nothing_is_written(
+    gateway, vault, emulator, kms, target_keys
+):
+    key_id = create_external_key(kms, "EC_P256")
+    import_material(kms, key_id, load_private_key(target_keys["EC_P256"]))
+    other = generate_material("EC_P256")
+    calls_before = len(emulator.calls())
+    with pytest.raises(InputError, match="already holds other material"):
+        enroll(gateway, vault, other, lease=parse_lease("30d"), key_id=key_id)
+    assert vault.inventory() == []
+    new_calls = [c["action"] for c in emulator.calls()[calls_before:]]
+    assert "ImportKeyMaterial" not in new_calls and "TagResource" not in new_calls
+
+
+def test_pending_import_key_bound_to_other_material_is_refused(gateway, vault, kms, target_keys):
+    key_id = create_external_key(kms, "EC_P256")
+    import_material(kms, key_id, load_private_key(target_keys["EC_P256"]))
+    kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
+    with pytest.raises(MaterialMismatch):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=key_id)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("create", "material_spec", "message"),
+    [
+        (CreateRequest("RSA_2048", "SIGN/VERIFY", "kst-local-software"), "EC_P256", "does not fit"),
+        (CreateRequest("EC_P256", "ENCRYPT/DECRYPT", "kst-local-software"), "EC_P256", "usage"),
+        (CreateRequest("EC_P256", "SIGN/VERIFY", ""), "EC_P256", "--instance"),
+    ],
+)
+def test_bad_enrollment_requests_change_nothing(gateway, vault, emulator, kms, create,
+                                                material_spec, message):  # fmt: skip
+    with pytest.raises(InputError, match=message):
+        enroll(gateway, vault, generate_material(material_spec), lease=parse_lease("30d"),
+               create=create)  # fmt: skip
+    assert emulator.calls() == [] and vault.inventory() == []
+
+
+def test_non_external_key_is_refused(gateway, vault, kms):
+    key_id = kms.create_key(km.CreateKeyRequest(
+        key_spec="EC_P256", key_usage="SIGN/VERIFY", dkmsinstance_id="kst-local-software")
+    ).body.key_metadata.key_id  # fmt: skip
+    with pytest.raises(InputError, match="Origin Aliyun_KMS"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=key_id)  # fmt: skip
+
+
+def _consistent(emulator, kms, vault, fp):
+    """Never material in KMS that the vault does not hold."""
+    keys = kms.list_keys(km.ListKeysRequest(page_size=100)).body.keys.key or []
+    for k in keys:
+        view = emulator.key_view(k.key_id)
+        if view["material_fingerprint"] is not None:
+            envelope = vault.get(k.key_id)
+            assert envelope is not None and envelope.fingerprint == view["material_fingerprint"]
+    return [k.key_id for k in keys]
+
+
+@pytest.mark.parametrize("crash_after", STEPS)
+def test_crash_after_each_step_then_rerun_finishes(gateway, vault, emulator, kms, crash_after):
+    material = generate_material("EC_P256")
+
+    def crash(step, _detail):
+        if step == crash_after:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"),
+               on_step=crash)  # fmt: skip
+    _consistent(emulator, kms, vault, material.fingerprint)
+    if crash_after in ("seal", "import"):
+        # The envelope exists but does not record a first import: the agent will not touch it.
+        assert vault.get(vault.inventory()[0]).header.first_imported_at is None
+    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"))
+    key_ids = _consistent(emulator, kms, vault, material.fingerprint)
+    assert key_ids == [result.key_id]  # the re-run found the key; no second key was made
+    assert result.created is (crash_after == "validate")
+    assert vault.get(result.key_id).header.first_imported_at
+    assert _kms_tags(kms, result.key_id)[MANAGED_TAG] == "true"
+    assert emulator.key_view(result.key_id)["state"] == "Enabled"
+
+
+def test_enrolling_twice_is_harmless(gateway, vault, emulator, kms):
+    material = generate_material("EC_P256K")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256K"))
+    envelope = vault.get(first.key_id)
+    second = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256K"))
+    assert second.key_id == first.key_id and second.resumed
+    assert vault.get(first.key_id).header.first_imported_at == envelope.header.first_imported_at

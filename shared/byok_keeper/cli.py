@@ -94,10 +94,13 @@ def cli(ctx: click.Context, config: str | None, debug: bool, **flags: Any) -> No
       byok-keeper enroll --create --key-spec RSA_2048 --usage SIGN/VERIFY \\
              --instance kst-local-software --generate --lease 30d
     """
+    from .logs import configure
+
     app = ctx.ensure_object(App)
     app.config = config
     app.debug = debug
     app.flags.update({k: v for k, v in flags.items() if v is not None})
+    configure(level="DEBUG" if debug else os.environ.get("BYOK_LOG_LEVEL", "INFO"))
 
 
 # ---- seal-key ----------------------------------------------------------------------------------
@@ -332,6 +335,377 @@ def enroll(
     if generate:
         human += "\nthe material was generated here: the vault holds the only copy; back it up"
     app.emit(result.to_json(), human)
+
+
+# ---- the agent: plan, sweep, reimport, verify, status, hold ---------------------------------
+
+
+def _agent(app: App, allowlist):
+    from .factory import build_gateway, build_vault
+
+    settings = app.settings
+    gateway = build_gateway(settings, allowlist)
+    return settings, gateway, build_vault(settings, gateway)
+
+
+def _policy(settings: Settings):
+    from datetime import timedelta
+
+    from .plan import Policy
+
+    return Policy(renew_before=timedelta(seconds=settings.renew_before_seconds))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*map(str, r)).rstrip() for r in [headers, *rows])
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return os.environ.get("BYOK_ACTOR") or getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        return "unknown"
+
+
+@cli.command("plan")
+@click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
+@output_option
+@click.pass_obj
+def plan_cmd(app: App, scan_account: bool) -> int:
+    """Show what a sweep would do for every enrolled key. Changes nothing.
+
+    Exit 1 when any key is due (REIMPORT or RENEW), else 0.
+
+    \b
+    Example:
+      byok-keeper plan --output json
+    """
+    from .kms import READ_ONLY
+    from .plan import DUE
+    from .plan import plan as make_plan
+    from .sweep import decisions_json, discover
+
+    settings, gateway, vault = _agent(app, READ_ONLY)
+    policy = _policy(settings)
+    facts, errors = discover(
+        gateway,
+        vault,
+        policy=policy,
+        details="all",
+        scan_account=scan_account,
+        concurrency=settings.concurrency,
+    )
+    decisions = make_plan(facts, gateway.now(), policy)
+    rows = [
+        [
+            d.key_id,
+            d.key_spec,
+            d.key_state,
+            _expiry(d.key_state, d.material_expire_time),
+            d.decision,
+            d.reason,
+        ]
+        for d in decisions
+    ]
+    rows += [[k, "", "?", "", "ERROR", str(e)] for k, e in errors]
+    payload = {
+        "now": _fmt_time(gateway.now()),
+        "decisions": decisions_json(decisions),
+        "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
+    }
+    app.emit(payload, _table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
+    return 1 if any(d.decision in DUE for d in decisions) or errors else 0
+
+
+def _expiry(state: str, when) -> str:
+    """A PendingImport key has no material, so no expiry: show '-' rather than 'never'."""
+    return _fmt_time(when) if state in ("Enabled", "Disabled") else "-"
+
+
+def _fmt_time(when) -> str:
+    from .kms import format_kms_time
+
+    return format_kms_time(when) if when else "never"
+
+
+@cli.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Plan and check, import nothing (like plan).")
+@click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Keys worked on at once.")
+@output_option
+@click.pass_obj
+def sweep_cmd(app: App, dry_run: bool, scan_account: bool, concurrency: int | None) -> int:
+    """Re-establish every key whose material is gone or near expiry.
+
+    Exit 0 when every due key was restored (holds are not failures), 1 when any failed.
+
+    \b
+    Example:
+      byok-keeper sweep --output json
+    """
+    from .audit import AuditLog
+    from .kms import SWEEP
+    from .logs import get_logger
+    from .sweep import decisions_json, run_sweep
+
+    settings, gateway, vault = _agent(app, SWEEP)
+    show_bar = sys.stderr.isatty() and settings.output == "table"
+    log = get_logger("byok_keeper.sweep")
+    result = run_sweep(
+        gateway,
+        vault,
+        policy=_policy(settings),
+        dry_run=dry_run,
+        scan_account=scan_account,
+        concurrency=concurrency or settings.concurrency,
+        audit=AuditLog(settings.audit_file),
+        trigger="cli",
+        actor=_actor(),
+        on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))
+        if show_bar
+        else None,
+        log=log.warning,
+    )
+    outcomes = sorted(result.outcomes, key=lambda o: o.key_id)
+    rows = [
+        [
+            o.key_id,
+            o.decision,
+            o.outcome,
+            o.key_state,
+            _fmt_time(o.new_expiry) if o.new_expiry else "",
+            o.reason,
+        ]
+        for o in outcomes
+    ]
+    summary = result.summary()
+    payload = {
+        "now": _fmt_time(result.now),
+        "dry_run": dry_run,
+        "summary": summary,
+        "decisions": decisions_json(result.decisions),
+        "outcomes": [o.to_json() for o in outcomes],
+        "calls": result.stats,
+    }
+    human = _table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
+    human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
+    app.emit(payload, human)
+    return 1 if result.failed else 0
+
+
+@cli.command("reimport")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (recorded in the audit event).")
+@click.option("--dry-run", is_flag=True, help="Check everything, import nothing.")
+@click.option("--override-hold", is_flag=True, help="Import even though the key is on hold.")
+@click.option("--lease", help="New lease for this import (e.g. 30d, never).")
+@output_option
+@click.pass_obj
+def reimport_cmd(
+    app: App, key_id: str, reason: str, dry_run: bool, override_hold: bool, lease: str | None
+) -> int:
+    """Re-import one key's identical material now, printing each step.
+
+    Refuses a key on hold unless --override-hold. Exit 0 restored, 1 failed or held.
+
+    \b
+    Example:
+      byok-keeper reimport key-xxx --reason "INC-1234 material deleted by mistake"
+    """
+    from .audit import AuditLog
+    from .kms import SWEEP
+    from .lease import parse_lease
+    from .reestablish import DRY_RUN, RENEWED, RESTORED, reestablish
+    from .vault.envelope import check_key_id
+
+    check_key_id(key_id)
+    lease_override = parse_lease(lease) if lease else None
+    settings, gateway, vault = _agent(app, SWEEP)
+    outcome = reestablish(
+        gateway,
+        vault,
+        key_id,
+        decision="REIMPORT",
+        override_hold=override_hold,
+        dry_run=dry_run,
+        lease_override=lease_override,
+        on_step=lambda name, detail: app.progress(f"[reimport] {name}: {detail}"),
+    )
+    AuditLog(settings.audit_file).event(
+        "key",
+        trigger="cli-reimport",
+        actor=_actor(),
+        requested_reason=reason,
+        override_hold=override_hold,
+        dry_run=dry_run,
+        **outcome.to_json(),
+    )
+    human = f"{key_id}: {outcome.outcome} - {outcome.reason}"
+    app.emit(outcome.to_json(), human)
+    return 0 if outcome.outcome in (RESTORED, RENEWED, DRY_RUN) else 1
+
+
+@cli.command("verify")
+@click.argument("key_ids", nargs=-1)
+@output_option
+@click.pass_obj
+def verify_cmd(app: App, key_ids: tuple[str, ...]) -> int:
+    """Check vault vs KMS identity and run a canary, without importing. All keys by default.
+
+    \b
+    Example:
+      byok-keeper verify key-xxx key-yyy
+    """
+    from .kms import READ_ONLY
+    from .verify import verify_key
+
+    _settings, gateway, vault = _agent(app, READ_ONLY)
+    results = [verify_key(gateway, vault, k) for k in (key_ids or vault.inventory())]
+    rows = [[r["key_id"], r["result"], r["key_state"], r["detail"]] for r in results]
+    app.emit({"results": results}, _table(rows, ["KEY", "RESULT", "STATE", "DETAIL"]))
+    return 0 if all(r["result"] in ("verified", "not-usable") for r in results) else 1
+
+
+@cli.command("status")
+@click.argument("key_id")
+@output_option
+@click.pass_obj
+def status_cmd(app: App, key_id: str) -> int:
+    """Everything known about one key (KMS, tags, envelope header); nothing secret.
+
+    \b
+    Example:
+      byok-keeper status key-xxx --output json
+    """
+    from dataclasses import asdict
+
+    from .kms import READ_ONLY, KmsApiError
+    from .plan import EnvelopeFacts, KeyFacts, decide
+    from .vault.envelope import check_key_id
+
+    check_key_id(key_id)
+    settings, gateway, vault = _agent(app, READ_ONLY)
+    envelope = vault.get(key_id)
+    try:
+        key = gateway.describe_key(key_id)
+        tags = gateway.list_tags(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        key, tags = None, {}
+    env = envelope.header if envelope else None
+    facts = KeyFacts(
+        key_id,
+        key,
+        envelope is not None,
+        EnvelopeFacts(env.fingerprint, env.key_spec, env.lease, env.first_imported_at is not None)
+        if env
+        else None,
+        tags,
+    )
+    decision = decide(facts, gateway.now(), _policy(settings))
+    kms_view = (
+        {k: (_fmt_time(v) if hasattr(v, "tzinfo") else v) for k, v in asdict(key).items()}
+        if key
+        else None
+    )
+    envelope_view = {k: v for k, v in asdict(env).items() if k != "public_key_der"} if env else None
+    payload = {
+        "key_id": key_id,
+        "kms": kms_view,
+        "tags": tags,
+        "envelope": envelope_view,
+        "decision": decision.decision,
+        "reason": decision.reason,
+    }
+    lines = [f"key {key_id}", f"decision {decision.decision}: {decision.reason}"]
+    if kms_view:
+        lines += [f"  kms.{k}: {v}" for k, v in kms_view.items() if k != "request_id"]
+    lines += [f"  tag {k} = {v}" for k, v in tags.items()]
+    if envelope_view:
+        lines += [f"  envelope.{k}: {v}" for k, v in envelope_view.items()]
+    else:
+        lines.append("  envelope: none in the vault")
+    app.emit(payload, "\n".join(lines))
+    return 0
+
+
+@cli.command("hold")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why the key must not be restored (the tag value).")
+@output_option
+@click.pass_obj
+def hold_cmd(app: App, key_id: str, reason: str) -> int:
+    """Put a key on hold: byok-keeper will not restore it until released.
+
+    Deleting material is sometimes a deliberate kill switch; the hold is how you say so.
+
+    \b
+    Example:
+      byok-keeper hold key-xxx --reason "INC-1234: compromised, material deleted on purpose"
+    """
+    from .factory import build_gateway
+    from .kms import HOLD
+    from .plan import HOLD_TAG
+    from .vault.envelope import check_key_id
+
+    check_key_id(key_id)
+    if not reason.strip() or len(reason) > 256:
+        raise InputError("--reason must be 1-256 characters")
+    gateway = build_gateway(app.settings, HOLD)
+    gateway.describe_key(key_id)
+    gateway.tag_key(key_id, {HOLD_TAG: reason})
+    from .audit import AuditLog
+
+    AuditLog(app.settings.audit_file).event("hold", key_id=key_id, reason=reason, actor=_actor())
+    app.emit({"key_id": key_id, "hold": reason}, f"{key_id} is on hold: {reason}")
+    return 0
+
+
+@cli.command("release")
+@click.argument("key_id")
+@output_option
+@click.pass_obj
+def release_cmd(app: App, key_id: str) -> int:
+    """Release a hold: the next sweep restores the key if it is due.
+
+    \b
+    Example:
+      byok-keeper release key-xxx
+    """
+    from .audit import AuditLog
+    from .factory import build_gateway
+    from .kms import HOLD
+    from .plan import HOLD_TAG
+    from .vault.envelope import check_key_id
+
+    check_key_id(key_id)
+    gateway = build_gateway(app.settings, HOLD)
+    gateway.describe_key(key_id)
+    gateway.untag_key(key_id, [HOLD_TAG])
+    AuditLog(app.settings.audit_file).event("release", key_id=key_id, actor=_actor())
+    app.emit({"key_id": key_id, "hold": None}, f"{key_id} released")
+    return 0
+
+
+@cli.command("demo")
+@click.option("--keep", type=click.Path(file_okay=False), help="Keep the vault in this directory.")
+@click.pass_obj
+def demo_cmd(app: App, keep: str | None) -> int:
+    """Run the whole story against an embedded emulator: enroll six keys, make trouble, plan,
+    sweep, and check from outside that every restorable key is back. Exit 0 only if so.
+
+    \b
+    Example:
+      byok-keeper demo
+    """
+    from .demo import run_demo
+
+    return run_demo(echo=click.echo, keep=keep)
 
 
 # ---- entry point -------------------------------------------------------------------------------

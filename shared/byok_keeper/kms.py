@@ -215,7 +215,7 @@ class RequestBudget:
         self._rates = {"read": float(read_qps), "write": float(write_qps)}
         self._monotonic = monotonic
         self._sleep = sleep
-        self._next: dict[str, float] = {"read": 0.0, "write": 0.0}
+        self._next: dict[str, float] = {"read": float("-inf"), "write": float("-inf")}
         self._lock = threading.Lock()
 
     def spend(self, action: str) -> None:
@@ -648,7 +648,7 @@ def _key_info(m: Any, request_id: str | None) -> KeyInfo:
 
 def split_endpoint(endpoint: str) -> tuple[str, str]:
     """``http://127.0.0.1:8080`` -> ("http", "127.0.0.1:8080"); no scheme means https."""
-    endpoint = endpoint.strip().rstrip("/")
+    endpoint = endpoint.strip()
     if "://" in endpoint:
         scheme, _, host = endpoint.partition("://")
         scheme = scheme.lower()
@@ -656,6 +656,7 @@ def split_endpoint(endpoint: str) -> tuple[str, str]:
             raise ConfigError(f"KMS endpoint scheme must be http or https, not {scheme!r}")
     else:
         scheme, host = "https", endpoint
+    host = host.rstrip("/")
     if not host or "/" in host or " " in host:
         raise ConfigError(f"invalid KMS endpoint {endpoint!r}; expected [http[s]://]HOST[:PORT]")
     return scheme, host

@@ -21,6 +21,7 @@ from .errors import ExecutionError, MaterialMismatch
 from .kms import KeyInfo, KmsGateway
 from .material import fingerprint, public_key_der_from
 from .specs import ENCRYPT_DECRYPT, key_spec
+from .vault import Vault
 
 
 class CanaryFailed(ExecutionError):
@@ -109,3 +110,39 @@ def verify_identity(
         raise MaterialMismatch(key.key_id, "KMS", expected_fingerprint, actual)
     proven = canary(gateway, key, public_key_der)
     return Verification(key.key_id, key.key_state, actual, proven)
+
+
+def verify_key(gateway: KmsGateway, vault: Vault, key_id: str) -> dict:
+    """``byok-keeper verify`` for one key: open the envelope, compare with KMS, run a canary.
+
+    Never imports. ``result`` is ``verified``, ``not-usable`` (the key is not Enabled, so only
+    the envelope was checked), ``mismatch`` or ``error``."""
+    from .errors import ByokError
+
+    material = None
+    state = ""
+    try:
+        envelope, material = vault.fetch(key_id)
+        key = gateway.describe_key(key_id)
+        state = key.key_state
+        if key.key_state != "Enabled":
+            return {
+                "key_id": key_id,
+                "result": "not-usable",
+                "key_state": state,
+                "detail": "envelope opens and matches its fingerprint; key not Enabled",
+            }
+        proof = verify_identity(gateway, key, envelope.fingerprint, material.public_key_der)
+        return {
+            "key_id": key_id,
+            "result": "verified",
+            "key_state": state,
+            "detail": f"public key matches; canary {proof.canary}",
+        }
+    except MaterialMismatch as exc:
+        return {"key_id": key_id, "result": "mismatch", "key_state": state, "detail": str(exc)}
+    except ByokError as exc:
+        return {"key_id": key_id, "result": "error", "key_state": state, "detail": str(exc)}
+    finally:
+        if material is not None:
+            material.wipe()

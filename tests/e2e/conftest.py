@@ -16,9 +16,12 @@ BIN = Path(sys.executable).parent
 
 def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "byok-keeper"), *args], capture_output=True, text=True, env=env,
+        [str(BIN / "byok-keeper"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")

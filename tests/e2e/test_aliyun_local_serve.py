@@ -60,8 +60,9 @@ def test_help_teaches_the_serve_options():
 
 
 def test_bad_arguments_exit_2_with_one_line():
-    out = subprocess.run([SCRIPT, "serve", "--port", "99999"], capture_output=True, text=True,
-                         timeout=30)  # fmt: skip
+    out = subprocess.run(
+        [SCRIPT, "serve", "--port", "99999"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2
     assert "must be 0-65535" in out.stderr
     assert "Traceback" not in out.stderr
@@ -77,15 +78,24 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
     key_id = create_external_key(kms, "EC_P256")
     material = load_private_key(target_keys["EC_P256"])
     params = import_material(kms, key_id, material)
-    kms.tag_resource(km.TagResourceRequest(key_id=key_id, tags=json.dumps(
-        [{"TagKey": "byok-keeper:lease", "TagValue": "30d"}])))  # fmt: skip
-    kms.create_secret(km.CreateSecretRequest(secret_name="byok/x", secret_data="sealed",
-                                             version_id="1"))  # fmt: skip
+    kms.tag_resource(
+        km.TagResourceRequest(
+            key_id=key_id, tags=json.dumps([{"TagKey": "byok-keeper:lease", "TagValue": "30d"}])
+        )
+    )
+    kms.create_secret(
+        km.CreateSecretRequest(secret_name="byok/x", secret_data="sealed", version_id="1")
+    )
     import urllib.request
 
-    urllib.request.urlopen(urllib.request.Request(
-        f"http://{first.endpoint}/_local/clock", method="POST",
-        data=b'{"advance_seconds": 3600}'), timeout=10).read()  # fmt: skip
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://{first.endpoint}/_local/clock",
+            method="POST",
+            data=b'{"advance_seconds": 3600}',
+        ),
+        timeout=10,
+    ).read()
     code, out, err = _stop(first)
     assert code == 0
     assert oct(state.stat().st_mode & 0o777) == "0o600"
@@ -102,11 +112,15 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
         assert [(t.tag_key, t.tag_value) for t in tags] == [("byok-keeper:lease", "30d")]
         secret = kms.get_secret_value(km.GetSecretValueRequest(secret_name="byok/x")).body
         assert secret.secret_data == "sealed"
-        view = json.loads(urllib.request.urlopen(
-            f"http://{second.endpoint}/_local/keys/{key_id}", timeout=10).read())  # fmt: skip
+        view = json.loads(
+            urllib.request.urlopen(
+                f"http://{second.endpoint}/_local/keys/{key_id}", timeout=10
+            ).read()
+        )
         assert view["material_fingerprint"] == material.fingerprint
-        clock = json.loads(urllib.request.urlopen(
-            f"http://{second.endpoint}/_local/clock", timeout=10).read())  # fmt: skip
+        clock = json.loads(
+            urllib.request.urlopen(f"http://{second.endpoint}/_local/clock", timeout=10).read()
+        )
         assert 3590 < clock["offset_seconds"] < 3610
         # The import token and its wrapping key persisted too: still usable after the restart.
         from byok_keeper.wrapping import wrap_key_material

@@ -39,10 +39,23 @@ def _assert_no_leak(forms: list[str], *texts: str) -> None:
 def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path, served):
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(openssl_keys[spec])
-    out = run_cli("enroll", "--create", "--key-spec", spec, "--usage", "SIGN/VERIFY",
-                  "--instance", INSTANCE.get(spec, "kst-local-software"),
-                  "--material", str(key_file), "--lease", "30d", "--output", "json",
-                  env=cli_env)  # fmt: skip
+    out = run_cli(
+        "enroll",
+        "--create",
+        "--key-spec",
+        spec,
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        INSTANCE.get(spec, "kst-local-software"),
+        "--material",
+        str(key_file),
+        "--lease",
+        "30d",
+        "--output",
+        "json",
+        env=cli_env,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert set(result) >= {"key_id", "fingerprint", "material_expire_time"}
@@ -53,8 +66,18 @@ def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path,
 
 
 def test_enroll_generate_prints_a_human_summary(cli_env):
-    out = run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
-                  "--instance", "kst-local-software", "--generate", env=cli_env)  # fmt: skip
+    out = run_cli(
+        "enroll",
+        "--create",
+        "--key-spec",
+        "EC_P256",
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        "kst-local-software",
+        "--generate",
+        env=cli_env,
+    )
     assert out.returncode == 0, out.stderr
     assert "created and enrolled" in out.stdout and "only copy" in out.stdout
     assert "[enroll] import: ok" in out.stderr
@@ -66,10 +89,23 @@ def test_encrypted_pem_with_passphrase_from_the_environment(cli_env, tmp_path):
 
     key = ec.generate_private_key(ec.SECP256K1())
     path = tmp_path / "enc.pem"
-    path.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8,
-                                       ser.BestAvailableEncryption(b"s3cret")))  # fmt: skip
-    args = ["enroll", "--create", "--key-spec", "EC_P256K", "--usage", "SIGN/VERIFY",
-            "--instance", "kst-local-software", "--material", str(path)]  # fmt: skip
+    path.write_bytes(
+        key.private_bytes(
+            ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.BestAvailableEncryption(b"s3cret")
+        )
+    )
+    args = [
+        "enroll",
+        "--create",
+        "--key-spec",
+        "EC_P256K",
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        "kst-local-software",
+        "--material",
+        str(path),
+    ]
     missing = run_cli(*args, env=cli_env)
     assert missing.returncode == 2 and "give its passphrase" in missing.stderr
     env = {**cli_env, "KEY_PASS": "s3cret"}
@@ -82,15 +118,41 @@ def test_encrypted_pem_with_passphrase_from_the_environment(cli_env, tmp_path):
     ("args", "message"),
     [
         (["enroll"], "either --create"),
-        (["enroll", "--create", "--key-spec", "RSA_1024", "--usage", "SIGN/VERIFY",
-          "--instance", "kst-local-software", "--generate"], "unsupported key spec"),
-        (["enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
-          "--instance", "kst-local-software", "--generate", "--lease", "5x"], "invalid lease"),
+        (
+            [
+                "enroll",
+                "--create",
+                "--key-spec",
+                "RSA_1024",
+                "--usage",
+                "SIGN/VERIFY",
+                "--instance",
+                "kst-local-software",
+                "--generate",
+            ],
+            "unsupported key spec",
+        ),
+        (
+            [
+                "enroll",
+                "--create",
+                "--key-spec",
+                "EC_P256",
+                "--usage",
+                "SIGN/VERIFY",
+                "--instance",
+                "kst-local-software",
+                "--generate",
+                "--lease",
+                "5x",
+            ],
+            "invalid lease",
+        ),
         (["enroll", "--key-id", "key-x", "--material", "/nonexistent"], "cannot read --material"),
         (["enroll", "--create", "--usage", "BOGUS"], "Invalid value for '--usage'"),
         (["--output", "yaml", "enroll"], "Invalid value for '--output'"),
     ],
-)  # fmt: skip
+)
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(cli_env, args, message, tmp_path):
     out = run_cli(*args, env=cli_env)
     assert out.returncode == 2, out.stderr
@@ -101,15 +163,35 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(cli_env, args, mes
 
 def test_world_readable_seal_key_is_refused(cli_env):
     os.chmod(cli_env["BYOK_SEAL_KEY_FILE"], 0o644)
-    out = run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
-                  "--instance", "kst-local-software", "--generate", env=cli_env)  # fmt: skip
+    out = run_cli(
+        "enroll",
+        "--create",
+        "--key-spec",
+        "EC_P256",
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        "kst-local-software",
+        "--generate",
+        env=cli_env,
+    )
     assert out.returncode == 2
     assert "chmod 600" in out.stderr
 
 
 def test_vault_list_shows_inventory_without_unsealing(cli_env):
-    run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
-            "--instance", "kst-local-software", "--generate", env=cli_env)  # fmt: skip
+    run_cli(
+        "enroll",
+        "--create",
+        "--key-spec",
+        "EC_P256",
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        "kst-local-software",
+        "--generate",
+        env=cli_env,
+    )
     env = {k: v for k, v in cli_env.items() if k != "BYOK_SEAL_KEY_FILE"}
     out = run_cli("vault", "list", "--output", "json", env=env)
     assert out.returncode == 0, out.stderr

@@ -54,66 +54,106 @@ def _imported(kms, target_keys, spec, usage="SIGN/VERIFY"):
 def test_rsa_signatures_are_real(kms, target_keys, algorithm):
     key_id, version, _ = _imported(kms, target_keys, "RSA_2048")
     digest = hashlib.sha256(b"canary").digest()
-    sig = kms.asymmetric_sign(km.AsymmetricSignRequest(
-        key_id=key_id, key_version_id=version, algorithm=algorithm,
-        digest=base64.b64encode(digest).decode())).body.value  # fmt: skip
+    sig = kms.asymmetric_sign(
+        km.AsymmetricSignRequest(
+            key_id=key_id,
+            key_version_id=version,
+            algorithm=algorithm,
+            digest=base64.b64encode(digest).decode(),
+        )
+    ).body.value
     pub = ser.load_pem_public_key(
         kms.get_public_key(
             km.GetPublicKeyRequest(key_id=key_id, key_version_id=version)
         ).body.public_key.encode()
     )
-    pad = (padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-           if algorithm == "RSA_PSS_SHA_256" else padding.PKCS1v15())  # fmt: skip
+    pad = (
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        if algorithm == "RSA_PSS_SHA_256"
+        else padding.PKCS1v15()
+    )
     pub.verify(base64.b64decode(sig), digest, pad, utils.Prehashed(hashes.SHA256()))
-    verify = kms.asymmetric_verify(km.AsymmetricVerifyRequest(
-        key_id=key_id, key_version_id=version, algorithm=algorithm,
-        digest=base64.b64encode(digest).decode(), value=sig)).body  # fmt: skip
+    verify = kms.asymmetric_verify(
+        km.AsymmetricVerifyRequest(
+            key_id=key_id,
+            key_version_id=version,
+            algorithm=algorithm,
+            digest=base64.b64encode(digest).decode(),
+            value=sig,
+        )
+    ).body
     assert verify.value is True
-    wrong = kms.asymmetric_verify(km.AsymmetricVerifyRequest(
-        key_id=key_id, key_version_id=version, algorithm=algorithm,
-        digest=base64.b64encode(bytes(32)).decode(), value=sig)).body  # fmt: skip
+    wrong = kms.asymmetric_verify(
+        km.AsymmetricVerifyRequest(
+            key_id=key_id,
+            key_version_id=version,
+            algorithm=algorithm,
+            digest=base64.b64encode(bytes(32)).decode(),
+            value=sig,
+        )
+    ).body
     assert wrong.value is False
 
 
 def test_ecdsa_and_sm2dsa_signatures_are_real(kms, target_keys):
     key_id, version, material = _imported(kms, target_keys, "EC_P256K")
     digest = hashlib.sha256(b"canary").digest()
-    sig = kms.asymmetric_sign(km.AsymmetricSignRequest(
-        key_id=key_id, key_version_id=version, algorithm="ECDSA_SHA_256",
-        digest=base64.b64encode(digest).decode())).body.value  # fmt: skip
+    sig = kms.asymmetric_sign(
+        km.AsymmetricSignRequest(
+            key_id=key_id,
+            key_version_id=version,
+            algorithm="ECDSA_SHA_256",
+            digest=base64.b64encode(digest).decode(),
+        )
+    ).body.value
     pub = ser.load_der_public_key(material.public_key_der)
     pub.verify(base64.b64decode(sig), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
     key_id, version, material = _imported(kms, target_keys, "EC_SM2")
     pub = sm2.Sm2PublicKey.from_spki_der(material.public_key_der)
     e = sm2.user_digest(pub, b"canary")
-    sig = kms.asymmetric_sign(km.AsymmetricSignRequest(
-        key_id=key_id, key_version_id=version, algorithm="SM2DSA",
-        digest=base64.b64encode(e).decode())).body.value  # fmt: skip
+    sig = kms.asymmetric_sign(
+        km.AsymmetricSignRequest(
+            key_id=key_id,
+            key_version_id=version,
+            algorithm="SM2DSA",
+            digest=base64.b64encode(e).decode(),
+        )
+    ).body.value
     sm2.verify_digest(pub, e, *sm2.signature_from_der(base64.b64decode(sig)))
 
 
-@pytest.mark.parametrize(("spec", "algorithm"), [("RSA_3072", "RSAES_OAEP_SHA_256"),
-                                                 ("RSA_2048", "RSAES_OAEP_SHA_1"),
-                                                 ("EC_SM2", "SM2PKE")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "algorithm"),
+    [("RSA_3072", "RSAES_OAEP_SHA_256"), ("RSA_2048", "RSAES_OAEP_SHA_1"), ("EC_SM2", "SM2PKE")],
+)
 def test_asymmetric_encrypt_decrypt_round_trip(kms, target_keys, spec, algorithm):
     key_id, version, _ = _imported(kms, target_keys, spec, usage="ENCRYPT/DECRYPT")
     plaintext = base64.b64encode(b"canary plaintext").decode()
-    ct = kms.asymmetric_encrypt(km.AsymmetricEncryptRequest(
-        key_id=key_id, key_version_id=version, algorithm=algorithm,
-        plaintext=plaintext)).body.ciphertext_blob  # fmt: skip
-    pt = kms.asymmetric_decrypt(km.AsymmetricDecryptRequest(
-        key_id=key_id, key_version_id=version, algorithm=algorithm,
-        ciphertext_blob=ct)).body.plaintext  # fmt: skip
+    ct = kms.asymmetric_encrypt(
+        km.AsymmetricEncryptRequest(
+            key_id=key_id, key_version_id=version, algorithm=algorithm, plaintext=plaintext
+        )
+    ).body.ciphertext_blob
+    pt = kms.asymmetric_decrypt(
+        km.AsymmetricDecryptRequest(
+            key_id=key_id, key_version_id=version, algorithm=algorithm, ciphertext_blob=ct
+        )
+    ).body.plaintext
     assert pt == plaintext
 
 
 def test_sign_with_the_wrong_algorithm_or_usage_is_refused(kms, target_keys):
     key_id, version, _ = _imported(kms, target_keys, "EC_P256")
     with pytest.raises(ClientException) as exc:
-        kms.asymmetric_sign(km.AsymmetricSignRequest(
-            key_id=key_id, key_version_id=version, algorithm="RSA_PSS_SHA_256",
-            digest=base64.b64encode(bytes(32)).decode()))  # fmt: skip
+        kms.asymmetric_sign(
+            km.AsymmetricSignRequest(
+                key_id=key_id,
+                key_version_id=version,
+                algorithm="RSA_PSS_SHA_256",
+                digest=base64.b64encode(bytes(32)).decode(),
+            )
+        )
     assert exc.value.code == "InvalidParameter"
 
 
@@ -124,21 +164,23 @@ def test_data_keys_are_bound_to_their_encryption_context(kms):
     key_id = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
     # The SDK takes EncryptionContext as a dict and sends it as a JSON object string.
     ctx = {"byok-keeper:key": "key-1", "fingerprint": "ab" * 32}
-    dk = kms.generate_data_key(km.GenerateDataKeyRequest(
-        key_id=key_id, key_spec="AES_256", encryption_context=ctx)).body  # fmt: skip
+    dk = kms.generate_data_key(
+        km.GenerateDataKeyRequest(key_id=key_id, key_spec="AES_256", encryption_context=ctx)
+    ).body
     assert len(base64.b64decode(dk.plaintext)) == 32
-    out = kms.decrypt(km.DecryptRequest(ciphertext_blob=dk.ciphertext_blob,
-                                        encryption_context=ctx)).body  # fmt: skip
+    out = kms.decrypt(
+        km.DecryptRequest(ciphertext_blob=dk.ciphertext_blob, encryption_context=ctx)
+    ).body
     assert (out.plaintext, out.key_id) == (dk.plaintext, key_id)
     for bad in (None, {"byok-keeper:key": "key-2", "fingerprint": "ab" * 32}):
         with pytest.raises(ClientException) as exc:
-            kms.decrypt(km.DecryptRequest(ciphertext_blob=dk.ciphertext_blob,
-                                          encryption_context=bad))  # fmt: skip
+            kms.decrypt(
+                km.DecryptRequest(ciphertext_blob=dk.ciphertext_blob, encryption_context=bad)
+            )
         assert exc.value.code == "InvalidCiphertext"
     kms.disable_key(km.DisableKeyRequest(key_id=key_id))
     with pytest.raises(ClientException) as exc:
-        kms.decrypt(km.DecryptRequest(ciphertext_blob=dk.ciphertext_blob,
-                                      encryption_context=ctx))  # fmt: skip
+        kms.decrypt(km.DecryptRequest(ciphertext_blob=dk.ciphertext_blob, encryption_context=ctx))
     assert (exc.value.code, exc.value.status_code) == ("Rejected.Disabled", 409)
 
 
@@ -152,15 +194,23 @@ def test_encrypt_decrypt_round_trip(kms):
 
 def test_secrets_versions_stages_and_idempotency(kms):
     def put(version, data):
-        return kms.put_secret_value(km.PutSecretValueRequest(
-            secret_name="byok/key-1", secret_data=data, version_id=version,
-            secret_data_type="text"))  # fmt: skip
+        return kms.put_secret_value(
+            km.PutSecretValueRequest(
+                secret_name="byok/key-1",
+                secret_data=data,
+                version_id=version,
+                secret_data_type="text",
+            )
+        )
 
     def get(**kw):
         return kms.get_secret_value(km.GetSecretValueRequest(secret_name="byok/key-1", **kw)).body
 
-    kms.create_secret(km.CreateSecretRequest(secret_name="byok/key-1", secret_data="v1",
-                                             version_id="1", secret_data_type="text"))  # fmt: skip
+    kms.create_secret(
+        km.CreateSecretRequest(
+            secret_name="byok/key-1", secret_data="v1", version_id="1", secret_data_type="text"
+        )
+    )
     assert (get().secret_data, get().version_id) == ("v1", "1")
     put("2", "v2")
     assert get().secret_data == "v2"
@@ -170,14 +220,16 @@ def test_secrets_versions_stages_and_idempotency(kms):
         put("2", "different")
     assert (exc.value.code, exc.value.status_code) == ("Rejected.ResourceExist", 409)
     with pytest.raises(ClientException) as exc:
-        kms.create_secret(km.CreateSecretRequest(secret_name="byok/key-1", secret_data="x",
-                                                 version_id="9"))  # fmt: skip
+        kms.create_secret(
+            km.CreateSecretRequest(secret_name="byok/key-1", secret_data="x", version_id="9")
+        )
     assert exc.value.code == "Rejected.ResourceExist"
     with pytest.raises(ClientException) as exc:
         kms.get_secret_value(km.GetSecretValueRequest(secret_name="byok/nope"))
     assert (exc.value.code, exc.value.status_code) == ("Forbidden.ResourceNotFound", 404)
-    listed = kms.list_secrets(km.ListSecretsRequest(
-        filters=json.dumps([{"Key": "SecretName", "Values": ["byok/"]}]))).body  # fmt: skip
+    listed = kms.list_secrets(
+        km.ListSecretsRequest(filters=json.dumps([{"Key": "SecretName", "Values": ["byok/"]}]))
+    ).body
     assert [s.secret_name for s in listed.secret_list.secret] == ["byok/key-1"]
     described = kms.describe_secret(km.DescribeSecretRequest(secret_name="byok/key-1")).body
     assert described.secret_name == "byok/key-1"
@@ -185,8 +237,9 @@ def test_secrets_versions_stages_and_idempotency(kms):
 
 def test_secret_data_travels_in_the_body_not_the_url(emulator, kms, mocker):
     spy = mocker.spy(emulator.emulator, "handle_kms")
-    kms.create_secret(km.CreateSecretRequest(secret_name="s", secret_data="in-the-body",
-                                             version_id="1"))  # fmt: skip
+    kms.create_secret(
+        km.CreateSecretRequest(secret_name="s", secret_data="in-the-body", version_id="1")
+    )
     _method, raw_path, _headers, body = spy.call_args.args
     assert "in-the-body" not in raw_path and b"in-the-body" in body
 
@@ -201,7 +254,10 @@ def test_list_keys_pages_and_filters(kms):
         ids.append(kms.create_key(km.CreateKeyRequest(tags=tags)).body.key_metadata.key_id)
     page = kms.list_keys(km.ListKeysRequest(page_number=2, page_size=3)).body
     assert (page.total_count, page.page_number, [k.key_id for k in page.keys.key]) == (
-        7, 2, ids[3:6])  # fmt: skip
+        7,
+        2,
+        ids[3:6],
+    )
     red = kms.list_keys(
         km.ListKeysRequest(
             page_size=100,
@@ -221,16 +277,23 @@ def test_list_keys_pages_and_filters(kms):
 
 def test_tags_add_list_remove_and_rules(kms):
     key_id = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
-    kms.tag_resource(km.TagResourceRequest(key_id=key_id, tags=json.dumps(
-        [{"TagKey": "byok-keeper:hold", "TagValue": "incident-42"}])))  # fmt: skip
+    kms.tag_resource(
+        km.TagResourceRequest(
+            key_id=key_id,
+            tags=json.dumps([{"TagKey": "byok-keeper:hold", "TagValue": "incident-42"}]),
+        )
+    )
     tags = kms.list_resource_tags(km.ListResourceTagsRequest(key_id=key_id)).body.tags.tag
     assert [(t.tag_key, t.tag_value) for t in tags] == [("byok-keeper:hold", "incident-42")]
     untag = km.UntagResourceRequest(key_id=key_id, tag_keys=json.dumps(["byok-keeper:hold"]))
     kms.untag_resource(untag)
     assert not kms.list_resource_tags(km.ListResourceTagsRequest(key_id=key_id)).body.tags.tag
     with pytest.raises(ClientException):
-        kms.tag_resource(km.TagResourceRequest(key_id=key_id, tags=json.dumps(
-            [{"TagKey": "aliyun:x", "TagValue": "y"}])))  # fmt: skip
+        kms.tag_resource(
+            km.TagResourceRequest(
+                key_id=key_id, tags=json.dumps([{"TagKey": "aliyun:x", "TagValue": "y"}])
+            )
+        )
     too_many = [{"TagKey": f"t{i}", "TagValue": "v"} for i in range(21)]
     with pytest.raises(ClientException):
         kms.tag_resource(km.TagResourceRequest(key_id=key_id, tags=json.dumps(too_many)))
@@ -240,9 +303,17 @@ def test_tags_add_list_remove_and_rules(kms):
 
 
 def test_unknown_action_fails_loudly(kms):
-    params = um.Params(action="DescribeRegionsX", version="2016-01-20", protocol="HTTP",
-                       pathname="/", method="POST", auth_type="AK", style="RPC",
-                       req_body_type="formData", body_type="json")  # fmt: skip
+    params = um.Params(
+        action="DescribeRegionsX",
+        version="2016-01-20",
+        protocol="HTTP",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
     with pytest.raises(ClientException) as exc:
         kms.call_api(params, um.OpenApiRequest(query={}), RuntimeOptions())
     assert (exc.value.code, exc.value.status_code) == ("InvalidAction.NotFound", 404)
@@ -260,10 +331,13 @@ def test_wrong_secret_and_unknown_access_key_are_refused(emulator, kms):
 def test_body_hash_and_unsigned_requests_are_refused(emulator, kms):
     for headers in (
         {"x-acs-action": "DescribeKey", "x-acs-version": "2016-01-20"},
-        {"x-acs-action": "DescribeKey", "x-acs-version": "2016-01-20",
-         "authorization": "ACS3-HMAC-SHA256 Credential=local,SignedHeaders=host,Signature=00",
-         "x-acs-content-sha256": "0" * 64},
-    ):  # fmt: skip
+        {
+            "x-acs-action": "DescribeKey",
+            "x-acs-version": "2016-01-20",
+            "authorization": "ACS3-HMAC-SHA256 Credential=local,SignedHeaders=host,Signature=00",
+            "x-acs-content-sha256": "0" * 64,
+        },
+    ):
         req = urllib.request.Request(f"{emulator.url}/?KeyId=x", method="POST", headers=headers)
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(req, timeout=10)
@@ -392,12 +466,20 @@ def test_admin_faults_calls_keys_and_reset(emulator, kms, target_keys):
     material = load_private_key(target_keys["EC_P256"])
     params = import_material(kms, key_id, material)
     _s, view, _ = _admin(emulator, "GET", f"keys/{key_id}")
-    assert (view["state"], view["origin"], view["key_spec"], view["material_fingerprint"],
-            view["material_expire_time"], view["import_count"]) == (
-        "Enabled", "EXTERNAL", "EC_P256", material.fingerprint, None, 1)  # fmt: skip
+    assert (
+        view["state"],
+        view["origin"],
+        view["key_spec"],
+        view["material_fingerprint"],
+        view["material_expire_time"],
+        view["import_count"],
+    ) == ("Enabled", "EXTERNAL", "EC_P256", material.fingerprint, None, 1)
     _s, calls, _ = _admin(emulator, "GET", "calls")
-    assert [c["action"] for c in calls] == ["CreateKey", "GetParametersForImport",
-                                            "ImportKeyMaterial"]  # fmt: skip
+    assert [c["action"] for c in calls] == [
+        "CreateKey",
+        "GetParametersForImport",
+        "ImportKeyMaterial",
+    ]
     assert all(set(c) == {"action", "key_id", "status", "code"} for c in calls)
     assert params.import_token not in json.dumps(calls)
     _s, faults, _ = _admin(emulator, "POST", "faults", {"latency_ms": 5, "error_rate": 0.5})

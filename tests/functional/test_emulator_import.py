@@ -32,10 +32,12 @@ def _gpfi(kms, key_id, alg=RSA_ALG, spec="RSA_2048"):
 def _import(kms, key_id, wrapped, token, expire=0):
     return kms.import_key_material(
         km.ImportKeyMaterialRequest(
-            key_id=key_id, encrypted_key_material=wrapped, import_token=token,
+            key_id=key_id,
+            encrypted_key_material=wrapped,
+            import_token=token,
             key_material_expire_unix=expire,
         )
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS)
@@ -53,8 +55,9 @@ def test_every_spec_imports_and_becomes_enabled(kms, emulator, target_keys, spec
 
 def test_asymmetric_external_keys_need_an_instance(kms):
     with pytest.raises(ClientException) as exc:
-        kms.create_key(km.CreateKeyRequest(key_spec="RSA_2048", key_usage="SIGN/VERIFY",
-                                           origin="EXTERNAL"))  # fmt: skip
+        kms.create_key(
+            km.CreateKeyRequest(key_spec="RSA_2048", key_usage="SIGN/VERIFY", origin="EXTERNAL")
+        )
     assert _err(exc) == ("InvalidParameter", 400)
     assert "KMS instance" in exc.value.message
 
@@ -86,8 +89,12 @@ def test_token_is_reusable_within_its_lifetime(kms, target_keys):
     material = load_private_key(target_keys["EC_P256"])
     p = _gpfi(kms, key_id)
     for _ in range(2):
-        _import(kms, key_id, wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
-                p.import_token)  # fmt: skip
+        _import(
+            kms,
+            key_id,
+            wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
+            p.import_token,
+        )
     assert describe(kms, key_id).key_state == "Enabled"
 
 
@@ -96,8 +103,12 @@ def test_token_is_bound_to_its_key(kms, target_keys):
     material = load_private_key(target_keys["EC_P256"])
     p = _gpfi(kms, a)
     with pytest.raises(ClientException) as exc:
-        _import(kms, b, wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
-                p.import_token)  # fmt: skip
+        _import(
+            kms,
+            b,
+            wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
+            p.import_token,
+        )
     assert _err(exc) == ("InvalidImportToken", 400)
 
 
@@ -117,16 +128,21 @@ def test_expired_token_is_refused(kms, emulator, target_keys):
     p = _gpfi(kms, key_id)
     emulator.advance_clock(86400 + 1)
     with pytest.raises(ClientException) as exc:
-        _import(kms, key_id, wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
-                p.import_token)  # fmt: skip
+        _import(
+            kms,
+            key_id,
+            wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
+            p.import_token,
+        )
     assert _err(exc) == ("ExpiredImportToken", 400)
 
 
 def test_parameters_only_for_external_keys_and_matching_algorithms(kms):
     kms_key = kms.create_key(
-        km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY",
-                            dkmsinstance_id="kst-local-software")
-    ).body.key_metadata.key_id  # fmt: skip
+        km.CreateKeyRequest(
+            key_spec="EC_P256", key_usage="SIGN/VERIFY", dkmsinstance_id="kst-local-software"
+        )
+    ).body.key_metadata.key_id
     with pytest.raises(ClientException) as exc:
         _gpfi(kms, kms_key)
     assert _err(exc) == ("Unsupported.Origin", 400)
@@ -166,8 +182,9 @@ def test_material_of_another_spec_or_encoding_is_invalid(kms, target_keys):
     assert exc.value.code == "InvalidKeyMaterial"
     # PKCS#1 instead of PKCS#8: the right key in the wrong encoding.
     rsa_key = ser.load_pem_private_key(target_keys["RSA_3072"], password=None)
-    pkcs1 = rsa_key.private_bytes(ser.Encoding.DER, ser.PrivateFormat.TraditionalOpenSSL,
-                                  ser.NoEncryption())  # fmt: skip
+    pkcs1 = rsa_key.private_bytes(
+        ser.Encoding.DER, ser.PrivateFormat.TraditionalOpenSSL, ser.NoEncryption()
+    )
     p = _gpfi(kms, key_id)
     with pytest.raises(ClientException) as exc:
         _import(kms, key_id, wrap_key_material(pkcs1, p.public_key, RSA_ALG), p.import_token)
@@ -205,9 +222,14 @@ def test_expired_material_puts_the_key_in_pending_import(kms, emulator, target_k
     meta = describe(kms, key_id)
     assert (meta.key_state, meta.material_expire_time) == ("PendingImport", "")
     with pytest.raises(ClientException) as exc:
-        kms.asymmetric_sign(km.AsymmetricSignRequest(
-            key_id=key_id, key_version_id=version, algorithm="ECDSA_SHA_256",
-            digest=base64.b64encode(bytes(32)).decode()))  # fmt: skip
+        kms.asymmetric_sign(
+            km.AsymmetricSignRequest(
+                key_id=key_id,
+                key_version_id=version,
+                algorithm="ECDSA_SHA_256",
+                digest=base64.b64encode(bytes(32)).decode(),
+            )
+        )
     assert _err(exc) == ("Rejected.PendingImport", 409)
     import_material(kms, key_id, material)
     assert describe(kms, key_id).key_state == "Enabled"
@@ -236,22 +258,28 @@ def test_pending_deletion_refuses_import_with_409_and_keeps_its_state(kms, emula
     key_id = create_external_key(kms, "EC_P256")
     material = load_private_key(target_keys["EC_P256"])
     import_material(kms, key_id, material)
-    kms.schedule_key_deletion(km.ScheduleKeyDeletionRequest(key_id=key_id,
-                                                            pending_window_in_days=7))  # fmt: skip
+    kms.schedule_key_deletion(
+        km.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_in_days=7)
+    )
     meta = describe(kms, key_id)
     assert meta.key_state == "PendingDeletion" and meta.delete_date
     p = _gpfi(kms, key_id)  # allowed in every state
     with pytest.raises(ClientException) as exc:
-        _import(kms, key_id, wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
-                p.import_token)  # fmt: skip
+        _import(
+            kms,
+            key_id,
+            wrap_key_material(material.import_bytes(), p.public_key, RSA_ALG),
+            p.import_token,
+        )
     assert _err(exc) == ("Rejected.StateModifiedFailed", 409)
     kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
     assert describe(kms, key_id).key_state == "PendingDeletion"
     kms.cancel_key_deletion(km.CancelKeyDeletionRequest(key_id=key_id))
     assert describe(kms, key_id).key_state == "PendingImport"
     import_material(kms, key_id, material)
-    kms.schedule_key_deletion(km.ScheduleKeyDeletionRequest(key_id=key_id,
-                                                            pending_window_in_days=7))  # fmt: skip
+    kms.schedule_key_deletion(
+        km.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_in_days=7)
+    )
     emulator.advance_clock(7 * 86400 + 1)
     with pytest.raises(ClientException) as exc:
         describe(kms, key_id)
@@ -274,9 +302,12 @@ def test_rotation_calls_refuse_external_and_asymmetric_keys(kms):
     ext = create_external_key(kms, "RSA_2048")
     for call in (
         lambda k: kms.create_key_version(km.CreateKeyVersionRequest(key_id=k)),
-        lambda k: kms.update_rotation_policy(km.UpdateRotationPolicyRequest(
-            key_id=k, enable_automatic_rotation=True, rotation_interval="604800s")),
-    ):  # fmt: skip
+        lambda k: kms.update_rotation_policy(
+            km.UpdateRotationPolicyRequest(
+                key_id=k, enable_automatic_rotation=True, rotation_interval="604800s"
+            )
+        ),
+    ):
         with pytest.raises(ClientException) as exc:
             call(ext)
         assert _err(exc) == ("Rejected.UnsupportedOperation", 400)

@@ -61,7 +61,10 @@ def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec)
     assert envelope.header.first_imported_at is not None
     assert envelope.header.lease == "30d"
     assert _kms_tags(kms, result.key_id) == {
-        FINGERPRINT_TAG: material.fingerprint, MANAGED_TAG: "true", LEASE_TAG: "30d"}  # fmt: skip
+        FINGERPRINT_TAG: material.fingerprint,
+        MANAGED_TAG: "true",
+        LEASE_TAG: "30d",
+    }
     expected = int(emulator.now()) + 30 * 86400
     assert abs(result.material_expire_time.timestamp() - expected) < 5
 
@@ -70,8 +73,7 @@ def test_enroll_with_kms_sealer_and_secrets_store(emulator, kms, gateway):
     cmk = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
     vault = Vault(SecretsStore(gateway, "byok"), KmsSealer(gateway, cmk))
     material = generate_material("EC_P256")
-    result = enroll(gateway, vault, material, lease=parse_lease("never"),
-                    create=_create("EC_P256"))  # fmt: skip
+    result = enroll(gateway, vault, material, lease=parse_lease("never"), create=_create("EC_P256"))
     assert result.material_expire_time is None
     assert vault.inventory() == [result.key_id]
     assert vault.fetch(result.key_id)[1].fingerprint == material.fingerprint
@@ -82,7 +84,10 @@ def test_enroll_existing_pending_import_key(gateway, vault, kms, target_keys):
     material = load_private_key(target_keys["RSA_3072"])
     result = enroll(gateway, vault, material, lease=parse_lease("12h"), key_id=key_id)
     assert (result.created, result.adopted, result.canary) == (
-        False, False, "decrypt RSAES_OAEP_SHA_256")  # fmt: skip
+        False,
+        False,
+        "decrypt RSAES_OAEP_SHA_256",
+    )
 
 
 def test_adoption_with_matching_material(gateway, vault, kms, target_keys):
@@ -113,8 +118,9 @@ def test_pending_import_key_bound_to_other_material_is_refused(gateway, vault, k
     import_material(kms, key_id, load_private_key(target_keys["EC_P256"]))
     kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
     with pytest.raises(MaterialMismatch):
-        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
-               key_id=key_id)  # fmt: skip
+        enroll(
+            gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"), key_id=key_id
+        )
 
 
 @pytest.mark.parametrize(
@@ -125,21 +131,30 @@ def test_pending_import_key_bound_to_other_material_is_refused(gateway, vault, k
         (CreateRequest("EC_P256", "SIGN/VERIFY", ""), "EC_P256", "--instance"),
     ],
 )
-def test_bad_enrollment_requests_change_nothing(gateway, vault, emulator, kms, create,
-                                                material_spec, message):  # fmt: skip
+def test_bad_enrollment_requests_change_nothing(
+    gateway, vault, emulator, kms, create, material_spec, message
+):
     with pytest.raises(InputError, match=message):
-        enroll(gateway, vault, generate_material(material_spec), lease=parse_lease("30d"),
-               create=create)  # fmt: skip
+        enroll(
+            gateway,
+            vault,
+            generate_material(material_spec),
+            lease=parse_lease("30d"),
+            create=create,
+        )
     assert emulator.calls() == [] and vault.inventory() == []
 
 
 def test_non_external_key_is_refused(gateway, vault, kms):
-    key_id = kms.create_key(km.CreateKeyRequest(
-        key_spec="EC_P256", key_usage="SIGN/VERIFY", dkmsinstance_id="kst-local-software")
-    ).body.key_metadata.key_id  # fmt: skip
+    key_id = kms.create_key(
+        km.CreateKeyRequest(
+            key_spec="EC_P256", key_usage="SIGN/VERIFY", dkmsinstance_id="kst-local-software"
+        )
+    ).body.key_metadata.key_id
     with pytest.raises(InputError, match="Origin Aliyun_KMS"):
-        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
-               key_id=key_id)  # fmt: skip
+        enroll(
+            gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"), key_id=key_id
+        )
 
 
 def _consistent(emulator, kms, vault, fp):
@@ -162,8 +177,14 @@ def test_crash_after_each_step_then_rerun_finishes(gateway, vault, emulator, kms
             raise Crash(step)
 
     with pytest.raises(Crash):
-        enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"),
-               on_step=crash)  # fmt: skip
+        enroll(
+            gateway,
+            vault,
+            material,
+            lease=parse_lease("30d"),
+            create=_create("EC_P256"),
+            on_step=crash,
+        )
     _consistent(emulator, kms, vault, material.fingerprint)
     if crash_after in ("seal", "import"):
         # The envelope exists but does not record a first import: the agent will not touch it.

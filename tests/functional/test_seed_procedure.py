@@ -18,26 +18,69 @@ pytestmark = pytest.mark.openssl
 @pytest.mark.parametrize("bits", [2048, 4096])
 def test_seed_openssl_pipeline_imports_and_kms_signs_for_openssl(kms, tmp_path, bits):
     key_id = create_external_key(kms, f"RSA_{bits}")
-    params = kms.get_parameters_for_import(km.GetParametersForImportRequest(
-        key_id=key_id, wrapping_algorithm="RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD",
-        wrapping_key_spec="RSA_2048")).body  # fmt: skip
+    params = kms.get_parameters_for_import(
+        km.GetParametersForImportRequest(
+            key_id=key_id,
+            wrapping_algorithm="RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD",
+            wrapping_key_spec="RSA_2048",
+        )
+    ).body
 
     # Step 1-3 of the seed procedure, with OpenSSL only.
     (tmp_path / "PublicKey.der").write_bytes(base64.b64decode(params.public_key))
-    openssl("pkey", "-pubin", "-inform", "DER", "-in", tmp_path / "PublicKey.der",
-            "-out", tmp_path / "PublicKey.pem")  # fmt: skip
+    openssl(
+        "pkey",
+        "-pubin",
+        "-inform",
+        "DER",
+        "-in",
+        tmp_path / "PublicKey.der",
+        "-out",
+        tmp_path / "PublicKey.pem",
+    )
     (tmp_path / "TakPrivPkcs1.pem").write_bytes(openssl("genrsa", str(bits)))
-    openssl("pkcs8", "-topk8", "-inform", "PEM", "-in", tmp_path / "TakPrivPkcs1.pem",
-            "-outform", "DER", "-out", tmp_path / "TakPrivPkcs8.bin", "-nocrypt")  # fmt: skip
+    openssl(
+        "pkcs8",
+        "-topk8",
+        "-inform",
+        "PEM",
+        "-in",
+        tmp_path / "TakPrivPkcs1.pem",
+        "-outform",
+        "DER",
+        "-out",
+        tmp_path / "TakPrivPkcs8.bin",
+        "-nocrypt",
+    )
     openssl("rand", "-out", tmp_path / "EphemeralSymmetricKey.bin", "32")
-    openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", tmp_path / "PublicKey.pem",
-            "-in", tmp_path / "EphemeralSymmetricKey.bin",
-            "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
-            "-pkeyopt", "rsa_mgf1_md:sha256",
-            "-out", tmp_path / "EphemeralSymmetricKeyCipher.bin")  # fmt: skip
+    openssl(
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        tmp_path / "PublicKey.pem",
+        "-in",
+        tmp_path / "EphemeralSymmetricKey.bin",
+        "-pkeyopt",
+        "rsa_padding_mode:oaep",
+        "-pkeyopt",
+        "rsa_oaep_md:sha256",
+        "-pkeyopt",
+        "rsa_mgf1_md:sha256",
+        "-out",
+        tmp_path / "EphemeralSymmetricKeyCipher.bin",
+    )
     esk_hex = (tmp_path / "EphemeralSymmetricKey.bin").read_bytes().hex()
-    openssl("enc", "-aes-256-ecb", "-in", tmp_path / "TakPrivPkcs8.bin", "-K", esk_hex,
-            "-out", tmp_path / "TakCipher.bin")  # fmt: skip
+    openssl(
+        "enc",
+        "-aes-256-ecb",
+        "-in",
+        tmp_path / "TakPrivPkcs8.bin",
+        "-K",
+        esk_hex,
+        "-out",
+        tmp_path / "TakCipher.bin",
+    )
     wrapped = base64.b64encode(
         (tmp_path / "EphemeralSymmetricKeyCipher.bin").read_bytes()
         + (tmp_path / "TakCipher.bin").read_bytes()
@@ -45,20 +88,38 @@ def test_seed_openssl_pipeline_imports_and_kms_signs_for_openssl(kms, tmp_path, 
     if bits == 4096:
         assert len(wrapped) > 3000  # the ~4.5 KB request line the server must accept
 
-    kms.import_key_material(km.ImportKeyMaterialRequest(
-        key_id=key_id, encrypted_key_material=wrapped, import_token=params.import_token,
-        key_material_expire_unix=0))  # fmt: skip
+    kms.import_key_material(
+        km.ImportKeyMaterialRequest(
+            key_id=key_id,
+            encrypted_key_material=wrapped,
+            import_token=params.import_token,
+            key_material_expire_unix=0,
+        )
+    )
     meta = describe(kms, key_id)
     assert meta.key_state == "Enabled"
 
     message = b"signed by aliyun-local, verified by openssl"
     (tmp_path / "msg").write_bytes(message)
-    signature = kms.asymmetric_sign(km.AsymmetricSignRequest(
-        key_id=key_id, key_version_id=meta.primary_key_version, algorithm="RSA_PKCS1_SHA_256",
-        digest=base64.b64encode(hashlib.sha256(message).digest()).decode())).body.value  # fmt: skip
+    signature = kms.asymmetric_sign(
+        km.AsymmetricSignRequest(
+            key_id=key_id,
+            key_version_id=meta.primary_key_version,
+            algorithm="RSA_PKCS1_SHA_256",
+            digest=base64.b64encode(hashlib.sha256(message).digest()).decode(),
+        )
+    ).body.value
     (tmp_path / "sig").write_bytes(base64.b64decode(signature))
-    openssl("rsa", "-in", tmp_path / "TakPrivPkcs1.pem", "-pubout",
-            "-out", tmp_path / "tak_pub.pem")  # fmt: skip
-    out = openssl("dgst", "-sha256", "-verify", tmp_path / "tak_pub.pem",
-                  "-signature", tmp_path / "sig", tmp_path / "msg")  # fmt: skip
+    openssl(
+        "rsa", "-in", tmp_path / "TakPrivPkcs1.pem", "-pubout", "-out", tmp_path / "tak_pub.pem"
+    )
+    out = openssl(
+        "dgst",
+        "-sha256",
+        "-verify",
+        tmp_path / "tak_pub.pem",
+        "-signature",
+        tmp_path / "sig",
+        tmp_path / "msg",
+    )
     assert b"Verified OK" in out

@@ -60,9 +60,11 @@ def file_vault(tmp_path, seal_key):
 @pytest.fixture
 def kms_vault(emulator, kms):
     gateway = make_gateway(emulator, ENROLL)
-    cmk = gateway._client.create_key(__import__(
-        "alibabacloud_kms20160120.models", fromlist=["CreateKeyRequest"]).CreateKeyRequest()
-    ).body.key_metadata.key_id  # fmt: skip
+    cmk = gateway._client.create_key(
+        __import__(
+            "alibabacloud_kms20160120.models", fromlist=["CreateKeyRequest"]
+        ).CreateKeyRequest()
+    ).body.key_metadata.key_id
     return Vault(SecretsStore(gateway, "byok-keeper/envelopes"), KmsSealer(gateway, cmk))
 
 
@@ -203,9 +205,12 @@ def test_invalid_key_ids_are_refused(file_vault, key_id):
 
 @pytest.mark.parametrize(
     ("uri", "message"),
-    [("", "no vault configured"), ("s3://bucket", "expected file://DIR"),
-     ("kms-secrets://bad prefix", "invalid kms-secrets prefix")],
-)  # fmt: skip
+    [
+        ("", "no vault configured"),
+        ("s3://bucket", "expected file://DIR"),
+        ("kms-secrets://bad prefix", "invalid kms-secrets prefix"),
+    ],
+)
 def test_vault_uris_are_checked(uri, message, emulator):
     with pytest.raises(ConfigError, match=message):
         build_store(uri, make_gateway(emulator, ENROLL))

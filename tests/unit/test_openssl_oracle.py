@@ -24,10 +24,13 @@ RSA_ALG = specs.RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD
 SM2_ALG = specs.SM2PKE_SM4_ECB
 RSA_SPECS = [s for s in ALL_SPECS if s != "EC_SM2"]
 OAEP_OPTS = [
-    "-pkeyopt", "rsa_padding_mode:oaep",
-    "-pkeyopt", "rsa_oaep_md:sha256",
-    "-pkeyopt", "rsa_mgf1_md:sha256",
-]  # fmt: skip
+    "-pkeyopt",
+    "rsa_padding_mode:oaep",
+    "-pkeyopt",
+    "rsa_oaep_md:sha256",
+    "-pkeyopt",
+    "rsa_mgf1_md:sha256",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +65,43 @@ def _sm2_private(path):
 def test_a_seed_openssl_pipeline_unwraps_with_ours(spec, openssl_keys, rsa_wrapping, tmp_path):
     (tmp_path / "key.pem").write_bytes(openssl_keys[spec])
     # The seed procedure, step by step.
-    openssl("pkcs8", "-topk8", "-inform", "PEM", "-in", tmp_path / "key.pem",
-            "-outform", "DER", "-nocrypt", "-out", tmp_path / "tak.der")  # fmt: skip
+    openssl(
+        "pkcs8",
+        "-topk8",
+        "-inform",
+        "PEM",
+        "-in",
+        tmp_path / "key.pem",
+        "-outform",
+        "DER",
+        "-nocrypt",
+        "-out",
+        tmp_path / "tak.der",
+    )
     openssl("rand", "-out", tmp_path / "esk.bin", "32")
-    openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", rsa_wrapping / "iwk_pub.pem",
-            "-in", tmp_path / "esk.bin", *OAEP_OPTS, "-out", tmp_path / "esk.enc")  # fmt: skip
+    openssl(
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        rsa_wrapping / "iwk_pub.pem",
+        "-in",
+        tmp_path / "esk.bin",
+        *OAEP_OPTS,
+        "-out",
+        tmp_path / "esk.enc",
+    )
     esk_hex = (tmp_path / "esk.bin").read_bytes().hex()
-    openssl("enc", "-aes-256-ecb", "-in", tmp_path / "tak.der", "-K", esk_hex,
-            "-out", tmp_path / "tak.enc")  # fmt: skip
+    openssl(
+        "enc",
+        "-aes-256-ecb",
+        "-in",
+        tmp_path / "tak.der",
+        "-K",
+        esk_hex,
+        "-out",
+        tmp_path / "tak.enc",
+    )
     wrapped = base64.b64encode(
         (tmp_path / "esk.enc").read_bytes() + (tmp_path / "tak.enc").read_bytes()
     )
@@ -88,8 +120,15 @@ def test_b_our_wrap_unwraps_with_openssl(spec, openssl_keys, rsa_wrapping, tmp_p
     (tmp_path / "esk.enc").write_bytes(blob[:256])
     (tmp_path / "tak.enc").write_bytes(blob[256:])
 
-    esk = openssl("pkeyutl", "-decrypt", "-inkey", rsa_wrapping / "iwk.pem",
-                  "-in", tmp_path / "esk.enc", *OAEP_OPTS)  # fmt: skip
+    esk = openssl(
+        "pkeyutl",
+        "-decrypt",
+        "-inkey",
+        rsa_wrapping / "iwk.pem",
+        "-in",
+        tmp_path / "esk.enc",
+        *OAEP_OPTS,
+    )
     assert len(esk) == 32
     tak = openssl("enc", "-d", "-aes-256-ecb", "-in", tmp_path / "tak.enc", "-K", esk.hex())
     assert tak == bytes(material.import_bytes())
@@ -103,8 +142,9 @@ def test_c_our_sm2_wrap_unwraps_with_openssl(openssl_keys, sm2_wrapping, tmp_pat
     (tmp_path / "esk.der").write_bytes(sm2.ciphertext_to_der(raw_esk_ct))
     (tmp_path / "tak.enc").write_bytes(tak_ct)
 
-    esk = openssl("pkeyutl", "-decrypt", "-inkey", sm2_wrapping / "iwk.pem",
-                  "-in", tmp_path / "esk.der")  # fmt: skip
+    esk = openssl(
+        "pkeyutl", "-decrypt", "-inkey", sm2_wrapping / "iwk.pem", "-in", tmp_path / "esk.der"
+    )
     assert len(esk) == 16
     tak = openssl("enc", "-d", "-sm4-ecb", "-nopad", "-in", tmp_path / "tak.enc", "-K", esk.hex())
     assert tak == bytes(material.import_bytes())
@@ -115,10 +155,24 @@ def test_c_openssl_sm2_wrap_unwraps_with_ours(openssl_keys, sm2_wrapping, tmp_pa
     material = load_private_key(openssl_keys["EC_SM2"], key_spec="EC_SM2")
     (tmp_path / "d.bin").write_bytes(material.import_bytes())
     openssl("rand", "-out", tmp_path / "esk.bin", "16")
-    esk_der = openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", sm2_wrapping / "iwk_pub.pem",
-                      "-in", tmp_path / "esk.bin")  # fmt: skip
-    tak_ct = openssl("enc", "-sm4-ecb", "-nopad", "-in", tmp_path / "d.bin",
-                     "-K", (tmp_path / "esk.bin").read_bytes().hex())  # fmt: skip
+    esk_der = openssl(
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        sm2_wrapping / "iwk_pub.pem",
+        "-in",
+        tmp_path / "esk.bin",
+    )
+    tak_ct = openssl(
+        "enc",
+        "-sm4-ecb",
+        "-nopad",
+        "-in",
+        tmp_path / "d.bin",
+        "-K",
+        (tmp_path / "esk.bin").read_bytes().hex(),
+    )
     wrapped = base64.b64encode(sm2.ciphertext_from_der(esk_der) + tak_ct)
 
     out = unwrap_key_material(wrapped, _sm2_private(sm2_wrapping / "iwk.pem"), SM2_ALG)
@@ -127,8 +181,15 @@ def test_c_openssl_sm2_wrap_unwraps_with_ours(openssl_keys, sm2_wrapping, tmp_pa
 
 def test_sm2_der_conversion_round_trips_openssl_ciphertext(sm2_wrapping, tmp_path):
     (tmp_path / "m").write_bytes(b"sixteen byte esk")
-    ct = openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", sm2_wrapping / "iwk_pub.pem",
-                 "-in", tmp_path / "m")  # fmt: skip
+    ct = openssl(
+        "pkeyutl",
+        "-encrypt",
+        "-pubin",
+        "-inkey",
+        sm2_wrapping / "iwk_pub.pem",
+        "-in",
+        tmp_path / "m",
+    )
     assert sm2.ciphertext_to_der(sm2.ciphertext_from_der(ct)) == ct
 
 
@@ -139,13 +200,35 @@ def test_sm2_signatures_interoperate_with_openssl(user_id, sm2_wrapping, tmp_pat
     (tmp_path / "msg").write_bytes(message)
     distid = ["-pkeyopt", f"distid:{user_id.decode()}"] if user_id else []
     # OpenSSL signs, we verify.
-    sig = openssl("pkeyutl", "-sign", "-rawin", "-digest", "sm3", "-inkey",
-                  sm2_wrapping / "iwk.pem", "-in", tmp_path / "msg", *distid)  # fmt: skip
+    sig = openssl(
+        "pkeyutl",
+        "-sign",
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-inkey",
+        sm2_wrapping / "iwk.pem",
+        "-in",
+        tmp_path / "msg",
+        *distid,
+    )
     digest = sm2.user_digest(key.public_key(), message, user_id)
     sm2.verify_digest(key.public_key(), digest, *sm2.signature_from_der(sig))
     # We sign, OpenSSL verifies.
     (tmp_path / "sig").write_bytes(sm2.signature_der(*key.sign_digest(digest)))
-    out = openssl("pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pubin", "-inkey",
-                  sm2_wrapping / "iwk_pub.pem", "-in", tmp_path / "msg",
-                  "-sigfile", tmp_path / "sig", *distid)  # fmt: skip
+    out = openssl(
+        "pkeyutl",
+        "-verify",
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-pubin",
+        "-inkey",
+        sm2_wrapping / "iwk_pub.pem",
+        "-in",
+        tmp_path / "msg",
+        "-sigfile",
+        tmp_path / "sig",
+        *distid,
+    )
     assert b"Verified Successfully" in out

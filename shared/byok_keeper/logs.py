@@ -1,0 +1,124 @@
+"""structlog, configured once: ISO UTC timestamps, JSON off a TTY, console on a TTY, stdlib
+loggers (the SDK, APScheduler) routed through the same processors, and a redaction processor
+that keeps secrets out of every line.
+
+Secrets never reach a logger on purpose; redaction is the second line of defence: fields whose
+names suggest secrets are masked, and any string that looks like a PEM private key or a long
+Base64/hex blob in a field not known to be safe is replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[REDACTED]"
+_SECRET_NAMES = re.compile(
+    r"(material|plaintext|secret|token|passphrase|password|private|esk|data_key|authorization)",
+    re.IGNORECASE,
+)
+# Values these fields carry are known to be public (hashes, ids) even when long.
+_SAFE_FIELDS = frozenset(
+    {
+        "fingerprint",
+        "kms_fingerprint",
+        "request_ids",
+        "request_id",
+        "key_id",
+        "event",
+        "timestamp",
+        "level",
+        "logger",
+        "reason",
+        "error",
+    }
+)
+_PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_BLOB = re.compile(r"[A-Za-z0-9+/=]{80,}|[0-9a-fA-F]{96,}")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        if _PEM_PRIVATE.search(value):
+            return REDACTED
+        return _BLOB.sub(REDACTED, value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return REDACTED
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if _SECRET_NAMES.search(str(k)) else _scrub(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask secret-named fields and secret-looking values."""
+    for name in list(event):
+        if name in _SAFE_FIELDS:
+            continue
+        if _SECRET_NAMES.search(name):
+            event[name] = REDACTED
+        else:
+            event[name] = _scrub(event[name])
+    if isinstance(event.get("event"), str):
+        event["event"] = _scrub(event["event"])
+    return event
+
+
+_configured = False
+
+
+def configure(
+    *, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the stdlib root logger. Idempotent; later calls reconfigure."""
+    global _configured
+    stream = stream or sys.stderr
+    if json is None:
+        json = not stream.isatty()
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    renderer = (
+        structlog.processors.JSONRenderer(sort_keys=True)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_byok_keeper", False):
+            root.removeHandler(old)
+    handler._byok_keeper = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # The SDK's HTTP stack logs URLs (which carry wrapped material) at DEBUG: keep it quiet.
+    # alibabacloud-credentials runs an APScheduler of its own that chats at INFO.
+    for noisy in ("urllib3", "requests", "aiohttp", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configured = True
+
+
+def get_logger(name: str = "byok_keeper") -> Any:
+    return structlog.get_logger(name)

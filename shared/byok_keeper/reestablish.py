@@ -1,0 +1,237 @@
+"""Re-establish one key: bring back the identical material, or refuse and say why.
+
+Steps (each named in the outcome and, on the CLI, printed as it happens):
+
+1. ``describe`` -- fresh DescribeKey: the key must exist, be EXTERNAL and not PendingDeletion.
+2. ``unseal`` -- fetch the envelope, which must record a completed first import (invariant 2),
+   and open it; the material's fingerprint must equal the sealed one.
+3. ``identity`` -- when the key is usable (Enabled), GetPublicKey must show the same fingerprint.
+4. ``hold`` -- ListResourceTags right before import: a hold set since the plan wins
+   (invariant 4); the lease tag, if any, sets the new expiry.
+5. ``import`` -- GetParametersForImport, wrap, ImportKeyMaterial (a fresh token and one retry
+   if the token expired; ``InvalidKeyMaterial`` stops everything: vault and KMS disagree).
+6. ``verify`` -- DescribeKey (state and expiry), GetPublicKey when step 3 did not run, and a
+   canary through KMS.
+
+The material is wiped on every path. Nothing but ImportKeyMaterial changes KMS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .enroll import import_once
+from .errors import ByokError, ExecutionError, InputError, MaterialMismatch
+from .kms import KeyInfo, KmsApiError, KmsGateway, KmsUnavailable, format_kms_time
+from .lease import Lease
+from .plan import HOLD_TAG, EnvelopeFacts, effective_lease
+from .vault import Vault
+from .verify import canary, kms_fingerprint
+
+StepCallback = Callable[[str, str], None]
+
+RESTORED, RENEWED, HELD, SKIPPED, FAILED, DRY_RUN = (
+    "restored",
+    "renewed",
+    "held",
+    "skipped",
+    "failed",
+    "dry-run",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key_id: str
+    decision: str
+    outcome: str
+    reason: str
+    duration_ms: int
+    fingerprint: str = ""
+    new_expiry: datetime | None = None
+    key_state: str = ""
+    request_ids: tuple[str, ...] = field(default=())
+    error_code: str = ""
+    alert: bool = False
+    canary: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == FAILED
+
+    def to_json(self) -> dict:
+        return {
+            "key_id": self.key_id,
+            "decision": self.decision,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "duration_ms": self.duration_ms,
+            "fingerprint": self.fingerprint,
+            "new_expiry": format_kms_time(self.new_expiry) if self.new_expiry else "",
+            "key_state": self.key_state,
+            "request_ids": list(self.request_ids),
+            "error_code": self.error_code,
+            "alert": self.alert,
+        }
+
+
+class _Stop(Exception):
+    """Ends a re-establishment early with a non-failure outcome (held, skipped)."""
+
+    def __init__(self, outcome: str, reason: str) -> None:
+        self.outcome = outcome
+        self.reason = reason
+
+
+def reestablish(
+    gateway: KmsGateway,
+    vault: Vault,
+    key_id: str,
+    *,
+    decision: str = "REIMPORT",
+    override_hold: bool = False,
+    dry_run: bool = False,
+    lease_override: Lease | None = None,
+    on_step: StepCallback | None = None,
+) -> Outcome:
+    """Re-import the identical material for ``key_id``. Never raises for a per-key failure:
+    the outcome says what happened (per-key isolation); only bugs propagate."""
+    step = on_step or (lambda name, detail: None)
+    started = time.monotonic()
+    request_ids: list[str] = []
+    fingerprint = ""
+    key: KeyInfo | None = None
+
+    def done(outcome: str, reason: str, **kw) -> Outcome:
+        return Outcome(
+            key_id=key_id,
+            decision=decision,
+            outcome=outcome,
+            reason=reason,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            fingerprint=fingerprint,
+            key_state=kw.pop("key_state", key.key_state if key else ""),
+            request_ids=tuple(r for r in request_ids if r),
+            **kw,
+        )
+
+    material = None
+    try:
+        key = gateway.describe_key(key_id)
+        request_ids.append(key.request_id)
+        if key.origin != "EXTERNAL":
+            raise InputError(f"{key_id} has Origin {key.origin}; nothing to import")
+        if key.key_state == "PendingDeletion":
+            raise _Stop(SKIPPED, "key is pending deletion")
+        step(
+            "describe",
+            f"{key.key_state}, expiry {format_kms_time(key.material_expire_time) or 'never'}",
+        )
+
+        envelope = vault.get(key_id)
+        if envelope is None:
+            raise InputError(f"the vault {vault.uri} holds no envelope for {key_id}")
+        fingerprint = envelope.fingerprint
+        if envelope.header.first_imported_at is None:
+            raise InputError(
+                f"enrollment of {key_id} is incomplete (no first import recorded); re-run enroll"
+            )
+        if envelope.header.key_spec != key.key_spec:
+            raise MaterialMismatch(key_id, f"KMS ({key.key_spec})", fingerprint, "another spec")
+        material = vault.open(envelope)
+        step("unseal", f"fingerprint {fingerprint[:16]}... matches the envelope")
+
+        checked_identity = False
+        if key.key_state == "Enabled":
+            actual = kms_fingerprint(gateway, key)
+            if actual != fingerprint:
+                raise MaterialMismatch(key_id, "KMS", fingerprint, actual)
+            checked_identity = True
+            step("identity", "KMS public key matches the envelope")
+
+        tags = gateway.list_tags(key_id)
+        if HOLD_TAG in tags and not override_hold:
+            raise _Stop(HELD, f"on hold: {tags[HOLD_TAG] or 'no reason given'}")
+        lease, _notes = effective_lease(
+            EnvelopeFacts(fingerprint, envelope.header.key_spec, envelope.header.lease, True), tags
+        )
+        lease = lease_override or lease
+        if lease is None:
+            raise InputError(
+                f"no valid lease for {key_id} (envelope says {envelope.header.lease!r})"
+            )
+        step("hold", f"no hold; lease {lease}" if HOLD_TAG not in tags else "hold overridden")
+
+        now = gateway.now()
+        expire_unix = lease.expire_unix(now)
+        new_expiry = lease.expiry_from(now)
+        if dry_run:
+            return done(
+                DRY_RUN,
+                f"would import with expiry {format_kms_time(new_expiry) or 'never'}",
+                new_expiry=new_expiry,
+            )
+
+        request_ids += import_once(gateway, key, material, expire_unix)
+        step("import", f"imported; expiry {format_kms_time(new_expiry) or 'never'}")
+
+        after = gateway.describe_key(key_id)
+        request_ids.append(after.request_id)
+        expected_state = "Disabled" if key.key_state == "Disabled" else "Enabled"
+        if after.key_state != expected_state:
+            raise ExecutionError(
+                f"{key_id} is {after.key_state} after import; expected {expected_state}"
+            )
+        actual_expiry = (
+            int(after.material_expire_time.timestamp()) if after.material_expire_time else 0
+        )
+        if actual_expiry != expire_unix:
+            raise ExecutionError(
+                f"{key_id} reports expiry "
+                f"{format_kms_time(after.material_expire_time) or 'never'}, "
+                f"imported with {format_kms_time(new_expiry) or 'never'}"
+            )
+        proof = "state and expiry"
+        if after.key_state == "Enabled":
+            if not checked_identity:
+                actual = kms_fingerprint(gateway, after)
+                if actual != fingerprint:
+                    raise MaterialMismatch(key_id, "KMS after import", fingerprint, actual)
+            proof = canary(gateway, after, material.public_key_der)
+        step("verify", proof)
+        key = after
+        return done(
+            RENEWED if decision == "RENEW" else RESTORED,
+            f"identical material imported; verified ({proof})",
+            new_expiry=new_expiry,
+            canary=proof,
+        )
+    except _Stop as stop:
+        shown = {HELD: "HOLD", SKIPPED: "SKIP"}[stop.outcome]
+        return Outcome(
+            key_id,
+            shown,
+            stop.outcome,
+            stop.reason,
+            int((time.monotonic() - started) * 1000),
+            fingerprint,
+            key_state=key.key_state if key else "",
+            request_ids=tuple(r for r in request_ids if r),
+        )
+    except MaterialMismatch as exc:
+        return done(FAILED, str(exc), error_code="MaterialMismatch", alert=True)
+    except KmsApiError as exc:
+        request_ids.append(exc.request_id)
+        return done(FAILED, str(exc), error_code=exc.code)
+    except KmsUnavailable as exc:
+        return done(FAILED, str(exc), error_code="Unavailable")
+    except ByokError as exc:
+        return done(
+            FAILED, str(exc), error_code=type(exc).__name__, alert=isinstance(exc, InputError)
+        )
+    finally:
+        if material is not None:
+            material.wipe()

@@ -1,0 +1,222 @@
+"""Discover -> plan -> apply, with per-key isolation and a summary.
+
+Discovery is inventory-driven: the vault lists enrolled keys and each costs one DescribeKey.
+Only keys that may be due (PendingImport, or expiring within the renewal window) have their
+envelope header read; ``details="all"`` (the on-call ``plan``) also reads every key's tags so
+holds and lease overrides show. ``scan_account`` also pages ListKeys and describes every key to
+report EXTERNAL keys nobody holds material for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .audit import AuditLog
+from .errors import ByokError
+from .kms import KeyInfo, KmsApiError, KmsGateway, format_kms_time
+from .plan import (
+    ALERT,
+    HOLD,
+    OK,
+    SKIP,
+    Decision,
+    EnvelopeFacts,
+    KeyFacts,
+    Policy,
+    needs_details,
+    plan,
+)
+from .reestablish import FAILED, HELD, SKIPPED, Outcome, reestablish
+from .vault import Vault
+
+CLOCK_SKEW_WARNING_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    now: datetime
+    decisions: tuple[Decision, ...]
+    outcomes: tuple[Outcome, ...]
+    dry_run: bool
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.failed]
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o.outcome] = counts.get(o.outcome, 0) + 1
+        return counts
+
+
+def _describe(gateway: KmsGateway, key_id: str) -> KeyInfo | ByokError | None:
+    try:
+        return gateway.describe_key(key_id)
+    except KmsApiError as exc:
+        if exc.code == "Forbidden.KeyNotFound":
+            return None
+        return exc
+    except ByokError as exc:
+        return exc
+
+
+def discover(
+    gateway: KmsGateway,
+    vault: Vault,
+    *,
+    policy: Policy,
+    details: str = "due",
+    scan_account: bool = False,
+    concurrency: int = 8,
+) -> tuple[list[KeyFacts], list[tuple[str, ByokError]]]:
+    """Facts for every enrolled key (and, with ``scan_account``, every key in the account).
+
+    Returns the facts and the keys that could not be described (per-key isolation)."""
+    enrolled = vault.inventory()
+    ids = list(enrolled)
+    if scan_account:
+        known = set(ids)
+        ids += [k for k in gateway.list_keys() if k not in known]
+    enrolled_set = set(enrolled)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        described = list(pool.map(lambda k: _describe(gateway, k), ids))
+    now = gateway.now()
+
+    def facts_for(key_id: str, key: KeyInfo | None) -> KeyFacts:
+        if key_id not in enrolled_set:
+            return KeyFacts(key_id, key, enrolled=False)
+        if details != "all" and not needs_details(key, now, policy):
+            return KeyFacts(key_id, key, enrolled=True)
+        envelope = vault.get(key_id)
+        env = (
+            EnvelopeFacts(
+                envelope.fingerprint,
+                envelope.header.key_spec,
+                envelope.header.lease,
+                envelope.header.first_imported_at is not None,
+            )
+            if envelope
+            else None
+        )
+        tags = gateway.list_tags(key_id) if details == "all" and key is not None else None
+        return KeyFacts(key_id, key, enrolled=True, envelope=env, tags=tags)
+
+    facts: list[KeyFacts] = []
+    errors: list[tuple[str, ByokError]] = []
+    todo = []
+    for key_id, result in zip(ids, described, strict=True):
+        if isinstance(result, ByokError):
+            errors.append((key_id, result))
+        elif key_id in enrolled_set or (result is not None and result.origin == "EXTERNAL"):
+            todo.append((key_id, result))
+
+    def safe_facts(item: tuple[str, KeyInfo | None]) -> KeyFacts | tuple[str, ByokError]:
+        try:
+            return facts_for(*item)
+        except ByokError as exc:
+            return (item[0], exc)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for result in pool.map(safe_facts, todo):
+            if isinstance(result, KeyFacts):
+                facts.append(result)
+            else:
+                errors.append(result)
+    return facts, errors
+
+
+def run_sweep(
+    gateway: KmsGateway,
+    vault: Vault,
+    *,
+    policy: Policy | None = None,
+    dry_run: bool = False,
+    scan_account: bool = False,
+    details: str = "due",
+    concurrency: int = 8,
+    audit: AuditLog | None = None,
+    trigger: str = "manual",
+    actor: str = "",
+    on_outcome: Callable[[Outcome], None] | None = None,
+    log: Callable[..., None] | None = None,
+) -> SweepResult:
+    policy = policy or Policy()
+    audit = audit or AuditLog()
+    facts, errors = discover(
+        gateway,
+        vault,
+        policy=policy,
+        details=details,
+        scan_account=scan_account,
+        concurrency=concurrency,
+    )
+    offset = gateway.clock_offset
+    if offset is not None and abs(offset) > CLOCK_SKEW_WARNING_SECONDS and log is not None:
+        log("clock_skew", skew_seconds=round(offset), note="planning against KMS's clock")
+    now = gateway.now()
+    decisions = plan(facts, now, policy)
+    outcomes: list[Outcome] = [
+        Outcome(
+            key_id,
+            "ALERT",
+            FAILED,
+            str(err),
+            0,
+            error_code=getattr(err, "code", type(err).__name__),
+        )
+        for key_id, err in errors
+    ]
+
+    def static(d: Decision) -> Outcome:
+        outcome = {OK: "ok", HOLD: HELD, SKIP: SKIPPED, ALERT: "alert"}[d.decision]
+        return Outcome(
+            d.key_id,
+            d.decision,
+            outcome,
+            d.reason,
+            0,
+            key_state=d.key_state,
+            alert=d.decision == ALERT,
+        )
+
+    def apply(d: Decision) -> Outcome:
+        return reestablish(gateway, vault, d.key_id, decision=d.decision, dry_run=dry_run)
+
+    due = [d for d in decisions if d.due]
+    for d in decisions:
+        if not d.due:
+            outcomes.append(static(d))
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for outcome in pool.map(apply, due):
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    for o in outcomes:  # one canonical line per key per run
+        audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
+    return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats))
+
+
+def decisions_json(decisions: Iterable[Decision]) -> list[dict]:
+    return [
+        {
+            "key_id": d.key_id,
+            "decision": d.decision,
+            "reason": d.reason,
+            "key_state": d.key_state,
+            "key_spec": d.key_spec,
+            "material_expire_time": format_kms_time(d.material_expire_time),
+            "lease": str(d.lease) if d.lease else "",
+            "reminder_days": d.reminder_days,
+        }
+        for d in decisions
+    ]
+
+
+def elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,147 @@
+"""The on-call commands as an engineer runs them: plan, sweep, reimport, verify, status, hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import run_cli
+
+INSTANCE = {"EC_SM2": "kst-local-hardware"}
+
+
+def _enroll(env, spec="EC_P256", lease="30d"):
+    out = run_cli(
+        "enroll",
+        "--create",
+        "--key-spec",
+        spec,
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        INSTANCE.get(spec, "kst-local-software"),
+        "--generate",
+        "--lease",
+        lease,
+        "--output",
+        "json",
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _decisions(env):
+    out = run_cli("plan", "--output", "json", env=env)
+    return out.returncode, {d["key_id"]: d for d in json.loads(out.stdout)["decisions"]}
+
+
+def test_plan_shows_each_decision_and_exits_1_when_work_is_pending(cli_env, served):
+    ok = _enroll(cli_env)["key_id"]
+    code, decisions = _decisions(cli_env)
+    assert code == 0 and decisions[ok]["decision"] == "OK"
+    gone = _enroll(cli_env)["key_id"]
+    renew = _enroll(cli_env, lease="14d")["key_id"]
+    held = _enroll(cli_env)["key_id"]
+    doomed = _enroll(cli_env)["key_id"]
+    served.emulator.kms.delete_key_material(gone)
+    served.emulator.kms.tag_key(held, {"byok-keeper:hold": "INC-9"})
+    served.emulator.kms.schedule_deletion(doomed, 30)
+    served.advance_clock(8 * 86400)
+    code, decisions = _decisions(cli_env)
+    assert code == 1
+    got = {k: decisions[k]["decision"] for k in (ok, gone, renew, held, doomed)}
+    assert got == {ok: "OK", gone: "REIMPORT", renew: "RENEW", held: "HOLD", doomed: "SKIP"}
+    assert set(decisions[gone]) >= {
+        "key_id",
+        "decision",
+        "reason",
+        "key_state",
+        "material_expire_time",
+    }
+    table = run_cli("plan", env=cli_env)
+    assert "REIMPORT" in table.stdout and "DECISION" in table.stdout
+
+
+def test_sweep_restores_and_a_second_sweep_has_nothing_to_do(cli_env, served):
+    key = _enroll(cli_env)
+    served.emulator.kms.delete_key_material(key["key_id"])
+    dry = run_cli("sweep", "--dry-run", "--output", "json", env=cli_env)
+    assert dry.returncode == 0 and json.loads(dry.stdout)["summary"] == {"dry-run": 1}
+    out = run_cli("sweep", "--output", "json", env=cli_env)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["summary"] == {"restored": 1}
+    assert served.key_view(key["key_id"])["material_fingerprint"] == key["fingerprint"]
+    again = run_cli("sweep", "--output", "json", env=cli_env)
+    assert json.loads(again.stdout)["summary"] == {"ok": 1}
+    assert run_cli("plan", env=cli_env).returncode == 0
+
+
+def test_sweep_exits_1_when_a_key_fails(cli_env, served):
+    key = _enroll(cli_env)
+    served.emulator.kms.delete_key_material(key["key_id"])
+    served.set_faults(fail_next={"ImportKeyMaterial": ["InvalidKeyMaterial"]})
+    out = run_cli("sweep", "--output", "json", env=cli_env)
+    assert out.returncode == 1
+    (outcome,) = json.loads(out.stdout)["outcomes"]
+    assert outcome["outcome"] == "failed" and outcome["alert"]
+
+
+def test_reimport_prints_steps_and_respects_holds(cli_env, served, tmp_path):
+    key = _enroll(cli_env)["key_id"]
+    served.emulator.kms.delete_key_material(key)
+    audit = tmp_path / "audit.jsonl"
+    env = {**cli_env, "BYOK_AUDIT_FILE": str(audit)}
+    hold = run_cli("hold", key, "--reason", "INC-1: kill switch", env=env)
+    assert hold.returncode == 0
+    refused = run_cli("reimport", key, "--reason", "test", env=env)
+    assert refused.returncode == 1 and "held" in refused.stdout
+    dry = run_cli("reimport", key, "--reason", "test", "--override-hold", "--dry-run", env=env)
+    assert dry.returncode == 0 and "would import" in dry.stdout
+    assert served.key_view(key)["state"] == "PendingImport"
+    done = run_cli("reimport", key, "--reason", "INC-1 resolved", "--override-hold", env=env)
+    assert done.returncode == 0, done.stderr
+    for step in ("describe", "unseal", "hold", "import", "verify"):
+        assert f"[reimport] {step}:" in done.stderr
+    assert served.key_view(key)["state"] == "Enabled"
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["hold", "key", "key", "key"]
+    assert events[-1]["requested_reason"] == "INC-1 resolved" and events[-1]["override_hold"]
+    assert run_cli("release", key, env=env).returncode == 0
+    status = json.loads(run_cli("status", key, "--output", "json", env=env).stdout)
+    assert "byok-keeper:hold" not in status["tags"]
+    assert status["envelope"]["fingerprint"] and status["decision"] == "OK"
+
+
+def test_verify_and_status(cli_env, served):
+    key = _enroll(cli_env, "EC_SM2")["key_id"]
+    out = run_cli("verify", "--output", "json", env=cli_env)
+    assert out.returncode == 0, out.stderr
+    (result,) = json.loads(out.stdout)["results"]
+    assert result["result"] == "verified" and "SM2DSA" in result["detail"]
+    status = run_cli("status", key, env=cli_env)
+    assert status.returncode == 0 and "envelope.fingerprint" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["reimport", "key-x"], "Missing option '--reason'"),
+        (["reimport", "../etc", "--reason", "x"], "invalid key id"),
+        (["hold", "key-x", "--reason", ""], "--reason must be"),
+        (["sweep", "--concurrency", "0"], "Invalid value for '--concurrency'"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(cli_env, args, message):
+    out = run_cli(*args, env=cli_env)
+    assert out.returncode == 2 and message in out.stderr
+    assert out.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_demo_passes(cli_env):
+    out = run_cli("demo", env=cli_env, timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "a second sweep had nothing to do" in out.stdout

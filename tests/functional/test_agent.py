@@ -1,0 +1,263 @@
+"""The agent against aliyun-local: sweep, re-establish, holds, faults, mismatches, leaks."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from byok_keeper.cli import generate_material
+from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.kms import ENROLL, FORBIDDEN, SWEEP
+from byok_keeper.lease import parse_lease
+from byok_keeper.plan import HOLD_TAG, Policy
+from byok_keeper.reestablish import reestablish
+from byok_keeper.sweep import run_sweep
+from byok_keeper.vault import FileStore, LocalKeySealer, Vault
+from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional.conftest import make_gateway
+
+INSTANCE = {"EC_SM2": "kst-local-hardware"}
+
+
+@pytest.fixture
+def world(emulator, kms, tmp_path):
+    new_seal_key_file(tmp_path / "seal.key")
+    vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
+    enroller = make_gateway(emulator, ENROLL)
+    sweeper = enroller.with_allowlist(SWEEP)
+    return emulator, vault, enroller, sweeper
+
+
+def _enroll(world, spec="EC_P256", lease="30d", usage="SIGN/VERIFY"):
+    _emulator, vault, enroller, _ = world
+    material = generate_material(spec)
+    result = enroll(
+        enroller,
+        vault,
+        material,
+        lease=parse_lease(lease),
+        create=CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software")),
+    )
+    return result.key_id, material
+
+
+def _imports(emulator, key_id):
+    return [
+        c
+        for c in emulator.calls()
+        if c["action"] == "ImportKeyMaterial" and c["key_id"] == key_id and c["status"] == 200
+    ]
+
+
+def test_sweep_restores_deleted_and_expired_and_renews(world):
+    emulator, vault, _, sweeper = world
+    deleted, _ = _enroll(world, "RSA_2048")
+    expired, _ = _enroll(world, "EC_SM2", lease="1h")
+    renew, _ = _enroll(world, "EC_P256K", lease="14d")
+    healthy, _ = _enroll(world, "EC_P256", lease="90d")
+    emulator.emulator.kms.delete_key_material(deleted)
+    emulator.advance_clock(8 * 86400)
+    emulator.emulator.calls.clear()
+    result = run_sweep(sweeper, vault)
+    by_key = {o.key_id: o for o in result.outcomes}
+    assert (
+        by_key[deleted].outcome,
+        by_key[expired].outcome,
+        by_key[renew].outcome,
+        by_key[healthy].outcome,
+    ) == ("restored", "restored", "renewed", "ok")
+    for k in (deleted, expired, renew, healthy):
+        assert emulator.key_view(k)["state"] == "Enabled"
+    assert by_key[renew].new_expiry.timestamp() == pytest.approx(emulator.now() + 14 * 86400, abs=5)
+    # Only allowed actions reached KMS, and nothing but ImportKeyMaterial changed it.
+    actions = {c["action"] for c in emulator.calls()}
+    assert actions <= SWEEP.actions and not actions & FORBIDDEN
+    assert not actions & {"TagResource", "UntagResource", "CreateKey", "DeleteKeyMaterial"}
+    # The healthy key cost exactly one DescribeKey.
+    assert [c["action"] for c in emulator.calls() if c["key_id"] == healthy] == ["DescribeKey"]
+    # A re-established key costs at most 7 key-management calls (the canary aside).
+    for k in (deleted, renew):
+        calls = [
+            c["action"]
+            for c in emulator.calls()
+            if c["key_id"] == k
+            and c["action"] not in ("AsymmetricSign", "AsymmetricDecrypt", "AsymmetricEncrypt")
+        ]
+        assert len(calls) <= 7, calls
+    second = run_sweep(sweeper, vault)
+    assert {o.outcome for o in second.outcomes} == {"ok"}
+
+
+def test_a_hold_set_between_plan_and_import_wins(world):
+    emulator, vault, _, sweeper = world
+    key_id, _ = _enroll(world)
+    emulator.emulator.kms.delete_key_material(key_id)
+
+    def hold_now(step, _detail):
+        if step == "unseal":  # after the plan and the fresh DescribeKey, before the import
+            emulator.emulator.kms.tag_key(key_id, {HOLD_TAG: "INC-42"})
+
+    outcome = reestablish(sweeper, vault, key_id, on_step=hold_now)
+    assert (outcome.outcome, outcome.decision) == ("held", "HOLD")
+    assert "INC-42" in outcome.reason
+    assert _imports(emulator, key_id) == [_imports(emulator, key_id)[0]]  # only enrollment's
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+    forced = reestablish(sweeper, vault, key_id, override_hold=True)
+    assert forced.outcome == "restored"
+
+
+@pytest.mark.parametrize(
+    ("action", "code"),
+    [
+        (a, c)
+        for a in (
+            "DescribeKey",
+            "ListResourceTags",
+            "GetParametersForImport",
+            "ImportKeyMaterial",
+            "GetPublicKey",
+            "AsymmetricSign",
+        )
+        for c in ("ServiceUnavailableTemporary", "Rejected.Throttling")
+    ]
+    + [("ImportKeyMaterial", "ExpiredImportToken")],
+)
+def test_transient_failures_on_each_step_are_recovered(world, action, code):
+    emulator, vault, _, sweeper = world
+    key_id, material = _enroll(world)
+    emulator.emulator.kms.delete_key_material(key_id)
+    # GetPublicKey runs only for usable keys: make this one a renewal instead of a restore.
+    if action == "GetPublicKey":
+        key_id, material = _enroll(world, lease="14d")
+        emulator.advance_clock(8 * 86400)
+    emulator.set_faults(fail_next={action: [code]})
+    result = run_sweep(sweeper, vault)
+    outcome = next(o for o in result.outcomes if o.key_id == key_id)
+    assert outcome.outcome in ("restored", "renewed"), outcome.reason
+    assert emulator.key_view(key_id)["material_fingerprint"] == material.fingerprint
+    assert any(c["code"] == code for c in emulator.calls())  # the fault really fired
+
+
+def test_vault_holding_other_material_is_refused_and_nothing_is_imported(world):
+    emulator, vault, _, sweeper = world
+    pending, _ = _enroll(world)
+    enabled, _ = _enroll(world, lease="14d")
+    impostor = generate_material("EC_P256")
+    for key_id in (pending, enabled):
+        envelope = vault.get(key_id)
+        (vault.store.directory / f"{key_id}.json").unlink()
+        header = replace(
+            envelope.header,
+            fingerprint=impostor.fingerprint,
+            public_key_der=base64.b64encode(impostor.public_key_der).decode(),
+        )
+        vault.put(header, impostor)
+    emulator.emulator.kms.delete_key_material(pending)
+    emulator.advance_clock(8 * 86400)
+    before = {k: len(_imports(emulator, k)) for k in (pending, enabled)}
+    result = run_sweep(sweeper, vault)
+    outcomes = {o.key_id: o for o in result.outcomes}
+    for key_id in (pending, enabled):
+        assert outcomes[key_id].outcome == "failed"
+        assert outcomes[key_id].alert and outcomes[key_id].error_code == "MaterialMismatch"
+        assert len(_imports(emulator, key_id)) == before[key_id]
+    # For the usable key the mismatch was caught before any import token was spent.
+    assert not [
+        c
+        for c in emulator.calls()
+        if c["key_id"] == enabled and c["action"] == "GetParametersForImport"
+    ][1:]
+
+
+def test_incomplete_enrollment_is_an_alert_not_an_import(world):
+    emulator, vault, _enroller, sweeper = world
+    key_id, material = _enroll(world)
+    envelope = vault.get(key_id)
+    (vault.store.directory / f"{key_id}.json").unlink()
+    vault.put(replace(envelope.header, first_imported_at=None), material)
+    emulator.emulator.kms.delete_key_material(key_id)
+    result = run_sweep(sweeper, vault)
+    (outcome,) = result.outcomes
+    assert (outcome.decision, outcome.outcome) == ("ALERT", "alert")
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+
+
+def test_scan_account_alerts_on_external_keys_without_envelope(world, kms):
+    from tests.functional.conftest import create_external_key
+
+    _emulator, vault, _, sweeper = world
+    _enroll(world)
+    orphan = create_external_key(kms, "RSA_2048")
+    result = run_sweep(sweeper, vault, scan_account=True, dry_run=True)
+    outcome = next(o for o in result.outcomes if o.key_id == orphan)
+    assert outcome.decision == "ALERT" and "nobody can restore it" in outcome.reason
+
+
+def test_dry_run_imports_nothing(world):
+    emulator, vault, _, sweeper = world
+    key_id, _ = _enroll(world)
+    emulator.emulator.kms.delete_key_material(key_id)
+    result = run_sweep(sweeper, vault, dry_run=True)
+    assert [o.outcome for o in result.outcomes] == ["dry-run"]
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+
+
+def test_kms_clock_is_used_and_skew_is_logged(world):
+    emulator, vault, _, sweeper = world
+    _key_id, _ = _enroll(world, lease="14d")
+    emulator.advance_clock(8 * 86400)  # the local clock is now 8 days behind KMS
+    logged = []
+    result = run_sweep(sweeper, vault, log=lambda event, **kw: logged.append((event, kw)))
+    assert [o.outcome for o in result.outcomes] == ["renewed"]
+    assert logged and logged[0][0] == "clock_skew"
+    assert abs(logged[0][1]["skew_seconds"] - 8 * 86400) < 5
+    assert abs(result.now.timestamp() - emulator.now()) < 5
+
+
+def test_one_canonical_line_per_key_and_no_material_in_logs(world, tmp_path):
+    from byok_keeper.audit import AuditLog
+
+    emulator, vault, _, sweeper = world
+    keys = [_enroll(world, spec) for spec in ("RSA_2048", "EC_SM2")]
+    for key_id, _ in keys:
+        emulator.emulator.kms.delete_key_material(key_id)
+    audit_path = tmp_path / "audit.jsonl"
+    with capture_logs() as logs:
+        run_sweep(sweeper, vault, audit=AuditLog(audit_path), trigger="test", actor="pytest")
+    lines = [e for e in logs if e["event"] == "key"]
+    assert sorted(e["key_id"] for e in lines) == sorted(k for k, _ in keys)
+    for e in lines:
+        assert {
+            "key_id",
+            "decision",
+            "outcome",
+            "duration_ms",
+            "request_ids",
+            "new_expiry",
+            "fingerprint",
+            "trigger",
+            "actor",
+        } <= set(e)
+    text = repr(logs) + audit_path.read_text()
+    assert len(audit_path.read_text().splitlines()) == 2
+    for _key_id, material in keys:
+        raw = bytes(material.import_bytes())
+        for form in (
+            raw.hex(),
+            base64.b64encode(raw).decode(),
+            base64.b64encode(raw[:24]).decode(),
+        ):
+            assert form not in text
+
+
+def test_renewal_window_policy_changes_the_plan(world):
+    emulator, vault, _, sweeper = world
+    _enroll(world, lease="30d")
+    emulator.advance_clock(16 * 86400)  # 14 days left
+    assert [o.outcome for o in run_sweep(sweeper, vault).outcomes] == ["ok"]
+    result = run_sweep(sweeper, vault, policy=Policy(renew_before=timedelta(days=14)))
+    assert [o.outcome for o in result.outcomes] == ["renewed"]

@@ -1,0 +1,144 @@
+"""The KMS gateway: allowlists, retries, backoff, the request budget and the clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from byok_keeper.errors import ConfigError
+from byok_keeper.kms import (
+    ENROLL,
+    FORBIDDEN,
+    HOLD,
+    READ_ONLY,
+    SWEEP,
+    ActionNotAllowed,
+    KmsApiError,
+    KmsUnavailable,
+    RequestBudget,
+    RetryPolicy,
+    split_endpoint,
+)
+from tests.functional.conftest import make_gateway
+
+
+def test_no_allowlist_contains_rotation_or_destruction():
+    for allowlist in (SWEEP, READ_ONLY, ENROLL, HOLD):
+        assert not allowlist.actions & FORBIDDEN
+    assert "CreateKey" in ENROLL.actions and "CreateKey" not in SWEEP.actions
+    assert "TagResource" in ENROLL.actions and "TagResource" not in SWEEP.actions
+    assert SWEEP.actions & {"ImportKeyMaterial"} and not READ_ONLY.actions & {"ImportKeyMaterial"}
+
+
+def test_action_outside_the_allowlist_never_reaches_kms(emulator, kms):
+    gateway = make_gateway(emulator, SWEEP)
+    with pytest.raises(ActionNotAllowed, match="CreateKey is not allowed for sweep"):
+        gateway.create_key(
+            key_spec="EC_P256", key_usage="SIGN/VERIFY", instance_id="x", description="", tags={}
+        )
+    with pytest.raises(ActionNotAllowed):
+        gateway.tag_key("key-x", {"a": "b"})
+    assert emulator.calls() == []
+
+
+def test_throttling_is_retried_after_the_servers_hint(emulator, kms):
+    sleeps: list[float] = []
+    gateway = make_gateway(emulator, READ_ONLY, sleep=sleeps.append)
+    emulator.set_faults(fail_next={"ListKeys": ["Rejected.Throttling"] * 2})
+    assert gateway.list_keys() == []
+    assert sleeps == [1.0, 1.0]  # x-acs-retry-after: 1000 ms, honoured
+    assert gateway.stats["throttled"] == 2 and gateway.stats["retries"] == 2
+
+
+def test_5xx_and_dropped_connections_back_off_with_capped_full_jitter(emulator, kms):
+    sleeps: list[float] = []
+    gateway = make_gateway(
+        emulator,
+        READ_ONLY,
+        sleep=sleeps.append,
+        retry=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=1.0),
+    )
+    emulator.set_faults(
+        fail_next={"ListKeys": ["InternalFailure", "DropConnection", "ServiceUnavailableTemporary"]}
+    )
+    assert gateway.list_keys() == []
+    assert len(sleeps) == 3
+    for attempt, delay in enumerate(sleeps, start=1):
+        assert 0 <= delay <= min(1.0, 0.5 * 2 ** (attempt - 1))
+
+
+def test_client_errors_are_not_retried_and_carry_their_fields(emulator, kms):
+    sleeps: list[float] = []
+    gateway = make_gateway(emulator, READ_ONLY, sleep=sleeps.append)
+    with pytest.raises(KmsApiError) as exc:
+        gateway.describe_key("key-missing")
+    assert (exc.value.code, exc.value.status, exc.value.action) == (
+        "Forbidden.KeyNotFound",
+        404,
+        "DescribeKey",
+    )
+    assert exc.value.request_id and exc.value.request_id in str(exc.value)
+    assert sleeps == [] and len(emulator.calls()) == 1
+
+
+def test_retries_are_bounded(emulator, kms):
+    gateway = make_gateway(emulator, READ_ONLY, retry=RetryPolicy(max_attempts=3))
+    emulator.set_faults(error_rate=1.0)
+    with pytest.raises(KmsApiError) as exc:
+        gateway.list_keys()
+    assert exc.value.code == "ServiceUnavailableTemporary"
+    assert len(emulator.calls()) == 3
+
+
+def test_create_key_is_not_retried_after_an_unknown_outcome(emulator, kms):
+    gateway = make_gateway(emulator, ENROLL)
+    emulator.set_faults(fail_next={"CreateKey": ["DropConnection"]})
+    with pytest.raises(KmsUnavailable) as exc:
+        gateway.create_key(
+            key_spec="EC_P256",
+            key_usage="SIGN/VERIFY",
+            instance_id="kst-local-software",
+            description="",
+            tags={},
+        )
+    assert "EncryptedKeyMaterial" not in str(exc.value) and "?" not in str(exc.value)
+    assert len(emulator.calls()) == 1
+
+
+def test_budget_spaces_calls_to_the_configured_rate():
+    now = [0.0]
+    waits: list[float] = []
+    budget = RequestBudget(read_qps=10, write_qps=5, monotonic=lambda: now[0], sleep=waits.append)
+    for _ in range(30):
+        budget.spend("DescribeKey")
+    # One second of burst (10 calls), then 20 calls at 10 per second: the last waits ~2 s.
+    assert len(waits) == 20
+    assert max(waits) == pytest.approx(2.0, abs=0.11)
+    budget.spend("AsymmetricSign")  # not a key-management call: free
+    assert len(waits) == 20
+
+
+def test_clock_comes_from_the_date_header(emulator, kms):
+    gateway = make_gateway(emulator, READ_ONLY)
+    assert gateway.clock_offset is None
+    emulator.advance_clock(3600)
+    gateway.list_keys()
+    assert gateway.clock_offset == pytest.approx(3600, abs=2)
+    assert gateway.now().timestamp() == pytest.approx(emulator.now(), abs=2)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("http://127.0.0.1:8080", ("http", "127.0.0.1:8080")),
+        ("kms.cn-hangzhou.aliyuncs.com", ("https", "kms.cn-hangzhou.aliyuncs.com")),
+        ("HTTPS://kms.example/", ("https", "kms.example")),
+    ],
+)
+def test_endpoint_parsing(endpoint, expected):
+    assert split_endpoint(endpoint) == expected
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://x", "http://", "http://a/b"])
+def test_bad_endpoints_are_config_errors(endpoint):
+    with pytest.raises(ConfigError):
+        split_endpoint(endpoint)

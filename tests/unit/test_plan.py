@@ -1,0 +1,168 @@
+"""The planner, table by table. Pure: no I/O, no mocks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from byok_keeper.kms import KeyInfo
+from byok_keeper.lease import parse_lease
+from byok_keeper.plan import (
+    ALERT,
+    HOLD,
+    OK,
+    REIMPORT,
+    RENEW,
+    SKIP,
+    EnvelopeFacts,
+    KeyFacts,
+    Policy,
+    decide,
+    needs_details,
+    plan,
+    renewal_window,
+)
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+FP = "ab" * 32
+
+
+def key(state="Enabled", expires=None, origin="EXTERNAL", spec="RSA_2048", delete=None):
+    return KeyInfo(
+        "key-1",
+        "acs:kms:cn-hangzhou:1:key/key-1",
+        spec,
+        "SIGN/VERIFY",
+        state,
+        origin,
+        "SOFTWARE",
+        "kst-1",
+        "v1",
+        expires,
+        delete,
+        NOW,
+        "",
+    )
+
+
+def env(lease="30d", first=True, spec="RSA_2048"):
+    return EnvelopeFacts(FP, spec, lease, first)
+
+
+def facts(k=..., *, enrolled=True, envelope=..., tags=None):
+    return KeyFacts(
+        "key-1", key() if k is ... else k, enrolled, env() if envelope is ... else envelope, tags
+    )
+
+
+DEFAULT = Policy()
+
+
+def d(f, policy=DEFAULT):
+    return decide(f, NOW, policy)
+
+
+@pytest.mark.parametrize(
+    ("f", "decision", "reason"),
+    [
+        (facts(key("PendingImport")), REIMPORT, "material deleted or expired"),
+        (facts(key(expires=NOW + timedelta(days=3))), RENEW, "material expires in 3d 0h"),
+        (facts(key(expires=NOW + timedelta(days=20))), OK, "material expires in 20d 0h"),
+        (facts(key(expires=None)), OK, "material never expires"),
+        (facts(key("Disabled", expires=NOW + timedelta(days=1))), RENEW, "expires in 1d 0h"),
+        (facts(key("PendingImport"), tags={"byok-keeper:hold": "INC-7"}), HOLD, "on hold: INC-7"),
+        (facts(key("PendingDeletion", delete=NOW + timedelta(days=7))), SKIP, "pending deletion"),
+        (facts(key(), enrolled=False, envelope=None), ALERT, "no envelope: nobody can restore"),
+        (facts(key(origin="Aliyun_KMS"), enrolled=False, envelope=None), OK, "not an EXTERNAL"),
+        (facts(key("PendingImport"), envelope=env(first=False)), ALERT, "enrollment incomplete"),
+        (facts(None), ALERT, "no longer exists in KMS"),
+        (facts(key(origin="Aliyun_KMS")), ALERT, "Origin Aliyun_KMS"),
+        (facts(key(spec="RSA_3072")), ALERT, "RSA_2048 material for a RSA_3072 key"),
+    ],
+)
+def test_every_row_of_the_table(f, decision, reason):
+    out = d(f)
+    assert out.decision == decision
+    assert reason in out.reason
+
+
+def test_hold_wins_over_everything_and_pending_deletion_over_the_rest():
+    held = facts(key("PendingDeletion"), tags={"byok-keeper:hold": ""})
+    assert d(held).decision == HOLD and "no reason given" in d(held).reason
+    assert d(facts(key("PendingDeletion"), envelope=env(first=False))).decision == SKIP
+
+
+@pytest.mark.parametrize(
+    ("left", "decision"),
+    [
+        (timedelta(days=7), RENEW),  # exactly at the window: inclusive
+        (timedelta(days=7, seconds=1), OK),
+        (timedelta(seconds=1), RENEW),
+        (timedelta(seconds=-30), RENEW),  # KMS has not flipped the state yet
+    ],
+)
+def test_window_boundaries(left, decision):
+    assert d(facts(key(expires=NOW + left))).decision == decision
+
+
+def test_renew_before_is_a_policy():
+    f = facts(key(expires=NOW + timedelta(days=10)))
+    assert d(f).decision == OK
+    assert d(f, Policy(renew_before=timedelta(days=14))).decision == RENEW
+
+
+def test_short_leases_renew_at_half_life_not_every_run():
+    daily = facts(key(expires=NOW + timedelta(hours=13)), envelope=env(lease="1d"))
+    assert d(daily).decision == OK
+    assert (
+        d(facts(key(expires=NOW + timedelta(hours=12)), envelope=env(lease="1d"))).decision == RENEW
+    )
+    assert renewal_window(Policy(), parse_lease("30d")) == timedelta(days=7)
+    assert renewal_window(Policy(), parse_lease("never")) == timedelta(days=7)
+
+
+def test_lease_tag_overrides_the_envelope_and_a_bad_tag_is_ignored():
+    tagged = d(facts(key(expires=NOW + timedelta(days=30)), tags={"byok-keeper:lease": "90d"}))
+    assert str(tagged.lease) == "90d" and "lease from tag" in tagged.notes
+    bad = d(facts(key(expires=NOW + timedelta(days=30)), tags={"byok-keeper:lease": "soon"}))
+    assert str(bad.lease) == "30d"
+    assert any("ignored invalid lease tag" in n for n in bad.notes)
+    never = d(facts(key(expires=None), envelope=env(lease="never")))
+    assert never.lease.never and never.decision == OK
+
+
+@pytest.mark.parametrize(
+    ("left", "tier"),
+    [
+        (timedelta(days=40), None),
+        (timedelta(days=30), 30),
+        (timedelta(days=8), 30),
+        (timedelta(days=7), 7),
+        (timedelta(hours=30), 7),
+        (timedelta(hours=20), 1),
+    ],
+)
+def test_reminders_for_keys_that_will_lapse_unrenewed(left, tier):
+    held = d(facts(key(expires=NOW + left), tags={"byok-keeper:hold": "x"}))
+    assert held.decision == HOLD and held.reminder_days == tier
+    if tier:
+        assert f"(<= {tier}d) and will not be renewed" in held.reason
+    # Keys byok-keeper will renew carry no reminder.
+    assert d(facts(key(expires=NOW + left))).reminder_days is None
+
+
+def test_plan_keeps_input_order_and_is_pure():
+    fs = [facts(key("PendingImport")), facts(key(expires=None))]
+    assert [x.decision for x in plan(fs, NOW)] == [REIMPORT, OK]
+    assert plan(fs, NOW) == plan(fs, NOW)
+
+
+def test_needs_details_only_for_keys_that_may_be_due():
+    p = Policy()
+    assert needs_details(key("PendingImport"), NOW, p)
+    assert needs_details(None, NOW, p)
+    assert needs_details(key(expires=NOW + timedelta(days=6)), NOW, p)
+    assert not needs_details(key(expires=NOW + timedelta(days=8)), NOW, p)
+    assert not needs_details(key(expires=None), NOW, p)
+    assert not needs_details(key("PendingDeletion"), NOW, p)

@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench lock clean
+.PHONY: install demo test lint bench package lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,deploy,daemon]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,9 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/byok-keeper demo
 
+# The Function Compute code package (reproducible): dist/byok-keeper-fc.zip
+package: $(STAMP)
+	$(BIN)/python deploy/package.py --output dist/byok-keeper-fc.zip
+
 lint: $(STAMP)
-	$(BIN)/ruff check shared functions tests bench
-	$(BIN)/ruff format --check shared functions tests bench
+	$(BIN)/ruff check shared functions tests bench deploy
+	$(BIN)/ruff format --check shared functions tests bench deploy
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -41,4 +45,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build shared/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info

@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "kms_endpoint": server.endpoint,
+                "fc_endpoint": server.endpoint,
                 "admin_url": f"{server.url}/_local/",
                 "region": args.region,
                 "access_key_id": args.access_key_id,

@@ -23,6 +23,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .clock import Clock, iso, parse_iso
 from .errors import ApiError
 from .faults import CallLog, Faults
+from .fc import API_VERSION as FC_VERSION
+from .fc import responses as fc_responses
+from .fc.models import FcBackend
 from .kms import API_VERSION as KMS_VERSION
 from .kms.models import KmsBackend
 from .kms.responses import ACTIONS as KMS_ACTIONS
@@ -36,6 +39,8 @@ DEFAULT_ACCESS_KEY_SECRET = "local-secret"  # noqa: S105 - the emulator's docume
 DEFAULT_REGION = "cn-hangzhou"
 DEFAULT_ACCOUNT_ID = "1234567890123456"
 MAX_BODY_BYTES = 1024 * 1024
+MAX_FC_BODY_BYTES = 140 * 1024 * 1024  # CreateFunction carries the code zip, Base64
+FC_ROLE_ACCESS_KEY_ID = "STS.local-fc-role"
 STATE_FORMAT = "aliyun-local-state/1"
 _DROP = object()
 
@@ -53,9 +58,18 @@ class Emulator:
     ) -> None:
         self.region = region
         self.account_id = account_id
-        self.credentials = credentials or Credentials(
-            {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET}, {}
+        base = credentials or Credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET}, {})
+        # The STS credentials of the FC service role, handed to every function invocation.
+        self.fc_role = {
+            "access_key_id": FC_ROLE_ACCESS_KEY_ID,
+            "access_key_secret": secrets.token_urlsafe(24),
+            "security_token": secrets.token_urlsafe(48),
+        }
+        self.credentials = Credentials(
+            {**base.secrets, FC_ROLE_ACCESS_KEY_ID: self.fc_role["access_key_secret"]},
+            {**base.security_tokens, FC_ROLE_ACCESS_KEY_ID: self.fc_role["security_token"]},
         )
+        self.fc = FcBackend(region=region, account_id=account_id, credentials=self.fc_role)
         self.clock = Clock()
         self.faults = Faults()
         self.calls = CallLog()
@@ -111,6 +125,7 @@ class Emulator:
                 raise
 
     def reset(self) -> None:
+        self.fc.reset()
         self.kms.reset()
         self.clock.reset()
         self.faults = Faults()
@@ -189,6 +204,40 @@ class Emulator:
         result["RequestId"] = request_id
         return 200, {}, result
 
+    # ---- FC requests -----------------------------------------------------------------------
+
+    def handle_fc(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        request_id = str(uuid.uuid4())
+        parts = urlsplit(raw_path)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        action = headers.get("x-acs-action", "")
+        try:
+            verify_acs3(method, parts.path, query, headers, body, self.credentials)
+            version = headers.get("x-acs-version")
+            if version not in (None, FC_VERSION):
+                raise ApiError("InvalidVersion", f"Specified version {version} is invalid.", 400)
+            status, extra, out, action = fc_responses.handle(
+                self.fc, method, parts.path, headers, body
+            )
+        except ApiError as err:
+            self.calls.record(action or "FC", None, err.status, err.code)
+            payload = {
+                "RequestId": request_id,
+                "Code": err.code,
+                "Message": err.message,
+                "ErrorCode": err.code,
+                "ErrorMessage": err.message,
+            }
+            return (
+                err.status,
+                {"x-fc-request-id": request_id, **err.headers},
+                json.dumps(payload).encode(),
+            )
+        self.calls.record(action, None, status, None)
+        return status, {"x-fc-request-id": request_id, **extra}, out
+
     # ---- admin API -------------------------------------------------------------------------
 
     def handle_admin(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
@@ -226,6 +275,19 @@ class Emulator:
                 return 200, self.calls.list()
             if route.startswith("keys/") and method == "GET":
                 return 200, self.kms.emulator_view(route[len("keys/") :])
+            if route == "fc/deliveries" and method == "GET":
+                return 200, [d.view() for d in self.fc.deliveries]
+            if route == "fc/invocations" and method == "GET":
+                return 200, list(self.fc.invocations)
+            if route == "fc/logs" and method == "GET":
+                return 200, list(self.fc.logs)
+            if route == "fc/wait" and method == "POST":
+                return 200, {"idle": self.fc.wait_idle(float(data.get("timeout", 60)))}
+            if route.startswith("fc/fire/") and method == "POST":
+                parts = route.split("/")
+                if len(parts) != 4:
+                    return 400, {"Code": "InvalidPath", "Message": "fc/fire/{service}/{trigger}"}
+                return 202, {"request_id": self.fc.fire(parts[2], parts[3])}
         except ApiError as err:
             return err.status, {"Code": err.code, "Message": err.message}
         return 404, {"Code": "NotFound", "Message": f"no admin route {method} {path}"}
@@ -258,7 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if length < 0 or length > MAX_BODY_BYTES:
+        limit = MAX_FC_BODY_BYTES if self.path.startswith("/2021-04-06/") else MAX_BODY_BYTES
+        if length < 0 or length > limit:
             self._send(413, {}, {"Code": "RequestEntityTooLarge", "Message": "body too large"})
             self.close_connection = True
             return None
@@ -273,6 +336,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Date", emulator.clock.http_date())
         if isinstance(payload, dict) and "RequestId" in payload:
             self.send_header("x-acs-request-id", payload["RequestId"])
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_raw(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        lowered = {k.lower() for k in headers}
+        if "content-type" not in lowered:
+            self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Date", self.server.emulator.clock.http_date())
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
@@ -293,6 +368,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, {}, payload)
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if path.startswith("/2021-04-06/"):
+            status, extra, out = self.server.emulator.handle_fc(self.command, path, headers, body)
+            self._send_raw(status, extra, out)
+            return
         result = self.server.emulator.handle_kms(self.command, path, headers, body)
         if result is _DROP:
             self.close_connection = True
@@ -372,6 +451,7 @@ class LocalServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self.emulator.fc.shutdown()
         self.emulator.flush()
         if self._thread is not None:
             self._thread.join(timeout=10)

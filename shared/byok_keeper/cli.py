@@ -77,6 +77,8 @@ def output_option(f):
 @click.option(
     "--seal-kms-key-id", help="Symmetric KMS key sealing envelopes (BYOK_SEAL_KMS_KEY_ID)."
 )
+@click.option("--fc-endpoint", help="FC endpoint override, with scheme (BYOK_FC_ENDPOINT).")
+@click.option("--account-id", help="Account id, for the default FC endpoint (BYOK_ACCOUNT_ID).")
 @output_option
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, prog_name="byok-keeper")
@@ -690,6 +692,144 @@ def release_cmd(app: App, key_id: str) -> int:
     AuditLog(app.settings.audit_file).event("release", key_id=key_id, actor=_actor())
     app.emit({"key_id": key_id, "hold": None}, f"{key_id} released")
     return 0
+
+
+@cli.group("invoke")
+def invoke_group() -> None:
+    """Trigger the deployed FC functions with your own RAM identity (fc:InvokeFunction only).
+
+    On-call engineers need no KMS permissions of their own: the function's role does the work.
+    """
+
+
+def _fc(app: App):
+    from .dispatch import build_fc_client
+
+    settings = app.settings
+    return settings, build_fc_client(
+        region=settings.region, account_id=settings.account_id or "", endpoint=settings.fc_endpoint
+    )
+
+
+@invoke_group.command("reimport")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (recorded in the function's audit event).")
+@click.option("--dry-run", is_flag=True)
+@click.option("--override-hold", is_flag=True)
+@click.option("--async", "asynchronous", is_flag=True, help="Fire and forget (FC retries).")
+@output_option
+@click.pass_obj
+def invoke_reimport(
+    app: App, key_id: str, reason: str, dry_run: bool, override_hold: bool, asynchronous: bool
+) -> int:
+    """Invoke the deployed reimport function for one key.
+
+    \b
+    Example:
+      BYOK_ACCOUNT_ID=1234567890123456 byok-keeper invoke reimport key-xxx --reason "INC-1"
+    """
+    from .dispatch import invoke
+    from .vault.envelope import check_key_id
+
+    check_key_id(key_id)
+    settings, client = _fc(app)
+    event = {
+        "key_id": key_id,
+        "reason": reason,
+        "requested_by": _actor(),
+        "dry_run": dry_run,
+        "override_hold": override_hold,
+    }
+    result = invoke(client, settings.fc_service, "reimport", event, asynchronous=asynchronous)
+    body = result["result"]
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
+    payload = {"request_id": result["request_id"], "status": result["status"], "result": body}
+    if asynchronous:
+        app.emit(payload, f"sent (request id {result['request_id']})")
+        return 0
+    ok = isinstance(body, dict) and body.get("ok")
+    human = f"{key_id}: {body.get('outcome') if isinstance(body, dict) else body}"
+    if isinstance(body, dict):
+        human += f" - {body.get('reason', '')}"
+    app.emit(payload, human)
+    return 0 if ok else 1
+
+
+@invoke_group.command("sweep")
+@click.option("--dry-run", is_flag=True)
+@output_option
+@click.pass_obj
+def invoke_sweep(app: App, dry_run: bool) -> int:
+    """Invoke the deployed sweep function now (as its timer would).
+
+    \b
+    Example:
+      byok-keeper invoke sweep --dry-run
+    """
+    from .dispatch import invoke
+
+    settings, client = _fc(app)
+    event = {
+        "triggerTime": "",
+        "triggerName": "manual",
+        "payload": json.dumps({"dry_run": dry_run}),
+    }
+    result = invoke(client, settings.fc_service, "sweep", event, asynchronous=False)
+    body = result["result"]
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
+    app.emit({"request_id": result["request_id"], "result": body}, json.dumps(body, indent=2))
+    return 0 if isinstance(body, dict) and body.get("ok") else 1
+
+
+@cli.command("daemon")
+@click.option(
+    "--schedule",
+    default="*/15 * * * *",
+    show_default=True,
+    help="Sweep schedule: 5-field crontab in UTC, or @every 15m.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default="./byok-keeper-state",
+    show_default=True,
+    help="Where the job store (jobs.sqlite) lives.",
+)
+@click.option(
+    "--health-file",
+    type=click.Path(dir_okay=False),
+    help="JSON with the last run's time and outcome (default STATE_DIR/health.json).",
+)
+@click.option("--once", is_flag=True, help="Run one sweep and exit (0 ok, 1 some key failed).")
+@click.pass_obj
+def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None, once: bool) -> int:
+    """Run the sweep on a schedule (APScheduler, jobs kept in SQLite) until SIGTERM.
+
+    Also places a one-shot job at each key's renewal moment. One job at a time, coalesced,
+    with a misfire grace time; SIGTERM lets the key in flight finish, then exits 0.
+
+    \b
+    Example:
+      byok-keeper daemon --schedule "*/15 * * * *" --state-dir /var/lib/byok-keeper
+    """
+    from .daemon import run_daemon
+
+    state = Path(state_dir)
+    return run_daemon(
+        app.settings,
+        schedule=schedule,
+        state_dir=state,
+        once=once,
+        health_file=Path(health_file) if health_file else state / "health.json",
+    )
 
 
 @cli.command("demo")

@@ -13,6 +13,11 @@
 | renew window      | --renew-before      | BYOK_RENEW_BEFORE        | renew_before      |
 | audit file        | --audit-file        | BYOK_AUDIT_FILE          | audit_file        |
 | concurrency       | --concurrency       | BYOK_CONCURRENCY         | concurrency       |
+| FC dispatch       |                     | BYOK_DISPATCH            | dispatch          |
+| FC dispatch batch |                     | BYOK_DISPATCH_BATCH      | dispatch_batch    |
+| FC endpoint       | --fc-endpoint       | BYOK_FC_ENDPOINT         | fc_endpoint       |
+| FC service        | --fc-service        | BYOK_FC_SERVICE          | fc_service        |
+| account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
@@ -48,7 +53,13 @@ ENV = {
     "renew_before": "BYOK_RENEW_BEFORE",
     "audit_file": "BYOK_AUDIT_FILE",
     "concurrency": "BYOK_CONCURRENCY",
+    "dispatch": "BYOK_DISPATCH",
+    "dispatch_batch": "BYOK_DISPATCH_BATCH",
+    "fc_endpoint": "BYOK_FC_ENDPOINT",
+    "fc_service": "BYOK_FC_SERVICE",
+    "account_id": "BYOK_ACCOUNT_ID",
 }
+DISPATCH_MODES = ("inline", "fc-async")
 OUTPUTS = ("table", "json")
 
 
@@ -65,6 +76,11 @@ class Settings:
     renew_before: str = "7d"
     audit_file: str | None = None
     concurrency: int = 8
+    dispatch: str = "inline"
+    dispatch_batch: int = 50
+    fc_endpoint: str | None = None
+    fc_service: str = "byok-keeper"
+    account_id: str | None = None
 
     @property
     def renew_before_seconds(self) -> int:
@@ -84,15 +100,18 @@ def _coerce(name: str, value: Any) -> Any:
         if not 0 < number <= 1000:
             raise ConfigError(f"{name} must be between 0 and 1000")
         return number
-    if name == "concurrency":
+    if name in ("concurrency", "dispatch_batch"):
         try:
             number = int(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"concurrency must be an integer, not {value!r}") from None
-        if not 1 <= number <= 64:
-            raise ConfigError("concurrency must be between 1 and 64")
+            raise ConfigError(f"{name} must be an integer, not {value!r}") from None
+        limit = 64 if name == "concurrency" else 1000
+        if not 1 <= number <= limit:
+            raise ConfigError(f"{name} must be between 1 and {limit}")
         return number
     value = str(value)
+    if name == "dispatch" and value not in DISPATCH_MODES:
+        raise ConfigError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, not {value!r}")
     if name == "output" and value not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
     if name == "renew_before":

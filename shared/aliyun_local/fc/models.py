@@ -1,0 +1,599 @@
+"""FC state and behaviour: services, functions (zip code), timer triggers, async configs,
+instances (worker subprocesses, reused while warm), async invocations with retries, and the
+OnFailure/OnSuccess deliveries they produce.
+
+Not persisted across restarts (``--state`` covers KMS only). Timers fire on real UTC time, not
+the emulator clock that tests move by days.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import ApiError
+from . import cron
+
+WORKER = str(Path(__file__).with_name("worker.py"))
+MAX_INSTANCES_PER_FUNCTION = 4
+MAX_ASYNC_WORKERS = 4
+MAX_LOG_LINES = 5000
+MAX_CODE_BYTES = 100 * 1024 * 1024
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(f"{what}NotFound", f"{what} not found", 404)
+
+
+def exists(what: str) -> ApiError:
+    return ApiError(f"{what}AlreadyExists", f"{what} already exists", 409)
+
+
+def bad(message: str) -> ApiError:
+    return ApiError("InvalidArgument", message, 400)
+
+
+@dataclass
+class Function:
+    service: str
+    name: str
+    handler: str
+    runtime: str
+    timeout: int
+    memory: int
+    env: dict[str, str]
+    code_dir: Path
+    checksum: str
+    code_size: int
+    created: str
+    modified: str
+    description: str = ""
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "functionName": self.name,
+            "functionId": hashlib.sha256(f"{self.service}/{self.name}".encode()).hexdigest()[:32],
+            "handler": self.handler,
+            "runtime": self.runtime,
+            "timeout": self.timeout,
+            "memorySize": self.memory,
+            "environmentVariables": dict(self.env),
+            "codeChecksum": self.checksum,
+            "codeSize": self.code_size,
+            "description": self.description,
+            "createdTime": self.created,
+            "lastModifiedTime": self.modified,
+        }
+
+
+@dataclass
+class Instance:
+    proc: subprocess.Popen
+    checksum: str
+
+
+@dataclass
+class Delivery:
+    kind: str  # "OnFailure" or "OnSuccess"
+    destination: str
+    service: str
+    function: str
+    request_id: str
+    event: str
+    attempts: int
+    error: str = ""
+
+    def view(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FcBackend:
+    def __init__(
+        self,
+        *,
+        region: str,
+        account_id: str,
+        credentials: dict[str, str],
+        kms_endpoint_hint: str = "",
+    ) -> None:
+        self.region = region
+        self.account_id = account_id
+        self.role_credentials = credentials  # the STS credentials every function's context gets
+        self.lock = threading.RLock()
+        self.services: dict[str, dict[str, Any]] = {}
+        self.functions: dict[tuple[str, str], Function] = {}
+        self.triggers: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.async_configs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.deliveries: list[Delivery] = []
+        self.invocations: list[dict[str, Any]] = []
+        self.logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
+        self._idle: dict[tuple[str, str], list[Instance]] = {}
+        self._slots: dict[tuple[str, str], threading.Semaphore] = {}
+        self._code_root = Path(tempfile.mkdtemp(prefix="aliyun-local-fc-"))
+        self._queue: queue.Queue[tuple[str, str, bytes, str, int] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._async_loop, name=f"fc-async-{i}", daemon=True)
+            for i in range(MAX_ASYNC_WORKERS)
+        ]
+        self._threads.append(
+            threading.Thread(target=self._timer_loop, name="fc-timers", daemon=True)
+        )
+        self._last_fired: dict[tuple[str, str, str], float] = {}
+        self.retry_delay_seconds = 0.2
+        for t in self._threads:
+            t.start()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for _ in range(MAX_ASYNC_WORKERS):
+            self._queue.put(None)
+        self._kill_all()
+        shutil.rmtree(self._code_root, ignore_errors=True)
+
+    def reset(self) -> None:
+        with self.lock:
+            self._kill_all()
+            self.services.clear()
+            self.functions.clear()
+            self.triggers.clear()
+            self.async_configs.clear()
+            self.deliveries.clear()
+            self.invocations.clear()
+            self.logs.clear()
+
+    def _kill_all(self, key: tuple[str, str] | None = None) -> None:
+        with self.lock:
+            keys = [key] if key else list(self._idle)
+            for k in keys:
+                for inst in self._idle.pop(k, []):
+                    inst.proc.kill()
+                    inst.proc.wait(timeout=10)
+
+    # ---- services --------------------------------------------------------------------------
+
+    def create_service(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("serviceName")
+        if not isinstance(name, str) or not name:
+            raise bad("serviceName is required")
+        with self.lock:
+            if name in self.services:
+                raise exists("Service")
+            now = _now_iso()
+            self.services[name] = {
+                "serviceName": name,
+                "serviceId": uuid.uuid4().hex,
+                "description": body.get("description") or "",
+                "role": body.get("role") or "",
+                "logConfig": body.get("logConfig") or {},
+                "internetAccess": bool(body.get("internetAccess", True)),
+                "createdTime": now,
+                "lastModifiedTime": now,
+            }
+            return dict(self.services[name])
+
+    def update_service(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            svc = self.get_service(name)
+            for k in ("description", "role", "logConfig", "internetAccess"):
+                if k in body and body[k] is not None:
+                    svc[k] = body[k]
+            svc["lastModifiedTime"] = _now_iso()
+            return dict(svc)
+
+    def get_service(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            svc = self.services.get(name)
+            if svc is None:
+                raise not_found("Service")
+            return svc
+
+    # ---- functions -------------------------------------------------------------------------
+
+    def _unpack(self, code: Any) -> tuple[Path, str, int]:
+        if not isinstance(code, dict) or not isinstance(code.get("zipFile"), str):
+            raise bad("code.zipFile (Base64 zip) is required; OSS code is not emulated")
+        try:
+            blob = base64.b64decode(code["zipFile"], validate=True)
+        except ValueError:
+            raise bad("code.zipFile is not Base64") from None
+        if len(blob) > MAX_CODE_BYTES:
+            raise bad("code package too large")
+        checksum = str(int.from_bytes(hashlib.sha256(blob).digest()[:8], "big"))
+        target = self._code_root / hashlib.sha256(blob).hexdigest()
+        if not target.exists():
+            tmp = Path(tempfile.mkdtemp(dir=self._code_root))
+            try:
+                with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+                    for member in zf.namelist():
+                        if member.startswith("/") or ".." in Path(member).parts:
+                            raise bad("code package has unsafe paths")
+                    zf.extractall(tmp)
+            except zipfile.BadZipFile:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise bad("code.zipFile is not a zip archive") from None
+            os.replace(tmp, target)
+        return target, checksum, len(blob)
+
+    def create_function(self, service: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.get_service(service)
+        name = body.get("functionName")
+        if not isinstance(name, str) or not name:
+            raise bad("functionName is required")
+        handler = body.get("handler") or ""
+        if "." not in handler.strip(".") or handler.startswith("."):
+            raise bad("handler must be module.function (the module may be dotted)")
+        code_dir, checksum, size = self._unpack(body.get("code"))
+        with self.lock:
+            if (service, name) in self.functions:
+                raise exists("Function")
+            now = _now_iso()
+            fn = Function(
+                service,
+                name,
+                handler,
+                body.get("runtime") or "python3.10",
+                int(body.get("timeout") or 3),
+                int(body.get("memorySize") or 128),
+                {str(k): str(v) for k, v in (body.get("environmentVariables") or {}).items()},
+                code_dir,
+                checksum,
+                size,
+                now,
+                now,
+                body.get("description") or "",
+            )
+            self.functions[(service, name)] = fn
+            return fn.view()
+
+    def update_function(self, service: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        fn = self.get_function(service, name)
+        code = body.get("code")
+        unpacked = self._unpack(code) if code else None
+        with self.lock:
+            if unpacked:
+                fn.code_dir, fn.checksum, fn.code_size = unpacked
+            for attr, key in (
+                ("handler", "handler"),
+                ("runtime", "runtime"),
+                ("description", "description"),
+            ):
+                if body.get(key):
+                    setattr(fn, attr, body[key])
+            if body.get("timeout"):
+                fn.timeout = int(body["timeout"])
+            if body.get("memorySize"):
+                fn.memory = int(body["memorySize"])
+            if body.get("environmentVariables") is not None:
+                fn.env = {str(k): str(v) for k, v in body["environmentVariables"].items()}
+            fn.modified = _now_iso()
+            self._kill_all((service, name))  # new code or settings: cold start next time
+            return fn.view()
+
+    def get_function(self, service: str, name: str) -> Function:
+        self.get_service(service)
+        with self.lock:
+            fn = self.functions.get((service, name))
+            if fn is None:
+                raise not_found("Function")
+            return fn
+
+    # ---- triggers and async config ---------------------------------------------------------
+
+    def put_trigger(
+        self, service: str, function: str, body: dict[str, Any], *, name: str | None, create: bool
+    ) -> dict[str, Any]:
+        self.get_function(service, function)
+        name = name or body.get("triggerName")
+        if not name:
+            raise bad("triggerName is required")
+        key = (service, function, name)
+        with self.lock:
+            if create and key in self.triggers:
+                raise exists("Trigger")
+            if not create and key not in self.triggers:
+                raise not_found("Trigger")
+            current = self.triggers.get(key, {"triggerName": name, "createdTime": _now_iso()})
+            trigger_type = body.get("triggerType") or current.get("triggerType")
+            if trigger_type != "timer":
+                raise bad("only timer triggers are emulated")
+            config_text = body.get("triggerConfig", current.get("triggerConfig"))
+            try:
+                config = json.loads(config_text) if isinstance(config_text, str) else config_text
+                cron.parse(config["cronExpression"])
+            except (ValueError, TypeError, KeyError, cron.CronError) as exc:
+                raise bad(f"invalid timer triggerConfig: {exc}") from None
+            current.update(
+                triggerType="timer",
+                triggerConfig=json.dumps(config),
+                qualifier=body.get("qualifier") or "LATEST",
+                lastModifiedTime=_now_iso(),
+            )
+            self.triggers[key] = current
+            return dict(current)
+
+    def get_trigger(self, service: str, function: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            trigger = self.triggers.get((service, function, name))
+            if trigger is None:
+                raise not_found("Trigger")
+            return dict(trigger)
+
+    def put_async_config(self, service: str, function: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.get_function(service, function)
+        retries = body.get("maxAsyncRetryAttempts", 3)
+        if not isinstance(retries, int) or not 0 <= retries <= 8:
+            raise bad("maxAsyncRetryAttempts must be 0-8")
+        config = {
+            "service": service,
+            "function": function,
+            "qualifier": "LATEST",
+            "maxAsyncRetryAttempts": retries,
+            "maxAsyncEventAgeInSeconds": body.get("maxAsyncEventAgeInSeconds", 86400),
+            "destinationConfig": body.get("destinationConfig") or {},
+            "lastModifiedTime": _now_iso(),
+        }
+        with self.lock:
+            self.async_configs[(service, function)] = config
+        return dict(config)
+
+    # ---- invocation ------------------------------------------------------------------------
+
+    def _context(self, fn: Function, request_id: str) -> dict[str, Any]:
+        svc = self.services.get(fn.service, {})
+        log = svc.get("logConfig") or {}
+        return {
+            "request_id": request_id,
+            "region": self.region,
+            "account_id": self.account_id,
+            "credentials": dict(self.role_credentials),
+            "function": {
+                "name": fn.name,
+                "handler": fn.handler,
+                "memory": fn.memory,
+                "timeout": fn.timeout,
+            },
+            "service": {
+                "name": fn.service,
+                "log_project": log.get("project", ""),
+                "log_store": log.get("logstore", ""),
+                "qualifier": "LATEST",
+            },
+        }
+
+    def _spawn(self, fn: Function) -> Instance:
+        module, function = fn.handler.rsplit(".", 1)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            **fn.env,
+            "FC_FUNCTION_NAME": fn.name,
+            "FC_SERVICE_NAME": fn.service,
+            "FC_REGION": self.region,
+            "FC_ACCOUNT_ID": self.account_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": self.role_credentials["access_key_id"],
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.role_credentials["access_key_secret"],
+            "ALIBABA_CLOUD_SECURITY_TOKEN": self.role_credentials["security_token"],
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", WORKER, str(fn.code_dir), module, function],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        threading.Thread(
+            target=self._drain, args=(proc, f"{fn.service}/{fn.name}"), daemon=True
+        ).start()
+        return Instance(proc, fn.checksum)
+
+    def _drain(self, proc: subprocess.Popen, name: str) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            self.logs.append(f"{name}: {line.rstrip()}")
+
+    def invoke(
+        self, service: str, function: str, event: bytes, request_id: str | None = None
+    ) -> tuple[bool, bytes, str]:
+        """Run one invocation; returns (ok, body, error_type)."""
+        fn = self.get_function(service, function)
+        request_id = request_id or str(uuid.uuid4())
+        key = (service, function)
+        with self.lock:
+            slot = self._slots.setdefault(key, threading.Semaphore(MAX_INSTANCES_PER_FUNCTION))
+        with slot:
+            with self.lock:
+                idle = [i for i in self._idle.get(key, []) if i.proc.poll() is None]
+                inst = idle.pop() if idle else None
+                self._idle[key] = idle
+            if inst is None or inst.checksum != fn.checksum:
+                if inst is not None:
+                    inst.proc.kill()
+                inst = self._spawn(fn)
+            ok, body, error = self._run(inst, fn, event, request_id)
+            with self.lock:
+                if inst.proc.poll() is None and inst.checksum == fn.checksum:
+                    self._idle.setdefault(key, []).append(inst)
+            self.invocations.append(
+                {
+                    "service": service,
+                    "function": function,
+                    "request_id": request_id,
+                    "ok": ok,
+                    "error": error,
+                }
+            )
+            return ok, body, error
+
+    def _run(
+        self, inst: Instance, fn: Function, event: bytes, request_id: str
+    ) -> tuple[bool, bytes, str]:
+        assert inst.proc.stdin is not None and inst.proc.stdout is not None
+        request = {
+            "event": base64.b64encode(event).decode(),
+            "context": self._context(fn, request_id),
+        }
+        answer: list[str] = []
+        reader = threading.Thread(
+            target=lambda: answer.append(inst.proc.stdout.readline()), daemon=True
+        )
+        try:
+            inst.proc.stdin.write(json.dumps(request) + "\n")
+            inst.proc.stdin.flush()
+        except OSError:
+            inst.proc.kill()
+            return (
+                False,
+                b'{"errorMessage": "instance died", "errorType": "InstanceDied"}',
+                "InstanceDied",
+            )
+        reader.start()
+        reader.join(timeout=fn.timeout)
+        if reader.is_alive() or not answer or not answer[0]:
+            inst.proc.kill()
+            kind = "FunctionTimeout" if reader.is_alive() else "InstanceDied"
+            return False, json.dumps({"errorMessage": kind, "errorType": kind}).encode(), kind
+        doc = json.loads(answer[0])
+        if doc["ok"]:
+            return True, base64.b64decode(doc["body"]), ""
+        body = json.dumps(
+            {
+                "errorMessage": doc.get("error_message", ""),
+                "errorType": doc.get("error_type", ""),
+                "stackTrace": doc.get("stack", ""),
+            }
+        ).encode()
+        return False, body, doc.get("error_type", "Error")
+
+    def invoke_async(self, service: str, function: str, event: bytes) -> str:
+        self.get_function(service, function)
+        request_id = str(uuid.uuid4())
+        with self.lock:
+            config = self.async_configs.get((service, function), {})
+        retries = int(config.get("maxAsyncRetryAttempts", 3))
+        self._queue.put((service, function, event, request_id, retries))
+        return request_id
+
+    def _async_loop(self) -> None:
+        while not self._stop.is_set():
+            item = self._queue.get()
+            if item is None:
+                return
+            service, function, event, request_id, retries = item
+            attempts, ok, body = 0, False, b""
+            for attempt in range(retries + 1):
+                attempts = attempt + 1
+                try:
+                    ok, body, _error_type = self.invoke(service, function, event, request_id)
+                except ApiError as exc:  # the function was deleted meanwhile
+                    ok, body = False, exc.message.encode()
+                    break
+                if ok or self._stop.is_set():
+                    break
+                time.sleep(self.retry_delay_seconds * attempts)
+            with self.lock:
+                config = self.async_configs.get((service, function), {})
+            destinations = config.get("destinationConfig") or {}
+            kind = "onSuccess" if ok else "onFailure"
+            target = (destinations.get(kind) or {}).get("destination")
+            if target:
+                self.deliveries.append(
+                    Delivery(
+                        "OnSuccess" if ok else "OnFailure",
+                        target,
+                        service,
+                        function,
+                        request_id,
+                        event.decode("utf-8", "replace"),
+                        attempts,
+                        "" if ok else body.decode("utf-8", "replace")[:2000],
+                    )
+                )
+            self._queue.task_done()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until the async queue has drained (tests and drills)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    # ---- timers ----------------------------------------------------------------------------
+
+    def timer_event(self, trigger_name: str, config: dict[str, Any]) -> bytes:
+        return json.dumps(
+            {
+                "triggerTime": _now_iso(),
+                "triggerName": trigger_name,
+                "payload": config.get("payload", ""),
+            }
+        ).encode()
+
+    def fire(self, service: str, trigger_name: str) -> str:
+        """Fire a timer trigger now (async, as FC does); returns the request id."""
+        with self.lock:
+            matches = [
+                (k, t) for k, t in self.triggers.items() if k[0] == service and k[2] == trigger_name
+            ]
+        if not matches:
+            raise not_found("Trigger")
+        (svc, function, name), trigger = matches[0]
+        config = json.loads(trigger["triggerConfig"])
+        return self.invoke_async(svc, function, self.timer_event(name, config))
+
+    def _timer_loop(self) -> None:
+        last_second = int(time.time())
+        while not self._stop.wait(0.2):
+            now = int(time.time())
+            if now == last_second:
+                continue
+            for second in range(last_second + 1, now + 1):
+                self._tick(second)
+            last_second = now
+
+    def _tick(self, second: int) -> None:
+        when = datetime.fromtimestamp(second, tz=timezone.utc)
+        with self.lock:
+            triggers = list(self.triggers.items())
+        for key, trigger in triggers:
+            config = json.loads(trigger["triggerConfig"])
+            if not config.get("enable", True):
+                continue
+            schedule = cron.parse(config["cronExpression"])
+            due = schedule.matches(when)
+            if schedule.every_seconds:
+                last = self._last_fired.setdefault(key, second)
+                due = second - last >= schedule.every_seconds
+            if due:
+                self._last_fired[key] = second
+                try:
+                    self.invoke_async(key[0], key[1], self.timer_event(key[2], config))
+                except ApiError:
+                    pass

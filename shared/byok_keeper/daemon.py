@@ -1,0 +1,197 @@
+"""The self-hosted daemon: the same sweep on an APScheduler schedule.
+
+* Jobs live in SQLite under ``--state-dir`` (``jobs.sqlite``), so a restart keeps them.
+* ``sweep`` runs on ``--schedule`` (5-field crontab in UTC, or ``@every 15m``; default every 15
+  minutes); after each sweep a one-shot ``renew:<key>`` job is (re)placed at each key's renewal
+  moment, so a renewal does not wait for the next tick.
+* ``max_instances=1``, coalescing and a misfire grace time: a sleeping laptop or a restart
+  runs one catch-up sweep, not a storm.
+* SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
+* ``--health-file``: JSON with the last run's time, outcome and summary, written atomically.
+* Core dumps are disabled: a crash must not write key material to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import tempfile
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from .logs import get_logger
+
+log = get_logger("byok_keeper.daemon")
+
+# The running daemon's dependencies. Job functions are stored by reference in SQLite and look
+# these up, so no settings or secrets are ever pickled into the job store.
+_RUNTIME: dict[str, Any] = {}
+_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])$")
+
+
+def disable_core_dumps() -> None:
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):  # pragma: no cover - not permitted on this platform
+        log.warning("core_dumps_not_disabled")
+
+
+def trigger_for(schedule: str):
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from .errors import InputError
+
+    m = _EVERY.match(schedule.strip())
+    if m:
+        seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+        return IntervalTrigger(seconds=seconds, timezone=timezone.utc)
+    try:
+        return CronTrigger.from_crontab(schedule, timezone=timezone.utc)
+    except ValueError as exc:
+        raise InputError(
+            f"invalid --schedule {schedule!r}: {exc} (5-field crontab or @every 15m)"
+        ) from None
+
+
+def write_health(path: Path | None, payload: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".health-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
+    """The job: one sweep, the health file, and the next renewal jobs."""
+    from .audit import AuditLog
+    from .sweep import run_sweep
+
+    rt = _RUNTIME
+    with rt["lock"]:  # the sweep job and renewal jobs never overlap
+        started = datetime.now(timezone.utc)
+        try:
+            result = run_sweep(
+                rt["gateway"],
+                rt["vault"],
+                policy=rt["policy"],
+                concurrency=rt["settings"].concurrency,
+                audit=AuditLog(rt["settings"].audit_file),
+                trigger=f"daemon-{trigger}",
+                actor="daemon",
+                log=log.warning,
+            )
+        except Exception as exc:  # the daemon keeps running; the health file says what happened
+            log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
+            payload = {
+                "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "outcome": "error",
+                "error": str(exc)[:300],
+                "pid": os.getpid(),
+            }
+            write_health(rt["health_file"], payload)
+            return payload
+        outcome = "failed" if result.failed else "ok"
+        payload = {
+            "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "outcome": outcome,
+            "summary": result.summary(),
+            "trigger": trigger,
+            "pid": os.getpid(),
+        }
+        write_health(rt["health_file"], payload)
+        log.info("sweep_done", **payload)
+        _schedule_renewals(result)
+        return payload
+
+
+def _schedule_renewals(result) -> None:
+    from .plan import renewal_window
+
+    scheduler = _RUNTIME.get("scheduler")
+    if scheduler is None:
+        return
+    now = datetime.now(timezone.utc)
+    offset = timedelta(seconds=_RUNTIME["gateway"].clock_offset or 0)
+    for d in result.decisions:
+        if d.material_expire_time is None or d.decision not in ("OK", "RENEW"):
+            continue
+        # Local time of the renewal moment (KMS's clock may differ from ours).
+        when = d.material_expire_time - renewal_window(_RUNTIME["policy"], d.lease) - offset
+        if when <= now:
+            continue
+        scheduler.add_job(
+            "byok_keeper.daemon:scheduled_sweep",
+            "date",
+            run_date=when,
+            id=f"renew:{d.key_id}",
+            replace_existing=True,
+            kwargs={"trigger": "renewal"},
+        )
+
+
+def run_daemon(
+    settings, *, schedule: str, state_dir: Path, once: bool, health_file: Path | None
+) -> int:
+    """Run until SIGTERM/SIGINT (or one sweep with ``once``). Returns the exit code."""
+    from datetime import timedelta
+
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from .factory import build_gateway, build_vault
+    from .kms import SWEEP
+    from .plan import Policy
+
+    disable_core_dumps()
+    trigger = trigger_for(schedule)
+    gateway = build_gateway(settings, SWEEP)
+    _RUNTIME.update(
+        settings=settings,
+        gateway=gateway,
+        vault=build_vault(settings, gateway),
+        policy=Policy(renew_before=timedelta(seconds=settings.renew_before_seconds)),
+        health_file=health_file,
+        lock=threading.Lock(),
+        scheduler=None,
+    )
+    if once:
+        return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
+
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{state_dir / 'jobs.sqlite'}")},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        timezone=timezone.utc,
+    )
+    _RUNTIME["scheduler"] = scheduler
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler.start()
+    scheduler.add_job(
+        "byok_keeper.daemon:scheduled_sweep",
+        trigger,
+        id="sweep",
+        replace_existing=True,
+        next_run_time=datetime.now(timezone.utc),
+    )
+    log.info(
+        "daemon_started",
+        schedule=schedule,
+        state_dir=str(state_dir),
+        jobs=[j.id for j in scheduler.get_jobs()],
+    )
+    while not stop.wait(1.0):
+        pass
+    log.info("daemon_stopping", note="waiting for the job in flight")
+    scheduler.shutdown(wait=True)
+    log.info("daemon_stopped")
+    return 0

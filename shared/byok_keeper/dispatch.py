@@ -1,0 +1,166 @@
+"""Dispatching due keys: inline (a bounded pool in this process) or FC async invocations of the
+``reimport`` function (one per key), and the only importer of the fc-open SDK.
+
+Inline suits small fleets: one sweep invocation does everything. ``fc-async`` suits large ones:
+the sweep plans, then sends one async ``reimport`` event per due key, in batches of
+``BYOK_DISPATCH_BATCH`` concurrent sends; FC retries each and routes final failures to OnFailure.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .errors import ConfigError, ExecutionError
+from .kms import split_endpoint
+
+
+class InvokeError(ExecutionError):
+    """An FC invocation could not be sent or failed."""
+
+
+def build_fc_client(*, region: str, account_id: str, endpoint: str | None, credential: Any = None):
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_fc_open20210406.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    if endpoint:
+        scheme, host = split_endpoint(endpoint)
+    elif account_id:
+        scheme, host = "https", f"{account_id}.{region}.fc.aliyuncs.com"
+    else:
+        raise ConfigError("FC needs BYOK_FC_ENDPOINT or BYOK_ACCOUNT_ID to find its endpoint")
+    return Client(
+        Config(
+            credential=credential or CredentialClient(),
+            endpoint=host,
+            protocol=scheme,
+            region_id=region,
+            connect_timeout=5_000,
+            read_timeout=900_000,
+        )
+    )
+
+
+def invoke(client, service: str, function: str, event: dict, *, asynchronous: bool) -> dict:
+    """Invoke ``service/function``; returns ``{"status", "request_id", "result"}``."""
+    from alibabacloud_fc_open20210406 import models as fc
+    from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
+    from darabonba.runtime import RuntimeOptions
+
+    headers = fc.InvokeFunctionHeaders(x_fc_invocation_type="Async" if asynchronous else "Sync")
+    request = fc.InvokeFunctionRequest(body=json.dumps(event).encode())
+    try:
+        response = client.invoke_function_with_options(
+            service, function, request, headers, RuntimeOptions()
+        )
+    except (ClientException, ServerException) as exc:
+        raise InvokeError(
+            f"invoking {service}/{function} failed: {getattr(exc, 'code', '')} "
+            f"(HTTP {getattr(exc, 'status_code', '?')})"
+        ) from None
+    except Exception as exc:  # transport; the message may quote the URL, so name only the type
+        raise InvokeError(f"invoking {service}/{function} failed: {type(exc).__name__}") from None
+    headers_in = {k.lower(): v for k, v in (response.headers or {}).items()}
+    body = response.body or b""
+    result: Any = None
+    if body:
+        try:
+            result = json.loads(body)
+        except ValueError:
+            result = body.decode("utf-8", "replace")
+    if headers_in.get("x-fc-error-type"):
+        raise InvokeError(f"{service}/{function} raised: {result}")
+    return {
+        "status": response.status_code,
+        "request_id": headers_in.get("x-fc-request-id", ""),
+        "result": result,
+    }
+
+
+def dispatch_sweep(
+    deps: dict[str, Any], options: dict[str, Any], *, context_request_id: str
+) -> dict:
+    """The sweep function's work: inline, or plan here and fan out async ``reimport`` calls."""
+    from datetime import timedelta
+
+    from .audit import AuditLog
+    from .plan import Policy
+    from .plan import plan as make_plan
+    from .sweep import decisions_json, discover, run_sweep
+
+    settings = deps["settings"]
+    gateway, vault = deps["gateway"], deps["vault"]
+    policy = Policy(renew_before=timedelta(seconds=settings.renew_before_seconds))
+    audit = AuditLog(settings.audit_file)
+    if settings.dispatch == "inline" or options["dry_run"]:
+        result = run_sweep(
+            gateway,
+            vault,
+            policy=policy,
+            dry_run=options["dry_run"],
+            scan_account=options["scan_account"],
+            concurrency=settings.concurrency,
+            audit=audit,
+            trigger="fc-timer",
+            actor=context_request_id or "fc",
+        )
+        return {
+            "ok": not result.failed,
+            "dispatch": "inline",
+            "dry_run": options["dry_run"],
+            "summary": result.summary(),
+            "failed": [o.key_id for o in result.failed],
+        }
+
+    facts, errors = discover(
+        gateway,
+        vault,
+        policy=policy,
+        scan_account=options["scan_account"],
+        concurrency=settings.concurrency,
+    )
+    decisions = make_plan(facts, gateway.now(), policy)
+    due = [d for d in decisions if d.due]
+    client = build_fc_client(
+        region=deps["region"],
+        account_id=deps["account_id"] or (settings.account_id or ""),
+        endpoint=settings.fc_endpoint,
+        credential=deps["credential"],
+    )
+
+    def send(decision) -> tuple[str, str]:
+        event = {
+            "key_id": decision.key_id,
+            "reason": f"{decision.decision}: {decision.reason}",
+            "requested_by": f"sweep:{context_request_id}",
+        }
+        try:
+            sent = invoke(client, settings.fc_service, "reimport", event, asynchronous=True)
+            return decision.key_id, sent["request_id"] or "sent"
+        except InvokeError as exc:
+            return decision.key_id, f"error: {exc}"
+
+    with ThreadPoolExecutor(max_workers=min(settings.dispatch_batch, max(1, len(due)))) as pool:
+        sent = list(pool.map(send, due))
+    for key_id, status in sent:
+        audit.event(
+            "dispatch",
+            key_id=key_id,
+            status=status,
+            trigger="fc-timer",
+            actor=context_request_id or "fc",
+        )
+    counts: dict[str, int] = {}
+    for d in decisions:
+        counts[d.decision] = counts.get(d.decision, 0) + 1
+    failed_sends = [k for k, s in sent if s.startswith("error")]
+    return {
+        "ok": not failed_sends and not errors,
+        "dispatch": "fc-async",
+        "decisions": counts,
+        "dispatched": [k for k, s in sent if not s.startswith("error")],
+        "failed": failed_sends + [k for k, _ in errors],
+        "plan": decisions_json(due),
+    }

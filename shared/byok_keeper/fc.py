@@ -1,0 +1,252 @@
+"""Function Compute entrypoints' core: parse events, build dependencies once per warm instance,
+call the same core as the CLI, map the result.
+
+``functions/sweep/index.py`` and ``functions/reimport/index.py`` only call ``handle_sweep`` and
+``handle_reimport``; this module imports nothing heavy at import time, so a cold start pays for
+the SDK only when a handler first runs.
+
+Failure semantics of ``reimport`` (what FC's async retries and the OnFailure destination see):
+
+* **raises** ``RetryableFailure`` -- KMS throttled, answered 5xx, or could not be reached; an
+  expired import token that also failed on the fresh retry. FC retries the invocation
+  (``MaxAsyncRetryAttempts``) and, when retries are exhausted, delivers it to OnFailure.
+* **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, the key is on hold,
+  pending deletion, not enrolled or its enrollment is incomplete, material mismatch between
+  vault and KMS, a tampered envelope. Retrying cannot help; the result is logged as an alert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+SWEEP_FUNCTION = "sweep"
+REIMPORT_FUNCTION = "reimport"
+MAX_EVENT_BYTES = 128 * 1024
+_RETRYABLE_CODES = frozenset(
+    {
+        "Unavailable",
+        "Rejected.Throttling",
+        "InternalFailure",
+        "ServiceUnavailableTemporary",
+        "ExpiredImportToken",
+    }
+)
+
+
+class RetryableFailure(Exception):
+    """Raised from a handler so FC retries the invocation (and, finally, calls OnFailure)."""
+
+
+class BadEvent(ValueError):
+    """The event is not what the function accepts."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key_id={self.access_key_id}, secret=[SENSITIVE])"
+
+
+def credentials_from(context: Any) -> Credentials | None:
+    """FC python3.10 passes the service role's STS credentials on ``context.credentials``;
+    python3.12 runtimes put them in ``ALIBABA_CLOUD_*`` variables (the default chain)."""
+    creds = getattr(context, "credentials", None)
+    if creds is not None and getattr(creds, "access_key_id", None):
+        return Credentials(
+            creds.access_key_id, creds.access_key_secret, getattr(creds, "security_token", None)
+        )
+    return None
+
+
+class Runtime:
+    """Settings, gateway, vault and FC client, built on first use and reused while warm.
+
+    Rebuilt when the context's STS credentials change (FC rotates them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: Credentials | str | None = "unset"
+        self._deps: dict[str, Any] = {}
+
+    def deps(self, context: Any) -> dict[str, Any]:
+        creds = credentials_from(context)
+        with self._lock:
+            if self._key != creds or not self._deps:
+                self._deps = self._build(creds, context)
+                self._key = creds
+            return self._deps
+
+    @staticmethod
+    def _build(creds: Credentials | None, context: Any) -> dict[str, Any]:
+        from .factory import build_gateway, build_vault
+        from .kms import SWEEP, static_credential
+        from .logs import configure
+        from .settings import load_settings
+
+        configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"))
+        settings = load_settings()
+        credential = (
+            static_credential(creds.access_key_id, creds.access_key_secret, creds.security_token)
+            if creds
+            else None
+        )
+        gateway = build_gateway(settings, SWEEP, credential=credential)
+        return {
+            "settings": settings,
+            "gateway": gateway,
+            "vault": build_vault(settings, gateway),
+            "credential": credential,
+            "region": getattr(context, "region", None) or settings.region,
+            "account_id": getattr(context, "account_id", None)
+            or os.environ.get("BYOK_ACCOUNT_ID", ""),
+        }
+
+
+RUNTIME = Runtime()
+
+
+def _parse_json(event: bytes | str | dict, what: str) -> dict:
+    if isinstance(event, dict):
+        return event
+    if isinstance(event, str):
+        event = event.encode()
+    if len(event) > MAX_EVENT_BYTES:
+        raise BadEvent(f"{what} event is larger than {MAX_EVENT_BYTES} bytes")
+    if not event.strip():
+        return {}
+    try:
+        doc = json.loads(event)
+    except (ValueError, UnicodeDecodeError):
+        raise BadEvent(f"{what} event is not JSON") from None
+    if not isinstance(doc, dict):
+        raise BadEvent(f"{what} event must be a JSON object")
+    return doc
+
+
+def parse_timer_event(event: bytes | str | dict) -> dict[str, Any]:
+    """``{"triggerTime", "triggerName", "payload"}``; the payload may be a JSON object of
+    options (``dry_run``, ``scan_account``) or empty. Anything else is a ``BadEvent``."""
+    doc = _parse_json(event, "timer")
+    payload = doc.get("payload") or ""
+    options: dict[str, Any] = {}
+    if isinstance(payload, dict):
+        options = payload
+    elif isinstance(payload, str) and payload.strip():
+        try:
+            options = json.loads(payload)
+        except ValueError:
+            raise BadEvent("timer payload is not JSON") from None
+        if not isinstance(options, dict):
+            raise BadEvent("timer payload must be a JSON object")
+    unknown = set(options) - {"dry_run", "scan_account"}
+    if unknown:
+        raise BadEvent(f"unknown sweep options {sorted(unknown)}")
+    for name in ("dry_run", "scan_account"):
+        if name in options and not isinstance(options[name], bool):
+            raise BadEvent(f"sweep option {name} must be true or false")
+    return {
+        "trigger_time": str(doc.get("triggerTime", "")),
+        "trigger_name": str(doc.get("triggerName", "")),
+        "dry_run": bool(options.get("dry_run", False)),
+        "scan_account": bool(options.get("scan_account", False)),
+    }
+
+
+def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
+    from .errors import ByokError
+    from .vault.envelope import check_key_id
+
+    doc = _parse_json(event, "reimport")
+    allowed = {"key_id", "reason", "requested_by", "dry_run", "override_hold"}
+    unknown = set(doc) - allowed
+    if unknown:
+        raise BadEvent(f"unknown reimport fields {sorted(unknown)}")
+    key_id = doc.get("key_id")
+    if not isinstance(key_id, str):
+        raise BadEvent("reimport event needs key_id")
+    try:
+        check_key_id(key_id)
+    except ByokError as exc:
+        raise BadEvent(str(exc)) from None
+    for name in ("dry_run", "override_hold"):
+        if name in doc and not isinstance(doc[name], bool):
+            raise BadEvent(f"{name} must be true or false")
+    for name in ("reason", "requested_by"):
+        if name in doc and not isinstance(doc[name], str):
+            raise BadEvent(f"{name} must be a string")
+    return {
+        "key_id": key_id,
+        "reason": doc.get("reason", ""),
+        "requested_by": doc.get("requested_by", ""),
+        "dry_run": bool(doc.get("dry_run", False)),
+        "override_hold": bool(doc.get("override_hold", False)),
+    }
+
+
+def _request_id(context: Any) -> str:
+    return str(getattr(context, "request_id", "") or "")
+
+
+def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
+    from .errors import ByokError
+
+    try:
+        options = parse_timer_event(event)
+    except BadEvent as exc:
+        return {"ok": False, "error": "BadEvent", "message": str(exc)}
+    deps = RUNTIME.deps(context)
+    try:
+        from .dispatch import dispatch_sweep
+
+        return dispatch_sweep(deps, options, context_request_id=_request_id(context))
+    except ByokError as exc:
+        # Configuration or vault-wide problems: raising makes FC (and its logs) show a failure.
+        raise RetryableFailure(str(exc)) from None
+
+
+def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
+    from .audit import AuditLog
+    from .reestablish import DRY_RUN, RENEWED, RESTORED, reestablish
+
+    try:
+        request = parse_reimport_event(event)
+    except BadEvent as exc:
+        AuditLog().event(
+            "key",
+            outcome="failed",
+            alert=True,
+            error_code="BadEvent",
+            reason=str(exc),
+            trigger="fc-reimport",
+            actor="",
+        )
+        return {"ok": False, "error": "BadEvent", "message": str(exc)}
+    deps = RUNTIME.deps(context)
+    outcome = reestablish(
+        deps["gateway"],
+        deps["vault"],
+        request["key_id"],
+        decision="REIMPORT",
+        override_hold=request["override_hold"],
+        dry_run=request["dry_run"],
+    )
+    AuditLog(deps["settings"].audit_file).event(
+        "key",
+        trigger="fc-reimport",
+        actor=request["requested_by"] or "fc",
+        requested_reason=request["reason"],
+        fc_request_id=_request_id(context),
+        **outcome.to_json(),
+    )
+    result = {"ok": outcome.outcome in (RESTORED, RENEWED, DRY_RUN), **outcome.to_json()}
+    if outcome.failed and outcome.error_code in _RETRYABLE_CODES:
+        raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
+    return result

@@ -1,0 +1,91 @@
+"""The self-hosted daemon as a subprocess: restores a key on its schedule, keeps its jobs in
+SQLite across restarts, and exits cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.conftest import BIN, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _enroll(env, lease="30d"):
+    out = run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
+                  "--instance", "kst-local-software", "--generate", "--lease", lease,
+                  "--output", "json", env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _jobs(state_dir):
+    with sqlite3.connect(state_dir / "jobs.sqlite") as db:
+        return {row[0] for row in db.execute("select id from apscheduler_jobs")}
+
+
+def _wait(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def test_daemon_restores_keeps_jobs_and_stops_cleanly(cli_env, served, tmp_path):
+    key = _enroll(cli_env)
+    served.emulator.kms.delete_key_material(key["key_id"])
+    state = tmp_path / "state"
+    args = [
+        str(BIN / "byok-keeper"),
+        "daemon",
+        "--schedule",
+        "@every 2s",
+        "--state-dir",
+        str(state),
+    ]
+    proc = subprocess.Popen(args, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        assert _wait(lambda: served.key_view(key["key_id"])["state"] == "Enabled"), "not restored"
+        assert _wait(lambda: f"renew:{key['key_id']}" in _jobs(state))
+        health = json.loads((state / "health.json").read_text())
+        assert health["outcome"] == "ok" and health["last_run"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "daemon_stopped" in err
+    assert served.key_view(key["key_id"])["material_fingerprint"] == key["fingerprint"]
+
+    # A restart finds its jobs where it left them.
+    assert {"sweep", f"renew:{key['key_id']}"} <= _jobs(state)
+    proc = subprocess.Popen(args, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        assert _wait(lambda: "daemon_started" in (state / "health.json").read_text() or True)
+        time.sleep(1.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    started = next(json.loads(line) for line in err.splitlines() if "daemon_started" in line)
+    assert f"renew:{key['key_id']}" in started["jobs"]
+
+
+def test_daemon_once_and_bad_schedule(cli_env, served, tmp_path):
+    key = _enroll(cli_env)
+    served.emulator.kms.delete_key_material(key["key_id"])
+    out = run_cli("daemon", "--once", "--state-dir", str(tmp_path / "state"), env=cli_env)
+    assert out.returncode == 0, out.stderr
+    assert served.key_view(key["key_id"])["state"] == "Enabled"
+    assert json.loads((tmp_path / "state" / "health.json").read_text())["outcome"] == "ok"
+    bad = run_cli("daemon", "--schedule", "every tuesday", "--state-dir", str(tmp_path / "s2"),
+                  env=cli_env)  # fmt: skip
+    assert bad.returncode == 2 and "invalid --schedule" in bad.stderr

@@ -74,6 +74,7 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
     state = tmp_path / "state.json"
     first = _serve("--state", str(state))
     assert first.info["kms_endpoint"].startswith("127.0.0.1:")
+    assert first.info["fc_endpoint"] == first.info["kms_endpoint"]
     kms = make_client(first)
     key_id = create_external_key(kms, "EC_P256")
     material = load_private_key(target_keys["EC_P256"])

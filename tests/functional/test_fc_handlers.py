@@ -1,0 +1,97 @@
+"""The FC handlers in-process with typed events from tests/events and a fake context, against
+aliyun-local (the deployed path runs in tests/e2e/test_fc_cloud.py)."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+from byok_keeper import fc
+from byok_keeper.cli import generate_material
+from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.kms import ENROLL
+from byok_keeper.lease import parse_lease
+from byok_keeper.vault import FileStore, LocalKeySealer, Vault
+from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional.conftest import make_gateway
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+@pytest.fixture
+def deployed(emulator, kms, tmp_path, monkeypatch):
+    """Settings as template.yml would set them, and a context carrying STS credentials."""
+    new_seal_key_file(tmp_path / "seal.key")
+    monkeypatch.setenv("BYOK_KMS_ENDPOINT", f"http://{emulator.endpoint}")
+    monkeypatch.setenv("BYOK_VAULT", f"file://{tmp_path / 'vault'}")
+    monkeypatch.setenv("BYOK_SEAL_KEY_FILE", str(tmp_path / "seal.key"))
+    monkeypatch.setenv("BYOK_DISPATCH", "inline")
+    role = emulator.emulator.fc_role
+    context = types.SimpleNamespace(
+        request_id="req-1", region=emulator.region, account_id="1234567890123456",
+        credentials=types.SimpleNamespace(**role),
+        function=types.SimpleNamespace(name="reimport"), service=types.SimpleNamespace(name="b"),
+    )  # fmt: skip
+    vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
+    material = generate_material("EC_P256")
+    key = enroll(make_gateway(emulator, ENROLL), vault, material, lease=parse_lease("30d"),
+                 create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"))  # fmt: skip
+    fc.RUNTIME = fc.Runtime()  # a cold instance
+    return context, key
+
+
+def _event(key_id: str, **changes) -> bytes:
+    doc = json.loads((EVENTS / "reimport.json").read_text())
+    doc.update(key_id=key_id, **changes)
+    return json.dumps(doc).encode()
+
+
+def test_reimport_handler_restores_with_the_context_credentials(deployed, emulator):
+    context, key = deployed
+    emulator.emulator.kms.delete_key_material(key.key_id)
+    result = fc.handle_reimport(_event(key.key_id), context)
+    assert result["ok"] and result["outcome"] == "restored"
+    assert emulator.key_view(key.key_id)["state"] == "Enabled"
+    # The import was signed with the function role's STS credentials.
+    assert emulator.emulator.fc_role["access_key_id"].startswith("STS.")
+
+
+def test_permanent_failures_return_and_retryable_ones_raise(deployed, emulator):
+    context, key = deployed
+    emulator.emulator.kms.delete_key_material(key.key_id)
+    emulator.emulator.kms.tag_key(key.key_id, {"byok-keeper:hold": "INC-3"})
+    held = fc.handle_reimport(_event(key.key_id), context)
+    assert held["ok"] is False and held["outcome"] == "held"
+    emulator.emulator.kms.untag_key(key.key_id, ["byok-keeper:hold"])
+    emulator.set_faults(error_rate=1.0)
+    with pytest.raises(fc.RetryableFailure):
+        fc.handle_reimport(_event(key.key_id), context)
+    emulator.set_faults()
+    missing = fc.handle_reimport(_event("key-notenrolled000000"), context)
+    assert missing["ok"] is False and missing["outcome"] == "failed"
+
+
+def test_sweep_handler_runs_inline_and_honours_dry_run(deployed, emulator):
+    context, key = deployed
+    emulator.emulator.kms.delete_key_material(key.key_id)
+    dry = fc.handle_sweep((EVENTS / "timer-dry-run.json").read_bytes(), context)
+    assert (
+        dry["summary"] == {"dry-run": 1}
+        and emulator.key_view(key.key_id)["state"] == "PendingImport"
+    )
+    done = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
+    assert done["ok"] and done["summary"] == {"restored": 1}
+
+
+def test_warm_instances_reuse_their_clients_until_credentials_rotate(deployed):
+    context, _key = deployed
+    first = fc.RUNTIME.deps(context)
+    assert fc.RUNTIME.deps(context) is first
+    rotated = types.SimpleNamespace(**vars(context))
+    rotated.credentials = types.SimpleNamespace(
+        access_key_id=context.credentials.access_key_id, access_key_secret="new",
+        security_token="new-token")  # fmt: skip
+    assert fc.RUNTIME.deps(rotated) is not first

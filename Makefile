@@ -31,8 +31,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (not part of make test): wrapping, cold start, and the sweep at the quota bound
+# for 500, 2,000 and 5,000 keys (the 500 and 5,000 runs also time the naive baseline).
 bench: $(STAMP)
 	$(BIN)/python bench/wrap.py
+	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/sweep.py --keys 500
+	$(BIN)/python bench/sweep.py --keys 2000 --no-baseline
+	$(BIN)/python bench/sweep.py --keys 5000
 
 # Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
 lock:

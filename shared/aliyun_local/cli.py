@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="persist keys, material, tags, secrets and the clock offset in this JSON file "
         "(atomic writes, mode 0600); without it state lives in memory",
     )
+    serve.add_argument(
+        "--seed-state",
+        type=Path,
+        metavar="PATH",
+        help="start from the state in PATH but keep changes in memory (benchmarks, drills)",
+    )
     serve.add_argument("--access-key-id", default=DEFAULT_ACCESS_KEY_ID, metavar="ID")
     serve.add_argument("--access-key-secret", default=DEFAULT_ACCESS_KEY_SECRET, metavar="SECRET")
     serve.add_argument(
@@ -119,12 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     if args.latency_ms < 0:
         parser.error("--latency-ms must be 0 or more")
+    if args.state and args.seed_state:
+        parser.error("give --state or --seed-state, not both")
 
     try:
         server = LocalServer(
             args.host,
             args.port,
             state_path=args.state,
+            seed_path=args.seed_state,
             access_key_id=args.access_key_id,
             access_key_secret=args.access_key_secret,
             security_tokens={args.access_key_id: args.security_token}

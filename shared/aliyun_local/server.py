@@ -55,6 +55,7 @@ class Emulator:
         account_id: str = DEFAULT_ACCOUNT_ID,
         credentials: Credentials | None = None,
         state_path: str | Path | None = None,
+        seed_path: str | Path | None = None,
     ) -> None:
         self.region = region
         self.account_id = account_id
@@ -77,24 +78,23 @@ class Emulator:
         self._dirty = False
         self._save_lock = threading.Lock()
         self.kms = KmsBackend(region, account_id, self.clock, on_change=self._mark_dirty)
-        if self.state_path and self.state_path.exists():
-            self._load()
+        if seed_path is not None:
+            self._load(Path(seed_path))
+        elif self.state_path and self.state_path.exists():
+            self._load(self.state_path)
 
     # ---- persistence -----------------------------------------------------------------------
 
     def _mark_dirty(self) -> None:
         self._dirty = True
 
-    def _load(self) -> None:
-        assert self.state_path is not None
+    def _load(self, path: Path) -> None:
         try:
-            state = json.loads(self.state_path.read_text())
+            state = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise SystemExit(
-                f"aliyun-local: cannot read state file {self.state_path}: {exc}"
-            ) from None
+            raise SystemExit(f"aliyun-local: cannot read state file {path}: {exc}") from None
         if state.get("format") != STATE_FORMAT:
-            raise SystemExit(f"aliyun-local: {self.state_path} is not an {STATE_FORMAT} file")
+            raise SystemExit(f"aliyun-local: {path} is not an {STATE_FORMAT} file")
         self.clock = Clock(float(state.get("clock_offset", 0.0)))
         self.kms.clock = self.clock
         self.kms.load_state(state.get("kms", {}))
@@ -310,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     timeout = 60  # idle keep-alive connections
+    # Headers and body go out as two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK (~40 ms), which would add latency KMS does not have.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         # Never log request lines: EncryptedKeyMaterial and tokens travel in the query string.
@@ -409,6 +412,7 @@ class LocalServer:
         port: int = 0,
         *,
         state_path: str | Path | None = None,
+        seed_path: str | Path | None = None,
         access_key_id: str = DEFAULT_ACCESS_KEY_ID,
         access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET,
         security_tokens: dict[str, str] | None = None,
@@ -425,6 +429,7 @@ class LocalServer:
             account_id=account_id,
             credentials=Credentials(creds, dict(security_tokens or {})),
             state_path=state_path,
+            seed_path=seed_path,
         )
         self._server = _Server((host, port), self.emulator)
         self._thread: threading.Thread | None = None
@@ -452,6 +457,7 @@ class LocalServer:
         self._server.shutdown()
         self._server.server_close()
         self.emulator.fc.shutdown()
+        self.emulator.kms.key_pool.close()
         self.emulator.flush()
         if self._thread is not None:
             self._thread.join(timeout=10)

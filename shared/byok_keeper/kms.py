@@ -201,8 +201,12 @@ class RequestBudget:
 
     Blocks (through the injected ``sleep``) until a token is free, so a fleet of any size stays
     under the configured rates. Defaults are half the documented quotas (50 read, 30 write QPS),
-    which production traffic shares.
+    which production traffic shares. The burst is half a second's worth: the server's window
+    allows a whole second, and the difference absorbs network jitter that bunches requests
+    up on arrival, so a budget equal to the quota still never trips throttling.
     """
+
+    BURST_SECONDS = 0.5
 
     def __init__(
         self,
@@ -225,8 +229,8 @@ class RequestBudget:
         interval = 1.0 / self._rates[kind]
         with self._lock:
             now = self._monotonic()
-            # One second of burst at most, then the steady rate: a reservation schedule.
-            slot = max(self._next[kind], now - 1.0 + interval)
+            # A reservation schedule: at most BURST_SECONDS of credit, then the steady rate.
+            slot = max(self._next[kind], now - self.BURST_SECONDS + interval)
             self._next[kind] = slot + interval
         wait = slot - now
         if wait > 0:

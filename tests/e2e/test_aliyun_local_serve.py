@@ -140,3 +140,25 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
     finally:
         code, _out, _err = _stop(second, signal.SIGINT)
     assert code == 0
+
+
+def test_seed_state_loads_a_state_file_but_never_writes_it(tmp_path):
+    from tests.functional.conftest import make_client
+
+    state = tmp_path / "state.json"
+    first = _serve("--state", str(state))
+    key_id = make_client(first).create_key(km.CreateKeyRequest()).body.key_metadata.key_id
+    assert _stop(first)[0] == 0
+    before = state.read_bytes()
+    second = _serve("--seed-state", str(state))
+    try:
+        kms = make_client(second)
+        assert describe(kms, key_id).key_state == "Enabled"
+        kms.create_key(km.CreateKeyRequest())
+        kms.disable_key(km.DisableKeyRequest(key_id=key_id))
+    finally:
+        assert _stop(second)[0] == 0
+    assert state.read_bytes() == before
+    both = subprocess.run([SCRIPT, "serve", "--state", "a", "--seed-state", "b"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert both.returncode == 2 and "not both" in both.stderr

@@ -203,6 +203,9 @@ def test_timer_fans_out_and_reimport_restores_keys_and_failures_reach_on_failure
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["result"]["outcome"] == "restored"
+    dry = run_cli("invoke", "sweep", "--dry-run", "--output", "json", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert json.loads(dry.stdout)["result"]["dry_run"] is True
     logs = "\n".join(_admin(served, "GET", "fc/logs"))
     for result in keys.values():
         assert result.fingerprint in logs  # the canonical lines made it to the function log

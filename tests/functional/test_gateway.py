@@ -110,11 +110,11 @@ def test_budget_spaces_calls_to_the_configured_rate():
     budget = RequestBudget(read_qps=10, write_qps=5, monotonic=lambda: now[0], sleep=waits.append)
     for _ in range(30):
         budget.spend("DescribeKey")
-    # One second of burst (10 calls), then 20 calls at 10 per second: the last waits ~2 s.
-    assert len(waits) == 20
-    assert max(waits) == pytest.approx(2.0, abs=0.11)
+    # Half a second of burst (5 calls), then 25 calls at 10 per second: the last waits ~2.5 s.
+    assert len(waits) == 25
+    assert max(waits) == pytest.approx(2.5, abs=0.11)
     budget.spend("AsymmetricSign")  # not a key-management call: free
-    assert len(waits) == 20
+    assert len(waits) == 25
 
 
 def test_clock_comes_from_the_date_header(emulator, kms):

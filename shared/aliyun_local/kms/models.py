@@ -50,6 +50,7 @@ from .errors import (
     unsupported_operation,
     unsupported_origin,
 )
+from .keypool import RsaKeyPool
 
 ENABLED, DISABLED, PENDING_DELETION, PENDING_IMPORT = (
     "Enabled",
@@ -63,6 +64,7 @@ DEFAULT_INSTANCES = {"kst-local-software": SOFTWARE, "kst-local-hardware": HSM}
 TOKEN_TTL_SECONDS = 24 * 3600
 MAX_TOKENS_PER_KEY = 50
 _CIPHERTEXT_MAGIC = b"ALK1"
+RSA_WRAPPING = "RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD"
 
 
 @dataclass
@@ -282,6 +284,7 @@ class KmsBackend:
         self.secrets: dict[str, Secret] = {}
         self.lock = threading.RLock()
         self._on_change = on_change or (lambda: None)
+        self.key_pool = RsaKeyPool()
 
     # ---- persistence ---------------------------------------------------------------------
 
@@ -532,8 +535,10 @@ class KmsBackend:
             raise unsupported_operation(
                 "This hardware KMS instance does not accept imported asymmetric key material."
             )
-        # Key generation (RSA-2048 takes tens of milliseconds) runs outside the lock.
-        wrapping_key = new_wrapping_key(algorithm)
+        # Key generation runs outside the lock; RSA keys come from the helper-process pool.
+        wrapping_key = (
+            self.key_pool.take() if algorithm == RSA_WRAPPING else new_wrapping_key(algorithm)
+        )
         token = ImportToken(
             token=secrets.token_urlsafe(48),
             key_id=key.key_id,

@@ -1,0 +1,67 @@
+"""A pool of fresh RSA-2048 wrapping keys, generated in a helper process.
+
+Every GetParametersForImport answers with a fresh wrapping key pair, as KMS does. Generating
+RSA-2048 costs ~100 ms of CPU and holds Python's GIL, which would stall every other request the
+emulator is serving, a cost the real service does not impose on its callers. So keys are made
+ahead of time in one helper process and each is handed out exactly once; when the pool is
+empty the key is generated inline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+POOL_SIZE = 16
+
+
+def _generate() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+class RsaKeyPool:
+    def __init__(self, size: int = POOL_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._pending: deque[Future] = deque()
+        self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def _fill(self) -> None:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        while len(self._pending) < self._size:
+            self._pending.append(self._executor.submit(_generate))
+
+    def take(self) -> rsa.RSAPrivateKey:
+        """A never-used RSA-2048 private key."""
+        with self._lock:
+            future = None
+            if not self._closed:
+                if self._pending and self._pending[0].done():
+                    future = self._pending.popleft()
+                self._fill()
+        der = future.result() if future is not None else _generate()
+        key = serialization.load_der_private_key(der, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for future in self._pending:
+                future.cancel()
+            self._pending.clear()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None

@@ -742,11 +742,6 @@ def invoke_reimport(
     }
     result = invoke(client, settings.fc_service, "reimport", event, asynchronous=asynchronous)
     body = result["result"]
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            pass
     payload = {"request_id": result["request_id"], "status": result["status"], "result": body}
     if asynchronous:
         app.emit(payload, f"sent (request id {result['request_id']})")
@@ -780,11 +775,6 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     }
     result = invoke(client, settings.fc_service, "sweep", event, asynchronous=False)
     body = result["result"]
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            pass
     app.emit({"request_id": result["request_id"], "result": body}, json.dumps(body, indent=2))
     return 0 if isinstance(body, dict) and body.get("ok") else 1
 

@@ -68,8 +68,10 @@ def invoke(client, service: str, function: str, event: dict, *, asynchronous: bo
     if body:
         try:
             result = json.loads(body)
+            if isinstance(result, str):  # a handler that returned JSON text
+                result = json.loads(result)
         except ValueError:
-            result = body.decode("utf-8", "replace")
+            result = result if isinstance(result, str) else body.decode("utf-8", "replace")
     if headers_in.get("x-fc-error-type"):
         raise InvokeError(f"{service}/{function} raised: {result}")
     return {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -259,7 +259,7 @@ class KmsGateway:
         budget: RequestBudget | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
+        rng: Any = None,
     ) -> None:
         self._client = client
         self.allowlist = allowlist
@@ -267,7 +267,7 @@ class KmsGateway:
         self.budget = budget or RequestBudget(sleep=sleep)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
+        self._rng = rng or secrets.SystemRandom()  # jitter only; the OS RNG costs nothing here
         self._clock_offset: float | None = None
         self.stats: dict[str, int] = {"calls": 0, "retries": 0, "throttled": 0}
         self._stats_lock = threading.Lock()

@@ -334,6 +334,8 @@ class KmsGateway:
                         self.stats["throttled"] += 1
                 if not error.retryable:
                     raise error from None
+                if action in NOT_IDEMPOTENT and error.code != "Rejected.Throttling":
+                    raise error from None  # a 5xx may have done the work: never do it twice
                 delay = self._backoff(attempt)
             except Exception as exc:  # transport: refused, reset, timeout, non-JSON body
                 if _is_credential_error(exc):

@@ -122,7 +122,12 @@ def test_a_hold_set_between_plan_and_import_wins(world):
             "GetPublicKey",
             "AsymmetricSign",
         )
-        for c in ("ServiceUnavailableTemporary", "Rejected.Throttling")
+        for c in (
+            "ServiceUnavailableTemporary",
+            "Rejected.Throttling",
+            "InternalFailure",
+            "DropConnection",
+        )
     ]
     + [("ImportKeyMaterial", "ExpiredImportToken")],
 )

@@ -14,6 +14,33 @@ from aliyun_local.server import LocalServer
 BIN = Path(sys.executable).parent
 
 
+INSTANCE = {"EC_SM2": "kst-local-hardware"}
+
+
+def enroll_cli(env: dict[str, str], spec: str = "EC_P256", lease: str = "30d") -> dict:
+    """``byok-keeper enroll --create --generate`` for ``spec``; returns its JSON output."""
+    import json
+
+    out = run_cli(
+        "enroll",
+        "--create",
+        "--key-spec",
+        spec,
+        "--usage",
+        "SIGN/VERIFY",
+        "--instance",
+        INSTANCE.get(spec, "kst-local-software"),
+        "--generate",
+        "--lease",
+        lease,
+        "--output",
+        "json",
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "byok-keeper"), *args],

@@ -6,30 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import run_cli
-
-INSTANCE = {"EC_SM2": "kst-local-hardware"}
-
-
-def _enroll(env, spec="EC_P256", lease="30d"):
-    out = run_cli(
-        "enroll",
-        "--create",
-        "--key-spec",
-        spec,
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        INSTANCE.get(spec, "kst-local-software"),
-        "--generate",
-        "--lease",
-        lease,
-        "--output",
-        "json",
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+from tests.e2e.conftest import enroll_cli, run_cli
 
 
 def _decisions(env):
@@ -38,13 +15,13 @@ def _decisions(env):
 
 
 def test_plan_shows_each_decision_and_exits_1_when_work_is_pending(cli_env, served):
-    ok = _enroll(cli_env)["key_id"]
+    ok = enroll_cli(cli_env)["key_id"]
     code, decisions = _decisions(cli_env)
     assert code == 0 and decisions[ok]["decision"] == "OK"
-    gone = _enroll(cli_env)["key_id"]
-    renew = _enroll(cli_env, lease="14d")["key_id"]
-    held = _enroll(cli_env)["key_id"]
-    doomed = _enroll(cli_env)["key_id"]
+    gone = enroll_cli(cli_env)["key_id"]
+    renew = enroll_cli(cli_env, lease="14d")["key_id"]
+    held = enroll_cli(cli_env)["key_id"]
+    doomed = enroll_cli(cli_env)["key_id"]
     served.emulator.kms.delete_key_material(gone)
     served.emulator.kms.tag_key(held, {"byok-keeper:hold": "INC-9"})
     served.emulator.kms.schedule_deletion(doomed, 30)
@@ -65,7 +42,7 @@ def test_plan_shows_each_decision_and_exits_1_when_work_is_pending(cli_env, serv
 
 
 def test_sweep_restores_and_a_second_sweep_has_nothing_to_do(cli_env, served):
-    key = _enroll(cli_env)
+    key = enroll_cli(cli_env)
     served.emulator.kms.delete_key_material(key["key_id"])
     dry = run_cli("sweep", "--dry-run", "--output", "json", env=cli_env)
     assert dry.returncode == 0 and json.loads(dry.stdout)["summary"] == {"dry-run": 1}
@@ -80,7 +57,7 @@ def test_sweep_restores_and_a_second_sweep_has_nothing_to_do(cli_env, served):
 
 
 def test_sweep_exits_1_when_a_key_fails(cli_env, served):
-    key = _enroll(cli_env)
+    key = enroll_cli(cli_env)
     served.emulator.kms.delete_key_material(key["key_id"])
     served.set_faults(fail_next={"ImportKeyMaterial": ["InvalidKeyMaterial"]})
     out = run_cli("sweep", "--output", "json", env=cli_env)
@@ -90,7 +67,7 @@ def test_sweep_exits_1_when_a_key_fails(cli_env, served):
 
 
 def test_reimport_prints_steps_and_respects_holds(cli_env, served, tmp_path):
-    key = _enroll(cli_env)["key_id"]
+    key = enroll_cli(cli_env)["key_id"]
     served.emulator.kms.delete_key_material(key)
     audit = tmp_path / "audit.jsonl"
     env = {**cli_env, "BYOK_AUDIT_FILE": str(audit)}
@@ -116,7 +93,7 @@ def test_reimport_prints_steps_and_respects_holds(cli_env, served, tmp_path):
 
 
 def test_verify_and_status(cli_env, served):
-    key = _enroll(cli_env, "EC_SM2")["key_id"]
+    key = enroll_cli(cli_env, "EC_SM2")["key_id"]
     out = run_cli("verify", "--output", "json", env=cli_env)
     assert out.returncode == 0, out.stderr
     (result,) = json.loads(out.stdout)["results"]

@@ -11,17 +11,9 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import BIN, run_cli
+from tests.e2e.conftest import BIN, enroll_cli, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-def _enroll(env, lease="30d"):
-    out = run_cli("enroll", "--create", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY",
-                  "--instance", "kst-local-software", "--generate", "--lease", lease,
-                  "--output", "json", env=env)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def _jobs(state_dir):
@@ -39,7 +31,7 @@ def _wait(predicate, timeout=60.0):
 
 
 def test_daemon_restores_keeps_jobs_and_stops_cleanly(cli_env, served, tmp_path):
-    key = _enroll(cli_env)
+    key = enroll_cli(cli_env)
     served.emulator.kms.delete_key_material(key["key_id"])
     state = tmp_path / "state"
     args = [
@@ -80,7 +72,7 @@ def test_daemon_restores_keeps_jobs_and_stops_cleanly(cli_env, served, tmp_path)
 
 
 def test_daemon_once_and_bad_schedule(cli_env, served, tmp_path):
-    key = _enroll(cli_env)
+    key = enroll_cli(cli_env)
     served.emulator.kms.delete_key_material(key["key_id"])
     out = run_cli("daemon", "--once", "--state-dir", str(tmp_path / "state"), env=cli_env)
     assert out.returncode == 0, out.stderr

@@ -117,10 +117,6 @@ def verify_acs3(
     return access_key_id
 
 
-def _pop_encode(value: str) -> str:
-    return quote(value, safe="~", encoding="utf-8")
-
-
 def verify_rpc_v1(method: str, params: Mapping[str, str], credentials: Credentials) -> str:
     """Verify an RPC v1 (HMAC-SHA1) request over all its parameters; return the access key id."""
     signature = params.get("Signature")
@@ -132,8 +128,8 @@ def verify_rpc_v1(method: str, params: Mapping[str, str], credentials: Credentia
     secret = credentials.secret_for(access_key_id)
     credentials.check_token(access_key_id, params.get("SecurityToken"))
     pairs = sorted((k, v) for k, v in params.items() if k != "Signature")
-    canonical = "&".join(f"{_pop_encode(k)}={_pop_encode(v)}" for k, v in pairs)
-    string_to_sign = f"{method}&%2F&{_pop_encode(canonical)}"
+    canonical = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in pairs)
+    string_to_sign = f"{method}&%2F&{_rfc3986(canonical)}"
     expected = base64.b64encode(
         hmac.new(f"{secret}&".encode(), string_to_sign.encode(), hashlib.sha1).digest()
     ).decode()

@@ -198,6 +198,8 @@ def _load_material(
     if generate:
         if not key_spec:
             raise InputError("--generate needs --key-spec")
+        from .material import generate_material
+
         return generate_material(key_spec)
     passphrase = None
     if passphrase_env:
@@ -213,35 +215,6 @@ def _load_material(
         return load_private_key(data, key_spec=key_spec, passphrase=passphrase)
     finally:
         wipe(data)
-
-
-def generate_material(key_spec: str):
-    """A fresh private key of ``key_spec``, made in memory from the OS CSPRNG."""
-    from cryptography.hazmat.primitives import serialization as ser
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    from . import sm2
-    from .material import load_private_key, wipe
-    from .specs import key_spec as lookup
-
-    spec = lookup(key_spec)
-    if spec.curve == "SM2":
-        scalar = sm2.Sm2PrivateKey.generate().scalar_bytes()
-        try:
-            return load_private_key(scalar, key_spec=spec.name)
-        finally:
-            wipe(scalar)
-    if spec.rsa_bits:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=spec.rsa_bits)
-    else:
-        key = ec.generate_private_key(ec.SECP256R1() if spec.curve == "P-256" else ec.SECP256K1())
-    der = bytearray(
-        key.private_bytes(ser.Encoding.DER, ser.PrivateFormat.PKCS8, ser.NoEncryption())
-    )
-    try:
-        return load_private_key(der, key_spec=spec.name)
-    finally:
-        wipe(der)
 
 
 @cli.command()
@@ -358,7 +331,8 @@ def _policy(settings: Settings):
     return Policy(renew_before=timedelta(seconds=settings.renew_before_seconds))
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Left-aligned columns with a header row."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(fmt.format(*map(str, r)).rstrip() for r in [headers, *rows])
@@ -419,7 +393,7 @@ def plan_cmd(app: App, scan_account: bool) -> int:
         "decisions": decisions_json(decisions),
         "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
     }
-    app.emit(payload, _table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
+    app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
     return 1 if any(d.decision in DUE for d in decisions) or errors else 0
 
 
@@ -493,7 +467,7 @@ def sweep_cmd(app: App, dry_run: bool, scan_account: bool, concurrency: int | No
         "outcomes": [o.to_json() for o in outcomes],
         "calls": result.stats,
     }
-    human = _table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
+    human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
     human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
     app.emit(payload, human)
     return 1 if result.failed else 0
@@ -568,7 +542,7 @@ def verify_cmd(app: App, key_ids: tuple[str, ...]) -> int:
     _settings, gateway, vault = _agent(app, READ_ONLY)
     results = [verify_key(gateway, vault, k) for k in (key_ids or vault.inventory())]
     rows = [[r["key_id"], r["result"], r["key_state"], r["detail"]] for r in results]
-    app.emit({"results": results}, _table(rows, ["KEY", "RESULT", "STATE", "DETAIL"]))
+    app.emit({"results": results}, table(rows, ["KEY", "RESULT", "STATE", "DETAIL"]))
     return 0 if all(r["result"] in ("verified", "not-usable") for r in results) else 1
 
 

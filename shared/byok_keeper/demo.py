@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from .cli import table
 from .enroll import CreateRequest, enroll
 from .kms import (
     ENROLL,
@@ -30,6 +31,7 @@ from .kms import (
     static_credential,
 )
 from .lease import parse_lease
+from .material import generate_material
 from .plan import HOLD_TAG, Policy, plan
 from .sweep import discover, run_sweep
 from .vault import FileStore, LocalKeySealer, Vault
@@ -46,16 +48,9 @@ CAST = [
 ]
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(fmt.format(*map(str, r)).rstrip() for r in [headers, *rows])
-
-
 def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> int:
     from aliyun_local.server import LocalServer
 
-    from .cli import generate_material
     from .logs import configure
 
     configure(level=os.environ.get("BYOK_LOG_LEVEL", "WARNING"))
@@ -119,7 +114,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         decisions = plan(facts, planner.now(), policy)
         spec_of = {v: k for k, v in keys.items()}
         echo(
-            _table(
+            table(
                 [
                     [
                         d.key_id,
@@ -140,7 +135,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         echo("\n4. byok-keeper sweep")
         result = run_sweep(sweeper, vault, policy=policy, trigger="demo", actor="demo")
         echo(
-            _table(
+            table(
                 [
                     [
                         o.key_id,
@@ -171,7 +166,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
                     "yes" if after[k]["material_fingerprint"] == fingerprints[k] else "NO",
                 ]
             )
-        echo(_table(rows, ["SPEC", "BEFORE", "AFTER", "IMPORTS BEFORE", "AFTER", "SAME MATERIAL"]))
+        echo(table(rows, ["SPEC", "BEFORE", "AFTER", "IMPORTS BEFORE", "AFTER", "SAME MATERIAL"]))
 
         problems = []
         for spec, _usage, _lease, trouble in CAST:

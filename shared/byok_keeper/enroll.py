@@ -34,6 +34,7 @@ from .errors import ExecutionError, InputError, MaterialMismatch
 from .kms import ImportParameters, KeyInfo, KmsApiError, KmsGateway, format_kms_time
 from .lease import Lease
 from .material import PrivateKeyMaterial
+from .plan import LEASE_TAG
 from .specs import key_spec as lookup_spec
 from .vault import Header, Vault, VaultConflict
 from .verify import verify_identity
@@ -41,8 +42,6 @@ from .wrapping import wrap_key_material
 
 FINGERPRINT_TAG = "byok-keeper:fingerprint"
 MANAGED_TAG = "byok-keeper:managed"
-LEASE_TAG = "byok-keeper:lease"
-HOLD_TAG = "byok-keeper:hold"
 
 StepCallback = Callable[[str, dict], None]
 

@@ -187,12 +187,6 @@ class SecretValue:
     data: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class KeyListing:
-    key_ids: tuple[str, ...]
-    total: int
-
-
 # ---- request budget --------------------------------------------------------------------------
 
 

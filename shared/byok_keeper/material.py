@@ -171,6 +171,25 @@ def load_private_key(
     return _load_der(bytearray(data), spec, passphrase)
 
 
+def generate_material(key_spec: str) -> PrivateKeyMaterial:
+    """A fresh private key of ``key_spec``, made in memory from the OS CSPRNG."""
+    spec = lookup_spec(key_spec)
+    if spec.curve == "SM2":
+        return _from_sm2_scalar(sm2.Sm2PrivateKey.generate().scalar_bytes(), spec)
+    if spec.rsa_bits:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=spec.rsa_bits)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1() if spec.curve == "P-256" else ec.SECP256K1())
+    der = bytearray(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return _load_der(der, spec, None)  # wipes der
+
+
 def _load_pem(data: bytes, spec: KeySpec | None, passphrase: bytes | None) -> PrivateKeyMaterial:
     blocks = [(m.group(1).decode(), m.group(2)) for m in _PEM_BLOCK.finditer(data)]
     # `openssl ecparam -genkey` writes an EC PARAMETERS block before the key; skip it.

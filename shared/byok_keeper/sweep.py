@@ -9,7 +9,6 @@ report EXTERNAL keys nobody holds material for.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -216,7 +215,3 @@ def decisions_json(decisions: Iterable[Decision]) -> list[dict]:
         }
         for d in decisions
     ]
-
-
-def elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from byok_keeper.cli import generate_material
 from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL, FORBIDDEN, SWEEP
 from byok_keeper.lease import parse_lease
+from byok_keeper.material import generate_material
 from byok_keeper.plan import HOLD_TAG, Policy
 from byok_keeper.reestablish import reestablish
 from byok_keeper.sweep import run_sweep

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.cli import generate_material
 from byok_keeper.enroll import (
     FINGERPRINT_TAG,
     LEASE_TAG,
@@ -16,7 +15,7 @@ from byok_keeper.enroll import (
 from byok_keeper.errors import InputError, MaterialMismatch
 from byok_keeper.kms import ENROLL, KmsApiError
 from byok_keeper.lease import parse_lease
-from byok_keeper.material import load_private_key
+from byok_keeper.material import generate_material, load_private_key
 from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.conftest import ALL_SPECS

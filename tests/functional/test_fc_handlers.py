@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from byok_keeper import fc
-from byok_keeper.cli import generate_material
 from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
+from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import make_gateway

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench package lock clean
+.PHONY: install demo test lint bench reliability package lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py --keys 2000 --no-baseline
 	$(BIN)/python bench/sweep.py --keys 5000
 
+# The reliability figures of docs/RELIABILITY.md: the fault matrix, SIGKILL and restart drills,
+# the hostile-input corpus, the fuzzers and the leak harness (all also part of make test), with
+# each drill recording what it tried; then the summary.
+RELIABILITY_TESTS := tests/functional/test_faults.py tests/e2e/test_drills.py \
+	tests/e2e/test_bad_input.py tests/e2e/test_leaks.py tests/fuzz \
+	tests/functional/test_vault.py::test_every_single_byte_flip_is_refused
+reliability: $(STAMP)
+	rm -f .reliability.jsonl
+	BYOK_FIGURES=$(CURDIR)/.reliability.jsonl $(BIN)/python -m pytest -q $(RELIABILITY_TESTS)
+	$(BIN)/python -m tests.figures .reliability.jsonl
+
 # Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
 lock:
 	rm -rf .venv-lock
@@ -51,4 +62,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info .reliability.jsonl

@@ -7,6 +7,7 @@ burst and then the steady rate, as the documented per-second quotas behave.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -17,6 +18,8 @@ from .errors import ApiError, injected, invalid_parameter, throttled
 
 DOCUMENTED_QUOTAS = {"read_qps": 50.0, "write_qps": 30.0}
 MAX_CALLS_KEPT = 200_000
+log = logging.getLogger("aliyun_local.calls")
+TRANSPORT_FAULTS = ("DropConnection", "ReadTimeout")
 
 
 class TokenBucket:
@@ -46,6 +49,7 @@ class Faults:
     read_qps: float | None = None
     write_qps: float | None = None
     error_rate: float = 0.0
+    hang_ms: float = 2_000.0
     fail_next: dict[str, list[str]] = field(default_factory=dict)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -53,7 +57,15 @@ class Faults:
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Faults:
         """Build from the admin API's JSON; ``{}`` means no faults. Raises ``ApiError``."""
-        allowed = {"latency_ms", "read_qps", "write_qps", "error_rate", "fail_next", "quotas"}
+        allowed = {
+            "latency_ms",
+            "read_qps",
+            "write_qps",
+            "error_rate",
+            "hang_ms",
+            "fail_next",
+            "quotas",
+        }
         unknown = set(body) - allowed
         if unknown:
             raise invalid_parameter("faults", f"unknown fields {sorted(unknown)}")
@@ -69,10 +81,13 @@ class Faults:
                 if body.get(name) is not None:
                     setattr(faults, name, float(body[name]))
             faults.error_rate = float(body.get("error_rate", 0) or 0)
+            faults.hang_ms = float(body.get("hang_ms", faults.hang_ms))
         except (TypeError, ValueError):
             raise invalid_parameter("faults", "numbers expected") from None
         if faults.latency_ms < 0 or not 0 <= faults.error_rate <= 1:
             raise invalid_parameter("faults", "latency_ms >= 0 and 0 <= error_rate <= 1")
+        if not 0 <= faults.hang_ms <= 600_000:
+            raise invalid_parameter("hang_ms", "between 0 and 600000")
         for name in ("read_qps", "write_qps"):
             value = getattr(faults, name)
             if value is not None and value <= 0:
@@ -99,12 +114,18 @@ class Faults:
             "read_qps": self.read_qps,
             "write_qps": self.write_qps,
             "error_rate": self.error_rate,
+            "hang_ms": self.hang_ms,
             "fail_next": pending,
         }
 
     def before(self, action: str, quota_class: str | None) -> str | None:
-        """Apply faults before ``action`` runs. Raises the injected ``ApiError``; returns
-        ``"DropConnection"`` when the connection must be dropped without an answer."""
+        """Apply faults before ``action`` runs. Raises the injected ``ApiError``; returns a
+        transport fault for the server to act out:
+
+        - ``"DropConnection"``: close the connection unanswered; the action does not run.
+        - ``"ReadTimeout"``: run the action, then hold the connection ``hang_ms`` and close it
+          unanswered -- the client times out not knowing the work was done, the hardest case.
+        """
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
         bucket = self._buckets.get(quota_class or "")
@@ -115,7 +136,7 @@ class Faults:
         with self._lock:
             codes = self.fail_next.get(action)
             code = codes.pop(0) if codes else None
-        if code == "DropConnection":
+        if code in TRANSPORT_FAULTS:
             return code
         if code is not None:
             raise injected(code)
@@ -136,6 +157,7 @@ class CallLog:
         self._lock = threading.Lock()
 
     def record(self, action: str, key_id: str | None, status: int, code: str | None) -> None:
+        log.debug("%s key=%s -> %s %s", action, key_id or "-", status or "no answer", code or "")
         with self._lock:
             if len(self._calls) >= MAX_CALLS_KEPT:
                 del self._calls[: MAX_CALLS_KEPT // 10]

@@ -14,6 +14,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,7 +31,7 @@ from .kms import API_VERSION as KMS_VERSION
 from .kms.models import KmsBackend
 from .kms.responses import ACTIONS as KMS_ACTIONS
 from .kms.responses import Params, quota_class
-from .signing import Credentials, verify_acs3, verify_rpc_v1
+from .signing import Credentials, check_request_time, verify_acs3, verify_rpc_v1
 
 log = logging.getLogger("aliyun_local")
 
@@ -145,13 +146,16 @@ class Emulator:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = headers.get("x-acs-action") or params.get("Action") or ""
         key_id = params.get("KeyId")
+        transport_fault = None
         try:
             if not action:
                 raise ApiError("MissingParameter", "The parameter Action is required.", 400)
             if "authorization" in headers:
                 verify_acs3(method, unquote(parts.path), query, headers, body, self.credentials)
+                check_request_time(headers.get("x-acs-date"), time.time())
             elif "Signature" in params:
                 verify_rpc_v1(method, params, self.credentials)
+                check_request_time(params.get("Timestamp"), time.time())
             else:
                 raise ApiError(
                     "IncompleteSignature",
@@ -168,13 +172,22 @@ class Emulator:
             version = headers.get("x-acs-version") or params.get("Version")
             if version != KMS_VERSION:
                 raise ApiError("InvalidVersion", f"Specified version {version} is invalid.", 400)
-            if self.faults.before(action, quota_class(action)) == "DropConnection":
-                self.calls.record(action, key_id, 0, "DropConnection")
+            transport_fault = self.faults.before(action, quota_class(action))
+            if transport_fault == "DropConnection":
+                self.calls.record(action, key_id, 0, transport_fault)
                 return _DROP
             result = handler(self.kms, Params(params))
             self.flush()
+            if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
+                self.calls.record(action, key_id, 0, transport_fault)
+                time.sleep(self.faults.hang_ms / 1000)
+                return _DROP
         except ApiError as err:
             self.flush()
+            if transport_fault == "ReadTimeout":  # an error answer is lost all the same
+                self.calls.record(action, key_id, 0, transport_fault)
+                time.sleep(self.faults.hang_ms / 1000)
+                return _DROP
             self.calls.record(action, key_id, err.status, err.code)
             return (
                 err.status,
@@ -243,7 +256,7 @@ class Emulator:
     def handle_admin(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         try:
             data = json.loads(body) if body.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             return 400, {"Code": "InvalidJSON", "Message": "the body is not JSON"}
         if not isinstance(data, dict):
             return 400, {"Code": "InvalidJSON", "Message": "the body must be a JSON object"}

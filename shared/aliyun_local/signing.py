@@ -12,6 +12,11 @@ Two schemes:
   ``secret + "&"`` over ``METHOD&%2F&`` + the percent-encoded sorted parameters; STS adds a
   ``SecurityToken`` parameter.
 
+The gateway also refuses a request whose signed time (``x-acs-date``, or RPC ``Timestamp``)
+is more than 15 minutes from its own: 400 ``InvalidTimeStamp.Expired``. aliyun-local compares
+with the host's real clock, not the emulated clock (tests move that one by days to expire
+material; clients on the same host always send real time).
+
 Failures raise ``ApiError`` with the codes the real gateway uses. Nothing here logs.
 """
 
@@ -23,6 +28,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from .errors import ApiError
@@ -61,6 +67,27 @@ def _bad_signature(detail: str) -> ApiError:
         f"The request signature does not conform to Aliyun standards: {detail}",
         400,
     )
+
+
+REQUEST_TIME_TOLERANCE_SECONDS = 15 * 60
+
+
+def check_request_time(value: str | None, now: float) -> None:
+    """Refuse a signed request time (``YYYY-MM-DDTHH:MM:SSZ``) more than 15 minutes off."""
+    if value is None:
+        return  # unsigned or not carrying a time: the signature check decides
+    try:
+        sent = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ApiError(
+            "InvalidTimeStamp.Format",
+            "Specified time stamp or date value is not well formatted.",
+            400,
+        ) from None
+    if abs(sent.timestamp() - now) > REQUEST_TIME_TOLERANCE_SECONDS:
+        raise ApiError(
+            "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.", 400
+        )
 
 
 def _rfc3986(value: str) -> str:

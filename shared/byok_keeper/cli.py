@@ -486,7 +486,8 @@ def reimport_cmd(
 ) -> int:
     """Re-import one key's identical material now, printing each step.
 
-    Refuses a key on hold unless --override-hold. Exit 0 restored, 1 failed or held.
+    Refuses a key on hold unless --override-hold. Exit 0 restored, 1 failed or held, 2 refused
+    input (a tampered or unreadable envelope, a wrong seal key, a bad argument).
 
     \b
     Example:
@@ -520,6 +521,8 @@ def reimport_cmd(
         dry_run=dry_run,
         **outcome.to_json(),
     )
+    if outcome.bad_input:  # a tampered or unreadable envelope, a bad seal key: one line, exit 2
+        raise InputError(f"{key_id}: {outcome.reason}")
     human = f"{key_id}: {outcome.outcome} - {outcome.reason}"
     app.emit(outcome.to_json(), human)
     return 0 if outcome.outcome in (RESTORED, RENEWED, DRY_RUN) else 1

@@ -13,7 +13,10 @@ def build_gateway(
     settings: Settings, allowlist: Allowlist, *, credential: Any = None
 ) -> KmsGateway:
     client = build_client(
-        region=settings.region, endpoint=settings.kms_endpoint, credential=credential
+        region=settings.region,
+        endpoint=settings.kms_endpoint,
+        credential=credential,
+        read_timeout_ms=round(settings.kms_timeout * 1000),
     )
     budget = RequestBudget(settings.read_qps, settings.write_qps)
     return KmsGateway(client, allowlist, region=settings.region, budget=budget)

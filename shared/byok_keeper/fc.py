@@ -124,6 +124,8 @@ def _parse_json(event: bytes | str | dict, what: str) -> dict:
         return {}
     try:
         doc = json.loads(event)
+    except RecursionError:
+        raise BadEvent(f"{what} event JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise BadEvent(f"{what} event is not JSON") from None
     if not isinstance(doc, dict):
@@ -142,8 +144,8 @@ def parse_timer_event(event: bytes | str | dict) -> dict[str, Any]:
     elif isinstance(payload, str) and payload.strip():
         try:
             options = json.loads(payload)
-        except ValueError:
-            raise BadEvent("timer payload is not JSON") from None
+        except (ValueError, RecursionError):
+            raise BadEvent("timer payload is not JSON (or nested too deeply)") from None
         if not isinstance(options, dict):
             raise BadEvent("timer payload must be a JSON object")
     unknown = set(options) - {"dry_run", "scan_account"}
@@ -214,6 +216,7 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
 
 def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .audit import AuditLog
+    from .kms import NoKmsAccess
     from .reestablish import DRY_RUN, RENEWED, RESTORED, reestablish
 
     try:
@@ -230,14 +233,17 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         )
         return {"ok": False, "error": "BadEvent", "message": str(exc)}
     deps = RUNTIME.deps(context)
-    outcome = reestablish(
-        deps["gateway"],
-        deps["vault"],
-        request["key_id"],
-        decision="REIMPORT",
-        override_hold=request["override_hold"],
-        dry_run=request["dry_run"],
-    )
+    try:
+        outcome = reestablish(
+            deps["gateway"],
+            deps["vault"],
+            request["key_id"],
+            decision="REIMPORT",
+            override_hold=request["override_hold"],
+            dry_run=request["dry_run"],
+        )
+    except NoKmsAccess as exc:  # the function cannot use KMS at all: let FC retry and alert
+        raise RetryableFailure(f"{request['key_id']}: {exc}") from None
     AuditLog(deps["settings"].audit_file).event(
         "key",
         trigger="fc-reimport",

@@ -34,6 +34,7 @@ from alibabacloud_tea_openapi.models import Config
 from darabonba.runtime import RuntimeOptions
 
 from .errors import ConfigError, ExecutionError
+from .logs import get_logger
 
 # ---- allowlists (invariant 1) -------------------------------------------------------------
 
@@ -86,6 +87,7 @@ READ_ACTIONS = _READ_KEYS | {"GetParametersForImport", "GetPublicKey", "ListKeyV
 WRITE_ACTIONS = frozenset({"CreateKey", "TagResource", "UntagResource", "ImportKeyMaterial"})
 # Retrying these after an unknown outcome could do the work twice.
 NOT_IDEMPOTENT = frozenset({"CreateKey"})
+_log = get_logger("byok_keeper.kms")  # debug: one line per KMS attempt, names and codes only
 _TEXT = "text"  # SecretDataType of an envelope
 
 
@@ -119,6 +121,41 @@ class KmsUnavailable(ExecutionError):
         self.action = action
         self.cause = cause
         super().__init__(f"KMS {action} failed: no answer from KMS ({cause})")
+
+
+class NoKmsAccess(ConfigError):
+    """This host cannot use KMS at all (no credentials, a clock KMS refuses).
+
+    Every call would fail the same way, so a sweep stops with the one reason instead of
+    failing key after key.
+    """
+
+
+class CredentialsMissing(NoKmsAccess):
+    def __init__(self) -> None:
+        super().__init__(
+            "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS), or "
+            "configure a profile or instance role"
+        )
+
+
+class ClockSkewError(NoKmsAccess):
+    """KMS refused the request time: this host's clock is more than 15 minutes off.
+
+    Every signed request carries the local time and Alibaba Cloud's gateway refuses those more
+    than 15 minutes from its own (``InvalidTimeStamp.Expired``). Nothing can succeed until the
+    host's clock is fixed.
+    """
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        local = time.strftime(_ISO, time.gmtime())
+        super().__init__(
+            f"KMS refused the request time on {action} (InvalidTimeStamp.Expired): this host's "
+            f"clock reads {local}, more than 15 minutes from Alibaba Cloud's; fix time "
+            "synchronisation (NTP/chrony) and run again"
+        )
 
 
 class ActionNotAllowed(ExecutionError):
@@ -323,6 +360,8 @@ class KmsGateway:
                 delay = hinted or self._backoff(attempt)
             except (ClientException, ServerException) as exc:
                 error = _api_error(action, exc)
+                if error.code == "InvalidTimeStamp.Expired":
+                    raise ClockSkewError(action) from None
                 if error.code == "Rejected.Throttling":
                     with self._stats_lock:
                         self.stats["throttled"] += 1
@@ -333,19 +372,19 @@ class KmsGateway:
                 delay = self._backoff(attempt)
             except Exception as exc:  # transport: refused, reset, timeout, non-JSON body
                 if _is_credential_error(exc):
-                    raise ConfigError(
-                        "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
-                        "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for "
-                        "STS), or configure a profile or instance role"
-                    ) from None
+                    raise CredentialsMissing() from None
                 error = KmsUnavailable(action, _describe_transport(exc))
                 if action in NOT_IDEMPOTENT:
                     raise error from None
                 delay = self._backoff(attempt)
             else:
                 self._observe_date(getattr(response, "headers", None))
+                _log.debug("kms_call", action=action, attempt=attempt, result="ok")
                 return response
-            if attempt >= self.retry.max_attempts:
+            last = attempt >= self.retry.max_attempts
+            _log.debug("kms_call", action=action, attempt=attempt, result=_code_of(error),
+                       retry=not last)  # fmt: skip
+            if last:
                 raise error from None
             with self._stats_lock:
                 self.stats["retries"] += 1
@@ -612,11 +651,30 @@ def _api_error(action: str, exc: Any) -> KmsApiError:
     )
 
 
+def _code_of(error: Exception) -> str:
+    return getattr(error, "code", None) or getattr(error, "cause", None) or type(error).__name__
+
+
 def _describe_transport(exc: BaseException) -> str:
-    """Name the failure without the SDK's message (which may quote the request URL)."""
-    inner = getattr(exc, "inner_exception", None) or exc
-    name = type(inner).__name__
-    return f"timeout ({name})" if "Timeout" in name else name
+    """Name the failure without the SDK's message (which may quote the request URL).
+
+    The SDK wraps transport errors (``RetryError(str(e))``, ``inner_exception``): walk the chain
+    to the root cause and name its type, e.g. ``timeout (ReadTimeout)``, ``ConnectionError``.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(chain) < 8:
+        seen.add(id(current))
+        chain.append(current)
+        current = (
+            getattr(current, "inner_exception", None) or current.__cause__ or current.__context__
+        )
+    names = [type(e).__name__ for e in chain]
+    timeout = next((n for n in names if "Timeout" in n), None)
+    if timeout:
+        return f"timeout ({timeout})"
+    return names[-1]
 
 
 def _is_credential_error(exc: BaseException) -> bool:

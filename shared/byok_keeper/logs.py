@@ -122,3 +122,9 @@ def configure(
 
 def get_logger(name: str = "byok_keeper") -> Any:
     return structlog.get_logger(name)
+
+
+# Used as a library (tests, benchmarks) without ``configure``: structlog's default would print
+# every level to stdout, the per-call debug lines included. Default to INFO instead.
+if not structlog.is_configured():
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))

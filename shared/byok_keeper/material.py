@@ -156,6 +156,8 @@ def load_private_key(
     spec = lookup_spec(key_spec) if key_spec is not None else None
     if len(data) > MAX_KEY_FILE_BYTES:
         raise KeyMaterialError(f"input is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")
+    if not bytes(data[:80]).strip() and not bytes(data).strip():
+        raise KeyMaterialError("the key file is empty")
     # Only PEM is copied into immutable bytes (the regex needs them); DER and raw input go
     # straight into a wipeable buffer.
     if bytes(data[:80]).lstrip().startswith(b"-----BEGIN"):

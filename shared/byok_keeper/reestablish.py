@@ -25,7 +25,7 @@ from datetime import datetime
 
 from .enroll import import_once
 from .errors import ByokError, ExecutionError, InputError, MaterialMismatch
-from .kms import KeyInfo, KmsApiError, KmsGateway, KmsUnavailable, format_kms_time
+from .kms import KeyInfo, KmsApiError, KmsGateway, KmsUnavailable, NoKmsAccess, format_kms_time
 from .lease import Lease
 from .plan import HOLD_TAG, EnvelopeFacts, effective_lease
 from .vault import Vault
@@ -43,6 +43,9 @@ RESTORED, RENEWED, HELD, SKIPPED, FAILED, DRY_RUN = (
 )
 
 
+CONCURRENT_EXPIRY_SLACK = 300  # seconds; see the post-import expiry check
+
+
 @dataclass(frozen=True)
 class Outcome:
     key_id: str
@@ -57,6 +60,7 @@ class Outcome:
     error_code: str = ""
     alert: bool = False
     canary: str = ""
+    bad_input: bool = False  # refused for what it was given (tampered envelope...): exit 2
 
     @property
     def failed(self) -> bool:
@@ -139,9 +143,10 @@ def reestablish(
             raise InputError(
                 f"enrollment of {key_id} is incomplete (no first import recorded); re-run enroll"
             )
+        # Authenticate the envelope before acting on anything its header says.
+        material = vault.open(envelope)
         if envelope.header.key_spec != key.key_spec:
             raise MaterialMismatch(key_id, f"KMS ({key.key_spec})", fingerprint, "another spec")
-        material = vault.open(envelope)
         step("unseal", f"fingerprint {fingerprint[:16]}... matches the envelope")
 
         checked_identity = False
@@ -188,7 +193,14 @@ def reestablish(
         actual_expiry = (
             int(after.material_expire_time.timestamp()) if after.material_expire_time else 0
         )
-        if actual_expiry != expire_unix:
+        # Another run (a second sweep, an on-call reimport) may import the same material
+        # between our import and this check, with an expiry it computed a moment before or
+        # after ours: accept any expiry from CONCURRENT_EXPIRY_SLACK before ours onwards (or
+        # never). Anything earlier means KMS did not apply the expiry: fail loudly.
+        expiry_ok = actual_expiry == 0 or (
+            expire_unix != 0 and actual_expiry >= expire_unix - CONCURRENT_EXPIRY_SLACK
+        )
+        if not expiry_ok:
             raise ExecutionError(
                 f"{key_id} reports expiry "
                 f"{format_kms_time(after.material_expire_time) or 'never'}, "
@@ -206,7 +218,7 @@ def reestablish(
         return done(
             RENEWED if decision == "RENEW" else RESTORED,
             f"identical material imported; verified ({proof})",
-            new_expiry=new_expiry,
+            new_expiry=after.material_expire_time if actual_expiry else None,
             canary=proof,
         )
     except _Stop as stop:
@@ -228,10 +240,11 @@ def reestablish(
         return done(FAILED, str(exc), error_code=exc.code)
     except KmsUnavailable as exc:
         return done(FAILED, str(exc), error_code="Unavailable")
+    except NoKmsAccess:
+        raise  # not about this key: the caller stops (one line) or records it per key
     except ByokError as exc:
-        return done(
-            FAILED, str(exc), error_code=type(exc).__name__, alert=isinstance(exc, InputError)
-        )
+        bad = isinstance(exc, InputError)
+        return done(FAILED, str(exc), error_code=type(exc).__name__, alert=bad, bad_input=bad)
     finally:
         if material is not None:
             material.wipe()

@@ -18,6 +18,7 @@
 | FC endpoint       | --fc-endpoint       | BYOK_FC_ENDPOINT         | fc_endpoint       |
 | FC service        | --fc-service        | BYOK_FC_SERVICE          | fc_service        |
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
+| KMS read timeout  |                     | BYOK_KMS_TIMEOUT         | kms_timeout       |
 
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
@@ -27,6 +28,7 @@ chain (``ALIBABA_CLOUD_ACCESS_KEY_ID`` ...), FC's context, profiles or instance 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -58,8 +60,10 @@ ENV = {
     "fc_endpoint": "BYOK_FC_ENDPOINT",
     "fc_service": "BYOK_FC_SERVICE",
     "account_id": "BYOK_ACCOUNT_ID",
+    "kms_timeout": "BYOK_KMS_TIMEOUT",
 }
 DISPATCH_MODES = ("inline", "fc-async")
+REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}$")  # cn-hangzhou, cn-shanghai-finance-1
 OUTPUTS = ("table", "json")
 
 
@@ -81,6 +85,7 @@ class Settings:
     fc_endpoint: str | None = None
     fc_service: str = "byok-keeper"
     account_id: str | None = None
+    kms_timeout: float = 30.0  # seconds to wait for one KMS answer before retrying
 
     @property
     def renew_before_seconds(self) -> int:
@@ -92,13 +97,14 @@ class Settings:
 def _coerce(name: str, value: Any) -> Any:
     if value is None or value == "":
         return None
-    if name in ("read_qps", "write_qps"):
+    if name in ("read_qps", "write_qps", "kms_timeout"):
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, not {value!r}") from None
-        if not 0 < number <= 1000:
-            raise ConfigError(f"{name} must be between 0 and 1000")
+        limit = 300 if name == "kms_timeout" else 1000
+        if not 0 < number <= limit:
+            raise ConfigError(f"{name} must be between 0 and {limit}")
         return number
     if name in ("concurrency", "dispatch_batch"):
         try:
@@ -110,6 +116,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be between 1 and {limit}")
         return number
     value = str(value)
+    if name == "region" and not REGION_RE.match(value):
+        raise ConfigError(f"region must be a region id like cn-hangzhou, not {value!r}")
     if name == "dispatch" and value not in DISPATCH_MODES:
         raise ConfigError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, not {value!r}")
     if name == "output" and value not in OUTPUTS:

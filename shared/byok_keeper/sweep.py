@@ -16,7 +16,7 @@ from datetime import datetime
 
 from .audit import AuditLog
 from .errors import ByokError
-from .kms import KeyInfo, KmsApiError, KmsGateway, format_kms_time
+from .kms import KeyInfo, KmsApiError, KmsGateway, NoKmsAccess, format_kms_time
 from .plan import (
     ALERT,
     HOLD,
@@ -61,6 +61,8 @@ def _describe(gateway: KmsGateway, key_id: str) -> KeyInfo | ByokError | None:
         if exc.code == "Forbidden.KeyNotFound":
             return None
         return exc
+    except NoKmsAccess:
+        raise  # every call will fail the same way: stop the run with the one reason
     except ByokError as exc:
         return exc
 
@@ -118,6 +120,8 @@ def discover(
     def safe_facts(item: tuple[str, KeyInfo | None]) -> KeyFacts | tuple[str, ByokError]:
         try:
             return facts_for(*item)
+        except NoKmsAccess:
+            raise
         except ByokError as exc:
             return (item[0], exc)
 
@@ -185,7 +189,10 @@ def run_sweep(
         )
 
     def apply(d: Decision) -> Outcome:
-        return reestablish(gateway, vault, d.key_id, decision=d.decision, dry_run=dry_run)
+        try:
+            return reestablish(gateway, vault, d.key_id, decision=d.decision, dry_run=dry_run)
+        except NoKmsAccess as exc:  # lost mid-run (clock jumped, credentials revoked)
+            return Outcome(d.key_id, d.decision, FAILED, str(exc), 0, error_code=type(exc).__name__)
 
     due = [d for d in decisions if d.due]
     for d in decisions:

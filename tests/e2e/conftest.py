@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,26 +21,19 @@ BIN = Path(sys.executable).parent
 INSTANCE = {"EC_SM2": "kst-local-hardware"}
 
 
+def enroll_args(spec: str = "EC_P256", instance: str | None = None) -> tuple[str, ...]:
+    """``enroll --create`` for a new ``spec`` key on the instance the emulator accepts it on;
+    add ``--generate`` or ``--material FILE`` and any options."""
+    instance = instance or INSTANCE.get(spec, "kst-local-software")
+    return ("enroll", "--create", "--key-spec", spec, "--usage", "SIGN/VERIFY",
+            "--instance", instance)  # fmt: skip
+
+
 def enroll_cli(env: dict[str, str], spec: str = "EC_P256", lease: str = "30d") -> dict:
     """``byok-keeper enroll --create --generate`` for ``spec``; returns its JSON output."""
     import json
 
-    out = run_cli(
-        "enroll",
-        "--create",
-        "--key-spec",
-        spec,
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        INSTANCE.get(spec, "kst-local-software"),
-        "--generate",
-        "--lease",
-        lease,
-        "--output",
-        "json",
-        env=env,
-    )
+    out = run_cli(*enroll_args(spec), "--generate", "--lease", lease, "--output", "json", env=env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -61,15 +58,66 @@ def served():
 def cli_env(served, tmp_path):
     """Environment for the CLI: the emulator, a file vault and a fresh seal key."""
     served.reset()
+    return cli_env_for(served.endpoint, tmp_path)
+
+
+class Served:
+    """``aliyun-local serve`` as a subprocess (default credentials)."""
+
+    def __init__(self, proc: subprocess.Popen, info: dict) -> None:
+        self.proc = proc
+        self.info = info
+        self.endpoint = info["kms_endpoint"]
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
+        self.access_key_id = "local"
+        self.access_key_secret = "local-secret"
+        self.region = "cn-hangzhou"
+
+    def admin(self, route: str, body: dict | None = None) -> Any:
+        """``GET`` (or ``POST`` with ``body``) ``/_local/{route}``; the decoded JSON answer."""
+        request = urllib.request.Request(
+            f"http://{self.endpoint}/_local/{route}",
+            method="GET" if body is None else "POST",
+            data=None if body is None else json.dumps(body).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+
+def serve_subprocess(*args: str, port: int = 0) -> Served:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proc = subprocess.Popen(
+        [str(BIN / "aliyun-local"), "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()  # the server prints this line once it is listening
+    if not line:
+        proc.kill()
+        pytest.fail(f"aliyun-local did not start: {proc.stderr.read()[-500:]}")
+    return Served(proc, json.loads(line))
+
+
+def stop_served(served: Served, sig=signal.SIGTERM) -> tuple[int, str, str]:
+    served.proc.send_signal(sig)
+    out, err = served.proc.communicate(timeout=30)
+    return served.proc.returncode, out, err
+
+
+def cli_env_for(endpoint: str, directory: Path) -> dict[str, str]:
+    """Environment for the CLI against ``endpoint`` with a file vault and seal key in
+    ``directory`` (the seal key is created)."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.pop("BYOK_OUTPUT", None)
     env.update(
-        BYOK_KMS_ENDPOINT=f"http://{served.endpoint}",
-        BYOK_VAULT=f"file://{tmp_path / 'vault'}",
-        BYOK_SEAL_KEY_FILE=str(tmp_path / "seal.key"),
-        ALIBABA_CLOUD_ACCESS_KEY_ID=served.access_key_id,
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET=served.access_key_secret,
-        ALIBABA_CLOUD_REGION_ID=served.region,
+        BYOK_KMS_ENDPOINT=f"http://{endpoint}",
+        BYOK_VAULT=f"file://{directory / 'vault'}",
+        BYOK_SEAL_KEY_FILE=str(directory / "seal.key"),
+        ALIBABA_CLOUD_ACCESS_KEY_ID="local",
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret",
+        ALIBABA_CLOUD_REGION_ID="cn-hangzhou",
     )
     out = run_cli("seal-key", "new", env["BYOK_SEAL_KEY_FILE"], env=env)
     assert out.returncode == 0, out.stderr

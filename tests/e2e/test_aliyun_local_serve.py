@@ -4,51 +4,16 @@ clean exit on SIGTERM/SIGINT, and silence about material."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 from alibabacloud_kms20160120 import models as km
 
 from byok_keeper.material import load_private_key
+from tests.e2e.conftest import BIN, serve_subprocess, stop_served
 from tests.functional.conftest import create_external_key, describe, import_material
 
-SCRIPT = str(Path(sys.executable).parent / "aliyun-local")
-
-
-class _Served:
-    def __init__(self, proc: subprocess.Popen, info: dict) -> None:
-        self.proc = proc
-        self.info = info
-        self.endpoint = info["kms_endpoint"]
-        self.access_key_id = "local"
-        self.access_key_secret = "local-secret"
-        self.region = "cn-hangzhou"
-
-
-def _serve(*args: str) -> _Served:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    proc = subprocess.Popen(
-        [SCRIPT, "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    line = proc.stdout.readline()  # the server prints this line once it is listening
-    if not line:
-        proc.kill()
-        pytest.fail(f"aliyun-local did not start: {proc.stderr.read()[-500:]}")
-    return _Served(proc, json.loads(line))
-
-
-def _stop(served: _Served, sig=signal.SIGTERM) -> tuple[int, str, str]:
-    served.proc.send_signal(sig)
-    out, err = served.proc.communicate(timeout=30)
-    return served.proc.returncode, out, err
+SCRIPT = str(BIN / "aliyun-local")
 
 
 def test_help_teaches_the_serve_options():
@@ -72,7 +37,7 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
     from tests.functional.conftest import make_client
 
     state = tmp_path / "state.json"
-    first = _serve("--state", str(state))
+    first = serve_subprocess("--state", str(state))
     assert first.info["kms_endpoint"].startswith("127.0.0.1:")
     assert first.info["fc_endpoint"] == first.info["kms_endpoint"]
     kms = make_client(first)
@@ -97,7 +62,7 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
         ),
         timeout=10,
     ).read()
-    code, out, err = _stop(first)
+    code, out, err = stop_served(first)
     assert code == 0
     assert oct(state.stat().st_mode & 0o777) == "0o600"
     for text in (out, err):
@@ -105,7 +70,7 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
         assert material.fingerprint not in text
         assert "EncryptedKeyMaterial" not in text
 
-    second = _serve("--state", str(state))
+    second = serve_subprocess("--state", str(state))
     try:
         kms = make_client(second)
         assert describe(kms, key_id).key_state == "Enabled"
@@ -138,7 +103,7 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
             )
         )
     finally:
-        code, _out, _err = _stop(second, signal.SIGINT)
+        code, _out, _err = stop_served(second, signal.SIGINT)
     assert code == 0
 
 
@@ -146,18 +111,18 @@ def test_seed_state_loads_a_state_file_but_never_writes_it(tmp_path):
     from tests.functional.conftest import make_client
 
     state = tmp_path / "state.json"
-    first = _serve("--state", str(state))
+    first = serve_subprocess("--state", str(state))
     key_id = make_client(first).create_key(km.CreateKeyRequest()).body.key_metadata.key_id
-    assert _stop(first)[0] == 0
+    assert stop_served(first)[0] == 0
     before = state.read_bytes()
-    second = _serve("--seed-state", str(state))
+    second = serve_subprocess("--seed-state", str(state))
     try:
         kms = make_client(second)
         assert describe(kms, key_id).key_state == "Enabled"
         kms.create_key(km.CreateKeyRequest())
         kms.disable_key(km.DisableKeyRequest(key_id=key_id))
     finally:
-        assert _stop(second)[0] == 0
+        assert stop_served(second)[0] == 0
     assert state.read_bytes() == before
     both = subprocess.run([SCRIPT, "serve", "--state", "a", "--seed-state", "b"],
                           capture_output=True, text=True, timeout=30)  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from pathlib import Path
 
@@ -12,9 +11,7 @@ import pytest
 
 from byok_keeper.material import load_private_key
 from tests.conftest import ALL_SPECS
-from tests.e2e.conftest import run_cli
-
-INSTANCE = {"EC_SM2": "kst-local-hardware"}
+from tests.e2e.conftest import enroll_args, run_cli
 
 
 def _secret_forms(pem: bytes) -> list[str]:
@@ -40,14 +37,7 @@ def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path,
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(openssl_keys[spec])
     out = run_cli(
-        "enroll",
-        "--create",
-        "--key-spec",
-        spec,
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        INSTANCE.get(spec, "kst-local-software"),
+        *enroll_args(spec),
         "--material",
         str(key_file),
         "--lease",
@@ -67,14 +57,7 @@ def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path,
 
 def test_enroll_generate_prints_a_human_summary(cli_env):
     out = run_cli(
-        "enroll",
-        "--create",
-        "--key-spec",
-        "EC_P256",
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        "kst-local-software",
+        *enroll_args("EC_P256"),
         "--generate",
         env=cli_env,
     )
@@ -95,14 +78,7 @@ def test_encrypted_pem_with_passphrase_from_the_environment(cli_env, tmp_path):
         )
     )
     args = [
-        "enroll",
-        "--create",
-        "--key-spec",
-        "EC_P256K",
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        "kst-local-software",
+        *enroll_args("EC_P256K"),
         "--material",
         str(path),
     ]
@@ -114,81 +90,9 @@ def test_encrypted_pem_with_passphrase_from_the_environment(cli_env, tmp_path):
     assert "s3cret" not in ok.stdout + ok.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["enroll"], "either --create"),
-        (
-            [
-                "enroll",
-                "--create",
-                "--key-spec",
-                "RSA_1024",
-                "--usage",
-                "SIGN/VERIFY",
-                "--instance",
-                "kst-local-software",
-                "--generate",
-            ],
-            "unsupported key spec",
-        ),
-        (
-            [
-                "enroll",
-                "--create",
-                "--key-spec",
-                "EC_P256",
-                "--usage",
-                "SIGN/VERIFY",
-                "--instance",
-                "kst-local-software",
-                "--generate",
-                "--lease",
-                "5x",
-            ],
-            "invalid lease",
-        ),
-        (["enroll", "--key-id", "key-x", "--material", "/nonexistent"], "cannot read --material"),
-        (["enroll", "--create", "--usage", "BOGUS"], "Invalid value for '--usage'"),
-        (["--output", "yaml", "enroll"], "Invalid value for '--output'"),
-    ],
-)
-def test_bad_arguments_exit_2_with_one_line_and_write_nothing(cli_env, args, message, tmp_path):
-    out = run_cli(*args, env=cli_env)
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr
-    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
-    assert not (tmp_path / "vault").exists()
-
-
-def test_world_readable_seal_key_is_refused(cli_env):
-    os.chmod(cli_env["BYOK_SEAL_KEY_FILE"], 0o644)
-    out = run_cli(
-        "enroll",
-        "--create",
-        "--key-spec",
-        "EC_P256",
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        "kst-local-software",
-        "--generate",
-        env=cli_env,
-    )
-    assert out.returncode == 2
-    assert "chmod 600" in out.stderr
-
-
 def test_vault_list_shows_inventory_without_unsealing(cli_env):
     run_cli(
-        "enroll",
-        "--create",
-        "--key-spec",
-        "EC_P256",
-        "--usage",
-        "SIGN/VERIFY",
-        "--instance",
-        "kst-local-software",
+        *enroll_args("EC_P256"),
         "--generate",
         env=cli_env,
     )

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,11 @@ def test_daemon_restores_keeps_jobs_and_stops_cleanly(cli_env, served, tmp_path)
                             text=True)  # fmt: skip
     try:
         assert _wait(lambda: served.key_view(key["key_id"])["state"] == "Enabled"), "not restored"
+        # Core dumps are off for the process holding material (soft and hard limit 0).
+        limits = Path(f"/proc/{proc.pid}/limits")
+        if limits.exists():
+            core = next(line for line in limits.read_text().splitlines() if "core file" in line)
+            assert core.split()[-3:-1] == ["0", "0"], core
         assert _wait(lambda: f"renew:{key['key_id']}" in _jobs(state))
         health = json.loads((state / "health.json").read_text())
         assert health["outcome"] == "ok" and health["last_run"]

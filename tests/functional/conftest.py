@@ -86,7 +86,7 @@ def describe(client: Client, key_id: str) -> kms_models.DescribeKeyResponseBodyK
     return client.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
 
 
-def make_gateway(server: LocalServer, allowlist, **kwargs):
+def make_gateway(server: LocalServer, allowlist, *, read_timeout_ms: int = 30_000, **kwargs):
     """Our KMS gateway on the real SDK, pointed at the emulator (no sleeping in retries)."""
     from byok_keeper.kms import KmsGateway, RequestBudget, build_client, static_credential
 
@@ -94,7 +94,53 @@ def make_gateway(server: LocalServer, allowlist, **kwargs):
         region=server.region,
         endpoint=f"http://{server.endpoint}",
         credential=static_credential(server.access_key_id, server.access_key_secret),
+        read_timeout_ms=read_timeout_ms,
     )
     kwargs.setdefault("sleep", lambda _s: None)
     kwargs.setdefault("budget", RequestBudget(1000, 1000))
     return KmsGateway(client, allowlist, region=server.region, **kwargs)
+
+
+INSTANCE = {"EC_SM2": "kst-local-hardware"}
+
+
+def build_world(server: LocalServer, directory, **gateway_kwargs):
+    """(emulator, vault, enrolling gateway, sweeping gateway) over a file vault in ``directory``."""
+    from byok_keeper.kms import ENROLL, SWEEP
+    from byok_keeper.vault import FileStore, LocalKeySealer, Vault
+    from byok_keeper.vault.sealers import new_seal_key_file
+
+    new_seal_key_file(directory / "seal.key")
+    vault = Vault(FileStore(directory / "vault"), LocalKeySealer.from_file(directory / "seal.key"))
+    enroller = make_gateway(server, ENROLL, **gateway_kwargs)
+    return server, vault, enroller, enroller.with_allowlist(SWEEP)
+
+
+def enroll_key(world, spec="EC_P256", lease="30d", usage="SIGN/VERIFY"):
+    """Enroll a freshly generated key on a new EXTERNAL key; return (key id, material)."""
+    from byok_keeper.enroll import CreateRequest, enroll
+    from byok_keeper.lease import parse_lease
+    from byok_keeper.material import generate_material
+
+    _server, vault, enroller, _ = world
+    material = generate_material(spec)
+    result = enroll(
+        enroller,
+        vault,
+        material,
+        lease=parse_lease(lease),
+        create=CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software")),
+    )
+    return result.key_id, material
+
+
+def fc_context(server: LocalServer, request_id: str = "req-1"):
+    """What FC passes a handler: request id, region, account and the function role's STS
+    credentials (as aliyun-local issues them)."""
+    import types
+
+    return types.SimpleNamespace(
+        request_id=request_id, region=server.region, account_id="1234567890123456",
+        credentials=types.SimpleNamespace(**server.emulator.fc_role),
+        function=types.SimpleNamespace(name="reimport"), service=types.SimpleNamespace(name="b"),
+    )  # fmt: skip

@@ -13,7 +13,7 @@ from byok_keeper.enroll import (
     enroll,
 )
 from byok_keeper.errors import InputError, MaterialMismatch
-from byok_keeper.kms import ENROLL, KmsApiError
+from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material, load_private_key
 from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
@@ -204,42 +204,3 @@ def test_enrolling_twice_is_harmless(gateway, vault, emulator, kms):
     second = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256K"))
     assert second.key_id == first.key_id and second.resumed
     assert vault.get(first.key_id).header.first_imported_at == envelope.header.first_imported_at
-
-
-@pytest.mark.parametrize(
-    "action",
-    [
-        "ListKeys",
-        "DescribeKey",
-        "GetParametersForImport",
-        "ImportKeyMaterial",
-        "GetPublicKey",
-        "AsymmetricSign",
-        "TagResource",
-        "ListResourceTags",
-    ],
-)
-@pytest.mark.parametrize(
-    "code", ["ServiceUnavailableTemporary", "Rejected.Throttling", "DropConnection"]
-)
-def test_transient_faults_on_each_enrollment_step_are_absorbed(
-    gateway, vault, emulator, action, code
-):
-    emulator.set_faults(fail_next={action: [code]})
-    material = generate_material("EC_P256")
-    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"))
-    assert emulator.key_view(result.key_id)["material_fingerprint"] == material.fingerprint
-    assert vault.get(result.key_id).header.first_imported_at
-
-
-def test_create_key_is_never_retried_after_a_server_error_and_a_rerun_finishes(
-    gateway, vault, emulator, kms
-):
-    emulator.set_faults(fail_next={"CreateKey": ["InternalFailure"]})
-    material = generate_material("EC_P256")
-    with pytest.raises(KmsApiError):
-        enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"))
-    assert [c["action"] for c in emulator.calls()].count("CreateKey") == 1
-    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"))
-    assert kms.list_keys(km.ListKeysRequest()).body.total_count == 1
-    assert emulator.key_view(result.key_id)["state"] == "Enabled"

@@ -16,7 +16,7 @@ from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
-from tests.functional.conftest import make_gateway
+from tests.functional.conftest import fc_context, make_gateway
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -29,12 +29,7 @@ def deployed(emulator, kms, tmp_path, monkeypatch):
     monkeypatch.setenv("BYOK_VAULT", f"file://{tmp_path / 'vault'}")
     monkeypatch.setenv("BYOK_SEAL_KEY_FILE", str(tmp_path / "seal.key"))
     monkeypatch.setenv("BYOK_DISPATCH", "inline")
-    role = emulator.emulator.fc_role
-    context = types.SimpleNamespace(
-        request_id="req-1", region=emulator.region, account_id="1234567890123456",
-        credentials=types.SimpleNamespace(**role),
-        function=types.SimpleNamespace(name="reimport"), service=types.SimpleNamespace(name="b"),
-    )  # fmt: skip
+    context = fc_context(emulator)
     vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
     material = generate_material("EC_P256")
     key = enroll(make_gateway(emulator, ENROLL), vault, material, lease=parse_lease("30d"),

@@ -25,6 +25,7 @@ from byok_keeper.vault import (
 )
 from byok_keeper.vault.envelope import parse
 from byok_keeper.vault.sealers import new_seal_key_file
+from tests.figures import record
 from tests.functional.conftest import make_gateway
 
 
@@ -114,6 +115,8 @@ def test_every_single_byte_flip_is_refused(file_vault, target_keys):
             pytest.fail(f"a flip at byte {pos} was not detected")
     assert refused == len(original)
     assert path.read_bytes() == original
+    record("input", group="envelope-byte-flip", case="every byte of one envelope",
+           refused=True, count=refused)  # fmt: skip
 
 
 def test_swapped_envelopes_are_refused(file_vault, target_keys):

@@ -60,7 +60,7 @@ def _json(body: bytes) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError("InvalidArgument", "the body is not JSON", 400) from None
     if not isinstance(doc, dict):
         raise ApiError("InvalidArgument", "the body must be a JSON object", 400)

@@ -10,7 +10,9 @@ empty the key is generated inline.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -18,6 +20,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 POOL_SIZE = 16
+
+
+def _follow_parent(parent_pid: int) -> None:
+    """Helper initializer: hold none of the emulator's output pipes, and exit when it dies.
+
+    Without this a SIGKILLed emulator leaves the helper running, and whoever reads the
+    emulator's stdout/stderr (a supervisor, a test) waits for an EOF that never comes.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def _generate() -> bytes:
@@ -38,7 +59,10 @@ class RsaKeyPool:
     def _fill(self) -> None:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
             )
         while len(self._pending) < self._size:
             self._pending.append(self._executor.submit(_generate))

@@ -112,7 +112,7 @@ class Params:
             return default
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise invalid_parameter(name, "JSON is expected") from None
 
     def tags(self, name: str = "Tags") -> dict[str, str]:

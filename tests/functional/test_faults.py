@@ -1,0 +1,381 @@
+"""The fault matrix: every KMS action of the sweep, reimport and enroll paths, each fault.
+
+Faults come from aliyun-local over real HTTP: 429 ``Rejected.Throttling``, 503
+``ServiceUnavailableTemporary``, 500 ``InternalFailure``, a connection dropped before the action
+runs, and a read timeout *after* the action ran (the answer is lost, the work is done). For each,
+the key is restored or cleanly failed with a reason, the next run completes it, and the material
+KMS holds is always the enrolled material (KMS binds the first import, so a wrong import would
+show as a different fingerprint or an ``InvalidKeyMaterial`` refusal).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alibabacloud_kms20160120 import models as km
+
+from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.kms import ClockSkewError, RetryPolicy
+from byok_keeper.lease import parse_lease
+from byok_keeper.material import generate_material
+from byok_keeper.reestablish import reestablish
+from byok_keeper.sweep import run_sweep
+from tests.figures import record
+from tests.functional.conftest import build_world, enroll_key
+
+FAULTS = (
+    "Rejected.Throttling",
+    "ServiceUnavailableTemporary",
+    "InternalFailure",
+    "DropConnection",
+    "ReadTimeout",
+)
+# The re-establishment steps, in order. GetPublicKey runs only for a usable (renewing) key.
+REESTABLISH_ACTIONS = (
+    "DescribeKey",
+    "ListResourceTags",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "GetPublicKey",
+    "AsymmetricSign",
+)
+ENROLL_ACTIONS = (
+    "ListKeys",
+    "CreateKey",
+    "DescribeKey",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "GetPublicKey",
+    "AsymmetricSign",
+    "TagResource",
+)
+# A read timeout costs the client READ_TIMEOUT_MS; the server holds the line longer.
+READ_TIMEOUT_MS = 1_200
+HANG_MS = 3_000
+ATTEMPTS = RetryPolicy().max_attempts
+
+
+@pytest.fixture
+def world(emulator, kms, tmp_path):
+    return build_world(emulator, tmp_path, read_timeout_ms=READ_TIMEOUT_MS)
+
+
+def _due_key(world, action):
+    """An enrolled key that the next run must re-establish (renewal when GetPublicKey is hit)."""
+    emulator = world[0]
+    if action == "GetPublicKey":
+        key_id, material = enroll_key(world, lease="14d")
+        emulator.advance_clock(8 * 86400)
+    else:
+        key_id, material = enroll_key(world)
+        emulator.emulator.kms.delete_key_material(key_id)
+    return key_id, material
+
+
+def _run(path, world, key_id):
+    _emulator, vault, _, sweeper = world
+    if path == "sweep":
+        result = run_sweep(sweeper, vault)
+        return next(o for o in result.outcomes if o.key_id == key_id)
+    return reestablish(sweeper, vault, key_id)  # what `byok-keeper reimport` runs
+
+
+def _assert_identical(emulator, key_id, material):
+    view = emulator.key_view(key_id)
+    assert view["material_fingerprint"] == material.fingerprint
+    return view
+
+
+@pytest.mark.parametrize("code", FAULTS)
+@pytest.mark.parametrize("action", REESTABLISH_ACTIONS)
+@pytest.mark.parametrize("path", ["sweep", "reimport"])
+def test_one_fault_at_each_reestablishment_step(world, path, action, code):
+    emulator = world[0]
+    key_id, material = _due_key(world, action)
+    emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
+    outcome = _run(path, world, key_id)
+    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    # A single fault is absorbed: retried (idempotent steps) and the key is back.
+    assert outcome.outcome in ("restored", "renewed"), outcome.reason
+    view = _assert_identical(emulator, key_id, material)
+    assert view["state"] == "Enabled"
+    record(
+        "fault",
+        path=path,
+        action=action,
+        code=code,
+        persistent=False,
+        first_run=outcome.outcome,
+        survived=True,
+        wrong_material=False,
+    )
+
+
+@pytest.mark.parametrize("code", [c for c in FAULTS if c != "ReadTimeout"])
+@pytest.mark.parametrize("action", REESTABLISH_ACTIONS)
+def test_a_persistent_fault_fails_the_key_cleanly_and_the_next_run_completes(world, action, code):
+    emulator = world[0]
+    key_id, material = _due_key(world, action)
+    emulator.set_faults(fail_next={action: [code] * ATTEMPTS}, hang_ms=HANG_MS)
+    first = _run("sweep", world, key_id)
+    assert first.outcome == "failed"
+    assert action in first.reason and "\n" not in first.reason
+    assert "Traceback" not in first.reason
+    _assert_identical(emulator, key_id, material)
+    emulator.set_faults()
+    second = _run("sweep", world, key_id)
+    # A failed canary after a good import leaves the key Enabled and renewed: next run is OK.
+    assert second.outcome in ("restored", "renewed", "ok"), second.reason
+    view = _assert_identical(emulator, key_id, material)
+    assert view["state"] == "Enabled"
+    record(
+        "fault",
+        path="sweep",
+        action=action,
+        code=code,
+        persistent=True,
+        first_run=first.outcome,
+        survived=True,
+        wrong_material=False,
+    )
+
+
+def test_a_persistent_read_timeout_on_import_fails_cleanly_and_the_work_is_not_lost(world):
+    emulator = world[0]
+    key_id, material = _due_key(world, "ImportKeyMaterial")
+    emulator.set_faults(
+        fail_next={"ImportKeyMaterial": ["ReadTimeout"] * ATTEMPTS}, hang_ms=HANG_MS
+    )
+    first = _run("sweep", world, key_id)
+    assert first.outcome == "failed" and "timeout" in first.reason
+    # Every attempt reached KMS and imported the same material under the same token.
+    view = _assert_identical(emulator, key_id, material)
+    assert view["state"] == "Enabled"
+    second = _run("sweep", world, key_id)
+    assert second.outcome in ("ok", "renewed", "restored")
+    record(
+        "fault",
+        path="sweep",
+        action="ImportKeyMaterial",
+        code="ReadTimeout",
+        persistent=True,
+        first_run=first.outcome,
+        survived=True,
+        wrong_material=False,
+    )
+
+
+def _create():
+    return CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
+
+
+@pytest.mark.parametrize("code", FAULTS)
+@pytest.mark.parametrize("action", ENROLL_ACTIONS)
+def test_one_fault_at_each_enrollment_step(world, kms, action, code):
+    emulator, vault, enroller, _ = world
+    emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
+    material = generate_material("EC_P256")
+    lease = parse_lease("30d")
+    first = "enrolled"
+    try:
+        result = enroll(enroller, vault, material, lease=lease, create=_create())
+    except Exception as exc:  # only CreateKey may fail: it is never sent twice
+        assert action == "CreateKey" and code != "Rejected.Throttling", exc
+        assert "CreateKey" in str(exc) and "\n" not in str(exc)
+        first = "failed"
+        assert [c["action"] for c in emulator.calls()].count("CreateKey") == 1
+        emulator.set_faults()
+        result = enroll(enroller, vault, material, lease=lease, create=_create())
+    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    # Exactly one key, enrolled with this material, first import recorded.
+    assert kms.list_keys(km.ListKeysRequest()).body.total_count == 1
+    view = _assert_identical(emulator, result.key_id, material)
+    assert view["state"] == "Enabled"
+    assert vault.get(result.key_id).header.first_imported_at
+    record(
+        "fault",
+        path="enroll",
+        action=action,
+        code=code,
+        persistent=False,
+        first_run=first,
+        survived=True,
+        wrong_material=False,
+    )
+
+
+# ---- time ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["sweep", "reimport", "enroll"])
+def test_an_expired_import_token_is_replaced_once(world, path):
+    emulator, vault, enroller, _ = world
+    if path == "enroll":
+        emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
+        material = generate_material("EC_P256")
+        result = enroll(enroller, vault, material, lease=parse_lease("30d"), create=_create())
+        key_id = result.key_id
+    else:
+        key_id, material = _due_key(world, "ImportKeyMaterial")
+        emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
+        assert _run(path, world, key_id).outcome == "restored"
+    gpfi = [c for c in emulator.calls() if c["action"] == "GetParametersForImport"]
+    assert len(gpfi) >= 2  # a fresh token after the expired one
+    assert _assert_identical(emulator, key_id, material)["state"] == "Enabled"
+    record(
+        "fault",
+        path=path,
+        action="ImportKeyMaterial",
+        code="ExpiredImportToken",
+        persistent=False,
+        first_run="restored",
+        survived=True,
+        wrong_material=False,
+    )
+
+
+def _skew_local_clock(mocker, seconds):
+    """The SDK signs each request with the host's time: move that clock (a true edge)."""
+    from alibabacloud_tea_openapi.utils import Utils
+
+    def skewed():
+        moment = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    mocker.patch.object(Utils, "get_timestamp", side_effect=skewed)
+
+
+@pytest.mark.parametrize("hours", [3, -5])
+def test_a_local_clock_hours_off_stops_the_run_with_one_reason(world, mocker, hours):
+    emulator, vault, _, sweeper = world
+    key_id, material = _due_key(world, "ImportKeyMaterial")
+    emulator.emulator.calls.clear()
+    _skew_local_clock(mocker, hours * 3600)
+    with pytest.raises(ClockSkewError) as caught:
+        run_sweep(sweeper, vault)
+    message = str(caught.value)
+    assert "InvalidTimeStamp.Expired" in message and "time synchronisation" in message
+    assert "\n" not in message and caught.value.exit_code == 2
+    # Refused at the first call, not retried, nothing imported, the key as it was.
+    assert [c["code"] for c in emulator.calls()] == ["InvalidTimeStamp.Expired"]
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+    mocker.stopall()  # the host's clock is fixed
+    assert _run("sweep", world, key_id).outcome == "restored"
+    _assert_identical(emulator, key_id, material)
+    record(
+        "drill",
+        name=f"local clock {hours:+d} h vs KMS",
+        result="run stopped at the first call with one line (exit 2); fixed clock restores",
+    )
+
+
+def test_a_local_clock_minutes_off_plans_against_kms_time(world, mocker):
+    emulator = world[0]
+    key_id, material = enroll_key(world, lease="14d")
+    emulator.advance_clock(8 * 86400)  # KMS time: the key is inside its renewal window
+    _skew_local_clock(mocker, 10 * 60)  # inside the gateway's 15-minute tolerance
+    outcome = _run("sweep", world, key_id)
+    assert outcome.outcome == "renewed"
+    assert outcome.new_expiry.timestamp() == pytest.approx(emulator.now() + 14 * 86400, abs=5)
+    _assert_identical(emulator, key_id, material)
+
+
+def test_the_cli_reports_a_skewed_clock_in_one_line_and_exits_2(
+    world, mocker, tmp_path, monkeypatch, capsys
+):
+    from byok_keeper.cli import main
+
+    emulator = world[0]
+    key_id, _ = _due_key(world, "ImportKeyMaterial")
+    _skew_local_clock(mocker, 4 * 3600)
+    for name, value in {
+        "BYOK_KMS_ENDPOINT": f"http://{emulator.endpoint}",
+        "BYOK_VAULT": f"file://{tmp_path / 'vault'}",
+        "BYOK_SEAL_KEY_FILE": str(tmp_path / "seal.key"),
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": emulator.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": emulator.access_key_secret,
+        "ALIBABA_CLOUD_REGION_ID": emulator.region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    # The credentials library reads its environment variables once, at import.
+    from alibabacloud_credentials.utils import auth_util
+
+    monkeypatch.setattr(auth_util, "environment_access_key_id", emulator.access_key_id)
+    monkeypatch.setattr(auth_util, "environment_access_key_secret", emulator.access_key_secret)
+    for command in (["sweep"], ["plan"], ["reimport", key_id, "--reason", "INC-7"]):
+        capsys.readouterr()
+        code = main(command)
+        out, err = capsys.readouterr()
+        assert code == 2, (command, out, err)
+        lines = [line for line in (out + err).splitlines() if line.strip()]
+        assert len(lines) == 1 and "InvalidTimeStamp.Expired" in lines[0], (command, out, err)
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+
+
+# ---- the production vault: envelopes as KMS secrets, sealed with a KMS key ------------------
+
+SECRETS_SWEEP_ACTIONS = ("ListSecrets", "GetSecretValue", "Decrypt")
+SECRETS_ENROLL_ACTIONS = (
+    "GetSecretValue",
+    "GenerateDataKey",
+    "CreateSecret",
+    "Decrypt",
+    "PutSecretValue",
+)
+
+
+@pytest.fixture
+def secrets_world(emulator, kms, tmp_path):
+    """(emulator, vault-for(gateway), enroller, sweeper) with a kms-secrets:// store and a KMS
+    sealer, as template.yml deploys it."""
+    from byok_keeper.vault import KmsSealer, SecretsStore, Vault
+
+    server, _, enroller, sweeper = build_world(emulator, tmp_path, read_timeout_ms=READ_TIMEOUT_MS)
+    cmk = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
+
+    def vault_for(gateway):
+        return Vault(SecretsStore(gateway, "byok-keeper/envelopes"), KmsSealer(gateway, cmk))
+
+    return server, vault_for, enroller, sweeper
+
+
+@pytest.mark.parametrize("code", FAULTS)
+@pytest.mark.parametrize("action", SECRETS_SWEEP_ACTIONS)
+def test_one_fault_at_each_vault_step_of_a_sweep(secrets_world, action, code):
+    emulator, vault_for, enroller, sweeper = secrets_world
+    key_id, material = enroll_key((emulator, vault_for(enroller), enroller, sweeper))
+    emulator.emulator.kms.delete_key_material(key_id)
+    emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
+    result = run_sweep(sweeper, vault_for(sweeper))
+    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    (outcome,) = result.outcomes
+    assert outcome.outcome == "restored", outcome.reason
+    assert _assert_identical(emulator, key_id, material)["state"] == "Enabled"
+    record("fault", path="sweep (kms-secrets vault)", action=action, code=code,
+           persistent=False, first_run="restored", survived=True, wrong_material=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("code", FAULTS)
+@pytest.mark.parametrize("action", SECRETS_ENROLL_ACTIONS)
+def test_one_fault_at_each_vault_step_of_an_enrollment(secrets_world, kms, action, code):
+    emulator, vault_for, enroller, _ = secrets_world
+    vault = vault_for(enroller)
+    emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
+    material = generate_material("EC_P256")
+    lease = parse_lease("30d")
+    first = "enrolled"
+    try:
+        result = enroll(enroller, vault, material, lease=lease, create=_create())
+    except Exception as exc:
+        assert "\n" not in str(exc) and action in str(exc), exc
+        first = "failed"
+        emulator.set_faults()
+        result = enroll(enroller, vault, material, lease=lease, create=_create())
+    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    keys = kms.list_keys(km.ListKeysRequest()).body.total_count
+    assert keys == 2  # the sealing key and exactly one enrolled key
+    assert _assert_identical(emulator, result.key_id, material)["state"] == "Enabled"
+    assert vault.get(result.key_id).header.first_imported_at
+    record("fault", path="enroll (kms-secrets vault)", action=action, code=code,
+           persistent=False, first_run=first, survived=True, wrong_material=False)  # fmt: skip

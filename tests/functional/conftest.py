@@ -144,3 +144,16 @@ def fc_context(server: LocalServer, request_id: str = "req-1"):
         credentials=types.SimpleNamespace(**server.emulator.fc_role),
         function=types.SimpleNamespace(name="reimport"), service=types.SimpleNamespace(name="b"),
     )  # fmt: skip
+
+
+def skew_local_clock(mocker, seconds: float) -> None:
+    """Move the clock the SDK signs requests with (a true edge) by ``seconds``."""
+    from datetime import datetime, timedelta, timezone
+
+    from alibabacloud_tea_openapi.utils import Utils
+
+    def skewed():
+        moment = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    mocker.patch.object(Utils, "get_timestamp", side_effect=skewed)

@@ -10,8 +10,6 @@ show as a different fingerprint or an ``InvalidKeyMaterial`` refusal).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import pytest
 from alibabacloud_kms20160120 import models as km
 
@@ -22,7 +20,7 @@ from byok_keeper.material import generate_material
 from byok_keeper.reestablish import reestablish
 from byok_keeper.sweep import run_sweep
 from tests.figures import record
-from tests.functional.conftest import build_world, enroll_key
+from tests.functional.conftest import build_world, enroll_key, skew_local_clock
 
 FAULTS = (
     "Rejected.Throttling",
@@ -235,23 +233,12 @@ def test_an_expired_import_token_is_replaced_once(world, path):
     )
 
 
-def _skew_local_clock(mocker, seconds):
-    """The SDK signs each request with the host's time: move that clock (a true edge)."""
-    from alibabacloud_tea_openapi.utils import Utils
-
-    def skewed():
-        moment = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    mocker.patch.object(Utils, "get_timestamp", side_effect=skewed)
-
-
 @pytest.mark.parametrize("hours", [3, -5])
 def test_a_local_clock_hours_off_stops_the_run_with_one_reason(world, mocker, hours):
     emulator, vault, _, sweeper = world
     key_id, material = _due_key(world, "ImportKeyMaterial")
     emulator.emulator.calls.clear()
-    _skew_local_clock(mocker, hours * 3600)
+    skew_local_clock(mocker, hours * 3600)
     with pytest.raises(ClockSkewError) as caught:
         run_sweep(sweeper, vault)
     message = str(caught.value)
@@ -274,7 +261,7 @@ def test_a_local_clock_minutes_off_plans_against_kms_time(world, mocker):
     emulator = world[0]
     key_id, material = enroll_key(world, lease="14d")
     emulator.advance_clock(8 * 86400)  # KMS time: the key is inside its renewal window
-    _skew_local_clock(mocker, 10 * 60)  # inside the gateway's 15-minute tolerance
+    skew_local_clock(mocker, 10 * 60)  # inside the gateway's 15-minute tolerance
     outcome = _run("sweep", world, key_id)
     assert outcome.outcome == "renewed"
     assert outcome.new_expiry.timestamp() == pytest.approx(emulator.now() + 14 * 86400, abs=5)
@@ -288,7 +275,7 @@ def test_the_cli_reports_a_skewed_clock_in_one_line_and_exits_2(
 
     emulator = world[0]
     key_id, _ = _due_key(world, "ImportKeyMaterial")
-    _skew_local_clock(mocker, 4 * 3600)
+    skew_local_clock(mocker, 4 * 3600)
     for name, value in {
         "BYOK_KMS_ENDPOINT": f"http://{emulator.endpoint}",
         "BYOK_VAULT": f"file://{tmp_path / 'vault'}",

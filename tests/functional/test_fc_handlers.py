@@ -16,7 +16,7 @@ from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
-from tests.functional.conftest import fc_context, make_gateway
+from tests.functional.conftest import fc_context, make_gateway, skew_local_clock
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -90,3 +90,17 @@ def test_warm_instances_reuse_their_clients_until_credentials_rotate(deployed):
         access_key_id=context.credentials.access_key_id, access_key_secret="new",
         security_token="new-token")  # fmt: skip
     assert fc.RUNTIME.deps(rotated) is not first
+
+
+def test_a_function_whose_clock_kms_refuses_raises_so_fc_retries_and_alerts(
+    deployed, emulator, mocker
+):
+    context, key = deployed
+    emulator.emulator.kms.delete_key_material(key.key_id)
+    skew_local_clock(mocker, 2 * 3600)
+    with pytest.raises(fc.RetryableFailure, match="InvalidTimeStamp.Expired") as reimport:
+        fc.handle_reimport(_event(key.key_id), context)
+    with pytest.raises(fc.RetryableFailure, match="InvalidTimeStamp.Expired"):
+        fc.handle_sweep(b"", context)
+    assert "\n" not in str(reimport.value)
+    assert emulator.key_view(key.key_id)["state"] == "PendingImport"

@@ -60,3 +60,11 @@ def target_keys() -> dict[str, bytes]:
     """One private key per spec made with cryptography/sm2 (PEM; raw scalar for EC_SM2), for
     tests that need keys but not OpenSSL. Load with ``load_private_key`` for fresh material."""
     return {spec: _generate_pem(spec) for spec in ALL_SPECS}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path -> bytes): compare two to prove nothing was
+    written, renamed or left behind."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }

@@ -135,6 +135,12 @@ class Emulator:
 
     # ---- KMS requests ----------------------------------------------------------------------
 
+    def _lose_answer(self, action: str, key_id: str | None) -> object:
+        """The ``ReadTimeout`` fault: hold the connection ``hang_ms``, then drop it unanswered."""
+        self.calls.record(action, key_id, 0, "ReadTimeout")
+        time.sleep(self.faults.hang_ms / 1000)
+        return _DROP
+
     def handle_kms(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
@@ -179,15 +185,11 @@ class Emulator:
             result = handler(self.kms, Params(params))
             self.flush()
             if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
-                self.calls.record(action, key_id, 0, transport_fault)
-                time.sleep(self.faults.hang_ms / 1000)
-                return _DROP
+                return self._lose_answer(action, key_id)
         except ApiError as err:
             self.flush()
             if transport_fault == "ReadTimeout":  # an error answer is lost all the same
-                self.calls.record(action, key_id, 0, transport_fault)
-                time.sleep(self.faults.hang_ms / 1000)
-                return _DROP
+                return self._lose_answer(action, key_id)
             self.calls.record(action, key_id, err.status, err.code)
             return (
                 err.status,

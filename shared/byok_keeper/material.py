@@ -156,6 +156,7 @@ def load_private_key(
     spec = lookup_spec(key_spec) if key_spec is not None else None
     if len(data) > MAX_KEY_FILE_BYTES:
         raise KeyMaterialError(f"input is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")
+    # Only whitespace up front makes the (rare) full check, which copies the input.
     if not bytes(data[:80]).strip() and not bytes(data).strip():
         raise KeyMaterialError("the key file is empty")
     # Only PEM is copied into immutable bytes (the regex needs them); DER and raw input go

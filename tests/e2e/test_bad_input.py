@@ -21,12 +21,12 @@ import shutil
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from tests.conftest import snapshot
 from tests.e2e.conftest import cli_env_for, enroll_args, enroll_cli, run_cli
 from tests.figures import record
 
@@ -347,12 +347,6 @@ def corpus(served, tmp_path_factory):
     )
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
 def _human_lines(text: str) -> list[str]:
     """Lines for people: everything but structured (JSON) log lines and the on-call
     ``reimport``'s step-by-step progress (``[reimport] describe: ...``)."""
@@ -385,7 +379,7 @@ def test_hostile_input_is_refused_in_one_line_and_nothing_is_written(
     }
     names = {"dir": str(tmp_path), "key_a": corpus.key_a, "key_b": corpus.key_b}
     argv = [arg.format(**names) for arg in case.argv]
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     served.emulator.calls.clear()
 
     out = run_cli(*argv, env=env)
@@ -397,7 +391,7 @@ def test_hostile_input_is_refused_in_one_line_and_nothing_is_written(
     assert expect in lines[0], (expect, lines[0])
     assert lines[0].startswith("byok-keeper: error:") or "Error:" in lines[0], lines[0]
     assert "Traceback" not in out.stderr
-    assert _snapshot(tmp_path) == before, "something was written"
+    assert snapshot(tmp_path) == before, "something was written"
     changed = [c for c in served.calls() if c["action"] in MUTATING]
     assert not changed, changed
     record("input", group=case.group, case=case.id, refused=True, exit_code=out.returncode)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import snapshot
 from tests.e2e.conftest import (
     BIN,
     cli_env_for,
@@ -40,10 +41,6 @@ SEED = int(os.environ.get("BYOK_DRILL_SEED", "20261128"))
 
 def _vault_dir(env: dict[str, str]) -> Path:
     return Path(env["BYOK_VAULT"].removeprefix("file://"))
-
-
-def _snapshot(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
 def _sweep_process(env: dict[str, str]) -> subprocess.Popen:
@@ -82,7 +79,7 @@ def test_sigkill_at_random_points_loses_nothing(served, cli_env):
     keys = _enroll_all(cli_env)
     fingerprints = {k: served.key_view(k)["material_fingerprint"] for k in keys}
     vault = _vault_dir(cli_env)
-    enrolled = _snapshot(vault)
+    enrolled = snapshot(vault)
     served.set_faults(latency_ms=8)  # room between calls for the kill to land anywhere
 
     def break_all():
@@ -112,7 +109,7 @@ def test_sigkill_at_random_points_loses_nothing(served, cli_env):
         rerun = run_cli("sweep", "--output", "json", env=cli_env)
         assert rerun.returncode == 0, (point, rerun.stdout, rerun.stderr)
         _assert_restored(served.key_view, keys, fingerprints)
-        unchanged = _snapshot(vault) == enrolled  # no temp files either
+        unchanged = snapshot(vault) == enrolled  # no temp files either
         assert unchanged, f"vault changed after a kill at call {point}"
         record("kill", after_calls=seen, planned=point, killed=killed, restored=True,
                vault_unchanged=unchanged, seed=SEED, full_sweep_calls=total)  # fmt: skip

@@ -116,9 +116,16 @@ def build_world(server: LocalServer, directory, **gateway_kwargs):
     return server, vault, enroller, enroller.with_allowlist(SWEEP)
 
 
+def create_request(spec="EC_P256", usage="SIGN/VERIFY"):
+    """``enroll --create`` for ``spec`` on the instance the emulator accepts it on."""
+    from byok_keeper.enroll import CreateRequest
+
+    return CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software"))
+
+
 def enroll_key(world, spec="EC_P256", lease="30d", usage="SIGN/VERIFY"):
     """Enroll a freshly generated key on a new EXTERNAL key; return (key id, material)."""
-    from byok_keeper.enroll import CreateRequest, enroll
+    from byok_keeper.enroll import enroll
     from byok_keeper.lease import parse_lease
     from byok_keeper.material import generate_material
 
@@ -129,7 +136,7 @@ def enroll_key(world, spec="EC_P256", lease="30d", usage="SIGN/VERIFY"):
         vault,
         material,
         lease=parse_lease(lease),
-        create=CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software")),
+        create=create_request(spec, usage),
     )
     return result.key_id, material
 

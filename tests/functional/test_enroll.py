@@ -19,7 +19,12 @@ from byok_keeper.material import generate_material, load_private_key
 from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.conftest import ALL_SPECS
-from tests.functional.conftest import create_external_key, import_material, make_gateway
+from tests.functional.conftest import (
+    create_external_key,
+    create_request,
+    import_material,
+    make_gateway,
+)
 
 STEPS = ("validate", "create", "seal", "import", "verify", "record", "tag")
 INSTANCE = {"EC_SM2": "kst-local-hardware"}
@@ -40,10 +45,6 @@ def vault(tmp_path):
     return Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
 
 
-def _create(spec, usage="SIGN/VERIFY"):
-    return CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software"))
-
-
 def _kms_tags(kms, key_id):
     tags = kms.list_resource_tags(km.ListResourceTagsRequest(key_id=key_id)).body.tags.tag or []
     return {t.tag_key: t.tag_value for t in tags}
@@ -52,7 +53,7 @@ def _kms_tags(kms, key_id):
 @pytest.mark.parametrize("spec", ALL_SPECS)
 def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec):
     material = generate_material(spec)
-    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create(spec))
+    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=create_request(spec))
     assert (result.created, result.key_state, result.key_spec) == (True, "Enabled", spec)
     view = emulator.key_view(result.key_id)
     assert view["material_fingerprint"] == material.fingerprint == result.fingerprint
@@ -72,7 +73,9 @@ def test_enroll_with_kms_sealer_and_secrets_store(emulator, kms, gateway):
     cmk = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
     vault = Vault(SecretsStore(gateway, "byok"), KmsSealer(gateway, cmk))
     material = generate_material("EC_P256")
-    result = enroll(gateway, vault, material, lease=parse_lease("never"), create=_create("EC_P256"))
+    result = enroll(
+        gateway, vault, material, lease=parse_lease("never"), create=create_request("EC_P256")
+    )
     assert result.material_expire_time is None
     assert vault.inventory() == [result.key_id]
     assert vault.fetch(result.key_id)[1].fingerprint == material.fingerprint
@@ -181,14 +184,16 @@ def test_crash_after_each_step_then_rerun_finishes(gateway, vault, emulator, kms
             vault,
             material,
             lease=parse_lease("30d"),
-            create=_create("EC_P256"),
+            create=create_request("EC_P256"),
             on_step=crash,
         )
     _consistent(emulator, kms, vault, material.fingerprint)
     if crash_after in ("seal", "import"):
         # The envelope exists but does not record a first import: the agent will not touch it.
         assert vault.get(vault.inventory()[0]).header.first_imported_at is None
-    result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256"))
+    result = enroll(
+        gateway, vault, material, lease=parse_lease("30d"), create=create_request("EC_P256")
+    )
     key_ids = _consistent(emulator, kms, vault, material.fingerprint)
     assert key_ids == [result.key_id]  # the re-run found the key; no second key was made
     assert result.created is (crash_after == "validate")
@@ -199,8 +204,12 @@ def test_crash_after_each_step_then_rerun_finishes(gateway, vault, emulator, kms
 
 def test_enrolling_twice_is_harmless(gateway, vault, emulator, kms):
     material = generate_material("EC_P256K")
-    first = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256K"))
+    first = enroll(
+        gateway, vault, material, lease=parse_lease("30d"), create=create_request("EC_P256K")
+    )
     envelope = vault.get(first.key_id)
-    second = enroll(gateway, vault, material, lease=parse_lease("30d"), create=_create("EC_P256K"))
+    second = enroll(
+        gateway, vault, material, lease=parse_lease("30d"), create=create_request("EC_P256K")
+    )
     assert second.key_id == first.key_id and second.resumed
     assert vault.get(first.key_id).header.first_imported_at == envelope.header.first_imported_at

@@ -13,14 +13,14 @@ from __future__ import annotations
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.enroll import enroll
 from byok_keeper.kms import ClockSkewError, RetryPolicy
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.reestablish import reestablish
 from byok_keeper.sweep import run_sweep
 from tests.figures import record
-from tests.functional.conftest import build_world, enroll_key, skew_local_clock
+from tests.functional.conftest import build_world, create_request, enroll_key, skew_local_clock
 
 FAULTS = (
     "Rejected.Throttling",
@@ -164,10 +164,6 @@ def test_a_persistent_read_timeout_on_import_fails_cleanly_and_the_work_is_not_l
     )
 
 
-def _create():
-    return CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
-
-
 @pytest.mark.parametrize("code", FAULTS)
 @pytest.mark.parametrize("action", ENROLL_ACTIONS)
 def test_one_fault_at_each_enrollment_step(world, kms, action, code):
@@ -177,14 +173,14 @@ def test_one_fault_at_each_enrollment_step(world, kms, action, code):
     lease = parse_lease("30d")
     first = "enrolled"
     try:
-        result = enroll(enroller, vault, material, lease=lease, create=_create())
+        result = enroll(enroller, vault, material, lease=lease, create=create_request())
     except Exception as exc:  # only CreateKey may fail: it is never sent twice
         assert action == "CreateKey" and code != "Rejected.Throttling", exc
         assert "CreateKey" in str(exc) and "\n" not in str(exc)
         first = "failed"
         assert [c["action"] for c in emulator.calls()].count("CreateKey") == 1
         emulator.set_faults()
-        result = enroll(enroller, vault, material, lease=lease, create=_create())
+        result = enroll(enroller, vault, material, lease=lease, create=create_request())
     assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
     # Exactly one key, enrolled with this material, first import recorded.
     assert kms.list_keys(km.ListKeysRequest()).body.total_count == 1
@@ -212,7 +208,9 @@ def test_an_expired_import_token_is_replaced_once(world, path):
     if path == "enroll":
         emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
         material = generate_material("EC_P256")
-        result = enroll(enroller, vault, material, lease=parse_lease("30d"), create=_create())
+        result = enroll(
+            enroller, vault, material, lease=parse_lease("30d"), create=create_request()
+        )
         key_id = result.key_id
     else:
         key_id, material = _due_key(world, "ImportKeyMaterial")
@@ -353,12 +351,12 @@ def test_one_fault_at_each_vault_step_of_an_enrollment(secrets_world, kms, actio
     lease = parse_lease("30d")
     first = "enrolled"
     try:
-        result = enroll(enroller, vault, material, lease=lease, create=_create())
+        result = enroll(enroller, vault, material, lease=lease, create=create_request())
     except Exception as exc:
         assert "\n" not in str(exc) and action in str(exc), exc
         first = "failed"
         emulator.set_faults()
-        result = enroll(enroller, vault, material, lease=lease, create=_create())
+        result = enroll(enroller, vault, material, lease=lease, create=create_request())
     assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
     keys = kms.list_keys(km.ListKeysRequest()).body.total_count
     assert keys == 2  # the sealing key and exactly one enrolled key

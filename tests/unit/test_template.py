@@ -55,7 +55,29 @@ def test_invoke_is_scoped_to_the_reimport_function_and_decrypt_to_the_seal_key()
     by_sid = {s["Sid"]: s for s in STATEMENTS}
     assert by_sid["FanOut"]["Resource"][0]["Fn::Sub"].endswith("functions/reimport")
     assert by_sid["OpenEnvelopeDataKeys"]["Resource"][0]["Fn::Sub"].endswith("${SealKmsKeyId}")
-    assert by_sid["ReadAndImportManagedKeys"]["Condition"]
+    assert by_sid["CanaryOnManagedKeys"]["Condition"]
+
+
+# RAM documents the kms:tag/<key> condition for cryptographic operations only; behind it, the
+# management calls could be denied on a real account (docs/SECURITY.md, docs/FIDELITY.md).
+MANAGEMENT = {"DescribeKey", "ListResourceTags", "ListKeyVersions", "GetParametersForImport",
+              "ImportKeyMaterial", "GetPublicKey"}  # fmt: skip
+
+
+def test_tag_conditions_guard_cryptographic_operations_only():
+    doc = json.loads((ROOT / "deploy" / "ram-policy.json").read_text())
+    for statements in (STATEMENTS, doc["Statement"]):
+        for s in statements:
+            kms = {a.split(":", 1)[1] for a in s["Action"] if a.startswith("kms:")}
+            tagged = "kms:tag" in json.dumps(s.get("Condition", {}))
+            if kms & MANAGEMENT:
+                assert not tagged, s["Sid"]
+                resources = json.dumps(s["Resource"])
+                assert ":key/*" in resources
+                assert "Region" in resources or "<region>" in resources
+            if tagged:
+                assert kms <= {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt",
+                               "AsymmetricDecrypt"}, s["Sid"]  # fmt: skip
 
 
 def test_ram_policy_document_matches_the_template():

@@ -20,6 +20,40 @@ OPENSSL_KEYGEN = {
     "EC_SM2": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2"],
 }
 ALL_SPECS = tuple(OPENSSL_KEYGEN)
+# aliyun-local's answers where Alibaba's documentation is silent (docs/FIDELITY.md): modules
+# marked ``every_profile`` run once per profile against an emulator started with it.
+PROFILES = ("default", "strict")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "kms_profile" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "every_profile"
+    ):
+        metafunc.parametrize("kms_profile", PROFILES, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def kms_profile(request) -> str:
+    """The aliyun-local profile of this module's emulator ("default" unless parametrised)."""
+    return getattr(request, "param", "default")
+
+
+# Where the emulator's hardware instance refuses imported asymmetric material (the strict
+# profile), tests that need *some* key of a hardware-only spec use the nearest software one.
+SOFTWARE_STAND_IN = {"RSA_4096": "RSA_3072", "EC_SM2": "EC_P256K"}
+
+
+def hardware_refused(profile: str, spec: str) -> bool:
+    """Whether the emulator refuses imported ``spec`` material: under the strict profile
+    hardware instances take no imported asymmetric material, and some specs live only there."""
+    return profile == "strict" and spec in SOFTWARE_STAND_IN
+
+
+def importable_spec(server, spec: str) -> str:
+    """``spec``, or its software stand-in when ``server`` (a LocalServer) refuses it."""
+    if server.emulator.kms.settings.hardware_accepts_asymmetric_import:
+        return spec
+    return SOFTWARE_STAND_IN.get(spec, spec)
 
 
 def openssl(*args: str | Path, input: bytes | None = None, cwd: Path | None = None) -> bytes:

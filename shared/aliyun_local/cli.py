@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .errors import ApiError
 from .faults import Faults
+from .kms.models import PROFILES, SETTINGS
 from .server import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,
@@ -112,9 +114,40 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--documented-quotas",
         action="store_true",
-        help="enforce the documented quotas: 50 read / 30 write QPS",
+        help="enforce the documented quotas: 50 read, 30 write, 10 CreateKey, 200 asymmetric "
+        "crypto and 300 ListResourceTags QPS",
+    )
+    serve.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="default",
+        help="how to answer where Alibaba's documentation is silent or disagrees: 'default' "
+        "(the documented or most likely answer) or 'strict' (the most hostile answer of each; "
+        "see docs/FIDELITY.md)",
+    )
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one setting of the profile (repeatable), e.g. "
+        "--set disabled_key_after_import=Enabled; settings: " + ", ".join(SETTINGS),
     )
     return parser
+
+
+def _settings(profile: str, pairs: list[str]) -> dict[str, object]:
+    """``--profile`` and ``--set NAME=VALUE`` -> the emulator's settings (JSON values)."""
+    out: dict[str, object] = {"profile": profile}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in SETTINGS:
+            raise ValueError(f"--set {pair!r}: expected NAME=VALUE with NAME one of the settings")
+        try:
+            out[name] = json.loads(raw)
+        except ValueError:
+            out[name] = raw  # a bare string: --set disabled_key_after_import=Enabled
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --state or --seed-state, not both")
 
     try:
+        settings = _settings(args.profile, args.set)
         server = LocalServer(
             args.host,
             args.port,
@@ -141,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             else None,
             region=args.region,
             account_id=args.account_id,
+            settings=settings,
         )
+    except ApiError as exc:
+        parser.error(f"--set: {exc.message}")
+    except ValueError as exc:
+        parser.error(str(exc))
     except OSError as exc:
         print(
             f"aliyun-local: cannot listen on {args.host}:{args.port}: {exc.strerror}",
@@ -170,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 "region": args.region,
                 "access_key_id": args.access_key_id,
                 "state": str(args.state) if args.state else None,
+                "settings": server.emulator.kms.settings.to_json(),
             }
         ),
         flush=True,

@@ -30,13 +30,26 @@ def invalid_parameter(name: str, why: str) -> ApiError:
     return ApiError("InvalidParameter", f"The parameter {name} is invalid: {why}", 400)
 
 
-def throttled(retry_after_ms: int) -> ApiError:
-    return ApiError(
-        "Rejected.Throttling",
-        "Request was denied due to request throttling.",
-        429,
-        {"x-acs-retry-after": str(max(1, retry_after_ms))},
-    )
+NO_RETRY_AFTER = "/no-retry-after"
+
+
+def throttled(retry_after_ms: int, answer: str = "Rejected.Throttling") -> ApiError:
+    """A refusal for rate, in one of the forms real gateways use (docs/FIDELITY.md):
+
+    * ``Rejected.Throttling``: HTTP 429 with ``x-acs-retry-after`` (the SDK raises
+      ``ThrottlingException``);
+    * ``Rejected.Throttling/no-retry-after``: HTTP 429 without the header;
+    * ``Throttling``, ``Throttling.User``, ``Throttling.Api``: HTTP 400 without the header
+      (the SDK raises a plain ``ClientException``).
+    """
+    message = "Request was denied due to request throttling."
+    if answer == "Rejected.Throttling":
+        return ApiError(answer, message, 429, {"x-acs-retry-after": str(max(1, retry_after_ms))})
+    if answer == "Rejected.Throttling" + NO_RETRY_AFTER:
+        return ApiError("Rejected.Throttling", message, 429)
+    if answer.startswith("Throttling"):
+        return ApiError(answer, message, 400)
+    raise ValueError(f"unknown throttling answer {answer!r}")
 
 
 # Status of every code the emulator can be told to answer through fault injection
@@ -61,6 +74,10 @@ KNOWN_CODES: dict[str, int] = {
     "Rejected.PendingImport": 409,
     "Rejected.ResourceExist": 409,
     "Rejected.Throttling": 429,
+    "Rejected.Throttling/no-retry-after": 429,
+    "Throttling": 400,
+    "Throttling.User": 400,
+    "Throttling.Api": 400,
     "InternalFailure": 500,
     "ServiceUnavailableTemporary": 503,
 }
@@ -68,6 +85,10 @@ KNOWN_CODES: dict[str, int] = {
 
 def injected(code: str) -> ApiError:
     """The error fault injection answers for ``code`` (unknown codes answer 400)."""
-    if code == "Rejected.Throttling":
-        return throttled(1000)
+    if (
+        code == "Rejected.Throttling"
+        or code.startswith("Throttling")
+        or code.endswith(NO_RETRY_AFTER)
+    ):
+        return throttled(1000, code)
     return ApiError(code, f"Injected fault: {code}", KNOWN_CODES.get(code, 400))

@@ -16,7 +16,15 @@ from typing import Any
 
 from .errors import ApiError, injected, invalid_parameter, throttled
 
-DOCUMENTED_QUOTAS = {"read_qps": 50.0, "write_qps": 30.0}
+# The performance page's per-second quotas, per account and region (docs/FIDELITY.md).
+DOCUMENTED_QUOTAS = {
+    "read_qps": 50.0,
+    "write_qps": 30.0,
+    "create_qps": 10.0,
+    "crypto_qps": 200.0,
+    "tags_qps": 300.0,
+}
+QUOTA_FIELDS = tuple(DOCUMENTED_QUOTAS)
 MAX_CALLS_KEPT = 200_000
 log = logging.getLogger("aliyun_local.calls")
 TRANSPORT_FAULTS = ("DropConnection", "ReadTimeout")
@@ -48,6 +56,9 @@ class Faults:
     latency_ms: float = 0.0
     read_qps: float | None = None
     write_qps: float | None = None
+    create_qps: float | None = None
+    crypto_qps: float | None = None
+    tags_qps: float | None = None
     error_rate: float = 0.0
     hang_ms: float = 2_000.0
     fail_next: dict[str, list[str]] = field(default_factory=dict)
@@ -58,9 +69,8 @@ class Faults:
     def from_json(cls, body: dict[str, Any]) -> Faults:
         """Build from the admin API's JSON; ``{}`` means no faults. Raises ``ApiError``."""
         allowed = {
+            *QUOTA_FIELDS,
             "latency_ms",
-            "read_qps",
-            "write_qps",
             "error_rate",
             "hang_ms",
             "fail_next",
@@ -71,13 +81,17 @@ class Faults:
             raise invalid_parameter("faults", f"unknown fields {sorted(unknown)}")
         faults = cls()
         if body.get("quotas") == "documented":
-            faults.read_qps = DOCUMENTED_QUOTAS["read_qps"]
-            faults.write_qps = DOCUMENTED_QUOTAS["write_qps"]
+            for name, qps in DOCUMENTED_QUOTAS.items():
+                setattr(faults, name, qps)
         elif "quotas" in body:
-            raise invalid_parameter("quotas", "only 'documented' (50 read / 30 write QPS)")
+            raise invalid_parameter(
+                "quotas",
+                "only 'documented' (50 read, 30 write, 10 CreateKey, 200 crypto, "
+                "300 ListResourceTags QPS)",
+            )
         try:
             faults.latency_ms = float(body.get("latency_ms", 0) or 0)
-            for name in ("read_qps", "write_qps"):
+            for name in QUOTA_FIELDS:
                 if body.get(name) is not None:
                     setattr(faults, name, float(body[name]))
             faults.error_rate = float(body.get("error_rate", 0) or 0)
@@ -88,7 +102,7 @@ class Faults:
             raise invalid_parameter("faults", "latency_ms >= 0 and 0 <= error_rate <= 1")
         if not 0 <= faults.hang_ms <= 600_000:
             raise invalid_parameter("hang_ms", "between 0 and 600000")
-        for name in ("read_qps", "write_qps"):
+        for name in QUOTA_FIELDS:
             value = getattr(faults, name)
             if value is not None and value <= 0:
                 raise invalid_parameter(name, "must be positive")
@@ -100,10 +114,9 @@ class Faults:
             if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
                 raise invalid_parameter("fail_next", f"codes for {action} must be strings")
             faults.fail_next[str(action)] = list(codes)
-        if faults.read_qps:
-            faults._buckets["read"] = TokenBucket(faults.read_qps)
-        if faults.write_qps:
-            faults._buckets["write"] = TokenBucket(faults.write_qps)
+        for name in QUOTA_FIELDS:
+            if getattr(faults, name):
+                faults._buckets[name.removesuffix("_qps")] = TokenBucket(getattr(faults, name))
         return faults
 
     def to_json(self) -> dict[str, Any]:
@@ -111,14 +124,15 @@ class Faults:
             pending = {a: list(c) for a, c in self.fail_next.items() if c}
         return {
             "latency_ms": self.latency_ms,
-            "read_qps": self.read_qps,
-            "write_qps": self.write_qps,
+            **{name: getattr(self, name) for name in QUOTA_FIELDS},
             "error_rate": self.error_rate,
             "hang_ms": self.hang_ms,
             "fail_next": pending,
         }
 
-    def before(self, action: str, quota_class: str | None) -> str | None:
+    def before(
+        self, action: str, quota_class: str | None, throttling: str = "Rejected.Throttling"
+    ) -> str | None:
         """Apply faults before ``action`` runs. Raises the injected ``ApiError``; returns a
         transport fault for the server to act out:
 
@@ -132,7 +146,7 @@ class Faults:
         if bucket is not None:
             wait = bucket.take()
             if wait:
-                raise throttled(int(wait * 1000) + 1)
+                raise throttled(int(wait * 1000) + 1, throttling)
         with self._lock:
             codes = self.fail_next.get(action)
             code = codes.pop(0) if codes else None

@@ -57,6 +57,7 @@ class Emulator:
         credentials: Credentials | None = None,
         state_path: str | Path | None = None,
         seed_path: str | Path | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.region = region
         self.account_id = account_id
@@ -78,7 +79,9 @@ class Emulator:
         self.state_path = Path(state_path) if state_path else None
         self._dirty = False
         self._save_lock = threading.Lock()
-        self.kms = KmsBackend(region, account_id, self.clock, on_change=self._mark_dirty)
+        self.kms = KmsBackend(
+            region, account_id, self.clock, on_change=self._mark_dirty, settings=settings
+        )
         if seed_path is not None:
             self._load(Path(seed_path))
         elif self.state_path and self.state_path.exists():
@@ -178,7 +181,9 @@ class Emulator:
             version = headers.get("x-acs-version") or params.get("Version")
             if version != KMS_VERSION:
                 raise ApiError("InvalidVersion", f"Specified version {version} is invalid.", 400)
-            transport_fault = self.faults.before(action, quota_class(action))
+            transport_fault = self.faults.before(
+                action, quota_class(action), self.kms.settings.throttling_answer
+            )
             if transport_fault == "DropConnection":
                 self.calls.record(action, key_id, 0, transport_fault)
                 return _DROP
@@ -434,7 +439,11 @@ class LocalServer:
         extra_credentials: dict[str, str] | None = None,
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT_ID,
+        profile: str = "default",
+        settings: dict[str, Any] | None = None,
     ) -> None:
+        """``profile`` and ``settings`` choose the answers to undocumented behaviours
+        (docs/FIDELITY.md); ``reset()`` returns to them."""
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         self.region = region
@@ -445,6 +454,7 @@ class LocalServer:
             credentials=Credentials(creds, dict(security_tokens or {})),
             state_path=state_path,
             seed_path=seed_path,
+            settings={"profile": profile, **(settings or {})},
         )
         self._server = _Server((host, port), self.emulator)
         self._thread: threading.Thread | None = None

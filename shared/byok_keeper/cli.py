@@ -615,7 +615,12 @@ def status_cmd(app: App, key_id: str) -> int:
 
 @cli.command("hold")
 @click.argument("key_id")
-@click.option("--reason", required=True, help="Why the key must not be restored (the tag value).")
+@click.option(
+    "--reason",
+    required=True,
+    help="Why the key must not be restored: the tag value, so KMS's tag rule applies (at most "
+    "128 letters, digits, spaces and / \\ _ - . + = : @; no commas).",
+)
 @output_option
 @click.pass_obj
 def hold_cmd(app: App, key_id: str, reason: str) -> int:
@@ -625,24 +630,35 @@ def hold_cmd(app: App, key_id: str, reason: str) -> int:
 
     \b
     Example:
-      byok-keeper hold key-xxx --reason "INC-1234: compromised, material deleted on purpose"
+      byok-keeper hold key-xxx --reason "INC-1234: compromised - material deleted on purpose"
     """
     from .factory import build_gateway
     from .kms import HOLD
     from .plan import HOLD_TAG
+    from .tags import check_tag
     from .vault.envelope import check_key_id
 
     check_key_id(key_id)
-    if not reason.strip() or len(reason) > 256:
-        raise InputError("--reason must be 1-256 characters")
+    if not reason.strip():
+        raise InputError("--reason must be non-empty: it is the hold tag's value")
+    check_tag(HOLD_TAG, reason)  # the reason is the tag's value
     gateway = build_gateway(app.settings, HOLD)
-    gateway.describe_key(key_id)
+    _refuse_pending_deletion(gateway.describe_key(key_id), "hold")
     gateway.tag_key(key_id, {HOLD_TAG: reason})
     from .audit import AuditLog
 
     AuditLog(app.settings.audit_file).event("hold", key_id=key_id, reason=reason, actor=_actor())
     app.emit({"key_id": key_id, "hold": reason}, f"{key_id} is on hold: {reason}")
     return 0
+
+
+def _refuse_pending_deletion(key, verb: str) -> None:
+    """KMS refuses tags on a PendingDeletion key (Rejected.PendingDeletion); say why first."""
+    if key.key_state == "PendingDeletion":
+        raise InputError(
+            f"{key.key_id} is PendingDeletion: KMS refuses to tag it and byok-keeper never "
+            f"restores it; cancel the deletion first to {verb} it"
+        )
 
 
 @cli.command("release")
@@ -664,7 +680,7 @@ def release_cmd(app: App, key_id: str) -> int:
 
     check_key_id(key_id)
     gateway = build_gateway(app.settings, HOLD)
-    gateway.describe_key(key_id)
+    _refuse_pending_deletion(gateway.describe_key(key_id), "release")
     gateway.untag_key(key_id, [HOLD_TAG])
     AuditLog(app.settings.audit_file).event("release", key_id=key_id, actor=_actor())
     app.emit({"key_id": key_id, "hold": None}, f"{key_id} released")

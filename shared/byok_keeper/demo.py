@@ -2,7 +2,7 @@
 
 1. Start aliyun-local in-process on a free loopback port; a file vault and a seal key in a
    temporary directory.
-2. Enroll six keys: RSA_2048, RSA_3072, RSA_4096, EC_P256, EC_P256K and EC_SM2 (hardware).
+2. Enroll six keys: RSA_2048, RSA_3072, EC_P256, EC_P256K, and RSA_4096 and EC_SM2 (hardware).
 3. Make trouble: delete RSA_2048's material; let EC_P256's expire (the emulator clock moves);
    bring RSA_3072 inside the renewal window; hold EC_P256K and delete its material.
 4. Print the plan, run the sweep, print before/after.
@@ -33,6 +33,7 @@ from .kms import (
 from .lease import parse_lease
 from .material import generate_material
 from .plan import HOLD_TAG, Policy, plan
+from .specs import HARDWARE_ONLY
 from .sweep import discover, run_sweep
 from .vault import FileStore, LocalKeySealer, Vault
 from .vault.sealers import new_seal_key_file
@@ -76,7 +77,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         keys: dict[str, str] = {}
         fingerprints: dict[str, str] = {}
         for spec, usage, lease, _trouble in CAST:
-            instance = "kst-local-hardware" if spec == "EC_SM2" else "kst-local-software"
+            instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
             with generate_material(spec) as material:
                 result = enroll(
                     enroller,
@@ -101,7 +102,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         echo(
             f"   RSA_3072's 14 d lease now ends inside the 7 d renewal window ({keys['RSA_3072']})"
         )
-        emulator.kms.tag_key(keys["EC_P256K"], {HOLD_TAG: "demo: compromised, deleted on purpose"})
+        emulator.kms.tag_key(keys["EC_P256K"], {HOLD_TAG: "demo: compromised - deleted on purpose"})
         emulator.kms.delete_key_material(keys["EC_P256K"])
         echo(f"   held and deleted EC_P256K ({keys['EC_P256K']})")
         held_before = server.key_view(keys["EC_P256K"])

@@ -30,20 +30,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from .errors import ExecutionError, InputError, MaterialMismatch
+from .errors import InputError, MaterialMismatch
 from .kms import ImportParameters, KeyInfo, KmsApiError, KmsGateway, format_kms_time
 from .lease import Lease
 from .material import PrivateKeyMaterial
 from .plan import LEASE_TAG
+from .specs import HSM, SPECS_BY_PROTECTION_LEVEL, KeySpec
 from .specs import key_spec as lookup_spec
 from .vault import Header, Vault, VaultConflict
-from .verify import verify_identity
+from .verify import NO_CANARY_WHEN_DISABLED, check_import, verify_identity
 from .wrapping import wrap_key_material
 
 FINGERPRINT_TAG = "byok-keeper:fingerprint"
 MANAGED_TAG = "byok-keeper:managed"
 
 StepCallback = Callable[[str, dict], None]
+# How KMS refuses material other than the key's first: InvalidKeyMaterial is the likely code,
+# but it is not documented (docs/FIDELITY.md), so the generic refusals count as well. The
+# agent has already checked the material against the sealed fingerprint when it gets here.
+MATERIAL_REFUSED = frozenset(
+    {"InvalidKeyMaterial", "InvalidParameter", "Rejected.UnsupportedOperation"}
+)
 
 
 @dataclass(frozen=True)
@@ -94,19 +101,25 @@ def account_from_arn(arn: str) -> str:
 
 
 def import_once(
-    gateway: KmsGateway, key: KeyInfo, material: PrivateKeyMaterial, expire_unix: int
+    gateway: KmsGateway,
+    key: KeyInfo,
+    material: PrivateKeyMaterial,
+    expire_unix: int,
+    params: ImportParameters | None = None,
 ) -> list[str]:
     """GetParametersForImport -> wrap -> ImportKeyMaterial; a fresh token once if it expired.
 
-    Returns the request ids. ``InvalidKeyMaterial`` becomes ``MaterialMismatch``: KMS holds
-    other material for this key, and no retry can change that.
+    ``params``: import parameters already fetched for this key (used on the first attempt).
+    Returns the request ids. A refusal of the material (``MATERIAL_REFUSED``) becomes
+    ``MaterialMismatch``: KMS holds other material for this key, and no retry can change that.
     """
     spec = material.spec
     request_ids: list[str] = []
     for attempt in (1, 2):
-        params: ImportParameters = gateway.get_parameters_for_import(
-            key.key_id, spec.wrapping_algorithm, spec.wrapping_key_spec
-        )
+        if params is None or attempt > 1:
+            params = gateway.get_parameters_for_import(
+                key.key_id, spec.wrapping_algorithm, spec.wrapping_key_spec
+            )
         request_ids.append(params.request_id)
         wrapped = wrap_key_material(
             material.import_bytes(), params.public_key, spec.wrapping_algorithm
@@ -117,10 +130,11 @@ def import_once(
             )
             return request_ids
         except KmsApiError as exc:
-            if exc.code == "InvalidKeyMaterial":
+            if exc.code in MATERIAL_REFUSED:
                 raise MaterialMismatch(
                     key.key_id,
-                    "KMS (it refused the material: the key is bound to other material)",
+                    f"KMS (it refused the material with {exc.code}: the key is bound to other "
+                    "material)",
                     material.fingerprint,
                     "unknown",
                 ) from None
@@ -164,6 +178,7 @@ def enroll(
             )
         if not create.instance_id:
             raise InputError("--instance (a KMS instance id, kst-...) is required with --create")
+        _check_instance(gateway, spec, create.instance_id)
     step("validate", {"key_spec": material.key_spec, "fingerprint": fp})
 
     # -- create, or find the key --
@@ -208,6 +223,8 @@ def enroll(
         adopted = existing is None
         resumed = resumed or existing is not None
 
+    params = _import_parameters(gateway, key, material)
+
     # -- seal, write, read back (invariant 3) --
     now = gateway.now()
     if existing is not None:
@@ -235,22 +252,19 @@ def enroll(
 
     # -- first import (or a harmless identical re-import) --
     expire_unix = lease.expire_unix(gateway.now())
-    request_ids = import_once(gateway, key, material, expire_unix)
+    request_ids = import_once(gateway, key, material, expire_unix, params)
     step("import", {"expire_unix": expire_unix})
 
-    # -- verify --
-    key = gateway.describe_key(key.key_id)
-    if key.key_state != "Enabled":
-        raise ExecutionError(f"{key.key_id} is {key.key_state} after import; expected Enabled")
-    expected_expiry = expire_unix or None
-    actual_expiry = int(key.material_expire_time.timestamp()) if key.material_expire_time else None
-    if actual_expiry != expected_expiry:
-        shown = format_kms_time(key.material_expire_time) or "never"
-        raise ExecutionError(
-            f"{key.key_id} reports material expiry {shown}, expected {expire_unix or 'never'}"
-        )
-    proof = verify_identity(gateway, key, fp, material.public_key_der)
-    step("verify", {"canary": proof.canary, "key_state": key.key_state})
+    # -- verify (the same rule as re-establishment) --
+    check = check_import(
+        gateway,
+        key.key_id,
+        expire_unix=expire_unix,
+        fingerprint_sealed=fp,
+        public_key_der=material.public_key_der,
+    )
+    key = check.key
+    step("verify", {"canary": check.canary or NO_CANARY_WHEN_DISABLED, "key_state": key.key_state})
 
     # -- record the first import in the envelope --
     if stored.header.first_imported_at is None:
@@ -273,7 +287,7 @@ def enroll(
         created=created,
         adopted=adopted,
         resumed=resumed and not created,
-        canary=proof.canary,
+        canary=check.canary,
         request_ids=tuple(r for r in request_ids if r),
     )
 
@@ -293,6 +307,51 @@ def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
             if key.origin == "EXTERNAL" and key.key_state != "PendingDeletion":
                 return key
     return None
+
+
+def _import_parameters(
+    gateway: KmsGateway, key: KeyInfo, material: PrivateKeyMaterial
+) -> ImportParameters | None:
+    """For a key awaiting its first import, ask for import parameters before sealing: some
+    hardware instances refuse imported asymmetric material (docs/FIDELITY.md), and that is the
+    operator's to change, not a reason to leave an envelope behind. The token serves the
+    import (24 hours)."""
+    if key.key_state != "PendingImport":
+        return None
+    try:
+        return gateway.get_parameters_for_import(
+            key.key_id, material.spec.wrapping_algorithm, material.spec.wrapping_key_spec
+        )
+    except KmsApiError as exc:
+        if exc.code != "Rejected.UnsupportedOperation":
+            raise
+        raise InputError(
+            f"KMS refuses imported {key.key_spec} material for {key.key_id} in instance "
+            f"{key.instance_id or '-'} ({exc.server_message or exc.code}); enroll into an "
+            "instance that takes imported asymmetric keys"
+        ) from None
+
+
+def _check_instance(gateway: KmsGateway, spec: KeySpec, instance_id: str) -> None:
+    """Refuse, before anything is created, a spec the instance's type cannot hold (the seed:
+    software instances take RSA_2048/3072, EC_P256/P256K; hardware adds RSA_4096, EC_SM2).
+
+    When KMS does not say what the instance is (an unknown ProductVersion, no permission for
+    GetKmsInstance), CreateKey decides."""
+    try:
+        level = gateway.instance_protection_level(instance_id)
+    except KmsApiError as exc:
+        if exc.code == "Forbidden.ResourceNotFound":
+            raise InputError(f"KMS instance {instance_id} does not exist in this region") from None
+        if exc.retryable:
+            raise
+        level = None
+    if level is not None and level not in spec.protection_levels:
+        kind = "hardware" if level == HSM else "software"
+        raise InputError(
+            f"{spec.name} keys cannot be created in {instance_id} (a {kind} instance); "
+            f"{kind} instances take {', '.join(SPECS_BY_PROTECTION_LEVEL[level])}"
+        )
 
 
 def _check_key(key: KeyInfo, material: PrivateKeyMaterial) -> None:

@@ -18,7 +18,13 @@ def build_gateway(
         credential=credential,
         read_timeout_ms=round(settings.kms_timeout * 1000),
     )
-    budget = RequestBudget(settings.read_qps, settings.write_qps)
+    budget = RequestBudget(
+        settings.read_qps,
+        settings.write_qps,
+        create_qps=settings.create_qps,
+        crypto_qps=settings.crypto_qps,
+        tags_qps=settings.tags_qps,
+    )
     return KmsGateway(client, allowlist, region=settings.region, budget=budget)
 
 

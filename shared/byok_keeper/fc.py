@@ -7,7 +7,8 @@ the SDK only when a handler first runs.
 
 Failure semantics of ``reimport`` (what FC's async retries and the OnFailure destination see):
 
-* **raises** ``RetryableFailure`` -- KMS throttled, answered 5xx, or could not be reached; an
+* **raises** ``RetryableFailure`` -- KMS throttled (``Rejected.Throttling`` or any
+  ``Throttling*`` code), answered 5xx, or could not be reached; an
   expired import token that also failed on the fresh retry. FC retries the invocation
   (``MaxAsyncRetryAttempts``) and, when retries are exhausted, delivers it to OnFailure.
 * **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, the key is on hold,
@@ -35,6 +36,13 @@ _RETRYABLE_CODES = frozenset(
         "ExpiredImportToken",
     }
 )
+
+
+def _retryable(code: str) -> bool:
+    """Throttling in any of its forms (HTTP 429 or 400 ``Throttling*``), 5xx, no answer."""
+    from .kms import is_throttling
+
+    return code in _RETRYABLE_CODES or is_throttling(code)
 
 
 class RetryableFailure(Exception):
@@ -253,6 +261,6 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         **outcome.to_json(),
     )
     result = {"ok": outcome.outcome in (RESTORED, RENEWED, DRY_RUN), **outcome.to_json()}
-    if outcome.failed and outcome.error_code in _RETRYABLE_CODES:
+    if outcome.failed and _retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result

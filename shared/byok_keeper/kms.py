@@ -35,6 +35,7 @@ from darabonba.runtime import RuntimeOptions
 
 from .errors import ConfigError, ExecutionError
 from .logs import get_logger
+from .tags import check_tags
 
 # ---- allowlists (invariant 1) -------------------------------------------------------------
 
@@ -63,7 +64,12 @@ READ_ONLY = Allowlist("read-only", _READ_KEYS | _CANARY | _VAULT_READ)
 # enrollment additionally creates keys, tags them and writes envelopes.
 ENROLL = Allowlist(
     "enroll",
-    _READ_KEYS | _CANARY | _IMPORT | _VAULT_READ | _VAULT_WRITE | {"CreateKey", "TagResource"},
+    _READ_KEYS
+    | _CANARY
+    | _IMPORT
+    | _VAULT_READ
+    | _VAULT_WRITE
+    | {"CreateKey", "TagResource", "GetKmsInstance"},
 )
 # hold / release: the hold tag and nothing else.
 HOLD = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
@@ -82,13 +88,27 @@ FORBIDDEN = frozenset(
 )
 assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
 
-# Quota classes, as KMS counts them (ALIBABA-FACTS.md "Quotas").
-READ_ACTIONS = _READ_KEYS | {"GetParametersForImport", "GetPublicKey", "ListKeyVersions"}
-WRITE_ACTIONS = frozenset({"CreateKey", "TagResource", "UntagResource", "ImportKeyMaterial"})
+# Quota classes, as KMS counts them (ALIBABA-FACTS.md "Quotas"; docs/FIDELITY.md): each has its
+# own per-account, per-region quota, shared with the customer's production traffic.
+QUOTA_CLASSES: dict[str, frozenset[str]] = {
+    "read": frozenset(
+        {"DescribeKey", "ListKeys", "GetParametersForImport", "GetPublicKey", "ListKeyVersions"}
+        | {"GetKmsInstance"}
+    ),
+    "tags": frozenset({"ListResourceTags"}),
+    "write": frozenset({"TagResource", "UntagResource", "ImportKeyMaterial"}),
+    "create": frozenset({"CreateKey"}),
+    "crypto": frozenset(
+        {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt", "AsymmetricDecrypt"}
+    ),
+}
+DOCUMENTED_QPS = {"read": 50.0, "tags": 300.0, "write": 30.0, "create": 10.0, "crypto": 200.0}
+_QUOTA_CLASS_OF = {action: kind for kind, actions in QUOTA_CLASSES.items() for action in actions}
 # Retrying these after an unknown outcome could do the work twice.
 NOT_IDEMPOTENT = frozenset({"CreateKey"})
 _log = get_logger("byok_keeper.kms")  # debug: one line per KMS attempt, names and codes only
 _TEXT = "text"  # SecretDataType of an envelope
+_MAX_CACHED_VERSIONS = 100_000
 
 
 # ---- errors ----------------------------------------------------------------------------------
@@ -110,8 +130,22 @@ class KmsApiError(ExecutionError):
         )
 
     @property
+    def throttled(self) -> bool:
+        return is_throttling(self.code, self.status)
+
+    @property
     def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500 or self.code == "Rejected.Throttling"
+        return self.throttled or self.status >= 500
+
+
+def is_throttling(code: str, status: int = 0) -> bool:
+    """Whether KMS refused a call for its rate: it was not executed, so it may always be retried.
+
+    Alibaba Cloud gateways answer HTTP 429 ``Rejected.Throttling`` and also HTTP 400
+    ``Throttling``, ``Throttling.User``, ``Throttling.Api`` (any code starting ``Throttling``),
+    often without ``x-acs-retry-after`` (docs/FIDELITY.md).
+    """
+    return status == 429 or code == "Rejected.Throttling" or code.startswith("Throttling")
 
 
 class KmsUnavailable(ExecutionError):
@@ -192,7 +226,8 @@ class KeyInfo:
     origin: str
     protection_level: str
     instance_id: str
-    primary_key_version: str
+    # No PrimaryKeyVersion: DescribeKey documents it for symmetric keys only; asymmetric calls
+    # take their KeyVersionId from ListKeyVersions (KmsGateway.key_version_id).
     material_expire_time: datetime | None
     delete_date: datetime | None
     creation_date: datetime | None
@@ -228,33 +263,52 @@ class SecretValue:
 
 
 class RequestBudget:
-    """Token buckets for key-management reads and writes, shared by every thread of a run.
+    """Token buckets, one per KMS quota class, shared by every thread of a run.
 
     Blocks (through the injected ``sleep``) until a token is free, so a fleet of any size stays
-    under the configured rates. Defaults are half the documented quotas (50 read, 30 write QPS),
-    which production traffic shares. The burst is half a second's worth: the server's window
-    allows a whole second, and the difference absorbs network jitter that bunches requests
-    up on arrival, so a budget equal to the quota still never trips throttling.
+    under the configured rates. Defaults are half the documented quotas (50 read, 300
+    ListResourceTags, 30 write, 10 CreateKey, 200 asymmetric crypto QPS), which production
+    traffic shares. The burst is half a second's worth: the server's window allows a whole
+    second, and the difference absorbs network jitter that bunches requests up on arrival, so a
+    budget equal to the quota still never trips throttling.
     """
 
     BURST_SECONDS = 0.5
 
     def __init__(
         self,
-        read_qps: float = 25.0,
-        write_qps: float = 15.0,
+        read_qps: float = DOCUMENTED_QPS["read"] / 2,
+        write_qps: float = DOCUMENTED_QPS["write"] / 2,
         *,
+        create_qps: float = DOCUMENTED_QPS["create"] / 2,
+        crypto_qps: float = DOCUMENTED_QPS["crypto"] / 2,
+        tags_qps: float = DOCUMENTED_QPS["tags"] / 2,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._rates = {"read": float(read_qps), "write": float(write_qps)}
+        self._rates = {
+            "read": float(read_qps),
+            "write": float(write_qps),
+            "create": float(create_qps),
+            "crypto": float(crypto_qps),
+            "tags": float(tags_qps),
+        }
         self._monotonic = monotonic
         self._sleep = sleep
-        self._next: dict[str, float] = {"read": float("-inf"), "write": float("-inf")}
+        self._next: dict[str, float] = dict.fromkeys(self._rates, float("-inf"))
         self._lock = threading.Lock()
 
+    @classmethod
+    def flat(cls, qps: float, **kwargs: Any) -> RequestBudget:
+        """The same rate for every class (tests and drills against aliyun-local)."""
+        rates = dict.fromkeys(("create_qps", "crypto_qps", "tags_qps"), qps)
+        return cls(qps, qps, **rates, **kwargs)
+
+    def rate(self, kind: str) -> float:
+        return self._rates[kind]
+
     def spend(self, action: str) -> None:
-        kind = "read" if action in READ_ACTIONS else "write" if action in WRITE_ACTIONS else None
+        kind = _QUOTA_CLASS_OF.get(action)
         if kind is None:
             return
         interval = 1.0 / self._rates[kind]
@@ -300,6 +354,9 @@ class KmsGateway:
         self._sleep = sleep
         self._rng = rng or secrets.SystemRandom()  # jitter only; the OS RNG costs nothing here
         self._clock_offset: float | None = None
+        # key id -> KeyVersionId. Versions of an imported asymmetric key never change (it cannot
+        # be rotated), so one ListKeyVersions per key serves every later call.
+        self._versions: dict[str, str] = {}
         self.stats: dict[str, int] = {"calls": 0, "retries": 0, "throttled": 0}
         self._stats_lock = threading.Lock()
 
@@ -315,6 +372,7 @@ class KmsGateway:
             rng=self._rng,
         )
         other._clock_offset = self._clock_offset
+        other._versions = self._versions
         return other
 
     # -- the clock --
@@ -362,12 +420,13 @@ class KmsGateway:
                 error = _api_error(action, exc)
                 if error.code == "InvalidTimeStamp.Expired":
                     raise ClockSkewError(action) from None
-                if error.code == "Rejected.Throttling":
+                if error.throttled:
+                    # Throttled calls were not executed: retry any action, CreateKey included.
                     with self._stats_lock:
                         self.stats["throttled"] += 1
-                if not error.retryable:
+                elif not error.retryable:
                     raise error from None
-                if action in NOT_IDEMPOTENT and error.code != "Rejected.Throttling":
+                elif action in NOT_IDEMPOTENT:
                     raise error from None  # a 5xx may have done the work: never do it twice
                 delay = self._backoff(attempt)
             except Exception as exc:  # transport: refused, reset, timeout, non-JSON body
@@ -422,8 +481,29 @@ class KmsGateway:
             description=description,
             tags=json.dumps([{"TagKey": k, "TagValue": v} for k, v in tags.items()]),
         )
+        check_tags(tags)
         r = self._call("CreateKey", self._client.create_key_with_options, request)
         return _key_info(r.body.key_metadata, r.body.request_id)
+
+    def instance_protection_level(self, instance_id: str) -> str | None:
+        """SOFTWARE or HSM for a KMS instance, from GetKmsInstance's ``ProductVersion``; None
+        when KMS does not say in a form we know (docs/FIDELITY.md: its values are documented
+        for ROS only -- software, hardware, software-small, hardware-small).
+
+        Raises ``KmsApiError`` (``Forbidden.ResourceNotFound`` for an unknown instance).
+        """
+        r = self._call(
+            "GetKmsInstance",
+            self._client.get_kms_instance_with_options,
+            km.GetKmsInstanceRequest(kms_instance_id=instance_id),
+        )
+        instance = r.body.kms_instance
+        version = str(getattr(instance, "product_version", "") or "").lower()
+        if version.startswith("hardware"):
+            return "HSM"
+        if version.startswith("software"):
+            return "SOFTWARE"
+        return None
 
     def list_keys(
         self, *, filters: list[dict[str, Any]] | None = None, max_keys: int = 100_000
@@ -453,6 +533,7 @@ class KmsGateway:
         return {t.tag_key: t.tag_value or "" for t in tags}
 
     def tag_key(self, key_id: str, tags: dict[str, str]) -> None:
+        check_tags(tags)  # refused here, with KMS's rule, before the call
         payload = json.dumps([{"TagKey": k, "TagValue": v} for k, v in tags.items()])
         self._call(
             "TagResource",
@@ -505,6 +586,32 @@ class KmsGateway:
         return r.body.request_id or ""
 
     # -- public key and canaries --
+
+    def key_version_id(self, key_id: str) -> str:
+        """The ``KeyVersionId`` that GetPublicKey and the asymmetric calls need.
+
+        DescribeKey's ``PrimaryKeyVersion`` is documented for symmetric keys only, so it comes
+        from ListKeyVersions, once per key: an imported asymmetric key has one version and
+        cannot be rotated. Raises ``ExecutionError`` when KMS lists no version.
+        """
+        cached = self._versions.get(key_id)
+        if cached:
+            return cached
+        r = self._call(
+            "ListKeyVersions",
+            self._client.list_key_versions_with_options,
+            km.ListKeyVersionsRequest(key_id=key_id, page_number=1, page_size=100),
+        )
+        listed = r.body.key_versions.key_version if r.body.key_versions else None
+        versions = [v for v in listed or [] if v.key_version_id]
+        if not versions:
+            raise ExecutionError(f"KMS lists no key version for {key_id}")
+        # Should KMS ever list more than one, the newest is the one in use.
+        newest = max(versions, key=lambda v: (v.creation_date or "", v.key_version_id))
+        if len(self._versions) >= _MAX_CACHED_VERSIONS:
+            self._versions.clear()
+        self._versions[key_id] = newest.key_version_id
+        return newest.key_version_id
 
     def get_public_key(self, key_id: str, version_id: str) -> str:
         """The key's public key, PEM."""
@@ -692,7 +799,6 @@ def _key_info(m: Any, request_id: str | None) -> KeyInfo:
         origin=m.origin or "",
         protection_level=m.protection_level or "",
         instance_id=m.dkmsinstance_id or "",
-        primary_key_version=m.primary_key_version or "",
         material_expire_time=parse_kms_time(m.material_expire_time),
         delete_date=parse_kms_time(m.delete_date),
         creation_date=parse_kms_time(m.creation_date),

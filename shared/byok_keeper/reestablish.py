@@ -10,8 +10,10 @@ Steps (each named in the outcome and, on the CLI, printed as it happens):
    (invariant 4); the lease tag, if any, sets the new expiry.
 5. ``import`` -- GetParametersForImport, wrap, ImportKeyMaterial (a fresh token and one retry
    if the token expired; ``InvalidKeyMaterial`` stops everything: vault and KMS disagree).
-6. ``verify`` -- DescribeKey (state and expiry), GetPublicKey when step 3 did not run, and a
-   canary through KMS.
+6. ``verify`` -- ``verify.check_import``: DescribeKey (state Enabled or Disabled, expiry),
+   and for an Enabled key GetPublicKey when step 3 did not run, and a canary through KMS. A
+   Disabled key may stay Disabled after the import (the agent never enables a key): it is
+   reported ``restored (key stays Disabled)`` with only state and expiry proven.
 
 The material is wiped on every path. Nothing but ImportKeyMaterial changes KMS.
 """
@@ -24,12 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .enroll import import_once
-from .errors import ByokError, ExecutionError, InputError, MaterialMismatch
+from .errors import ByokError, InputError, MaterialMismatch
 from .kms import KeyInfo, KmsApiError, KmsGateway, KmsUnavailable, NoKmsAccess, format_kms_time
 from .lease import Lease
 from .plan import HOLD_TAG, EnvelopeFacts, effective_lease
 from .vault import Vault
-from .verify import canary, kms_fingerprint
+from .verify import NO_CANARY_WHEN_DISABLED, check_import, kms_fingerprint
 
 StepCallback = Callable[[str, str], None]
 
@@ -41,9 +43,6 @@ RESTORED, RENEWED, HELD, SKIPPED, FAILED, DRY_RUN = (
     "failed",
     "dry-run",
 )
-
-
-CONCURRENT_EXPIRY_SLACK = 300  # seconds; see the post-import expiry check
 
 
 @dataclass(frozen=True)
@@ -183,43 +182,30 @@ def reestablish(
         request_ids += import_once(gateway, key, material, expire_unix)
         step("import", f"imported; expiry {format_kms_time(new_expiry) or 'never'}")
 
-        after = gateway.describe_key(key_id)
-        request_ids.append(after.request_id)
-        expected_state = "Disabled" if key.key_state == "Disabled" else "Enabled"
-        if after.key_state != expected_state:
-            raise ExecutionError(
-                f"{key_id} is {after.key_state} after import; expected {expected_state}"
-            )
-        actual_expiry = (
-            int(after.material_expire_time.timestamp()) if after.material_expire_time else 0
+        check = check_import(
+            gateway,
+            key_id,
+            expire_unix=expire_unix,
+            fingerprint_sealed=fingerprint,
+            public_key_der=material.public_key_der,
+            identity_checked=checked_identity,
         )
-        # Another run (a second sweep, an on-call reimport) may import the same material
-        # between our import and this check, with an expiry it computed a moment before or
-        # after ours: accept any expiry from CONCURRENT_EXPIRY_SLACK before ours onwards (or
-        # never). Anything earlier means KMS did not apply the expiry: fail loudly.
-        expiry_ok = actual_expiry == 0 or (
-            expire_unix != 0 and actual_expiry >= expire_unix - CONCURRENT_EXPIRY_SLACK
-        )
-        if not expiry_ok:
-            raise ExecutionError(
-                f"{key_id} reports expiry "
-                f"{format_kms_time(after.material_expire_time) or 'never'}, "
-                f"imported with {format_kms_time(new_expiry) or 'never'}"
+        request_ids.append(check.key.request_id)
+        key = check.key
+        step("verify", check.proof if check.canary else NO_CANARY_WHEN_DISABLED)
+        outcome = RENEWED if decision == "RENEW" else RESTORED
+        if check.stays_disabled:
+            reason = (
+                f"{outcome} (key stays Disabled): identical material imported; only state and "
+                "expiry verified (KMS shows no public key and runs no canary for a Disabled key)"
             )
-        proof = "state and expiry"
-        if after.key_state == "Enabled":
-            if not checked_identity:
-                actual = kms_fingerprint(gateway, after)
-                if actual != fingerprint:
-                    raise MaterialMismatch(key_id, "KMS after import", fingerprint, actual)
-            proof = canary(gateway, after, material.public_key_der)
-        step("verify", proof)
-        key = after
+        else:
+            reason = f"identical material imported; verified ({check.proof})"
         return done(
-            RENEWED if decision == "RENEW" else RESTORED,
-            f"identical material imported; verified ({proof})",
-            new_expiry=after.material_expire_time if actual_expiry else None,
-            canary=proof,
+            outcome,
+            reason,
+            new_expiry=key.material_expire_time,
+            canary=check.canary,
         )
     except _Stop as stop:
         shown = {HELD: "HOLD", SKIPPED: "SKIP"}[stop.outcome]
@@ -237,7 +223,10 @@ def reestablish(
         return done(FAILED, str(exc), error_code="MaterialMismatch", alert=True)
     except KmsApiError as exc:
         request_ids.append(exc.request_id)
-        return done(FAILED, str(exc), error_code=exc.code)
+        # KMS refusing the import of material that matched the envelope (a code other than
+        # InvalidKeyMaterial, which is a mismatch above) is worth a human's look.
+        refused = exc.action == "ImportKeyMaterial" and not exc.retryable
+        return done(FAILED, str(exc), error_code=exc.code, alert=refused)
     except KmsUnavailable as exc:
         return done(FAILED, str(exc), error_code="Unavailable")
     except NoKmsAccess:

@@ -10,6 +10,9 @@
 | output            | --output            | BYOK_OUTPUT              | output            |
 | read budget (QPS) | --read-qps          | BYOK_READ_QPS            | read_qps          |
 | write budget      | --write-qps         | BYOK_WRITE_QPS           | write_qps         |
+| CreateKey budget  |                     | BYOK_CREATE_QPS          | create_qps        |
+| crypto budget     |                     | BYOK_CRYPTO_QPS          | crypto_qps        |
+| tag-read budget   |                     | BYOK_TAGS_QPS            | tags_qps          |
 | renew window      | --renew-before      | BYOK_RENEW_BEFORE        | renew_before      |
 | audit file        | --audit-file        | BYOK_AUDIT_FILE          | audit_file        |
 | concurrency       | --concurrency       | BYOK_CONCURRENCY         | concurrency       |
@@ -52,6 +55,9 @@ ENV = {
     "output": "BYOK_OUTPUT",
     "read_qps": "BYOK_READ_QPS",
     "write_qps": "BYOK_WRITE_QPS",
+    "create_qps": "BYOK_CREATE_QPS",
+    "crypto_qps": "BYOK_CRYPTO_QPS",
+    "tags_qps": "BYOK_TAGS_QPS",
     "renew_before": "BYOK_RENEW_BEFORE",
     "audit_file": "BYOK_AUDIT_FILE",
     "concurrency": "BYOK_CONCURRENCY",
@@ -75,8 +81,13 @@ class Settings:
     seal_key_file: str | None = None
     seal_kms_key_id: str | None = None
     output: str = "table"
+    # Request budgets: half of each documented quota (kms.DOCUMENTED_QPS), which production
+    # traffic shares.
     read_qps: float = 25.0
     write_qps: float = 15.0
+    create_qps: float = 5.0
+    crypto_qps: float = 100.0
+    tags_qps: float = 150.0
     renew_before: str = "7d"
     audit_file: str | None = None
     concurrency: int = 8
@@ -97,7 +108,7 @@ class Settings:
 def _coerce(name: str, value: Any) -> Any:
     if value is None or value == "":
         return None
-    if name in ("read_qps", "write_qps", "kms_timeout"):
+    if name in ("read_qps", "write_qps", "create_qps", "crypto_qps", "tags_qps", "kms_timeout"):
         try:
             number = float(value)
         except (TypeError, ValueError):

@@ -97,14 +97,14 @@ _RSA_ENCRYPT = ("RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1")
 _BOTH_LEVELS = (SOFTWARE, HSM)
 
 
-def _rsa(bits: int) -> KeySpec:
+def _rsa(bits: int, levels: tuple[str, ...] = _BOTH_LEVELS) -> KeySpec:
     return KeySpec(
         name=f"RSA_{bits}",
         family="RSA",
         rsa_bits=bits,
         curve=None,
         usages=(ENCRYPT_DECRYPT, SIGN_VERIFY),
-        protection_levels=_BOTH_LEVELS,
+        protection_levels=levels,
         wrapping_algorithm=RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD,
         material_encoding=PKCS8_DER,
         sign_algorithms=_RSA_SIGN,
@@ -130,9 +130,11 @@ def _ec(name: str, curve: str) -> KeySpec:
 KEY_SPECS: dict[str, KeySpec] = {
     s.name: s
     for s in (
+        # The seed page: software-protected keys take RSA_2048, RSA_3072, EC_P256, EC_P256K;
+        # hardware-protected keys add RSA_4096 (and EC_SM2, as its Java sample shows).
         _rsa(2048),
         _rsa(3072),
-        _rsa(4096),
+        _rsa(4096, (HSM,)),
         _ec("EC_P256", "P-256"),
         _ec("EC_P256K", "secp256k1"),
         # SM2 lives only on hardware instances and is wrapped with SM2 itself.
@@ -156,6 +158,11 @@ SPECS_BY_PROTECTION_LEVEL: dict[str, tuple[str, ...]] = {
     level: tuple(s.name for s in KEY_SPECS.values() if level in s.protection_levels)
     for level in PROTECTION_LEVELS
 }
+
+# Specs only a hardware (HSM) instance takes.
+HARDWARE_ONLY: frozenset[str] = frozenset(
+    s.name for s in KEY_SPECS.values() if SOFTWARE not in s.protection_levels
+)
 
 
 def key_spec(name: str) -> KeySpec:

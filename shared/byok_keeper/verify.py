@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from . import sm2
 from .errors import ExecutionError, MaterialMismatch
-from .kms import KeyInfo, KmsGateway
+from .kms import KeyInfo, KmsGateway, format_kms_time
 from .material import fingerprint, public_key_der_from
 from .specs import ENCRYPT_DECRYPT, key_spec
 from .vault import Vault
@@ -32,6 +33,73 @@ class CanaryFailed(ExecutionError):
         super().__init__(f"canary failed for {key_id}: {what}")
 
 
+# Another run (a second sweep, an on-call reimport) may import the same material between our
+# import and the check after it, with an expiry it computed a moment before or after ours.
+CONCURRENT_EXPIRY_SLACK = 300  # seconds
+# What a key may be after an import: KMS does not say whether a Disabled key comes back Enabled
+# or stays Disabled (docs/FIDELITY.md), and byok-keeper never enables or disables a key.
+STATES_AFTER_IMPORT = ("Enabled", "Disabled")
+NO_CANARY_WHEN_DISABLED = (
+    "key stays Disabled: KMS shows no public key and runs no canary for a Disabled key, so only "
+    "its state and expiry are proven"
+)
+
+
+@dataclass(frozen=True)
+class ImportCheck:
+    """What the check after an import proved."""
+
+    key: KeyInfo  # DescribeKey after the import
+    proof: str  # e.g. "sign ECDSA_SHA_256", or "state and expiry" for a Disabled key
+    canary: str  # "" when no canary could run (a Disabled key)
+
+    @property
+    def stays_disabled(self) -> bool:
+        return self.key.key_state == "Disabled"
+
+
+def check_import(
+    gateway: KmsGateway,
+    key_id: str,
+    *,
+    expire_unix: int,
+    fingerprint_sealed: str,
+    public_key_der: bytes,
+    identity_checked: bool = False,
+) -> ImportCheck:
+    """After ImportKeyMaterial: state, expiry, public key and a canary -- the one rule for
+    enrollment and re-establishment.
+
+    * state: Enabled, or Disabled (a disabled key may stay Disabled; the agent never enables);
+    * expiry: never, or no earlier than ``CONCURRENT_EXPIRY_SLACK`` before ours -- anything
+      earlier means KMS did not apply it;
+    * an Enabled key: GetPublicKey must match ``fingerprint_sealed`` (unless the caller proved
+      it this run, ``identity_checked``) and the canary must pass.
+
+    Raises ``ExecutionError``, ``MaterialMismatch`` or ``CanaryFailed``.
+    """
+    after = gateway.describe_key(key_id)
+    if after.key_state not in STATES_AFTER_IMPORT:
+        raise ExecutionError(
+            f"{key_id} is {after.key_state} after import; expected Enabled (or Disabled)"
+        )
+    actual = int(after.material_expire_time.timestamp()) if after.material_expire_time else 0
+    if not (actual == 0 or (expire_unix != 0 and actual >= expire_unix - CONCURRENT_EXPIRY_SLACK)):
+        shown = format_kms_time(after.material_expire_time) or "never"
+        wanted = "never"
+        if expire_unix:
+            wanted = format_kms_time(datetime.fromtimestamp(expire_unix, tz=timezone.utc))
+        raise ExecutionError(f"{key_id} reports material expiry {shown}, imported with {wanted}")
+    if after.key_state == "Disabled":
+        return ImportCheck(after, "state and expiry", "")
+    if not identity_checked:
+        seen = kms_fingerprint(gateway, after)
+        if seen != fingerprint_sealed:
+            raise MaterialMismatch(key_id, "KMS after import", fingerprint_sealed, seen)
+    proof = canary(gateway, after, public_key_der)
+    return ImportCheck(after, proof, proof)
+
+
 @dataclass(frozen=True)
 class Verification:
     key_id: str
@@ -43,14 +111,14 @@ class Verification:
 def kms_fingerprint(gateway: KmsGateway, key: KeyInfo) -> str:
     """SHA-256 of the key's public key as KMS reports it (needs an Enabled key)."""
     return fingerprint(
-        public_key_der_from(gateway.get_public_key(key.key_id, key.primary_key_version))
+        public_key_der_from(gateway.get_public_key(key.key_id, gateway.key_version_id(key.key_id)))
     )
 
 
 def canary(gateway: KmsGateway, key: KeyInfo, public_key_der: bytes) -> str:
     """Prove KMS can use the private half of ``public_key_der``. Raises ``CanaryFailed``."""
     spec = key_spec(key.key_spec)
-    version = key.primary_key_version
+    version = gateway.key_version_id(key.key_id)
     if key.key_usage == ENCRYPT_DECRYPT:
         secret = os.urandom(32)
         if spec.curve == "SM2":

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from aliyun_local.server import LocalServer
+from byok_keeper.specs import HARDWARE_ONLY
 
 BIN = Path(sys.executable).parent
 
 
-INSTANCE = {"EC_SM2": "kst-local-hardware"}
+INSTANCE = dict.fromkeys(HARDWARE_ONLY, "kst-local-hardware")
 
 
 def enroll_args(spec: str = "EC_P256", instance: str | None = None) -> tuple[str, ...]:
@@ -49,8 +50,8 @@ def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def served():
-    with LocalServer() as server:
+def served(kms_profile):
+    with LocalServer(profile=kms_profile) as server:
         yield server
 
 

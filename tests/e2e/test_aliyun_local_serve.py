@@ -127,3 +127,25 @@ def test_seed_state_loads_a_state_file_but_never_writes_it(tmp_path):
     both = subprocess.run([SCRIPT, "serve", "--state", "a", "--seed-state", "b"],
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_profile_and_set_choose_the_undocumented_answers():
+    served = serve_subprocess("--profile", "strict", "--set", "disabled_key_after_import=Enabled")
+    try:
+        shown = served.info["settings"]
+        assert shown["profile"] == "strict"
+        assert shown["overrides"] == ["disabled_key_after_import"]
+        assert shown["disabled_key_after_import"] == "Enabled"
+        assert shown["hardware_accepts_asymmetric_import"] is False
+        assert served.admin("settings") == shown  # the admin API shows what is in force
+    finally:
+        assert stop_served(served)[0] == 0
+
+
+def test_a_bad_setting_exits_2_with_one_line():
+    for args in (["--set", "nonsense=1"], ["--set", "max_tags_per_key=7"], ["--profile", "lax"]):
+        out = subprocess.run(
+            [SCRIPT, "serve", "--port", "0", *args], capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == 2, args
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
+from tests.conftest import importable_spec
 from tests.e2e.conftest import enroll_cli, run_cli
+
+# Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
+pytestmark = pytest.mark.every_profile
 
 
 def _decisions(env):
@@ -93,17 +98,66 @@ def test_reimport_prints_steps_and_respects_holds(cli_env, served, tmp_path):
 
 
 def test_verify_and_status(cli_env, served):
-    key = enroll_cli(cli_env, "EC_SM2")["key_id"]
+    spec = importable_spec(served, "EC_SM2")  # EC_P256K where hardware refuses imports
+    key = enroll_cli(cli_env, spec)["key_id"]
     out = run_cli("verify", "--output", "json", env=cli_env)
     assert out.returncode == 0, out.stderr
     (result,) = json.loads(out.stdout)["results"]
-    assert result["result"] == "verified" and "SM2DSA" in result["detail"]
+    algorithm = {"EC_SM2": "SM2DSA", "EC_P256K": "ECDSA_SHA_256"}[spec]
+    assert result["result"] == "verified" and algorithm in result["detail"]
     status = run_cli("status", key, env=cli_env)
     assert status.returncode == 0 and "envelope.fingerprint" in status.stdout
 
 
 @pytest.mark.slow
-def test_demo_passes(cli_env):
-    out = run_cli("demo", env=cli_env, timeout=180)
+def test_demo_passes(kms_profile):
+    if kms_profile != "default":
+        pytest.skip("the demo runs its own emulator, with the default profile")
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    out = run_cli("demo", env=env, timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "a second sweep had nothing to do" in out.stdout
+
+
+THROTTLING_400 = ("Throttling.User", "Throttling", "Throttling.Api")
+EVERY_CALL = ("DescribeKey", "CreateKey", "GetKmsInstance", "ListKeyVersions", "GetPublicKey",
+              "GetParametersForImport", "ImportKeyMaterial", "ListResourceTags", "TagResource",
+              "UntagResource", "AsymmetricSign", "ListKeys")  # fmt: skip
+
+
+def test_enroll_sweep_verify_reimport_and_hold_survive_throttling_on_every_call(cli_env, served):
+    """Against a KMS that omits PrimaryKeyVersion, enforces the tag rules and throttles each
+    call once with HTTP 400 and no retry hint, every command still succeeds."""
+
+    def throttle_every_call_once():
+        served.set_faults(fail_next={
+            a: THROTTLING_400[i % len(THROTTLING_400)] for i, a in enumerate(EVERY_CALL)
+        })  # fmt: skip
+
+    throttle_every_call_once()
+    key = enroll_cli(cli_env, "EC_P256", lease="1h")["key_id"]
+    served.emulator.kms.delete_key_material(key)
+    for args in (
+        ("sweep",),
+        ("verify", key),
+        ("reimport", key, "--reason", "INC-1"),
+        ("hold", key, "--reason", "INC-2 kill switch"),
+        ("release", key),
+    ):
+        if args[0] == "reimport":
+            served.emulator.kms.delete_key_material(key)
+        throttle_every_call_once()
+        out = run_cli(*args, "--output", "json", env=cli_env)
+        assert out.returncode == 0, (args, out.stderr[-1500:])
+    throttled = [c for c in served.calls() if (c["code"] or "").startswith("Throttling")]
+    assert {c["status"] for c in throttled} == {400} and len(throttled) >= 15
+    assert served.key_view(key)["state"] == "Enabled"
+    assert served.key_view(key)["import_count"] == 3  # enroll, sweep, reimport: no more
+
+
+def test_hold_reason_that_breaks_the_tag_rule_is_refused_before_any_call(cli_env, served):
+    served.emulator.calls.clear()
+    out = run_cli("hold", "key-abc", "--reason", "INC-1, compromised", env=cli_env)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "tag rule" in out.stderr and "@" in out.stderr
+    assert served.calls() == []

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from byok_keeper.material import load_private_key
-from tests.conftest import ALL_SPECS
+from tests.conftest import ALL_SPECS, hardware_refused
 from tests.e2e.conftest import enroll_args, run_cli
+
+# Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
+pytestmark = pytest.mark.every_profile
 
 
 def _secret_forms(pem: bytes) -> list[str]:
@@ -33,7 +36,9 @@ def _assert_no_leak(forms: list[str], *texts: str) -> None:
 
 @pytest.mark.openssl
 @pytest.mark.parametrize("spec", ALL_SPECS)
-def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path, served):
+def test_enroll_openssl_key_of_every_spec(
+    spec, cli_env, openssl_keys, tmp_path, served, kms_profile
+):
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(openssl_keys[spec])
     out = run_cli(
@@ -46,6 +51,13 @@ def test_enroll_openssl_key_of_every_spec(spec, cli_env, openssl_keys, tmp_path,
         "json",
         env=cli_env,
     )
+    if hardware_refused(kms_profile, spec):
+        # KMS's refusal, reported in one line before anything is sealed.
+        assert out.returncode == 2, out.stderr
+        (line,) = [x for x in out.stderr.splitlines() if x.startswith("byok-keeper: error")]
+        assert "refuses imported" in line and "Traceback" not in out.stderr
+        assert not list((tmp_path / "vault").glob("*.json"))
+        return
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert set(result) >= {"key_id", "fingerprint", "material_expire_time"}

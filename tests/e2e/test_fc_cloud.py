@@ -20,6 +20,7 @@ from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
+from byok_keeper.specs import HARDWARE_ONLY
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.e2e.conftest import run_cli
@@ -139,7 +140,7 @@ def test_timer_fans_out_and_reimport_restores_keys_and_failures_reach_on_failure
     gateway = make_gateway(served, ENROLL)
     keys = {}
     for spec, lease in (("RSA_2048", "30d"), ("EC_P256", "1h"), ("EC_SM2", "30d")):
-        instance = "kst-local-hardware" if spec == "EC_SM2" else "kst-local-software"
+        instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
         result = enroll(
             gateway,
             vault,

@@ -11,6 +11,7 @@ from alibabacloud_tea_openapi.models import Config
 
 from aliyun_local.server import LocalServer
 from byok_keeper.material import PrivateKeyMaterial
+from byok_keeper.specs import HARDWARE_ONLY
 from byok_keeper.wrapping import wrap_key_material
 
 # The SDK sends through proxies even for loopback addresses.
@@ -33,9 +34,9 @@ def make_client(server: LocalServer, **overrides) -> Client:
 
 
 @pytest.fixture(scope="module")
-def emulator():
-    """One emulator per test module (state is reset before each test by ``kms``)."""
-    with LocalServer() as server:
+def emulator(kms_profile):
+    """One emulator per test module and profile (state is reset before each test by ``kms``)."""
+    with LocalServer(profile=kms_profile) as server:
         yield server
 
 
@@ -49,7 +50,7 @@ def create_external_key(
     client: Client, spec: str, usage: str = "SIGN/VERIFY", instance: str | None = None
 ) -> str:
     if instance is None:
-        instance = "kst-local-hardware" if spec == "EC_SM2" else "kst-local-software"
+        instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
     response = client.create_key(
         kms_models.CreateKeyRequest(
             key_spec=spec, key_usage=usage, origin="EXTERNAL", dkmsinstance_id=instance
@@ -86,6 +87,14 @@ def describe(client: Client, key_id: str) -> kms_models.DescribeKeyResponseBodyK
     return client.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
 
 
+def key_version(client: Client, key_id: str) -> str:
+    """The KeyVersionId of an asymmetric key, from ListKeyVersions (DescribeKey documents
+    PrimaryKeyVersion for symmetric keys only)."""
+    body = client.list_key_versions(kms_models.ListKeyVersionsRequest(key_id=key_id)).body
+    (version,) = body.key_versions.key_version
+    return version.key_version_id
+
+
 def make_gateway(server: LocalServer, allowlist, *, read_timeout_ms: int = 30_000, **kwargs):
     """Our KMS gateway on the real SDK, pointed at the emulator (no sleeping in retries)."""
     from byok_keeper.kms import KmsGateway, RequestBudget, build_client, static_credential
@@ -101,7 +110,7 @@ def make_gateway(server: LocalServer, allowlist, *, read_timeout_ms: int = 30_00
     return KmsGateway(client, allowlist, region=server.region, **kwargs)
 
 
-INSTANCE = {"EC_SM2": "kst-local-hardware"}
+INSTANCE = dict.fromkeys(HARDWARE_ONLY, "kst-local-hardware")
 
 
 def build_world(server: LocalServer, directory, **gateway_kwargs):
@@ -124,12 +133,17 @@ def create_request(spec="EC_P256", usage="SIGN/VERIFY"):
 
 
 def enroll_key(world, spec="EC_P256", lease="30d", usage="SIGN/VERIFY"):
-    """Enroll a freshly generated key on a new EXTERNAL key; return (key id, material)."""
+    """Enroll a freshly generated key on a new EXTERNAL key; return (key id, material).
+
+    Under a profile whose hardware instance refuses imported material, a hardware-only spec
+    is replaced by its software stand-in (tests.conftest.SOFTWARE_STAND_IN)."""
     from byok_keeper.enroll import enroll
     from byok_keeper.lease import parse_lease
     from byok_keeper.material import generate_material
+    from tests.conftest import importable_spec
 
-    _server, vault, enroller, _ = world
+    server, vault, enroller, _ = world
+    spec = importable_spec(server, spec)
     material = generate_material(spec)
     result = enroll(
         enroller,

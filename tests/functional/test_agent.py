@@ -16,6 +16,9 @@ from byok_keeper.reestablish import reestablish
 from byok_keeper.sweep import run_sweep
 from tests.functional.conftest import build_world, enroll_key
 
+# Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
+pytestmark = pytest.mark.every_profile
+
 
 @pytest.fixture
 def world(emulator, kms, tmp_path):

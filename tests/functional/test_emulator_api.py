@@ -26,7 +26,13 @@ from darabonba.runtime import RuntimeOptions
 from aliyun_local.server import LocalServer
 from byok_keeper import sm2
 from byok_keeper.material import load_private_key
-from tests.functional.conftest import create_external_key, describe, import_material, make_client
+from tests.functional.conftest import (
+    create_external_key,
+    describe,
+    import_material,
+    key_version,
+    make_client,
+)
 
 
 def _admin(server, method, path, body=None):
@@ -44,7 +50,7 @@ def _imported(kms, target_keys, spec, usage="SIGN/VERIFY"):
     key_id = create_external_key(kms, spec, usage=usage)
     material = load_private_key(target_keys[spec], key_spec=spec)
     import_material(kms, key_id, material)
-    return key_id, describe(kms, key_id).primary_key_version, material
+    return key_id, key_version(kms, key_id), material
 
 
 # ---- real signatures and ciphertexts --------------------------------------------------------

@@ -14,7 +14,7 @@ from byok_keeper.material import load_private_key
 from byok_keeper.specs import RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD as RSA_ALG
 from byok_keeper.wrapping import wrap_key_material
 from tests.conftest import ALL_SPECS
-from tests.functional.conftest import create_external_key, describe, import_material
+from tests.functional.conftest import create_external_key, describe, import_material, key_version
 
 
 def _err(excinfo) -> tuple[str, int]:
@@ -217,7 +217,7 @@ def test_expired_material_puts_the_key_in_pending_import(kms, emulator, target_k
     key_id = create_external_key(kms, "EC_P256")
     material = load_private_key(target_keys["EC_P256"])
     import_material(kms, key_id, material, expire_unix=int(emulator.now()) + 100)
-    version = describe(kms, key_id).primary_key_version
+    version = key_version(kms, key_id)
     emulator.advance_clock(101)
     meta = describe(kms, key_id)
     assert (meta.key_state, meta.material_expire_time) == ("PendingImport", "")
@@ -240,7 +240,7 @@ def test_disabled_key_refuses_crypto_and_stays_disabled_after_import(kms, target
     material = load_private_key(target_keys["EC_P256"])
     import_material(kms, key_id, material)
     kms.disable_key(km.DisableKeyRequest(key_id=key_id))
-    version = describe(kms, key_id).primary_key_version
+    version = key_version(kms, key_id)
     with pytest.raises(ClientException) as exc:
         kms.get_public_key(km.GetPublicKeyRequest(key_id=key_id, key_version_id=version))
     assert _err(exc) == ("Rejected.Disabled", 409)

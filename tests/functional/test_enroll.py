@@ -16,9 +16,10 @@ from byok_keeper.errors import InputError, MaterialMismatch
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material, load_private_key
+from byok_keeper.specs import HARDWARE_ONLY
 from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
-from tests.conftest import ALL_SPECS
+from tests.conftest import ALL_SPECS, hardware_refused
 from tests.functional.conftest import (
     create_external_key,
     create_request,
@@ -26,8 +27,11 @@ from tests.functional.conftest import (
     make_gateway,
 )
 
+# Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
+pytestmark = pytest.mark.every_profile
+
 STEPS = ("validate", "create", "seal", "import", "verify", "record", "tag")
-INSTANCE = {"EC_SM2": "kst-local-hardware"}
+INSTANCE = dict.fromkeys(HARDWARE_ONLY, "kst-local-hardware")
 
 
 class Crash(BaseException):
@@ -51,8 +55,13 @@ def _kms_tags(kms, key_id):
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS)
-def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec):
+def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec, kms_profile):
     material = generate_material(spec)
+    if hardware_refused(kms_profile, spec):
+        with pytest.raises(InputError, match="refuses imported"):
+            enroll(gateway, vault, material, lease=parse_lease("30d"), create=create_request(spec))
+        assert vault.inventory() == []  # nothing sealed for a key KMS will not take
+        return
     result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=create_request(spec))
     assert (result.created, result.key_state, result.key_spec) == (True, "Enabled", spec)
     view = emulator.key_view(result.key_id)

@@ -18,6 +18,9 @@ from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import fc_context, make_gateway, skew_local_clock
 
+# Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
+pytestmark = pytest.mark.every_profile
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 

@@ -10,7 +10,7 @@ import pytest
 from alibabacloud_kms20160120 import models as km
 
 from tests.conftest import openssl
-from tests.functional.conftest import create_external_key, describe
+from tests.functional.conftest import create_external_key, describe, key_version
 
 pytestmark = pytest.mark.openssl
 
@@ -104,7 +104,7 @@ def test_seed_openssl_pipeline_imports_and_kms_signs_for_openssl(kms, tmp_path, 
     signature = kms.asymmetric_sign(
         km.AsymmetricSignRequest(
             key_id=key_id,
-            key_version_id=meta.primary_key_version,
+            key_version_id=key_version(kms, key_id),
             algorithm="RSA_PKCS1_SHA_256",
             digest=base64.b64encode(hashlib.sha256(message).digest()).decode(),
         )

@@ -38,7 +38,6 @@ def key(state="Enabled", expires=None, origin="EXTERNAL", spec="RSA_2048", delet
         origin,
         "SOFTWARE",
         "kst-1",
-        "v1",
         expires,
         delete,
         NOW,

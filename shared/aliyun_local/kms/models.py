@@ -67,29 +67,131 @@ _CIPHERTEXT_MAGIC = b"ALK1"
 RSA_WRAPPING = "RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD"
 
 
-@dataclass
-class Settings:
-    """Behaviours the documentation leaves open; settable through ``/_local/settings``."""
+@dataclass(frozen=True)
+class Setting:
+    """One behaviour the documentation leaves open (or where sources disagree): every answer
+    aliyun-local can give, the default one and the one the ``strict`` profile picks."""
 
-    # Docs disagree on whether hardware instances accept asymmetric import.
-    hardware_accepts_asymmetric_import: bool = True
-    # Docs say 10 or 20 tags per key.
-    max_tags_per_key: int = 20
+    name: str
+    values: tuple[Any, ...]
+    default: Any
+    strict: Any
+    why: str
+
+
+# Each row is in docs/FIDELITY.md with its source; tests run the agent under each value.
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting(
+            "primary_key_version",
+            ("absent", "present"),
+            "absent",
+            "absent",
+            "DescribeKey documents PrimaryKeyVersion for symmetric keys only",
+        ),
+        Setting(
+            "disabled_key_after_import",
+            ("Disabled", "Enabled"),
+            "Disabled",
+            "Disabled",
+            "undocumented whether a Disabled key stays Disabled after a re-import",
+        ),
+        Setting(
+            "hardware_accepts_asymmetric_import",
+            (True, False),
+            True,
+            False,
+            "the seed imports into hardware instances; a newer page says they do not",
+        ),
+        Setting(
+            "different_material_error",
+            ("InvalidKeyMaterial", "InvalidParameter", "Rejected.UnsupportedOperation"),
+            "InvalidKeyMaterial",
+            "InvalidParameter",
+            "undocumented: the code for importing other material than the first",
+        ),
+        Setting(
+            "throttling_answer",
+            (
+                "Rejected.Throttling",
+                "Rejected.Throttling/no-retry-after",
+                "Throttling",
+                "Throttling.User",
+                "Throttling.Api",
+            ),
+            "Rejected.Throttling",
+            "Throttling.User",
+            "gateways answer 429 Rejected.Throttling and 400 Throttling* without retry-after",
+        ),
+        Setting(
+            "max_tags_per_key",
+            (20, 10),
+            20,
+            10,
+            "docs say 10 or 20 tags per key (the seed: 20)",
+        ),
+        Setting(
+            "instance_product_version",
+            ("named", "opaque"),
+            "named",
+            "opaque",
+            "GetKmsInstance's ProductVersion values are documented only for ROS "
+            "(software, hardware, ...)",
+        ),
+    )
+}
+PROFILES = ("default", "strict")
+
+
+class Settings:
+    """The answers in force for the undocumented behaviours (``/_local/settings``).
+
+    ``profile("strict")`` picks the most hostile answer of each; ``update`` overrides single
+    settings by name. Attribute access reads the value in force: ``settings.max_tags_per_key``.
+    """
+
+    def __init__(self, profile: str = "default") -> None:
+        self._profile = "default"
+        self._values: dict[str, Any] = {}
+        self.apply_profile(profile)
+
+    def apply_profile(self, profile: str) -> None:
+        if profile not in PROFILES:
+            raise invalid_parameter("profile", f"expected one of {', '.join(PROFILES)}")
+        self._profile = profile
+        self._values = {
+            n: (s.strict if profile == "strict" else s.default) for n, s in SETTINGS.items()
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
 
     def update(self, body: dict[str, Any]) -> None:
+        """Apply ``{"profile": ...}`` first, then each ``name: value``; all or nothing."""
+        body = dict(body)
+        body.pop("overrides", None)  # as to_json shows them; the values themselves follow
+        staged = Settings(body.pop("profile", self._profile))
+        if "profile" not in body and staged._profile == self._profile:
+            staged._values = dict(self._values)
         for name, value in body.items():
-            if name == "hardware_accepts_asymmetric_import" and isinstance(value, bool):
-                self.hardware_accepts_asymmetric_import = value
-            elif name == "max_tags_per_key" and isinstance(value, int) and 1 <= value <= 50:
-                self.max_tags_per_key = value
-            else:
-                raise invalid_parameter("settings", f"unknown setting or bad value: {name}")
+            setting = SETTINGS.get(name)
+            if setting is None or not any(
+                value == v and type(value) is type(v) for v in setting.values
+            ):
+                choices = ", ".join(json.dumps(v) for v in setting.values) if setting else ""
+                why = f"one of {choices}" if setting else "unknown setting"
+                raise invalid_parameter("settings", f"{name}: {why}")
+            staged._values[name] = value
+        self._profile, self._values = staged._profile, staged._values
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "hardware_accepts_asymmetric_import": self.hardware_accepts_asymmetric_import,
-            "max_tags_per_key": self.max_tags_per_key,
-        }
+        base = Settings(self._profile)._values
+        overrides = sorted(n for n, v in self._values.items() if base[n] != v)
+        return {"profile": self._profile, "overrides": overrides, **self._values}
 
 
 @dataclass
@@ -131,8 +233,8 @@ class Key:
             return PENDING_IMPORT
         return DISABLED if self.disabled else ENABLED
 
-    def metadata(self) -> dict[str, str]:
-        return {
+    def metadata(self, settings: Settings) -> dict[str, str]:
+        meta = {
             "Arn": self.arn,
             "AutomaticRotation": "Enabled" if self.automatic_rotation else "Disabled",
             "CreationDate": iso(self.created),
@@ -153,6 +255,9 @@ class Key:
             "ProtectionLevel": self.protection_level,
             "RotationInterval": self.rotation_interval,
         }
+        if self.asymmetric and settings.primary_key_version == "absent":
+            del meta["PrimaryKeyVersion"]  # documented for symmetric keys only
+        return meta
 
     def to_state(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -258,6 +363,10 @@ def _new_version_id() -> str:
     return f"{b[:8]}-{b[8:12]}-{b[12:16]}-{b[16:20]}-{b[20:]}"
 
 
+def _tag_char(c: str) -> bool:
+    return c.isalnum() or c in " /\\_-.+=:@"
+
+
 def _canonical_context(context: dict[str, str] | None) -> bytes:
     if not context:
         return b""
@@ -273,11 +382,14 @@ class KmsBackend:
         account_id: str,
         clock: Clock,
         on_change: Callable[[], None] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.region = region
         self.account_id = account_id
         self.clock = clock
-        self.settings = Settings()
+        # The settings it was started with (a profile and overrides); reset returns to them.
+        self._startup_settings = dict(settings or {})
+        self.settings = self._startup()
         self.instances = dict(DEFAULT_INSTANCES)
         self.keys: dict[str, Key] = {}
         self.tokens: dict[str, ImportToken] = {}
@@ -304,14 +416,20 @@ class KmsBackend:
             self.secrets = {s["name"]: Secret.from_state(s) for s in state.get("secrets", [])}
             self.settings = Settings()
             self.settings.update(state.get("settings", {}))
+            self.settings.update(self._startup_settings)  # the command line wins
 
     def reset(self) -> None:
         with self.lock:
             self.keys.clear()
             self.tokens.clear()
             self.secrets.clear()
-            self.settings = Settings()
+            self.settings = self._startup()
             self.instances = dict(DEFAULT_INSTANCES)
+
+    def _startup(self) -> Settings:
+        settings = Settings()
+        settings.update(self._startup_settings)
+        return settings
 
     def changed(self) -> None:
         self._on_change()
@@ -489,9 +607,15 @@ class KmsBackend:
     # ---- tags ----------------------------------------------------------------------------
 
     def _check_tags(self, new: dict[str, str], existing: dict[str, str]) -> None:
+        """The seed page's rules: key and value 1-128 (value 0-128) characters of letters,
+        digits, spaces and ``/ \\ _ - . + = : @``; keys not starting with aliyun or acs:."""
         for k, v in new.items():
-            if not k or len(k) > 128 or len(v) > 256:
-                raise invalid_parameter("Tags", "TagKey 1-128 and TagValue 0-256 characters")
+            if not k or len(k) > 128 or len(v) > 128:
+                raise invalid_parameter("Tags", "TagKey 1-128 and TagValue 0-128 characters")
+            if not all(_tag_char(c) for c in k + v):
+                raise invalid_parameter(
+                    "Tags", "only letters, digits, spaces and / \\ _ - . + = : @ are allowed"
+                )
             if k.lower().startswith(("aliyun", "acs:")):
                 raise invalid_parameter("Tags", "TagKey must not start with aliyun or acs:")
         if len({**existing, **new}) > self.settings.max_tags_per_key:
@@ -502,6 +626,8 @@ class KmsBackend:
     def tag_key(self, key_id: str, tags: dict[str, str]) -> None:
         with self.lock:
             key = self.get_key(key_id)
+            if key.state == PENDING_DELETION:  # the state-impact doc: tags are refused
+                raise state_rejected(key.state)
             self._check_tags(tags, key.tags)
             key.tags.update(tags)
             self.changed()
@@ -509,6 +635,8 @@ class KmsBackend:
     def untag_key(self, key_id: str, tag_keys: list[str]) -> None:
         with self.lock:
             key = self.get_key(key_id)
+            if key.state == PENDING_DELETION:
+                raise state_rejected(key.state)
             for k in tag_keys:
                 key.tags.pop(k, None)
             self.changed()
@@ -593,13 +721,41 @@ class KmsBackend:
             if key.state == PENDING_DELETION:
                 raise import_rejected(key.state)
             if key.bound_fingerprint is not None and key.bound_fingerprint != fingerprint:
-                raise invalid_key_material("it differs from the key's first imported material")
+                raise self._different_material()
             key.bound_fingerprint = fingerprint
+            if self.settings.disabled_key_after_import == ENABLED:
+                key.disabled = False
             key.material = material
             key.material_expire = expire_unix
             key.import_count += 1
             key._loaded = None
             self.changed()
+
+    def _different_material(self) -> ApiError:
+        code = self.settings.different_material_error
+        if code == "InvalidKeyMaterial":
+            return invalid_key_material("it differs from the key's first imported material")
+        if code == "InvalidParameter":
+            return invalid_parameter("EncryptedKeyMaterial", "the key material is invalid")
+        return unsupported_operation("The key material cannot be imported into this key.")
+
+    def instance(self, instance_id: str) -> dict[str, str]:
+        """GetKmsInstance's ``KmsInstance`` (the fields byok-keeper reads)."""
+        level = self.instances.get(instance_id)
+        if level is None:
+            raise ApiError(
+                "Forbidden.ResourceNotFound", f"The instance {instance_id} is not found.", 404
+            )
+        if self.settings.instance_product_version == "named":
+            version = "hardware" if level == HSM else "software"
+        else:
+            version = "3"
+        return {
+            "InstanceId": instance_id,
+            "InstanceName": instance_id,
+            "Status": "Connected",
+            "ProductVersion": version,
+        }
 
     def delete_key_material(self, key_id: str) -> None:
         with self.lock:

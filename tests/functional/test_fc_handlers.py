@@ -107,3 +107,14 @@ def test_a_function_whose_clock_kms_refuses_raises_so_fc_retries_and_alerts(
         fc.handle_sweep(b"", context)
     assert "\n" not in str(reimport.value)
     assert emulator.key_view(key.key_id)["state"] == "PendingImport"
+
+
+@pytest.mark.parametrize("form", ["Rejected.Throttling", "Throttling.User", "Throttling"])
+def test_throttling_that_outlasts_the_retries_raises_so_fc_retries(deployed, emulator, form):
+    context, key = deployed
+    emulator.emulator.kms.delete_key_material(key.key_id)
+    emulator.set_faults(fail_next={"GetParametersForImport": [form] * 10})
+    with pytest.raises(fc.RetryableFailure, match=form.split("/")[0]):
+        fc.handle_reimport(_event(key.key_id), context)
+    emulator.set_faults()
+    assert fc.handle_reimport(_event(key.key_id), context)["ok"] is True

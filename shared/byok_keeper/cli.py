@@ -140,14 +140,20 @@ def vault_group() -> None:
 
 
 @vault_group.command("list")
+@click.option(
+    "--aliases", "show_aliases", is_flag=True, help="Also ask KMS for each key's aliases."
+)
 @output_option
 @click.pass_obj
-def vault_list(app: App) -> None:
+def vault_list(app: App, show_aliases: bool) -> None:
     """List enrolled keys (key id, spec, fingerprint, lease, first import).
+
+    Reads only the vault, unless --aliases (one ListAliasesByKeyId per key).
 
     \b
     Example:
       byok-keeper --vault file://./vault vault list --output json
+      byok-keeper vault list --aliases
     """
     from .factory import build_gateway
     from .kms import READ_ONLY
@@ -157,7 +163,7 @@ def vault_list(app: App) -> None:
     settings = app.settings
     gateway = (
         build_gateway(settings, READ_ONLY)
-        if settings.vault and settings.vault.startswith("kms-secrets:")
+        if show_aliases or (settings.vault and settings.vault.startswith("kms-secrets:"))
         else None
     )
     store = build_store(settings.vault or "", gateway)
@@ -174,18 +180,61 @@ def vault_list(app: App) -> None:
                 "fingerprint": h.fingerprint,
                 "lease": h.lease,
                 "first_imported_at": h.first_imported_at,
+                **({"aliases": _aliases_or_none(gateway, h.key_id)} if show_aliases else {}),
             }
         )
     lines = [f"{'KEY ID':<26} {'SPEC':<9} {'LEASE':<6} {'FIRST IMPORT':<21} FINGERPRINT"]
     lines += [
         f"{r['key_id']:<26} {r['key_spec']:<9} {r['lease']:<6} "
         f"{r['first_imported_at'] or '(incomplete)':<21} {r['fingerprint'][:16]}..."
+        + (f"  {', '.join(r['aliases'] or ['-'])}" if show_aliases else "")
         for r in rows
     ]
     app.emit({"vault": store.uri, "keys": rows}, "\n".join(lines))
 
 
+def _aliases_or_none(gateway, key_id: str) -> list[str] | None:
+    """A key's aliases; None when KMS no longer has the key."""
+    from .kms import KmsApiError
+
+    try:
+        return gateway.aliases_of(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        return None
+
+
 # ---- enroll ------------------------------------------------------------------------------------
+
+
+def _tags_from(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--tag {pair!r}: expected KEY=VALUE")
+        if key in tags:
+            raise InputError(f"--tag {key} given twice")
+        tags[key] = value
+    return tags
+
+
+def _read_policy(path: str) -> str:
+    """The key policy file's text, read with a bound (KMS takes at most 32,768 bytes)."""
+    from .enroll import MAX_POLICY_BYTES
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_POLICY_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read --policy {path}: {exc.strerror}") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise InputError(f"--policy {path} is over KMS's {MAX_POLICY_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"--policy {path} is not UTF-8 JSON") from None
 
 
 def _load_material(
@@ -244,6 +293,26 @@ def _load_material(
     help="Material lifetime in KMS: e.g. 30d, 12h, never.",
 )
 @click.option("--description", default="", help="Key description (with --create).")
+@click.option(
+    "--alias",
+    metavar="alias/NAME",
+    help="Alias to create once the key exists (with --create): alias/ then letters, digits, "
+    "_ - /. An alias that names another key is refused, never moved.",
+)
+@click.option(
+    "--tag",
+    "tag_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A tag for CreateKey (with --create; repeatable; KMS's tag rule; at most 17, "
+    "byok-keeper adds 3 of its own).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False),
+    help="Key policy JSON file for CreateKey (with --create; at most 32,768 bytes).",
+)
 @output_option
 @click.pass_obj
 def enroll(
@@ -258,6 +327,9 @@ def enroll(
     passphrase_env: str | None,
     lease: str,
     description: str,
+    alias: str | None,
+    tag_pairs: tuple[str, ...],
+    policy_path: str | None,
 ) -> None:
     """Seal a key's material in the vault, then import it into KMS for the first time.
 
@@ -269,9 +341,12 @@ def enroll(
     Examples:
       byok-keeper enroll --create --key-spec EC_P256 --usage SIGN/VERIFY \\
           --instance kst-xxx --material ./ec.pem --lease 30d
+      byok-keeper enroll --create --key-spec RSA_3072 --usage SIGN/VERIFY \\
+          --instance kst-xxx --material ./rsa.pem --alias alias/payments-signing \\
+          --tag team=payments --description "payments signing" --policy ./policy.json
       byok-keeper enroll --key-id key-xxx --material ./rsa.pem --passphrase-env KEY_PASS
     """
-    from .enroll import CreateRequest
+    from .enroll import CreateRequest, check_console_fields
     from .enroll import enroll as run_enroll
     from .factory import build_gateway, build_vault
     from .kms import ENROLL
@@ -281,6 +356,23 @@ def enroll(
         raise InputError("give either --create (with --key-spec, --usage, --instance) or --key-id")
     if create and not (key_spec and usage and instance):
         raise InputError("--create needs --key-spec, --usage and --instance")
+    if not create and (alias or tag_pairs or policy_path):
+        raise InputError("--alias, --tag and --policy go with --create")
+    request = (
+        CreateRequest(
+            key_spec or "",
+            usage or "",
+            instance or "",
+            description,
+            alias=alias,
+            tags=_tags_from(tag_pairs),
+            policy=_read_policy(policy_path) if policy_path else None,
+        )
+        if create
+        else None
+    )
+    if request is not None:
+        check_console_fields(request)  # before credentials, the vault or the material
     lease_policy = parse_lease(lease)
     settings = app.settings
     gateway = build_gateway(settings, ENROLL)
@@ -293,9 +385,7 @@ def enroll(
             material,
             lease=lease_policy,
             key_id=key_id,
-            create=CreateRequest(key_spec or "", usage or "", instance or "", description)
-            if create
-            else None,
+            create=request,
             on_step=lambda name, detail: app.progress(
                 f"[enroll] {name}: ok" + "".join(f" {k}={v}" for k, v in detail.items())
             ),
@@ -349,9 +439,15 @@ def _actor() -> str:
 
 @cli.command("plan")
 @click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
+@click.option(
+    "--aliases",
+    "show_aliases",
+    is_flag=True,
+    help="Show each key's aliases beside its id (one ListAliasesByKeyId per key).",
+)
 @output_option
 @click.pass_obj
-def plan_cmd(app: App, scan_account: bool) -> int:
+def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
     """Show what a sweep would do for every enrolled key. Changes nothing.
 
     Exit 1 when any key is due (REIMPORT or RENEW), else 0.
@@ -376,9 +472,11 @@ def plan_cmd(app: App, scan_account: bool) -> int:
         concurrency=settings.concurrency,
     )
     decisions = make_plan(facts, gateway.now(), policy)
+    aliases = {d.key_id: _aliases_or_none(gateway, d.key_id) for d in decisions if show_aliases}
     rows = [
         [
-            d.key_id,
+            d.key_id
+            + (f" ({', '.join(aliases[d.key_id] or [])})" if aliases.get(d.key_id) else ""),
             d.key_spec,
             d.key_state,
             _expiry(d.key_state, d.material_expire_time),
@@ -388,9 +486,12 @@ def plan_cmd(app: App, scan_account: bool) -> int:
         for d in decisions
     ]
     rows += [[k, "", "?", "", "ERROR", str(e)] for k, e in errors]
+    shown = decisions_json(decisions)
+    if show_aliases:
+        shown = [{**row, "aliases": aliases.get(row["key_id"]) or []} for row in shown]
     payload = {
         "now": _fmt_time(gateway.now()),
-        "decisions": decisions_json(decisions),
+        "decisions": shown,
         "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
     }
     app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
@@ -572,10 +673,11 @@ def status_cmd(app: App, key_id: str) -> int:
     try:
         key = gateway.describe_key(key_id)
         tags = gateway.list_tags(key_id)
+        aliases = gateway.aliases_of(key_id)
     except KmsApiError as exc:
         if exc.code != "Forbidden.KeyNotFound":
             raise
-        key, tags = None, {}
+        key, tags, aliases = None, {}, []
     env = envelope.header if envelope else None
     facts = KeyFacts(
         key_id,
@@ -596,6 +698,7 @@ def status_cmd(app: App, key_id: str) -> int:
     payload = {
         "key_id": key_id,
         "kms": kms_view,
+        "aliases": aliases,
         "tags": tags,
         "envelope": envelope_view,
         "decision": decision.decision,
@@ -604,12 +707,83 @@ def status_cmd(app: App, key_id: str) -> int:
     lines = [f"key {key_id}", f"decision {decision.decision}: {decision.reason}"]
     if kms_view:
         lines += [f"  kms.{k}: {v}" for k, v in kms_view.items() if k != "request_id"]
+    lines += [f"  alias {a}" for a in aliases]
     lines += [f"  tag {k} = {v}" for k, v in tags.items()]
     if envelope_view:
         lines += [f"  envelope.{k}: {v}" for k, v in envelope_view.items()]
     else:
         lines.append("  envelope: none in the vault")
     app.emit(payload, "\n".join(lines))
+    return 0
+
+
+@cli.command("wrap")
+@click.argument("key_id")
+@click.option(
+    "--wrapping-public-key",
+    "wrapping_key",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The console's wrapping public key: publickey_*.pem or publickey_*.bin (DER).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the Base64 encrypted key material (a new file, mode 0600).",
+)
+@click.pass_obj
+def wrap_cmd(app: App, key_id: str, wrapping_key: str, output_path: str) -> int:
+    """Break-glass: wrap a key's material offline for a manual import in the KMS console.
+
+    For when automation cannot reach KMS. Opens the envelope (checking its fingerprint),
+    wraps the material with the algorithm the key's spec requires (RSA-2048 wrapping key for
+    RSA and EC keys, SM2 for EC_SM2) and writes it for upload together with the import token
+    downloaded with that wrapping key. Makes no KMS call itself (a file vault with a local
+    seal key needs no KMS at all); never overwrites a file; audited.
+
+    \b
+    Example:
+      byok-keeper wrap key-xxx --wrapping-public-key ./publickey_key-xxx.pem \\
+          --output ./EncryptedKeyMaterial_base64.txt
+    """
+    from .audit import AuditLog
+    from .breakglass import upload_steps, wrap_for_console
+    from .vault import Vault, build_sealer, build_store
+    from .vault.envelope import check_key_id
+
+    check_key_id(key_id)
+    settings = app.settings
+    gateway = None
+    if (settings.vault or "").startswith("kms-secrets:") or settings.seal_kms_key_id:
+        from .factory import build_gateway
+        from .kms import READ_ONLY
+
+        gateway = build_gateway(settings, READ_ONLY)  # the vault itself lives in KMS
+    vault = Vault(
+        build_store(settings.vault or "", gateway),
+        build_sealer(
+            seal_key_file=settings.seal_key_file,
+            seal_kms_key_id=settings.seal_kms_key_id,
+            gateway=gateway,
+        ),
+    )
+    wrapped = wrap_for_console(vault, key_id, wrapping_key, output_path)
+    AuditLog(settings.audit_file).event(
+        "break_glass_wrap",
+        key_id=key_id,
+        fingerprint=wrapped.fingerprint,
+        algorithm=wrapped.algorithm,
+        output=output_path,
+        actor=_actor(),
+    )
+    steps = upload_steps(wrapped)
+    app.emit(
+        {**wrapped.__dict__, "steps": steps},
+        f"wrote {output_path} ({wrapped.key_spec}, {wrapped.algorithm}, fingerprint "
+        f"{wrapped.fingerprint[:16]}...)\n" + "\n".join(steps),
+    )
     return 0
 
 

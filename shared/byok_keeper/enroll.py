@@ -3,14 +3,17 @@
 In KMS the first import is permanent, so the order is fixed (invariant 3, sealed before
 imported) and every step can be re-run:
 
-    validate -> create (or look up) -> seal+write -> read back and open -> import -> verify
-    -> record first import -> tag
+    validate -> create (or look up) -> alias -> seal+write -> read back and open -> import
+    -> verify -> record first import -> tag
 
 What a crash after each step leaves, and what re-running the same command does:
 
 * after ``create``: an EXTERNAL key in PendingImport, tagged ``byok-keeper:fingerprint``, and no
   envelope. Nothing is in KMS. ``enroll --create`` with the same material finds that key by its
-  tag and carries on; no second key is made.
+  tag and carries on; no second key is made. The key carries the operator's ``--tag`` values,
+  description and key policy from CreateKey itself.
+* after ``create``, before ``alias``: the key has no alias yet. A re-run finds the key and adds
+  the alias; an alias that meanwhile names another key is refused (exit 2), never moved.
 * after ``seal`` (envelope written and checked): the vault holds the material, KMS does not. The
   planner reports the key as ALERT (enrollment incomplete); a re-run imports.
 * after ``import``: KMS holds the material and so does the vault, but the envelope does not yet
@@ -26,6 +29,8 @@ Never: material in KMS that the vault does not hold.
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,6 +42,7 @@ from .material import PrivateKeyMaterial
 from .plan import LEASE_TAG
 from .specs import HSM, SPECS_BY_PROTECTION_LEVEL, KeySpec
 from .specs import key_spec as lookup_spec
+from .tags import MAX_TAGS_PER_KEY, check_tags
 from .vault import Header, Vault, VaultConflict
 from .verify import NO_CANARY_WHEN_DISABLED, check_import, verify_identity
 from .wrapping import wrap_key_material
@@ -55,10 +61,15 @@ MATERIAL_REFUSED = frozenset(
 
 @dataclass(frozen=True)
 class CreateRequest:
+    """What ``enroll --create`` asks KMS for, with the console's optional fields."""
+
     key_spec: str
     key_usage: str
     instance_id: str
     description: str = ""
+    alias: str | None = None  # alias/NAME, created once the key exists
+    tags: dict[str, str] = field(default_factory=dict)  # the operator's own tags
+    policy: str | None = None  # the key policy (JSON text), as CreateKey's Policy
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,7 @@ def enroll(
             )
         if not create.instance_id:
             raise InputError("--instance (a KMS instance id, kst-...) is required with --create")
+        check_console_fields(create)
         _check_instance(gateway, spec, create.instance_id)
     step("validate", {"key_spec": material.key_spec, "fingerprint": fp})
 
@@ -185,17 +197,22 @@ def enroll(
     if create is not None:
         key = _find_created(gateway, fp)
         if key is None:
+            _alias_target(gateway, create.alias, None)  # refuse a taken alias before creating
             key = gateway.create_key(
                 key_spec=create.key_spec,
                 key_usage=create.key_usage,
                 instance_id=create.instance_id,
                 description=create.description or "managed by byok-keeper",
-                tags={FINGERPRINT_TAG: fp},
+                tags={**create.tags, FINGERPRINT_TAG: fp},
+                policy=create.policy,
             )
             created = True
         else:
             resumed = True
         step("create", {"key_id": key.key_id, "created": created})
+        if create.alias and _alias_target(gateway, create.alias, key.key_id) is None:
+            gateway.create_alias(create.alias, key.key_id)
+            step("alias", {"alias": create.alias})
     else:
         assert key_id is not None
         key = gateway.describe_key(key_id)
@@ -307,6 +324,66 @@ def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
             if key.origin == "EXTERNAL" and key.key_state != "PendingDeletion":
                 return key
     return None
+
+
+# byok-keeper's own tags on a key it enrolls: the console's 20-tag limit counts them too.
+OWN_TAGS = (FINGERPRINT_TAG, MANAGED_TAG, LEASE_TAG)
+MAX_POLICY_BYTES = 32_768  # CreateKey's Policy, per the SDK model
+_ALIAS = re.compile(r"alias/[A-Za-z0-9_/-]+")
+
+
+def check_console_fields(create: CreateRequest) -> None:
+    """The seed's rules for what the console takes at key creation, checked before anything
+    is created: the alias (``alias/`` then letters, digits, ``_ - /``; at most 255 characters;
+    not ``alias/acs...``), the tags (KMS's tag rule; at most 20 with byok-keeper's own; none
+    in byok-keeper's namespace) and the key policy (a JSON object with a Statement list, at
+    most 32,768 bytes). Raises ``InputError``."""
+    alias = create.alias
+    if alias is not None and (
+        not _ALIAS.fullmatch(alias) or len(alias) > 255 or alias.startswith("alias/acs")
+    ):
+        raise InputError(
+            f"--alias {alias!r} is not an alias KMS accepts: alias/ followed by letters, "
+            "digits, _ - / (at most 255 characters; alias/acs... is reserved)"
+        )
+    own = [k for k in create.tags if k.startswith("byok-keeper:")]
+    if own:
+        raise InputError(f"--tag {own[0]}: the byok-keeper: prefix is byok-keeper's own")
+    if len(create.tags) + len(OWN_TAGS) > MAX_TAGS_PER_KEY:
+        raise InputError(
+            f"at most {MAX_TAGS_PER_KEY - len(OWN_TAGS)} --tag values: a KMS key carries at "
+            f"most {MAX_TAGS_PER_KEY} tags and byok-keeper adds {len(OWN_TAGS)} of its own"
+        )
+    check_tags(create.tags)
+    if create.policy is not None:
+        if len(create.policy.encode()) > MAX_POLICY_BYTES:
+            raise InputError(f"the key policy is over KMS's {MAX_POLICY_BYTES} bytes")
+        try:
+            doc = json.loads(create.policy)
+        except ValueError:
+            raise InputError("the key policy is not JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), list):
+            raise InputError('the key policy must be a JSON object with a "Statement" list')
+
+
+def _alias_target(gateway: KmsGateway, alias: str | None, key_id: str | None) -> str | None:
+    """Which key ``alias`` names now (DescribeKey takes an alias); None when it is free.
+
+    An alias naming another key than ``key_id`` is refused, never moved (``InputError``)."""
+    if not alias:
+        return None
+    try:
+        target = gateway.describe_key(alias).key_id
+    except KmsApiError as exc:
+        if exc.code == "Forbidden.KeyNotFound":
+            return None
+        raise
+    if target != key_id:
+        raise InputError(
+            f"the alias {alias} already names {target}; byok-keeper never moves an alias: "
+            "choose another, or remove it yourself first"
+        )
+    return target
 
 
 def _import_parameters(

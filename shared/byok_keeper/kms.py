@@ -60,7 +60,7 @@ class Allowlist:
 # What a sweep or a one-key re-import may do: read, import, verify, read the vault.
 SWEEP = Allowlist("sweep", _READ_KEYS | _CANARY | _IMPORT | _VAULT_READ)
 # plan, status, verify: reads and canaries only.
-READ_ONLY = Allowlist("read-only", _READ_KEYS | _CANARY | _VAULT_READ)
+READ_ONLY = Allowlist("read-only", _READ_KEYS | _CANARY | _VAULT_READ | {"ListAliasesByKeyId"})
 # enrollment additionally creates keys, tags them and writes envelopes.
 ENROLL = Allowlist(
     "enroll",
@@ -69,7 +69,7 @@ ENROLL = Allowlist(
     | _IMPORT
     | _VAULT_READ
     | _VAULT_WRITE
-    | {"CreateKey", "TagResource", "GetKmsInstance"},
+    | {"CreateKey", "TagResource", "GetKmsInstance", "CreateAlias", "ListAliasesByKeyId"},
 )
 # hold / release: the hold tag and nothing else.
 HOLD = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
@@ -93,10 +93,10 @@ assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
 QUOTA_CLASSES: dict[str, frozenset[str]] = {
     "read": frozenset(
         {"DescribeKey", "ListKeys", "GetParametersForImport", "GetPublicKey", "ListKeyVersions"}
-        | {"GetKmsInstance"}
+        | {"GetKmsInstance", "ListAliasesByKeyId"}
     ),
     "tags": frozenset({"ListResourceTags"}),
-    "write": frozenset({"TagResource", "UntagResource", "ImportKeyMaterial"}),
+    "write": frozenset({"TagResource", "UntagResource", "CreateAlias", "ImportKeyMaterial"}),
     "create": frozenset({"CreateKey"}),
     "crypto": frozenset(
         {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt", "AsymmetricDecrypt"}
@@ -472,6 +472,7 @@ class KmsGateway:
         instance_id: str,
         description: str,
         tags: dict[str, str],
+        policy: str | None = None,
     ) -> KeyInfo:
         request = km.CreateKeyRequest(
             key_spec=key_spec,
@@ -480,6 +481,7 @@ class KmsGateway:
             dkmsinstance_id=instance_id,
             description=description,
             tags=json.dumps([{"TagKey": k, "TagValue": v} for k, v in tags.items()]),
+            policy=policy or None,
         )
         check_tags(tags)
         r = self._call("CreateKey", self._client.create_key_with_options, request)
@@ -522,6 +524,23 @@ class KmsGateway:
                 break
             page += 1
         return out[:max_keys]
+
+    def create_alias(self, alias: str, key_id: str) -> None:
+        self._call(
+            "CreateAlias",
+            self._client.create_alias_with_options,
+            km.CreateAliasRequest(alias_name=alias, key_id=key_id),
+        )
+
+    def aliases_of(self, key_id: str) -> list[str]:
+        """The key's alias names (ListAliasesByKeyId, one page of 100: KMS allows far fewer)."""
+        r = self._call(
+            "ListAliasesByKeyId",
+            self._client.list_aliases_by_key_id_with_options,
+            km.ListAliasesByKeyIdRequest(key_id=key_id, page_number=1, page_size=100),
+        )
+        listed = r.body.aliases.alias if r.body.aliases and r.body.aliases.alias else []
+        return sorted(a.alias_name for a in listed if a.alias_name)
 
     def list_tags(self, key_id: str) -> dict[str, str]:
         r = self._call(

@@ -21,6 +21,7 @@ import base64
 import binascii
 import os
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -61,12 +62,20 @@ def load_wrapping_public_key(key: str | bytes, algorithm: str) -> WrappingPublic
     try:
         spki = public_key_der_from(key)
     except KeyMaterialError as exc:
-        raise WrappingError(f"wrapping public key: {exc}") from None
+        need = "an SM2" if alg.name == SM2PKE_SM4_ECB else "an RSA-2048"
+        raise WrappingError(
+            f"{alg.name} needs {need} wrapping public key; this one does not load: {exc}"
+        ) from None
     if alg.name == SM2PKE_SM4_ECB:
         if not sm2.is_sm2_spki(spki):
             raise WrappingError(f"{alg.name} needs an SM2 wrapping public key")
         return sm2.Sm2PublicKey.from_spki_der(spki)
-    pub = serialization.load_der_public_key(spki)
+    if sm2.is_sm2_spki(spki):
+        raise WrappingError(f"{alg.name} needs an RSA-2048 wrapping public key, got an SM2 key")
+    try:
+        pub = serialization.load_der_public_key(spki)
+    except (ValueError, UnsupportedAlgorithm):
+        raise WrappingError(f"{alg.name} needs an RSA-2048 wrapping public key") from None
     if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size != RSA_WRAPPING_BITS:
         got = f"RSA-{pub.key_size}" if isinstance(pub, rsa.RSAPublicKey) else "a non-RSA key"
         raise WrappingError(f"{alg.name} needs an RSA-2048 wrapping public key, got {got}")

@@ -219,6 +219,7 @@ class Key:
     tags: dict[str, str] = field(default_factory=dict)
     automatic_rotation: bool = False
     rotation_interval: str = ""
+    policy: str = ""  # the key policy (JSON) given at CreateKey; "" = the default policy
     _loaded: Any = field(default=None, repr=False)  # cached private key object
 
     @property
@@ -363,6 +364,22 @@ def _new_version_id() -> str:
     return f"{b[:8]}-{b[8:12]}-{b[12:16]}-{b[16:20]}-{b[20:]}"
 
 
+MAX_POLICY_BYTES = 32_768  # CreateKey's Policy (the SDK model)
+
+
+def _check_policy(policy: str) -> None:
+    if not policy:
+        return
+    if len(policy.encode()) > MAX_POLICY_BYTES:
+        raise invalid_parameter("Policy", f"at most {MAX_POLICY_BYTES} bytes")
+    try:
+        doc = json.loads(policy)
+    except ValueError:
+        raise invalid_parameter("Policy", "JSON is expected") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), list):
+        raise invalid_parameter("Policy", "a JSON object with a Statement list is expected")
+
+
 def _tag_char(c: str) -> bool:
     return c.isalnum() or c in " /\\_-.+=:@"
 
@@ -394,6 +411,7 @@ class KmsBackend:
         self.keys: dict[str, Key] = {}
         self.tokens: dict[str, ImportToken] = {}
         self.secrets: dict[str, Secret] = {}
+        self.aliases: dict[str, str] = {}  # alias name -> key id
         self.lock = threading.RLock()
         self._on_change = on_change or (lambda: None)
         self.key_pool = RsaKeyPool()
@@ -406,6 +424,7 @@ class KmsBackend:
                 "keys": [k.to_state() for k in self.keys.values()],
                 "tokens": [t.to_state() for t in self.tokens.values()],
                 "secrets": [s.to_state() for s in self.secrets.values()],
+                "aliases": dict(self.aliases),
                 "settings": self.settings.to_json(),
             }
 
@@ -414,6 +433,7 @@ class KmsBackend:
             self.keys = {k["key_id"]: Key.from_state(k) for k in state.get("keys", [])}
             self.tokens = {t["token"]: ImportToken.from_state(t) for t in state.get("tokens", [])}
             self.secrets = {s["name"]: Secret.from_state(s) for s in state.get("secrets", [])}
+            self.aliases = dict(state.get("aliases", {}))
             self.settings = Settings()
             self.settings.update(state.get("settings", {}))
             self.settings.update(self._startup_settings)  # the command line wins
@@ -423,6 +443,7 @@ class KmsBackend:
             self.keys.clear()
             self.tokens.clear()
             self.secrets.clear()
+            self.aliases.clear()
             self.settings = self._startup()
             self.instances = dict(DEFAULT_INSTANCES)
 
@@ -453,7 +474,10 @@ class KmsBackend:
         return key
 
     def get_key(self, key_id: str) -> Key:
+        """The key called ``key_id``: a key id, or an alias name (``alias/...``)."""
         with self.lock:
+            if key_id.startswith("alias/"):
+                key_id = self.aliases.get(key_id, key_id)
             key = self.keys.get(key_id)
             if key is None or self._refresh(key) is None:
                 raise key_not_found(key_id)
@@ -475,6 +499,7 @@ class KmsBackend:
         protection_level: str,
         description: str,
         tags: dict[str, str],
+        policy: str = "",
     ) -> Key:
         if origin not in ORIGINS:
             raise invalid_parameter("Origin", f"expected one of {', '.join(ORIGINS)}")
@@ -509,6 +534,7 @@ class KmsBackend:
                 "aliyun-local emulates EXTERNAL origin for asymmetric key specs only"
             )
         self._check_tags(tags, {})
+        _check_policy(policy)
 
         now = self.clock.now()
         version = _new_version_id()
@@ -527,6 +553,7 @@ class KmsBackend:
             primary_version=version,
             version_created={version: now},
             tags=dict(tags),
+            policy=policy,
         )
         if spec is None:
             key.versions[version] = os.urandom(32)
@@ -603,6 +630,61 @@ class KmsBackend:
             key.automatic_rotation = enable
             key.rotation_interval = interval if enable else ""
             self.changed()
+
+    # ---- aliases and the key policy -----------------------------------------------------
+
+    def create_alias(self, alias: str, key_id: str) -> None:
+        """CreateAlias: 1-255 characters, prefix ``alias/`` (not ``alias/acs``), then letters,
+        digits, ``_ - /`` (the seed page). An existing alias is never moved."""
+        name = alias[len("alias/") :]
+        if (
+            not alias.startswith("alias/")
+            or not 1 <= len(alias) <= 255
+            or not name
+            or alias.startswith("alias/acs")
+            or not all(c.isascii() and (c.isalnum() or c in "_-/") for c in name)
+        ):
+            raise invalid_parameter(
+                "AliasName", "alias/ followed by letters, digits, _ - /, at most 255 characters"
+            )
+        with self.lock:
+            key = self.get_key(key_id)
+            if alias in self.aliases:
+                raise resource_exists(f"The alias {alias}")
+            self.aliases[alias] = key.key_id
+            self.changed()
+
+    def aliases_of(self, key_id: str | None = None) -> list[dict[str, str]]:
+        with self.lock:
+            wanted = self.get_key(key_id).key_id if key_id is not None else None
+            return [
+                {
+                    "AliasName": name,
+                    "AliasArn": f"acs:kms:{self.region}:{self.account_id}:{name}",
+                    "KeyId": target,
+                }
+                for name, target in sorted(self.aliases.items())
+                if wanted is None or target == wanted
+            ]
+
+    def key_policy(self, key_id: str) -> str:
+        key = self.get_key(key_id)
+        if key.policy:
+            return key.policy
+        principal = f"acs:ram::{self.account_id}:*"
+        return json.dumps(
+            {
+                "Version": "1",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"RAM": [principal]},
+                        "Action": ["kms:*"],
+                        "Resource": ["*"],
+                    }
+                ],
+            }
+        )
 
     # ---- tags ----------------------------------------------------------------------------
 
@@ -1008,6 +1090,9 @@ class KmsBackend:
                 "material_expire_time": iso(key.material_expire) if key.material_expire else None,
                 "import_count": key.import_count,
                 "tags": dict(key.tags),
+                "aliases": sorted(n for n, k in self.aliases.items() if k == key.key_id),
+                "description": key.description,
+                "policy": key.policy or None,
             }
 
 

@@ -24,6 +24,9 @@ QUOTA_CLASSES: dict[str, frozenset[str]] = {
             "ListKeyVersions",
             "GetPublicKey",
             "GetKmsInstance",
+            "ListAliases",
+            "ListAliasesByKeyId",
+            "GetKeyPolicy",
             "DescribeSecret",
             "ListSecrets",
         }
@@ -33,6 +36,7 @@ QUOTA_CLASSES: dict[str, frozenset[str]] = {
         {
             "TagResource",
             "UntagResource",
+            "CreateAlias",
             "ImportKeyMaterial",
             "DeleteKeyMaterial",
             "EnableKey",
@@ -151,6 +155,40 @@ def action(fn: Handler) -> Handler:
 
 
 @action
+def create_alias(b: KmsBackend, p: Params) -> dict[str, Any]:
+    b.create_alias(p.req("AliasName"), p.req("KeyId"))
+    return {}
+
+
+def _alias_page(aliases: list[dict[str, str]], p: Params) -> dict[str, Any]:
+    number, size = p.int("PageNumber", 1), p.int("PageSize", 10)
+    if number < 1 or not 1 <= size <= 100:
+        raise invalid_parameter("PageSize", "PageNumber >= 1 and PageSize 1-100")
+    page = aliases[(number - 1) * size : number * size]
+    return {
+        "Aliases": {"Alias": page},
+        "PageNumber": number,
+        "PageSize": size,
+        "TotalCount": len(aliases),
+    }
+
+
+@action
+def list_aliases(b: KmsBackend, p: Params) -> dict[str, Any]:
+    return _alias_page(b.aliases_of(), p)
+
+
+@action
+def list_aliases_by_key_id(b: KmsBackend, p: Params) -> dict[str, Any]:
+    return _alias_page(b.aliases_of(p.req("KeyId")), p)
+
+
+@action
+def get_key_policy(b: KmsBackend, p: Params) -> dict[str, Any]:
+    return {"Policy": b.key_policy(p.req("KeyId"))}
+
+
+@action
 def get_kms_instance(b: KmsBackend, p: Params) -> dict[str, Any]:
     return {"KmsInstance": b.instance(p.req("KmsInstanceId"))}
 
@@ -165,6 +203,7 @@ def create_key(b: KmsBackend, p: Params) -> dict[str, Any]:
         protection_level=p.get("ProtectionLevel") or "",
         description=p.get("Description") or "",
         tags=p.tags(),
+        policy=p.get("Policy") or "",
     )
     return {"KeyMetadata": key.metadata(b.settings)}
 

@@ -22,8 +22,15 @@ Settings come from flags, then the environment, then --config FILE (TOML):
   BYOK_KMS_ENDPOINT   e.g. http://127.0.0.1:PORT for aliyun-local (https if no scheme)
   ALIBABA_CLOUD_REGION_ID, BYOK_VAULT (file://DIR or kms-secrets://PREFIX),
   BYOK_SEAL_KEY_FILE or BYOK_SEAL_KMS_KEY_ID, BYOK_OUTPUT (table|json)
-Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN, a profile or a role.
-Exit codes: 0 ok, 1 some keys failed or work is pending, 2 usage/config/input error."""
+Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN, --profile NAME (the
+aliyun CLI's ~/.aliyun/config.json, which also gives the region), or an instance/OIDC role.
+Exit codes: 0 ok or nothing pending; 1 a failure (a key failed, KMS unreachable, an unexpected
+error); 2 usage, configuration or input error; 3 plan: work is pending.
+Shell completion: eval "$(_BYOK_KEEPER_COMPLETE=bash_source byok-keeper)" (or zsh_source,
+fish_source)."""
+
+
+EXIT_PENDING = 3  # plan: work is pending
 
 
 @dataclass
@@ -55,6 +62,7 @@ def output_option(f):
             ctx.ensure_object(App).flags["output"] = value
 
     return click.option(
+        "-o",
         "--output",
         type=click.Choice(["table", "json"]),
         expose_value=False,
@@ -63,13 +71,42 @@ def output_option(f):
     )(f)
 
 
+# Settings with a global flag each, beside the ones spelled out on the group below (settings.py's
+# table lists them all).
+_MORE_SETTINGS = {
+    "read-qps": "KMS read budget, requests/s (BYOK_READ_QPS; default 25, half the quota).",
+    "write-qps": "KMS write budget, requests/s (BYOK_WRITE_QPS; default 15).",
+    "create-qps": "CreateKey budget, requests/s (BYOK_CREATE_QPS; default 5).",
+    "crypto-qps": "Canary (asymmetric crypto) budget, requests/s (BYOK_CRYPTO_QPS; default 100).",
+    "tags-qps": "ListResourceTags budget, requests/s (BYOK_TAGS_QPS; default 150).",
+    "renew-before": "Renewal window, e.g. 7d (BYOK_RENEW_BEFORE; at most half the lease).",
+    "audit-file": "Append audit events as JSON lines here (BYOK_AUDIT_FILE).",
+    "concurrency": "Keys worked on at once, 1-64 (BYOK_CONCURRENCY; default 8).",
+    "dispatch": "FC sweep dispatch: inline or fc-async (BYOK_DISPATCH).",
+    "dispatch-batch": "FC async fan-out batch size (BYOK_DISPATCH_BATCH; default 50).",
+    "fc-service": "FC service name (BYOK_FC_SERVICE; default byok-keeper).",
+    "kms-timeout": "Seconds to wait for one KMS answer before retrying (BYOK_KMS_TIMEOUT).",
+}
+
+
+def _setting_options(f):
+    for name, text in reversed(_MORE_SETTINGS.items()):
+        f = click.option(f"--{name}", metavar="VALUE", help=text)(f)
+    return f
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG_ENV,
 )
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file (BYOK_CONFIG).")
 @click.option(
-    "--region", help="Alibaba Cloud region (ALIBABA_CLOUD_REGION_ID; default cn-hangzhou)."
+    "--region", help="Alibaba Cloud region (ALIBABA_CLOUD_REGION_ID, or the --profile's)."
+)
+@click.option(
+    "--profile",
+    help="aliyun CLI profile in ~/.aliyun/config.json: credentials, and the region when none "
+    "is given (ALIBABA_CLOUD_PROFILE).",
 )
 @click.option("--kms-endpoint", help="KMS endpoint override, with scheme (BYOK_KMS_ENDPOINT).")
 @click.option("--vault", help="Vault URI: file://DIR or kms-secrets://PREFIX (BYOK_VAULT).")
@@ -78,12 +115,20 @@ def output_option(f):
     "--seal-kms-key-id", help="Symmetric KMS key sealing envelopes (BYOK_SEAL_KMS_KEY_ID)."
 )
 @click.option("--fc-endpoint", help="FC endpoint override, with scheme (BYOK_FC_ENDPOINT).")
+@_setting_options
 @click.option("--account-id", help="Account id, for the default FC endpoint (BYOK_ACCOUNT_ID).")
 @output_option
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (and DEBUG logs).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="On a terminal, show INFO logs on stderr too (by default only warnings, so they do "
+    "not mix with the output).",
+)
 @click.version_option(__version__, prog_name="byok-keeper")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, debug: bool, **flags: Any) -> None:
+def cli(ctx: click.Context, config: str | None, debug: bool, verbose: bool, **flags: Any) -> None:
     """byok-keeper keeps imported (BYOK, Origin=EXTERNAL) asymmetric keys in Alibaba Cloud KMS
     usable by re-importing the identical sealed material before it expires or after it is
     deleted. It never rotates anything.
@@ -102,7 +147,17 @@ def cli(ctx: click.Context, config: str | None, debug: bool, **flags: Any) -> No
     app.config = config
     app.debug = debug
     app.flags.update({k: v for k, v in flags.items() if v is not None})
-    configure(level="DEBUG" if debug else os.environ.get("BYOK_LOG_LEVEL", "INFO"))
+    configure(level=_log_level(debug, verbose))
+
+
+def _log_level(debug: bool, verbose: bool) -> str:
+    """DEBUG with --debug; else BYOK_LOG_LEVEL; else on a terminal WARNING unless -v (log
+    lines would mix with the human output), and INFO off a terminal (JSON logs for machines)."""
+    if debug:
+        return "DEBUG"
+    if os.environ.get("BYOK_LOG_LEVEL"):
+        return os.environ["BYOK_LOG_LEVEL"]
+    return "INFO" if verbose or not sys.stderr.isatty() else "WARNING"
 
 
 # ---- seal-key ----------------------------------------------------------------------------------
@@ -437,6 +492,30 @@ def _actor() -> str:
         return "unknown"
 
 
+PROGRESS_MIN_KEYS = 25  # smaller fleets finish before a bar would help
+
+
+def _progress_bar(label: str):
+    """``(done, total)`` -> a one-line bar on stderr (callers use it on a terminal only),
+    for fleets of ``PROGRESS_MIN_KEYS`` keys or more."""
+    import threading
+
+    lock = threading.Lock()
+
+    def update(done: int, total: int) -> None:
+        if total < PROGRESS_MIN_KEYS:
+            return
+        width = 30
+        filled = width * done // total
+        with lock:
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    return update
+
+
 @cli.command("plan")
 @click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
 @click.option(
@@ -450,7 +529,8 @@ def _actor() -> str:
 def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
     """Show what a sweep would do for every enrolled key. Changes nothing.
 
-    Exit 1 when any key is due (REIMPORT or RENEW), else 0.
+    Exit 3 when any key is due (REIMPORT or RENEW), 1 when a key could not be read, else 0
+    (like terraform plan -detailed-exitcode, keeping 2 for usage errors).
 
     \b
     Example:
@@ -470,6 +550,7 @@ def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
         details="all",
         scan_account=scan_account,
         concurrency=settings.concurrency,
+        on_progress=_progress_bar("describing") if sys.stderr.isatty() else None,
     )
     decisions = make_plan(facts, gateway.now(), policy)
     aliases = {d.key_id: _aliases_or_none(gateway, d.key_id) for d in decisions if show_aliases}
@@ -495,7 +576,9 @@ def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
         "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
     }
     app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
-    return 1 if any(d.decision in DUE for d in decisions) or errors else 0
+    if errors:
+        return 1
+    return EXIT_PENDING if any(d.decision in DUE for d in decisions) else 0
 
 
 def _expiry(state: str, when) -> str:
@@ -545,6 +628,7 @@ def sweep_cmd(app: App, dry_run: bool, scan_account: bool, concurrency: int | No
         on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))
         if show_bar
         else None,
+        on_progress=_progress_bar("describing") if show_bar else None,
         log=log.warning,
     )
     outcomes = sorted(result.outcomes, key=lambda o: o.key_id)
@@ -874,7 +958,9 @@ def _fc(app: App):
 
     settings = app.settings
     return settings, build_fc_client(
-        region=settings.region, account_id=settings.account_id or "", endpoint=settings.fc_endpoint
+        region=settings.require_region(),
+        account_id=settings.account_id or "",
+        endpoint=settings.fc_endpoint,
     )
 
 
@@ -1027,6 +1113,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"byok-keeper: error: {exc}", err=True)
         return exc.exit_code
+    except Exception as exc:  # a bug or an unforeseen failure: one line, the type only
+        if debug:
+            traceback.print_exc()
+        # Only the type: an SDK message can quote a request URL, which may carry material.
+        click.echo(
+            f"byok-keeper: error: unexpected {type(exc).__name__} (run with --debug for the "
+            "traceback)",
+            err=True,
+        )
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -12,8 +12,10 @@ from .vault import Vault, build_sealer, build_store
 def build_gateway(
     settings: Settings, allowlist: Allowlist, *, credential: Any = None
 ) -> KmsGateway:
+    if credential is None and settings.profile:
+        credential = profile_credential(settings.profile)
     client = build_client(
-        region=settings.region,
+        region=settings.require_region(),
         endpoint=settings.kms_endpoint,
         credential=credential,
         read_timeout_ms=round(settings.kms_timeout * 1000),
@@ -25,7 +27,16 @@ def build_gateway(
         crypto_qps=settings.crypto_qps,
         tags_qps=settings.tags_qps,
     )
-    return KmsGateway(client, allowlist, region=settings.region, budget=budget)
+    return KmsGateway(client, allowlist, region=settings.require_region(), budget=budget)
+
+
+def profile_credential(name: str) -> Any:
+    """Credentials from the aliyun CLI profile ``name`` (``~/.aliyun/config.json``), through
+    alibabacloud-credentials' own profile provider."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.provider.cli_profile import CLIProfileCredentialsProvider
+
+    return CredentialClient(provider=CLIProfileCredentialsProvider(profile_name=name))
 
 
 def build_vault(settings: Settings, gateway: KmsGateway) -> Vault:

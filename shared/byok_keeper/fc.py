@@ -100,7 +100,9 @@ class Runtime:
         from .settings import load_settings
 
         configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"))
-        settings = load_settings()
+        # The environment's region, else the function's own (FC's context).
+        region = os.environ.get("ALIBABA_CLOUD_REGION_ID") or getattr(context, "region", None)
+        settings = load_settings({"region": region})
         credential = (
             static_credential(creds.access_key_id, creds.access_key_secret, creds.security_token)
             if creds

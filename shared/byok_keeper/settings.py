@@ -1,8 +1,12 @@
 """Settings: explicit flags win over the environment, which wins over a TOML file.
 
+Every row below is a global flag of ``byok-keeper`` (before the command), an environment
+variable and a TOML key (tests/unit/test_settings_table.py walks the table).
+
 | setting           | flag                | environment              | TOML key          |
 |-------------------|---------------------|--------------------------|-------------------|
 | region            | --region            | ALIBABA_CLOUD_REGION_ID  | region            |
+| aliyun CLI profile| --profile           | ALIBABA_CLOUD_PROFILE    | profile           |
 | KMS endpoint      | --kms-endpoint      | BYOK_KMS_ENDPOINT        | kms_endpoint      |
 | vault URI         | --vault             | BYOK_VAULT               | vault             |
 | seal key file     | --seal-key-file     | BYOK_SEAL_KEY_FILE       | seal_key_file     |
@@ -10,22 +14,26 @@
 | output            | --output            | BYOK_OUTPUT              | output            |
 | read budget (QPS) | --read-qps          | BYOK_READ_QPS            | read_qps          |
 | write budget      | --write-qps         | BYOK_WRITE_QPS           | write_qps         |
-| CreateKey budget  |                     | BYOK_CREATE_QPS          | create_qps        |
-| crypto budget     |                     | BYOK_CRYPTO_QPS          | crypto_qps        |
-| tag-read budget   |                     | BYOK_TAGS_QPS            | tags_qps          |
+| CreateKey budget  | --create-qps        | BYOK_CREATE_QPS          | create_qps        |
+| crypto budget     | --crypto-qps        | BYOK_CRYPTO_QPS          | crypto_qps        |
+| tag-read budget   | --tags-qps          | BYOK_TAGS_QPS            | tags_qps          |
 | renew window      | --renew-before      | BYOK_RENEW_BEFORE        | renew_before      |
 | audit file        | --audit-file        | BYOK_AUDIT_FILE          | audit_file        |
 | concurrency       | --concurrency       | BYOK_CONCURRENCY         | concurrency       |
-| FC dispatch       |                     | BYOK_DISPATCH            | dispatch          |
-| FC dispatch batch |                     | BYOK_DISPATCH_BATCH      | dispatch_batch    |
+| FC dispatch       | --dispatch          | BYOK_DISPATCH            | dispatch          |
+| FC dispatch batch | --dispatch-batch    | BYOK_DISPATCH_BATCH      | dispatch_batch    |
 | FC endpoint       | --fc-endpoint       | BYOK_FC_ENDPOINT         | fc_endpoint       |
 | FC service        | --fc-service        | BYOK_FC_SERVICE          | fc_service        |
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
-| KMS read timeout  |                     | BYOK_KMS_TIMEOUT         | kms_timeout       |
+| KMS read timeout  | --kms-timeout       | BYOK_KMS_TIMEOUT         | kms_timeout       |
 
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
 chain (``ALIBABA_CLOUD_ACCESS_KEY_ID`` ...), FC's context, profiles or instance roles.
+
+There is no default region: a run that needs KMS and finds no region in a flag, the
+environment, the TOML file or the ``--profile`` (the aliyun CLI's ``~/.aliyun/config.json``
+``region_id``) stops with exit 2 naming where to set one.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ else:  # pragma: no cover
 
 ENV = {
     "region": "ALIBABA_CLOUD_REGION_ID",
+    "profile": "ALIBABA_CLOUD_PROFILE",
     "kms_endpoint": "BYOK_KMS_ENDPOINT",
     "vault": "BYOK_VAULT",
     "seal_key_file": "BYOK_SEAL_KEY_FILE",
@@ -75,7 +84,8 @@ OUTPUTS = ("table", "json")
 
 @dataclass(frozen=True)
 class Settings:
-    region: str = "cn-hangzhou"
+    region: str | None = None
+    profile: str | None = None  # an aliyun CLI profile: credentials (and region) from it
     kms_endpoint: str | None = None
     vault: str | None = None
     seal_key_file: str | None = None
@@ -97,6 +107,15 @@ class Settings:
     fc_service: str = "byok-keeper"
     account_id: str | None = None
     kms_timeout: float = 30.0  # seconds to wait for one KMS answer before retrying
+
+    def require_region(self) -> str:
+        """The region, or ``ConfigError`` naming every place one can be set."""
+        if not self.region:
+            raise ConfigError(
+                "no region: set --region, ALIBABA_CLOUD_REGION_ID, region in the --config "
+                "file, or use a --profile whose region_id is set"
+            )
+        return self.region
 
     @property
     def renew_before_seconds(self) -> int:
@@ -172,4 +191,32 @@ def load_settings(
         if value is not None:
             values[name] = value
     coerced = {k: _coerce(k, v) for k, v in values.items()}
+    if coerced.get("profile") and not coerced.get("region"):
+        coerced["region"] = profile_region(coerced["profile"], env)
     return Settings(**{k: v for k, v in coerced.items() if v is not None})
+
+
+def profile_file(env: Mapping[str, str] | None = None) -> Path:
+    """The aliyun CLI's profile file, where alibabacloud-credentials looks for it too."""
+    env = os.environ if env is None else env
+    return Path(env.get("HOME") or Path.home()) / ".aliyun" / "config.json"
+
+
+def profile_region(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """``region_id`` of the aliyun CLI profile ``name``; ``ConfigError`` if there is no such
+    profile (a typo should not silently fall back to other credentials)."""
+    import json
+
+    path = profile_file(env)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"--profile {name}: cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"--profile {name}: {path} is not JSON") from None
+    profiles = doc.get("profiles") if isinstance(doc, dict) else None
+    for profile in profiles if isinstance(profiles, list) else []:
+        if isinstance(profile, dict) and profile.get("name") == name:
+            region = profile.get("region_id") or None
+            return _coerce("region", region) if region else None
+    raise ConfigError(f"--profile {name}: no such profile in {path}")

@@ -9,6 +9,7 @@ report EXTERNAL keys nobody holds material for.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,9 +76,11 @@ def discover(
     details: str = "due",
     scan_account: bool = False,
     concurrency: int = 8,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[KeyFacts], list[tuple[str, ByokError]]]:
     """Facts for every enrolled key (and, with ``scan_account``, every key in the account).
 
+    ``on_progress(done, total)`` is called as keys are described (a progress bar).
     Returns the facts and the keys that could not be described (per-key isolation)."""
     enrolled = vault.inventory()
     ids = list(enrolled)
@@ -85,8 +88,16 @@ def discover(
         known = set(ids)
         ids += [k for k in gateway.list_keys() if k not in known]
     enrolled_set = set(enrolled)
+    counted = itertools.count(1)
+
+    def describe(key_id: str) -> KeyInfo | ByokError | None:
+        result = _describe(gateway, key_id)
+        if on_progress is not None:
+            on_progress(next(counted), len(ids))
+        return result
+
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        described = list(pool.map(lambda k: _describe(gateway, k), ids))
+        described = list(pool.map(describe, ids))
     now = gateway.now()
 
     def facts_for(key_id: str, key: KeyInfo | None) -> KeyFacts:
@@ -147,6 +158,7 @@ def run_sweep(
     trigger: str = "manual",
     actor: str = "",
     on_outcome: Callable[[Outcome], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     log: Callable[..., None] | None = None,
 ) -> SweepResult:
     policy = policy or Policy()
@@ -158,6 +170,7 @@ def run_sweep(
         details=details,
         scan_account=scan_account,
         concurrency=concurrency,
+        on_progress=on_progress,
     )
     offset = gateway.clock_offset
     if offset is not None and abs(offset) > CLOCK_SKEW_WARNING_SECONDS and log is not None:

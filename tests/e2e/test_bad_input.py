@@ -139,7 +139,9 @@ CASES = [
     Case("bad-lease", "args", (*GEN, "--lease", "5x"), "invalid lease"),
     Case("negative-lease", "args", (*GEN, "--lease", "-3d"), "invalid lease"),
     Case("lease-too-short", "args", (*GEN, "--lease", "30s"), "lease"),
-    Case("bad-output", "args", ("--output", "yaml", "enroll"), "Invalid value for '--output'"),
+    Case(
+        "bad-output", "args", ("--output", "yaml", "enroll"), "'yaml' is not one of 'table', 'json'"
+    ),
     Case("reimport-no-reason", "args", ("reimport", "key-x"), "Missing option '--reason'"),
     Case("key-id-traversal", "args", ("reimport", "../etc", "--reason", "x"), "invalid key id"),
     Case("key-id-shell", "args", ("reimport", "key;rm -rf /", "--reason", "x"), "invalid key id"),

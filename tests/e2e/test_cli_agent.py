@@ -19,7 +19,7 @@ def _decisions(env):
     return out.returncode, {d["key_id"]: d for d in json.loads(out.stdout)["decisions"]}
 
 
-def test_plan_shows_each_decision_and_exits_1_when_work_is_pending(cli_env, served):
+def test_plan_shows_each_decision_and_exits_3_when_work_is_pending(cli_env, served):
     ok = enroll_cli(cli_env)["key_id"]
     code, decisions = _decisions(cli_env)
     assert code == 0 and decisions[ok]["decision"] == "OK"
@@ -32,7 +32,7 @@ def test_plan_shows_each_decision_and_exits_1_when_work_is_pending(cli_env, serv
     served.emulator.kms.schedule_deletion(doomed, 30)
     served.advance_clock(8 * 86400)
     code, decisions = _decisions(cli_env)
-    assert code == 1
+    assert code == 3  # work pending (2 stays usage errors, 1 failures)
     got = {k: decisions[k]["decision"] for k in (ok, gone, renew, held, doomed)}
     assert got == {ok: "OK", gone: "REIMPORT", renew: "RENEW", held: "HOLD", doomed: "SKIP"}
     assert set(decisions[gone]) >= {

@@ -1,0 +1,75 @@
+"""The self-hosted artefacts in deploy/: the systemd units and the ACK CronJob. Their commands
+must parse with the CLI they run, and their settings must be ones the CLI reads."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from byok_keeper.cli import cli
+from byok_keeper.settings import ENV
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+SYSTEMD = DEPLOY / "systemd"
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string((SYSTEMD / name).read_text())
+    return parser
+
+
+def _parses(argv: list[str]) -> dict:
+    """Parse ``byok-keeper ARGS`` with the real CLI (no command runs); the command's params."""
+    assert Path(argv[0]).name == "byok-keeper", argv
+    name, *rest = argv[1:]  # the units and the manifest put no global flags first
+    command = cli.get_command(cli.make_context("byok-keeper", [name]), name)
+    return command.make_context(name, rest).params
+
+
+@pytest.mark.parametrize("unit", ["byok-keeper.service", "byok-keeper-once.service"])
+def test_service_units_run_a_command_the_cli_accepts(unit):
+    service = _unit(unit)["Service"]
+    params = _parses(shlex.split(service["ExecStart"]))
+    assert params["state_dir"] == "/var/lib/byok-keeper"
+    assert params["once"] is (unit == "byok-keeper-once.service")
+    assert service["LimitCORE"] == "0" and service["UMask"] == "0077"
+    assert service["EnvironmentFile"] == "/etc/byok-keeper/env"
+
+
+def test_the_timer_starts_the_one_shot_sweep_and_catches_up_after_downtime():
+    timer = _unit("byok-keeper.timer")["Timer"]
+    assert timer["Persistent"] == "true"
+    assert timer["Unit"] == "byok-keeper-once.service"
+    assert (SYSTEMD / timer["Unit"]).exists()
+    assert timer["OnCalendar"] == "*:0/15"
+    assert _unit("byok-keeper-once.service")["Service"]["Type"] == "oneshot"
+
+
+def test_the_cronjob_uses_rrsa_and_runs_a_command_the_cli_accepts():
+    docs = {
+        d["kind"]: d
+        for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())
+    }
+    namespace, account, job = docs["Namespace"], docs["ServiceAccount"], docs["CronJob"]
+    assert namespace["metadata"]["labels"]["pod-identity.alibabacloud.com/injection"] == "on"
+    assert "pod-identity.alibabacloud.com/role-name" in account["metadata"]["annotations"]
+    spec = job["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and len(spec["schedule"].split()) == 5
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    (container,) = pod["containers"]
+    params = _parses(container["command"])
+    assert params["once"] is True
+    names = {e["name"] for e in container["env"]}
+    # Only settings the CLI reads, and no stored credentials: RRSA injects them.
+    assert names <= set(ENV.values())
+    assert not {n for n in names if "ACCESS_KEY" in n or "SECRET" in n}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert params["state_dir"] in mounts

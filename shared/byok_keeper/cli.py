@@ -692,14 +692,15 @@ def _fc(app: App):
 @click.argument("key_id")
 @click.option("--reason", required=True, help="Why (recorded in the function's audit event).")
 @click.option("--dry-run", is_flag=True)
-@click.option("--override-hold", is_flag=True)
 @click.option("--async", "asynchronous", is_flag=True, help="Fire and forget (FC retries).")
 @output_option
 @click.pass_obj
-def invoke_reimport(
-    app: App, key_id: str, reason: str, dry_run: bool, override_hold: bool, asynchronous: bool
-) -> int:
+def invoke_reimport(app: App, key_id: str, reason: str, dry_run: bool, asynchronous: bool) -> int:
     """Invoke the deployed reimport function for one key.
+
+    The function never overrides a hold (anyone who may invoke it could ask): lift a hold with
+    `byok-keeper release KEY` under your own identity first. Your user name travels in the
+    event as requested_by and is audited as claimed_by, not as the actor.
 
     \b
     Example:
@@ -715,7 +716,6 @@ def invoke_reimport(
         "reason": reason,
         "requested_by": _actor(),
         "dry_run": dry_run,
-        "override_hold": override_hold,
     }
     result = invoke(client, settings.fc_service, "reimport", event, asynchronous=asynchronous)
     body = result["result"]

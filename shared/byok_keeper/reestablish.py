@@ -160,7 +160,7 @@ def reestablish(
         tags = gateway.list_tags(key_id)
         if HOLD_TAG in tags and not override_hold:
             raise _Stop(HELD, f"on hold: {tags[HOLD_TAG] or 'no reason given'}")
-        lease, _notes = effective_lease(
+        lease, notes = effective_lease(
             EnvelopeFacts(fingerprint, envelope.header.key_spec, envelope.header.lease, True), tags
         )
         lease = lease_override or lease
@@ -168,7 +168,8 @@ def reestablish(
             raise InputError(
                 f"no valid lease for {key_id} (envelope says {envelope.header.lease!r})"
             )
-        step("hold", f"no hold; lease {lease}" if HOLD_TAG not in tags else "hold overridden")
+        shown = f"no hold; lease {lease}" if HOLD_TAG not in tags else "hold overridden"
+        step("hold", "; ".join((shown, *notes)))
 
         now = gateway.now()
         expire_unix = lease.expire_unix(now)

@@ -68,3 +68,23 @@ def test_fc_event_requested_by_is_recorded_as_claimed_never_as_actor(deployed, e
     line = _audit(audit)[-1]
     assert line["actor"] == "fc" and line["claimed_by"] == "alice"
     assert "alice" not in {str(v) for k, v in line.items() if k != "claimed_by"}
+
+
+# ---- 3. the lease tag lengthens the sealed lease ---------------------------------------------
+
+
+def test_a_never_lease_tag_cannot_lengthen_a_one_hour_sealed_lease(emulator, kms, tmp_path):
+    from byok_keeper.reestablish import reestablish
+    from tests.functional.conftest import build_world, enroll_key
+
+    world = build_world(emulator, tmp_path)
+    _, vault, _, sweeper = world
+    key_id, _ = enroll_key(world, lease="1h")
+    emulator.emulator.kms.tag_key(key_id, {"byok-keeper:lease": "never"})
+    emulator.emulator.kms.delete_key_material(key_id)
+    steps: list[str] = []
+    outcome = reestablish(sweeper, vault, key_id, on_step=lambda n, d: steps.append(f"{n}: {d}"))
+    assert outcome.outcome == "restored" and outcome.new_expiry is not None
+    left = (outcome.new_expiry - sweeper.now()).total_seconds()
+    assert 3000 < left <= 3600
+    assert any("ignored lease tag 'never'" in s for s in steps)

@@ -94,10 +94,17 @@ def account_from_arn(arn: str) -> str:
 
 
 def import_once(
-    gateway: KmsGateway, key: KeyInfo, material: PrivateKeyMaterial, expire_unix: int
+    gateway: KmsGateway,
+    key: KeyInfo,
+    material: PrivateKeyMaterial,
+    expire_unix: int,
+    *,
+    before_retry: Callable[[], None] | None = None,
 ) -> list[str]:
     """GetParametersForImport -> wrap -> ImportKeyMaterial; a fresh token once if it expired.
 
+    ``before_retry`` runs before that second attempt and may raise to stop it: re-establishing
+    passes the hold re-check, so a hold set while the first token was spent still wins.
     Returns the request ids. ``InvalidKeyMaterial`` becomes ``MaterialMismatch``: KMS holds
     other material for this key, and no retry can change that.
     """
@@ -125,6 +132,8 @@ def import_once(
                     "unknown",
                 ) from None
             if exc.code in ("ExpiredImportToken", "InvalidImportToken") and attempt == 1:
+                if before_retry is not None:
+                    before_retry()
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover

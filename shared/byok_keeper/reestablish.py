@@ -9,7 +9,8 @@ Steps (each named in the outcome and, on the CLI, printed as it happens):
 4. ``hold`` -- ListResourceTags right before import: a hold set since the plan wins
    (invariant 4); the lease tag, if any, sets the new expiry.
 5. ``import`` -- GetParametersForImport, wrap, ImportKeyMaterial (a fresh token and one retry
-   if the token expired; ``InvalidKeyMaterial`` stops everything: vault and KMS disagree).
+   if the token expired, after the hold is re-checked once more; ``InvalidKeyMaterial`` stops
+   everything: vault and KMS disagree).
 6. ``verify`` -- DescribeKey (state and expiry), GetPublicKey when step 3 did not run, and a
    canary through KMS.
 
@@ -181,7 +182,11 @@ def reestablish(
                 new_expiry=new_expiry,
             )
 
-        request_ids += import_once(gateway, key, material, expire_unix)
+        def recheck_hold() -> None:
+            if HOLD_TAG in gateway.list_tags(key_id) and not override_hold:
+                raise _Stop(HELD, "on hold (set while the import token was being replaced)")
+
+        request_ids += import_once(gateway, key, material, expire_unix, before_retry=recheck_hold)
         step("import", f"imported; expiry {format_kms_time(new_expiry) or 'never'}")
 
         after = gateway.describe_key(key_id)

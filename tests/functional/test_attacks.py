@@ -88,3 +88,33 @@ def test_a_never_lease_tag_cannot_lengthen_a_one_hour_sealed_lease(emulator, kms
     left = (outcome.new_expiry - sweeper.now()).total_seconds()
     assert 3000 < left <= 3600
     assert any("ignored lease tag 'never'" in s for s in steps)
+
+
+# ---- 13. hold re-check on the retry after an expired import token ----------------------------
+
+
+def test_a_hold_set_while_the_import_token_expired_wins_over_the_retry(
+    emulator, kms, tmp_path, mocker
+):
+    from aliyun_local.errors import ApiError
+    from byok_keeper.reestablish import reestablish
+    from tests.functional.conftest import build_world, enroll_key
+
+    world = build_world(emulator, tmp_path)
+    _, vault, _, sweeper = world
+    key_id, _ = enroll_key(world)
+    model = emulator.emulator.kms
+    model.delete_key_material(key_id)
+
+    def token_expired_meanwhile(*_args, **_kwargs):
+        # Security puts the key on hold while the first token is spent, and the token lapses.
+        model.tag_key(key_id, {HOLD_TAG: "kill switch INC-7"})
+        raise ApiError("ExpiredImportToken", "The import token has expired.", 400)
+
+    mocker.patch.object(model, "import_key_material", side_effect=token_expired_meanwhile)
+    outcome = reestablish(sweeper, vault, key_id)
+    assert outcome.outcome == "held", outcome
+    tokens = [c for c in emulator.calls() if c["action"] == "GetParametersForImport"]
+    assert len(tokens) == 2  # the enrollment's and the first attempt's: no fresh token spent
+    assert model.import_key_material.call_count == 1
+    assert emulator.key_view(key_id)["state"] == "PendingImport"

@@ -19,7 +19,8 @@ from .settings import Settings, load_settings
 
 EPILOG_ENV = """\b
 Settings come from flags, then the environment, then --config FILE (TOML):
-  BYOK_KMS_ENDPOINT   e.g. http://127.0.0.1:PORT for aliyun-local (https if no scheme)
+  BYOK_KMS_ENDPOINT   e.g. http://127.0.0.1:PORT for aliyun-local (https if no scheme;
+                      plain http only to 127.0.0.0/8, ::1 or localhost)
   ALIBABA_CLOUD_REGION_ID, BYOK_VAULT (file://DIR or kms-secrets://PREFIX),
   BYOK_SEAL_KEY_FILE or BYOK_SEAL_KMS_KEY_ID, BYOK_OUTPUT (table|json)
 Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN, a profile or a role.
@@ -71,13 +72,17 @@ def output_option(f):
 @click.option(
     "--region", help="Alibaba Cloud region (ALIBABA_CLOUD_REGION_ID; default cn-hangzhou)."
 )
-@click.option("--kms-endpoint", help="KMS endpoint override, with scheme (BYOK_KMS_ENDPOINT).")
+@click.option(
+    "--kms-endpoint", help="KMS endpoint override (BYOK_KMS_ENDPOINT); http only for loopback."
+)
 @click.option("--vault", help="Vault URI: file://DIR or kms-secrets://PREFIX (BYOK_VAULT).")
 @click.option("--seal-key-file", help="32-byte local seal key file (BYOK_SEAL_KEY_FILE).")
 @click.option(
     "--seal-kms-key-id", help="Symmetric KMS key sealing envelopes (BYOK_SEAL_KMS_KEY_ID)."
 )
-@click.option("--fc-endpoint", help="FC endpoint override, with scheme (BYOK_FC_ENDPOINT).")
+@click.option(
+    "--fc-endpoint", help="FC endpoint override (BYOK_FC_ENDPOINT); http only for loopback."
+)
 @click.option("--account-id", help="Account id, for the default FC endpoint (BYOK_ACCOUNT_ID).")
 @output_option
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")

@@ -717,6 +717,9 @@ def split_endpoint(endpoint: str) -> tuple[str, str]:
     host = host.rstrip("/")
     if not host or "/" in host or " " in host:
         raise ConfigError(f"invalid KMS endpoint {endpoint!r}; expected [http[s]://]HOST[:PORT]")
+    from .transport import check_plain_http  # plain http only to loopback (issue 13)
+
+    check_plain_http(scheme, host, f"endpoint {endpoint!r}")
     return scheme, host
 
 

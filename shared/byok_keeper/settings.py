@@ -20,6 +20,9 @@
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 | KMS read timeout  |                     | BYOK_KMS_TIMEOUT         | kms_timeout       |
 
+Every endpoint (KMS, FC, and the credential chain's ``ALIBABA_CLOUD_CREDENTIALS_URI``) must be
+https unless it is loopback (127.0.0.0/8, ::1, localhost): see ``transport``.
+
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
 chain (``ALIBABA_CLOUD_ACCESS_KEY_ID`` ...), FC's context, profiles or instance roles.
@@ -37,6 +40,7 @@ from typing import Any
 
 from .errors import ConfigError, InputError
 from .lease import parse_lease
+from .transport import CREDENTIAL_ENDPOINT_ENV, check_endpoint, check_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -122,6 +126,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, not {value!r}")
     if name == "output" and value not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
+    if name.endswith("_endpoint"):
+        check_endpoint(value, name)
     if name == "renew_before":
         try:
             if parse_lease(value).never:
@@ -160,5 +166,8 @@ def load_settings(
     for name, value in (flags or {}).items():
         if value is not None:
             values[name] = value
+    for var in CREDENTIAL_ENDPOINT_ENV:
+        if env.get(var):
+            check_url(env[var], var)
     coerced = {k: _coerce(k, v) for k, v in values.items()}
     return Settings(**{k: v for k, v in coerced.items() if v is not None})

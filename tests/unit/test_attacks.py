@@ -47,3 +47,37 @@ def test_the_planner_renews_on_the_sealed_lease_despite_a_never_tag():
     facts = KeyFacts("key-1", key, True, _sealed("1h"), {LEASE_TAG: "never"})
     decision = decide(facts, NOW, Policy())
     assert decision.decision == "RENEW" and str(decision.lease) == "1h"
+
+
+# ---- 4. plain HTTP ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("LOCALHOST.", True), ("127.0.0.1.evil.example", False),
+     ("localhost.evil.example", False), ("10.0.0.1", False), ("0.0.0.0", False),  # noqa: S104
+     ("::ffff:8.8.8.8", False), ("", False), (None, False), ("kms.aliyuncs.com", False)],
+)  # fmt: skip
+def test_only_loopback_hosts_count_as_loopback(host, loopback):
+    from byok_keeper.transport import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://kms.example.com", "http://127.0.0.1@evil.example:80", "HTTP://10.1.1.1"]
+)
+def test_settings_and_the_client_factory_refuse_plain_http_off_the_machine(endpoint):
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.kms import split_endpoint
+    from byok_keeper.settings import load_settings
+
+    with pytest.raises(ConfigError, match="plain http"):
+        load_settings({"kms_endpoint": endpoint}, env={})
+    with pytest.raises(ConfigError, match="plain http"):
+        load_settings({"fc_endpoint": endpoint}, env={})
+    with pytest.raises(ConfigError, match="plain http"):
+        split_endpoint(endpoint)
+    assert split_endpoint("https://kms.example.com") == ("https", "kms.example.com")
+    assert split_endpoint("http://[::1]:8080") == ("http", "[::1]:8080")

@@ -36,7 +36,7 @@ from .lease import Lease
 from .material import PrivateKeyMaterial
 from .plan import LEASE_TAG
 from .specs import key_spec as lookup_spec
-from .vault import Header, Vault, VaultConflict
+from .vault import Envelope, Header, Vault, VaultConflict
 from .verify import verify_identity
 from .wrapping import wrap_key_material
 
@@ -196,6 +196,8 @@ def enroll(
     _check_key(key, material)
 
     existing = vault.get(key.key_id)
+    if existing is not None:
+        _authenticate(vault, existing)
     if existing is not None and existing.fingerprint != fp:
         raise VaultConflict(
             f"the vault already holds different material for {key.key_id}; refusing to enroll "
@@ -285,6 +287,19 @@ def enroll(
         canary=proof.canary,
         request_ids=tuple(r for r in request_ids if r),
     )
+
+
+def _authenticate(vault: Vault, envelope: Envelope) -> None:
+    """Open an existing envelope before anything in its header is reused: a header that does
+    not authenticate (tampered, or sealed under another key) is never carried into a new seal.
+    Raises ``InputError`` (exit 2) naming the envelope; nothing is imported."""
+    try:
+        vault.open(envelope).wipe()
+    except (InputError, MaterialMismatch) as exc:
+        raise InputError(
+            f"the existing envelope for {envelope.key_id} in {vault.uri} does not open ({exc}); "
+            "refusing to enroll over it: inspect and remove it by hand"
+        ) from None
 
 
 def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:

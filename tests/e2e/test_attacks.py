@@ -37,3 +37,56 @@ def test_plain_http_to_localhost_is_allowed(served, cli_env):
     endpoint = f"http://localhost:{served.endpoint.rsplit(':', 1)[1]}"
     out = run_cli("plan", env={**cli_env, "BYOK_KMS_ENDPOINT": endpoint})
     assert out.returncode == 0, out.stderr
+
+
+# ---- 5. tampered envelope on re-enroll --------------------------------------------------------
+
+
+def _pem_file(path) -> str:
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8,
+                                       ser.NoEncryption()))  # fmt: skip
+    path.chmod(0o600)
+    return str(path)
+
+
+def _tamper(envelope, how: str) -> None:
+    import base64
+    import json
+
+    doc = json.loads(envelope.read_text())
+    if how == "header":
+        doc["header"]["lease"] = "never"
+    else:
+        blob = bytearray(base64.b64decode(doc["material"]["ciphertext"]))
+        blob[5] ^= 1
+        doc["material"]["ciphertext"] = base64.b64encode(bytes(blob)).decode()
+    envelope.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("how", ["header", "ciphertext"])
+def test_re_enroll_over_an_envelope_that_does_not_open_is_refused(served, cli_env, tmp_path, how):
+    import json
+
+    from tests.conftest import snapshot
+    from tests.e2e.conftest import enroll_args
+
+    material = _pem_file(tmp_path / "k.pem")
+    first = run_cli(*enroll_args("EC_P256"), "--material", material, "--output", "json",
+                    env=cli_env)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    key_id = json.loads(first.stdout)["key_id"]
+    _tamper(tmp_path / "vault" / f"{key_id}.json", how)
+    before = snapshot(tmp_path / "vault")
+    served.emulator.calls.clear()
+    out = run_cli("enroll", "--key-id", key_id, "--material", material, env=cli_env)
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if not line.startswith("[enroll]")]
+    assert len(errors) == 1 and "Traceback" not in out.stderr
+    assert key_id in errors[0] and "does not open" in errors[0]
+    assert snapshot(tmp_path / "vault") == before
+    touched = {c["action"] for c in served.calls()}
+    assert not touched & {"GetParametersForImport", "ImportKeyMaterial", "TagResource"}, touched

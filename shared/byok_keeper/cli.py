@@ -233,6 +233,11 @@ def _load_material(
 )
 @click.option("--instance", help="KMS instance id, kst-... (with --create).")
 @click.option(
+    "--protection-level",
+    type=click.Choice(["SOFTWARE", "HSM"]),
+    help="With --create: the level the instance must give the key (checked; also on resume).",
+)
+@click.option(
     "--material",
     "material_path",
     type=click.Path(dir_okay=False),
@@ -258,6 +263,7 @@ def enroll(
     key_spec: str | None,
     usage: str | None,
     instance: str | None,
+    protection_level: str | None,
     material_path: str | None,
     generate: bool,
     passphrase_env: str | None,
@@ -268,7 +274,10 @@ def enroll(
 
     Order: validate, (create), seal and write, read back and check, import, verify (state,
     expiry, public key, canary), record the first import, tag byok-keeper:managed. Re-running
-    the same command after a crash finishes the job.
+    the same command after a crash finishes the job. --create resumes only a key it created
+    (tagged with a marker only the private key's holder can compute, and matching spec, usage,
+    instance and protection level); any other key carrying the material's fingerprint tag is
+    reported as an ALERT (exit 2) and never receives material.
 
     \b
     Examples:
@@ -298,7 +307,9 @@ def enroll(
             material,
             lease=lease_policy,
             key_id=key_id,
-            create=CreateRequest(key_spec or "", usage or "", instance or "", description)
+            create=CreateRequest(
+                key_spec or "", usage or "", instance or "", description, protection_level or ""
+            )
             if create
             else None,
             on_step=lambda name, detail: app.progress(

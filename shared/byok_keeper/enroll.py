@@ -8,9 +8,13 @@ imported) and every step can be re-run:
 
 What a crash after each step leaves, and what re-running the same command does:
 
-* after ``create``: an EXTERNAL key in PendingImport, tagged ``byok-keeper:fingerprint``, and no
-  envelope. Nothing is in KMS. ``enroll --create`` with the same material finds that key by its
-  tag and carries on; no second key is made.
+* after ``create``: an EXTERNAL key in PendingImport, tagged ``byok-keeper:fingerprint`` and
+  ``byok-keeper:enrollment`` (the marker, below), and no envelope. Nothing is in KMS.
+  ``enroll --create`` with the same material and request finds that key by its tags and carries
+  on; no second key is made. It resumes only a key whose marker verifies and whose spec, usage,
+  instance (and protection level, when requested) equal the request; any other key carrying the
+  fingerprint tag (anyone can compute a fingerprint from the public key) is refused as
+  ``SuspiciousKey`` and never receives material: delete it, or find out who made it.
 * after ``seal`` (envelope written and checked): the vault holds the material, KMS does not. The
   planner reports the key as ALERT (enrollment incomplete); a re-run imports.
 * after ``import``: KMS holds the material and so does the vault, but the envelope does not yet
@@ -20,12 +24,21 @@ What a crash after each step leaves, and what re-running the same command does:
 * after ``record``: only the ``byok-keeper:managed`` and lease tags are missing; a re-run adds
   them. The agent does not need them (the vault is the inventory).
 
-Never: material in KMS that the vault does not hold.
+Never: material in KMS that the vault does not hold; material in a key this enrollment did
+not create (or the operator did not name with ``--key-id``).
+
+The marker is HMAC-SHA256 over the fingerprint, spec, usage and instance, keyed by a SHA-256 of
+the private material itself: only a holder of the private key can compute it (a seal-key HMAC
+would not work with a KMS sealer, which has no local key). Tags are readable, so the marker can
+be copied to another key; that copy either differs in spec, usage or instance, or makes a second
+candidate, and both are refused.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,7 +46,7 @@ from datetime import datetime
 from .errors import ExecutionError, InputError, MaterialMismatch
 from .kms import ImportParameters, KeyInfo, KmsApiError, KmsGateway, format_kms_time
 from .lease import Lease
-from .material import PrivateKeyMaterial
+from .material import PrivateKeyMaterial, wipe
 from .plan import LEASE_TAG
 from .specs import key_spec as lookup_spec
 from .vault import Envelope, Header, Vault, VaultConflict
@@ -41,6 +54,7 @@ from .verify import verify_identity
 from .wrapping import wrap_key_material
 
 FINGERPRINT_TAG = "byok-keeper:fingerprint"
+MARKER_TAG = "byok-keeper:enrollment"
 MANAGED_TAG = "byok-keeper:managed"
 
 StepCallback = Callable[[str, dict], None]
@@ -52,6 +66,27 @@ class CreateRequest:
     key_usage: str
     instance_id: str
     description: str = ""
+    protection_level: str = ""  # expected (the instance decides it); "" = whatever it gives
+
+
+class SuspiciousKey(InputError):
+    """A key carries this material's fingerprint tag but this enrollment did not create it (or
+    it does not fit the request): it may have been planted to receive the material."""
+
+
+def enrollment_marker(material: PrivateKeyMaterial, create: CreateRequest) -> str:
+    """The ``byok-keeper:enrollment`` tag value: nobody without the private key can compute it."""
+    # Hash the material in place (no bytes copy of it); the digest is the HMAC key.
+    digest = hashlib.sha256(b"byok-keeper enrollment marker/1\0")
+    digest.update(material.import_bytes())
+    key = bytearray(digest.digest())
+    try:
+        message = "\0".join(
+            (material.fingerprint, create.key_spec, create.key_usage, create.instance_id)
+        ).encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+    finally:
+        wipe(key)
 
 
 @dataclass(frozen=True)
@@ -173,20 +208,29 @@ def enroll(
             )
         if not create.instance_id:
             raise InputError("--instance (a KMS instance id, kst-...) is required with --create")
+        if create.protection_level and not spec.allows_protection_level(create.protection_level):
+            raise InputError(f"{spec.name} keys cannot be {create.protection_level}")
     step("validate", {"key_spec": material.key_spec, "fingerprint": fp})
 
     # -- create, or find the key --
     if create is not None:
-        key = _find_created(gateway, fp)
+        marker = enrollment_marker(material, create)
+        key = _find_created(gateway, fp, marker, create)
         if key is None:
             key = gateway.create_key(
                 key_spec=create.key_spec,
                 key_usage=create.key_usage,
                 instance_id=create.instance_id,
                 description=create.description or "managed by byok-keeper",
-                tags={FINGERPRINT_TAG: fp},
+                tags={FINGERPRINT_TAG: fp, MARKER_TAG: marker},
             )
             created = True
+            if _mismatches(key, {MARKER_TAG: marker}, marker, create):
+                raise InputError(
+                    f"created {key.key_id}, but it does not fit the request "
+                    f"({'; '.join(_mismatches(key, {MARKER_TAG: marker}, marker, create))}); "
+                    "nothing was sealed or imported: schedule its deletion"
+                )
         else:
             resumed = True
         step("create", {"key_id": key.key_id, "created": created})
@@ -302,8 +346,14 @@ def _authenticate(vault: Vault, envelope: Envelope) -> None:
         ) from None
 
 
-def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
-    """A key an earlier ``enroll --create`` of this material made (tagged with its fingerprint)."""
+def _find_created(
+    gateway: KmsGateway, fp: str, marker: str, create: CreateRequest
+) -> KeyInfo | None:
+    """The key an earlier ``enroll --create`` of this material and request made, if any.
+
+    Raises ``SuspiciousKey`` (an alert) when any live key carrying the fingerprint tag was not
+    made by this enrollment, or more than one was: none of them receives material.
+    """
     candidates = gateway.list_keys(
         filters=[
             {"Key": "TagKey", "Values": [FINGERPRINT_TAG]},
@@ -311,12 +361,54 @@ def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
         ],
         max_keys=100,
     )
+    ours: list[KeyInfo] = []
+    suspicious: list[str] = []
     for candidate in candidates:
-        if gateway.list_tags(candidate).get(FINGERPRINT_TAG) == fp:
-            key = gateway.describe_key(candidate)
-            if key.origin == "EXTERNAL" and key.key_state != "PendingDeletion":
-                return key
-    return None
+        tags = gateway.list_tags(candidate)
+        if tags.get(FINGERPRINT_TAG) != fp:
+            continue
+        key = gateway.describe_key(candidate)
+        if key.key_state == "PendingDeletion":
+            continue
+        problems = _mismatches(key, tags, marker, create)
+        if problems:
+            suspicious.append(f"{key.key_id} ({', '.join(problems)})")
+        else:
+            ours.append(key)
+    if len(ours) > 1:
+        suspicious += [f"{k.key_id} (a second key with this enrollment's marker)" for k in ours]
+    if suspicious:
+        raise SuspiciousKey(
+            f"ALERT: {'; '.join(suspicious)} carry this material's fingerprint tag but were not "
+            "created by this enrollment (the tag is computable from the public key: someone may "
+            "have planted them to receive the material); nothing was sealed or imported: find "
+            "out who made them and schedule their deletion, then re-run"
+        )
+    return ours[0] if ours else None
+
+
+def _mismatches(
+    key: KeyInfo, tags: dict[str, str], marker: str, create: CreateRequest
+) -> list[str]:
+    """Why ``key`` is not the key this enrollment created (empty: it is)."""
+    problems = []
+    if not hmac.compare_digest(tags.get(MARKER_TAG, ""), marker):
+        problems.append("no valid enrollment marker")
+    if key.origin != "EXTERNAL":
+        problems.append(f"Origin {key.origin}")
+    wanted = {
+        "spec": (key.key_spec, create.key_spec),
+        "usage": (key.key_usage, create.key_usage),
+        "instance": (key.instance_id, create.instance_id),
+    }
+    if create.protection_level:
+        wanted["protection level"] = (key.protection_level, create.protection_level)
+    for name, (actual, expected) in wanted.items():
+        if actual != expected:
+            problems.append(f"{name} {actual or '-'}, requested {expected}")
+    if not lookup_spec(create.key_spec).allows_protection_level(key.protection_level):
+        problems.append(f"protection level {key.protection_level or '-'}")
+    return problems
 
 
 def _check_key(key: KeyInfo, material: PrivateKeyMaterial) -> None:

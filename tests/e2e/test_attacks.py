@@ -90,3 +90,26 @@ def test_re_enroll_over_an_envelope_that_does_not_open_is_refused(served, cli_en
     assert snapshot(tmp_path / "vault") == before
     touched = {c["action"] for c in served.calls()}
     assert not touched & {"GetParametersForImport", "ImportKeyMaterial", "TagResource"}, touched
+
+
+# ---- 2. enrollment adopts a planted key -------------------------------------------------------
+
+
+def test_enroll_create_reports_a_planted_key_as_an_alert_in_one_line(served, cli_env, tmp_path):
+    from byok_keeper.enroll import FINGERPRINT_TAG
+    from byok_keeper.kms import ENROLL
+    from byok_keeper.material import load_private_key
+    from tests.e2e.conftest import enroll_args
+    from tests.functional.conftest import make_gateway
+
+    material = _pem_file(tmp_path / "k.pem")
+    fingerprint = load_private_key(bytearray((tmp_path / "k.pem").read_bytes())).fingerprint
+    planted = make_gateway(served, ENROLL).create_key(
+        key_spec="EC_P256", key_usage="SIGN/VERIFY", instance_id="kst-local-software",
+        description="", tags={FINGERPRINT_TAG: fingerprint},
+    ).key_id  # fmt: skip
+    out = run_cli(*enroll_args("EC_P256"), "--material", material, env=cli_env)
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if not line.startswith("[enroll]")]
+    assert len(errors) == 1 and f"ALERT: {planted}" in errors[0], out.stderr
+    assert served.key_view(planted)["material_fingerprint"] is None

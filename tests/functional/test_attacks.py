@@ -118,3 +118,101 @@ def test_a_hold_set_while_the_import_token_expired_wins_over_the_retry(
     assert len(tokens) == 2  # the enrollment's and the first attempt's: no fresh token spent
     assert model.import_key_material.call_count == 1
     assert emulator.key_view(key_id)["state"] == "PendingImport"
+
+
+# ---- 2. enrollment adopts a planted key -------------------------------------------------------
+
+
+class _Crash(Exception):
+    pass
+
+
+def _attacker_plants(emulator, tags, instance="kst-local-software", spec="EC_P256"):
+    """Someone with CreateKey+TagResource makes an EXTERNAL key carrying the given tags."""
+    attacker = make_gateway(emulator, ENROLL)
+    return attacker.create_key(key_spec=spec, key_usage="SIGN/VERIFY", instance_id=instance,
+                               description="", tags=tags).key_id  # fmt: skip
+
+
+def _material_went_to(emulator, key_id) -> bool:
+    return (
+        any(
+            c["key_id"] == key_id and c["action"] in ("GetParametersForImport", "ImportKeyMaterial")
+            for c in emulator.calls()
+        )
+        or emulator.key_view(key_id)["material_fingerprint"] is not None
+    )
+
+
+def _enroll(world, material, **kw):
+    from tests.functional.conftest import create_request
+
+    _, vault, enroller, _ = world
+    return enroll(enroller, vault, material, lease=parse_lease("30d"),
+                  create=create_request("EC_P256"), **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("marker", [None, "0" * 64])
+def test_enroll_create_never_resumes_a_key_planted_with_the_public_fingerprint(
+    emulator, kms, tmp_path, marker
+):
+    from byok_keeper.enroll import FINGERPRINT_TAG, MARKER_TAG, SuspiciousKey
+    from tests.functional.conftest import build_world
+
+    world = build_world(emulator, tmp_path)
+    material = generate_material("EC_P256")
+    tags = {FINGERPRINT_TAG: material.fingerprint}  # anyone with the public key computes this
+    if marker:
+        tags[MARKER_TAG] = marker
+    planted = _attacker_plants(emulator, tags)
+    with pytest.raises(SuspiciousKey, match=f"ALERT: {planted}"):
+        _enroll(world, material)
+    assert not _material_went_to(emulator, planted)
+    assert world[1].inventory() == []
+
+
+@pytest.mark.parametrize(
+    ("instance", "spec"),
+    [("kst-local-hardware", "EC_P256"), ("kst-local-software", "EC_P256K"),
+     ("kst-local-software", "EC_P256")],
+    ids=["other-instance", "other-spec", "same-request"],
+)  # fmt: skip
+def test_a_copied_enrollment_marker_does_not_make_a_planted_key_ours(
+    emulator, kms, tmp_path, instance, spec
+):
+    from byok_keeper.enroll import SuspiciousKey
+    from tests.functional.conftest import build_world
+
+    world = build_world(emulator, tmp_path)
+    material = generate_material("EC_P256")
+
+    def crash(step, _detail):
+        if step == "create":
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        _enroll(world, material, on_step=crash)
+    (ours,) = world[2].list_keys()
+    copied = world[2].list_tags(ours)  # tags are readable: the attacker copies them
+    planted = _attacker_plants(emulator, copied, instance=instance, spec=spec)
+    with pytest.raises(SuspiciousKey, match=planted):
+        _enroll(world, material)
+    assert not _material_went_to(emulator, planted) and not _material_went_to(emulator, ours)
+    emulator.emulator.kms.schedule_deletion(planted, 7)  # security removes the planted key
+    result = _enroll(world, material)
+    assert result.key_id == ours and not result.created
+
+
+def test_a_key_whose_protection_level_differs_from_the_request_never_receives_material(
+    emulator, kms, tmp_path
+):
+    from byok_keeper.errors import InputError
+    from tests.functional.conftest import build_world
+
+    world = build_world(emulator, tmp_path)
+    material = generate_material("EC_P256")
+    request = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software", protection_level="HSM")
+    with pytest.raises(InputError, match="protection level SOFTWARE, requested HSM"):
+        enroll(world[2], world[1], material, lease=parse_lease("30d"), create=request)
+    (made,) = world[2].list_keys()
+    assert not _material_went_to(emulator, made) and world[1].inventory() == []

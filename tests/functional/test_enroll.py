@@ -9,8 +9,10 @@ from byok_keeper.enroll import (
     FINGERPRINT_TAG,
     LEASE_TAG,
     MANAGED_TAG,
+    MARKER_TAG,
     CreateRequest,
     enroll,
+    enrollment_marker,
 )
 from byok_keeper.errors import InputError, MaterialMismatch
 from byok_keeper.kms import ENROLL
@@ -62,6 +64,7 @@ def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec)
     assert envelope.header.lease == "30d"
     assert _kms_tags(kms, result.key_id) == {
         FINGERPRINT_TAG: material.fingerprint,
+        MARKER_TAG: enrollment_marker(material, create_request(spec)),
         MANAGED_TAG: "true",
         LEASE_TAG: "30d",
     }

@@ -31,7 +31,7 @@ log = get_logger("byok_keeper.daemon")
 # The running daemon's dependencies. Job functions are stored by reference in SQLite and look
 # these up, so no settings or secrets are ever pickled into the job store.
 _RUNTIME: dict[str, Any] = {}
-_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])$")
+_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])\Z")
 
 
 def disable_core_dumps() -> None:
@@ -47,7 +47,7 @@ def trigger_for(schedule: str):
 
     from .errors import InputError
 
-    m = _EVERY.match(schedule.strip())
+    m = _EVERY.fullmatch(schedule.strip())
     if m:
         seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
         return IntervalTrigger(seconds=seconds, timezone=timezone.utc)

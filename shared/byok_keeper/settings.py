@@ -67,7 +67,7 @@ ENV = {
     "kms_timeout": "BYOK_KMS_TIMEOUT",
 }
 DISPATCH_MODES = ("inline", "fc-async")
-REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}$")  # cn-hangzhou, cn-shanghai-finance-1
+REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}\Z")  # cn-hangzhou, cn-shanghai-finance-1
 OUTPUTS = ("table", "json")
 
 
@@ -120,7 +120,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be between 1 and {limit}")
         return number
     value = str(value)
-    if name == "region" and not REGION_RE.match(value):
+    if name == "region" and not REGION_RE.fullmatch(value):
         raise ConfigError(f"region must be a region id like cn-hangzhou, not {value!r}")
     if name == "dispatch" and value not in DISPATCH_MODES:
         raise ConfigError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, not {value!r}")

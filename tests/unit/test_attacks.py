@@ -81,3 +81,75 @@ def test_settings_and_the_client_factory_refuse_plain_http_off_the_machine(endpo
         split_endpoint(endpoint)
     assert split_endpoint("https://kms.example.com") == ("https", "kms.example.com")
     assert split_endpoint("http://[::1]:8080") == ("http", "[::1]:8080")
+
+
+# ---- 8. validators accept a trailing newline -------------------------------------------------
+
+
+@pytest.mark.parametrize("key_id", ["key-abc\n", "key-abc\r\n", "\nkey-abc", "key-abc\x00"])
+def test_key_ids_must_match_in_full(key_id):
+    from byok_keeper.errors import InputError
+    from byok_keeper.vault.envelope import check_key_id
+
+    with pytest.raises(InputError, match="invalid key id"):
+        check_key_id(key_id)
+    assert check_key_id("key-abc") == "key-abc"
+
+
+@pytest.mark.parametrize("region", ["cn-hangzhou\n", "cn-hangzhou\n-evil"])
+def test_regions_must_match_in_full(region):
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.settings import load_settings
+
+    with pytest.raises(ConfigError, match="region must be"):
+        load_settings({"region": region}, env={})
+
+
+def _sealed_envelope_doc() -> dict:
+    import base64
+    import json
+
+    from byok_keeper.material import generate_material
+    from byok_keeper.vault import FileStore, LocalKeySealer, Vault
+    from byok_keeper.vault.envelope import Header
+
+    vault = Vault(FileStore("/nonexistent"), LocalKeySealer(bytes(32)))
+    with generate_material("EC_P256") as material:
+        header = Header(
+            key_id="key-abc", region="cn-hangzhou", account_id="1", key_spec="EC_P256",
+            key_usage="SIGN/VERIFY", protection_level="SOFTWARE",
+            public_key_der=base64.b64encode(material.public_key_der).decode(),
+            fingerprint=material.fingerprint, material_encoding="PKCS8_DER", lease="30d",
+            enrolled_at="2026-11-28T12:00:00Z", first_imported_at="2026-11-28T12:00:01Z",
+        )  # fmt: skip
+        return json.loads(vault.seal(header, material).to_bytes())
+
+
+@pytest.mark.parametrize(
+    ("field", "suffix", "message"),
+    [("fingerprint", "\n", "fingerprint"), ("enrolled_at", "\n", "timestamps"),
+     ("first_imported_at", "\n", "timestamps"), ("key_id", "\n", "invalid key id")],
+)  # fmt: skip
+def test_envelope_fingerprints_timestamps_and_key_ids_must_match_in_full(field, suffix, message):
+    import json
+
+    from byok_keeper.errors import InputError
+    from byok_keeper.vault.envelope import parse
+
+    doc = _sealed_envelope_doc()
+    parse(json.dumps(doc).encode())  # the untouched envelope parses
+    doc["header"][field] += suffix
+    with pytest.raises(InputError, match=message):
+        parse(json.dumps(doc).encode())
+
+
+def test_envelope_timestamps_take_ascii_digits_only():
+    import json
+
+    from byok_keeper.errors import InputError
+    from byok_keeper.vault.envelope import parse
+
+    doc = _sealed_envelope_doc()
+    doc["header"]["enrolled_at"] = "\u0662\u0660\u0662\u0666-11-28T12:00:00Z"  # Arabic-Indic
+    with pytest.raises(InputError, match="timestamps"):
+        parse(json.dumps(doc).encode())

@@ -212,10 +212,12 @@ def _load_material(
         if value is None:
             raise InputError(f"--passphrase-env {passphrase_env}: that variable is not set")
         passphrase = value.encode()
-    try:
-        data = bytearray(Path(material_path or "").read_bytes())
-    except OSError as exc:
-        raise InputError(f"cannot read --material {material_path}: {exc.strerror}") from None
+    from .files import read_capped
+
+    try:  # a regular file of at most 1 MiB (a link to /dev/zero must not exhaust memory)
+        data, _ = read_capped(material_path or "", 1024 * 1024, "--material")
+    except FileNotFoundError:
+        raise InputError(f"cannot read --material {material_path}: no such file") from None
     try:
         return load_private_key(data, key_spec=key_spec, passphrase=passphrase)
     finally:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InputError
+from .files import read_capped
 from .lease import parse_lease
 from .transport import CREDENTIAL_ENDPOINT_ENV, check_endpoint, check_url
 
@@ -69,6 +70,7 @@ ENV = {
 DISPATCH_MODES = ("inline", "fc-async")
 REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}\Z")  # cn-hangzhou, cn-shanghai-finance-1
 OUTPUTS = ("table", "json")
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,12 @@ def load_settings(
     path = config_path or env.get("BYOK_CONFIG")
     if path:
         try:
-            doc = tomllib.loads(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            data, _ = read_capped(path, MAX_CONFIG_BYTES, "config file")
+            doc = tomllib.loads(data.decode())
+        except FileNotFoundError:
+            raise ConfigError(f"cannot read config file {path}: no such file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         section = doc.get("byok-keeper", doc)

@@ -113,3 +113,77 @@ def test_enroll_create_reports_a_planted_key_as_an_alert_in_one_line(served, cli
     errors = [line for line in out.stderr.splitlines() if not line.startswith("[enroll]")]
     assert len(errors) == 1 and f"ALERT: {planted}" in errors[0], out.stderr
     assert served.key_view(planted)["material_fingerprint"] is None
+
+
+# ---- 7. unbounded reads -----------------------------------------------------------------------
+
+
+def _run_limited(*args: str, env: dict[str, str], timeout: int = 60):
+    """The CLI with its address space capped at 2 GiB: without the read cap, an unbounded read
+    dies of MemoryError inside the cap instead of exhausting the shared machine."""
+    import resource
+    import subprocess
+
+    from tests.e2e.conftest import BIN
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run([str(BIN / "byok-keeper"), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, preexec_fn=cap)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "sparse-8GiB"])
+def test_reimport_refuses_an_envelope_that_is_not_a_small_regular_file(
+    served, cli_env, tmp_path, kind
+):
+    import os
+
+    from tests.e2e.conftest import enroll_cli
+
+    key_id = enroll_cli(cli_env)["key_id"]
+    envelope = tmp_path / "vault" / f"{key_id}.json"
+    envelope.unlink()
+    if kind == "dev-zero":
+        envelope.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(envelope)
+    else:
+        with open(envelope, "wb") as fh:
+            fh.truncate(8 << 30)
+    out = _run_limited("reimport", key_id, "--reason", "attack", env=cli_env)
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("byok-keeper: error")]
+    assert len(errors) == 1 and "Traceback" not in out.stderr and "MemoryError" not in out.stderr
+    assert ("larger than" if kind.startswith("sparse") else "not a regular file") in errors[0]
+
+
+def test_the_seal_key_file_must_be_a_small_regular_file_owned_by_the_user(tmp_path):
+    import os
+
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.vault import LocalKeySealer
+    from byok_keeper.vault.sealers import new_seal_key_file
+
+    good = tmp_path / "seal.key"
+    ref = new_seal_key_file(good)
+    link = tmp_path / "mounted.key"  # Kubernetes secret mounts are symlinks: allowed
+    link.symlink_to(good)
+    assert LocalKeySealer.from_file(link).key_ref == ref
+    good.chmod(0o400)
+    assert LocalKeySealer.from_file(good).key_ref == ref
+    good.chmod(0o600)
+    zero = tmp_path / "zero.key"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        LocalKeySealer.from_file(zero)
+    for mode, message in ((0o640, "group or others"), (0o700, "executable")):
+        good.chmod(mode)
+        with pytest.raises(ConfigError, match=message):
+            LocalKeySealer.from_file(good)
+    good.chmod(0o600)
+    if os.geteuid() != 0:
+        pytest.skip("making a file owned by someone else needs root")
+    os.chown(good, 65534, 65534)
+    with pytest.raises(ConfigError, match="owned by uid 65534"):
+        LocalKeySealer.from_file(link)

@@ -837,6 +837,9 @@ def demo_cmd(app: App, keep: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .hardening import harden_process
+
+    harden_process()  # no core dumps, not dumpable, no SDK debug output: before anything else
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BYOK_DEBUG") == "1"
     try:

@@ -8,7 +8,8 @@
   runs one catch-up sweep, not a storm.
 * SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
 * ``--health-file``: JSON with the last run's time, outcome and summary, written atomically.
-* Core dumps are disabled: a crash must not write key material to disk.
+* Core dumps are disabled and the process is not dumpable: a crash must not write key material
+  to disk, nor may another process read it from memory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import signal
 import tempfile
 import threading
@@ -35,10 +35,12 @@ _EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])\Z")
 
 
 def disable_core_dumps() -> None:
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ValueError, OSError):  # pragma: no cover - not permitted on this platform
-        log.warning("core_dumps_not_disabled")
+    """No core dumps, not dumpable, no SDK debug output (``hardening.harden_process``)."""
+    from .hardening import harden_process
+
+    problems = harden_process()
+    if problems:  # pragma: no cover - not permitted on this platform
+        log.warning("process_not_hardened", failed=problems)
 
 
 def trigger_for(schedule: str):

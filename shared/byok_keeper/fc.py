@@ -241,6 +241,9 @@ def _request_id(context: Any) -> str:
 
 def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .errors import ByokError
+    from .hardening import harden_process
+
+    harden_process()
 
     try:
         options = parse_timer_event(event)
@@ -258,9 +261,11 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
 
 def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .audit import AuditLog
+    from .hardening import harden_process
     from .kms import NoKmsAccess
     from .reestablish import DRY_RUN, RENEWED, RESTORED, reestablish
 
+    harden_process()  # no core dumps, not dumpable, no SDK debug output
     try:
         request = parse_reimport_event(event)
     except BadEvent as exc:

@@ -187,3 +187,92 @@ def test_the_seal_key_file_must_be_a_small_regular_file_owned_by_the_user(tmp_pa
     os.chown(good, 65534, 65534)
     with pytest.raises(ConfigError, match="owned by uid 65534"):
         LocalKeySealer.from_file(link)
+
+
+# ---- 6. debug switches leak tokens ------------------------------------------------------------
+
+
+def test_the_sdk_debug_switch_prints_no_request_lines(served, cli_env):
+    from tests.e2e.conftest import enroll_cli
+
+    key_id = enroll_cli(cli_env)["key_id"]
+    served.emulator.kms.delete_key_material(key_id)
+    env = {**cli_env, "DEBUG": "sdk", "BYOK_LOG_LEVEL": "DEBUG"}
+    out = run_cli("reimport", key_id, "--reason", "debug", env=env)
+    assert out.returncode == 0, out.stderr
+    tokens = [t.token for t in served.emulator.kms.tokens.values()]
+    assert tokens, "the import spent a token"
+    for leaked in ("EncryptedKeyMaterial", "ImportToken=", "x-acs-signature", *tokens):
+        assert leaked not in out.stderr and leaked not in out.stdout, leaked
+
+
+def test_the_redaction_processor_url_decodes_before_scrubbing():
+    import base64
+    import os
+    from urllib.parse import quote
+
+    from byok_keeper.logs import redact
+
+    wrapped = base64.b64encode(os.urandom(300)).decode()
+    line = (f"POST /?Action=ImportKeyMaterial&EncryptedKeyMaterial={quote(wrapped, safe='')}"
+            "&ImportToken=tok-3f9a1c&KeyId=key-1")  # fmt: skip
+    pem = quote("-----BEGIN PRIVATE KEY-----\nMIGH...\n-----END PRIVATE KEY-----", safe="")
+    event = redact(None, "debug", {"event": "request", "line": line, "url": f"body={pem}"})
+    text = repr(event)
+    for piece in (wrapped[:40], quote(wrapped, safe="")[:40], "tok-3f9a1c", "MIGH"):
+        assert piece not in text, piece
+    assert "KeyId=key-1" in event["line"]
+
+
+def test_sdk_loggers_have_no_handlers_of_their_own_after_configure():
+    import logging
+
+    from byok_keeper.logs import SDK_LOGGERS, configure
+
+    configure(json=True, level="DEBUG")
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        assert not logger.handlers and logger.level >= logging.WARNING, name
+        assert not logger.filter(logging.LogRecord(name, logging.DEBUG, "", 0, "x", (), None))
+
+
+# ---- 9. core dumps ----------------------------------------------------------------------------
+
+_PROBE = """
+import ctypes, json, resource, sys
+{call}
+print(json.dumps({{"core": resource.getrlimit(resource.RLIMIT_CORE),
+                  "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)}}))
+"""
+_ENTRYPOINTS = {
+    "cli": "from byok_keeper.cli import main; main(['vault', 'list'])",
+    "fc-sweep": "from byok_keeper.fc import handle_sweep; handle_sweep(b'not json', None)",
+    "fc-reimport": "from byok_keeper.fc import handle_reimport; handle_reimport(b'[]', None)",
+    "daemon": "from byok_keeper.daemon import disable_core_dumps; disable_core_dumps()",
+}
+
+
+@pytest.mark.parametrize("entrypoint", sorted(_ENTRYPOINTS))
+def test_every_entrypoint_disables_core_dumps_and_is_not_dumpable(cli_env, entrypoint):
+    import json
+    import subprocess
+    import sys
+
+    code = _PROBE.format(call=_ENTRYPOINTS[entrypoint])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=cli_env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state == {"core": [0, 0], "dumpable": 0}
+
+
+def test_the_daemon_hardens_itself_through_run_daemon(cli_env, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    call = ("from byok_keeper.cli import main; "
+            f"main(['daemon', '--once', '--state-dir', {str(tmp_path / 's')!r}])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", _PROBE.format(call=call)], capture_output=True,
+                         text=True, env={**cli_env, "DEBUG": "sdk"}, timeout=120)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"core": [0, 0], "dumpable": 0}

@@ -786,7 +786,7 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     type=click.Path(file_okay=False),
     default="./byok-keeper-state",
     show_default=True,
-    help="Where the job store (jobs.sqlite) lives.",
+    help="Where the job store (jobs.sqlite) lives; must be yours and not group/other-writable.",
 )
 @click.option(
     "--health-file",

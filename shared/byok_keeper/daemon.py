@@ -1,6 +1,8 @@
 """The self-hosted daemon: the same sweep on an APScheduler schedule.
 
-* Jobs live in SQLite under ``--state-dir`` (``jobs.sqlite``), so a restart keeps them.
+* Jobs live in SQLite under ``--state-dir`` (``jobs.sqlite``), so a restart keeps them. The job
+  store unpickles what it reads, so the daemon refuses a state directory or job store that is
+  not owned by the running user or is writable by group or others (``check_state_dir``).
 * ``sweep`` runs on ``--schedule`` (5-field crontab in UTC, or ``@every 15m``; default every 15
   minutes); after each sweep a one-shot ``renew:<key>`` job is (re)placed at each key's renewal
   moment, so a renewal does not wait for the next tick.
@@ -41,6 +43,34 @@ def disable_core_dumps() -> None:
     problems = harden_process()
     if problems:  # pragma: no cover - not permitted on this platform
         log.warning("process_not_hardened", failed=problems)
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """Refuse a state directory (or job store) someone else could write.
+
+    APScheduler's SQLAlchemyJobStore unpickles the jobs it reads, so whoever can write
+    ``jobs.sqlite`` (or replace it: write the directory) runs code as the daemon, next to the
+    key material. Both must be owned by the running user and not writable by group or others.
+    Raises ``InputError`` (exit 2).
+    """
+    from .errors import InputError
+
+    for path in (state_dir, state_dir / "jobs.sqlite"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_uid != os.geteuid():
+            raise InputError(
+                f"--state-dir: {path} is owned by uid {st.st_uid}, not by the user running the "
+                f"daemon (uid {os.geteuid()}); its job store is unpickled, so its owner could "
+                "run code here"
+            )
+        if st.st_mode & 0o022:
+            raise InputError(
+                f"--state-dir: {path} is writable by group or others (mode "
+                f"{st.st_mode & 0o7777:04o}); its job store is unpickled: run chmod go-w {path}"
+            )
 
 
 def trigger_for(schedule: str):
@@ -168,6 +198,7 @@ def run_daemon(
         return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
 
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_state_dir(state_dir)
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{state_dir / 'jobs.sqlite'}")},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},

@@ -276,3 +276,29 @@ def test_the_daemon_hardens_itself_through_run_daemon(cli_env, tmp_path):
     out = subprocess.run([sys.executable, "-c", _PROBE.format(call=call)], capture_output=True,
                          text=True, env={**cli_env, "DEBUG": "sdk"}, timeout=120)  # fmt: skip
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"core": [0, 0], "dumpable": 0}
+
+
+# ---- 10. pickled job store --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attack", ["dir-0777", "dir-other-owner", "store-0666"])
+def test_the_daemon_refuses_a_state_dir_others_can_write(cli_env, tmp_path, attack):
+    import os
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    if attack == "dir-0777":
+        state.chmod(0o777)
+    elif attack == "dir-other-owner":
+        if os.geteuid() != 0:
+            pytest.skip("making a directory owned by someone else needs root")
+        os.chown(state, 65534, 65534)
+    else:
+        (state / "jobs.sqlite").write_bytes(b"")
+        (state / "jobs.sqlite").chmod(0o666)
+    before = sorted(p.name for p in state.iterdir())
+    out = run_cli("daemon", "--state-dir", str(state), env=cli_env, timeout=60)
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("byok-keeper: error")]
+    assert len(errors) == 1 and "--state-dir" in errors[0] and "Traceback" not in out.stderr
+    assert sorted(p.name for p in state.iterdir()) == before

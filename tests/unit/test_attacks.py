@@ -153,3 +153,40 @@ def test_envelope_timestamps_take_ascii_digits_only():
     doc["header"]["enrolled_at"] = "\u0662\u0660\u0662\u0666-11-28T12:00:00Z"  # Arabic-Indic
     with pytest.raises(InputError, match="timestamps"):
         parse(json.dumps(doc).encode())
+
+
+# ---- 12. SM2 timing ---------------------------------------------------------------------------
+
+
+def test_sm2_scalar_multiplication_time_does_not_track_the_scalars_bit_length():
+    """Mean CPU time for 128-bit and 256-bit scalars within 10 %.
+
+    Robust on a noisy shared machine: the two kinds are interleaved (drift hits both alike),
+    timed with this thread's CPU clock (time the scheduler gives other processes is not
+    counted), and compared by their 20 %-trimmed means (a preempted outlier cannot move them).
+    """
+    import secrets
+    import statistics
+    import time
+
+    from byok_keeper import sm2
+
+    def cpu_ns(k: int) -> int:
+        start = time.thread_time_ns()
+        sm2._mul(k, (sm2.GX, sm2.GY))
+        return time.thread_time_ns() - start
+
+    def trimmed_mean(samples: list[int]) -> float:
+        cut = len(samples) // 5
+        return statistics.fmean(sorted(samples)[cut : len(samples) - cut])
+
+    short, full = [], []
+    for _ in range(3):  # warm up
+        cpu_ns(secrets.randbits(128) | 1 << 127)
+    for _ in range(40):
+        short.append(cpu_ns(secrets.randbits(128) | 1 << 127))
+        full.append(cpu_ns(secrets.randbelow(sm2.N - (1 << 255)) + (1 << 255)))
+    mean_short, mean_full = trimmed_mean(short), trimmed_mean(full)
+    ratio = mean_short / mean_full
+    print(f"SM2 ladder: 128-bit {mean_short / 1e6:.2f} ms, 256-bit {mean_full / 1e6:.2f} ms")
+    assert 0.9 <= ratio <= 1.1, (mean_short, mean_full)

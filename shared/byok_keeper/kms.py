@@ -39,8 +39,10 @@ from .logs import get_logger
 # ---- allowlists (invariant 1) -------------------------------------------------------------
 
 _READ_KEYS = frozenset({"DescribeKey", "ListKeys", "ListResourceTags"})
+# The canary signs (verified locally) or decrypts (RSA secrets are encrypted locally; SM2 ones
+# through AsymmetricEncrypt): it never needs AsymmetricVerify.
 _CANARY = frozenset(
-    {"GetPublicKey", "ListKeyVersions", "AsymmetricSign", "AsymmetricVerify"}
+    {"GetPublicKey", "ListKeyVersions", "AsymmetricSign"}
     | {"AsymmetricEncrypt", "AsymmetricDecrypt"}
 )
 _IMPORT = frozenset({"GetParametersForImport", "ImportKeyMaterial"})

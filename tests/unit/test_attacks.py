@@ -190,3 +190,35 @@ def test_sm2_scalar_multiplication_time_does_not_track_the_scalars_bit_length():
     ratio = mean_short / mean_full
     print(f"SM2 ladder: 128-bit {mean_short / 1e6:.2f} ms, 256-bit {mean_full / 1e6:.2f} ms")
     assert 0.9 <= ratio <= 1.1, (mean_short, mean_full)
+
+
+# ---- 14. RAM: the canary's crypto permissions -------------------------------------------------
+
+
+def test_the_role_gets_only_the_crypto_actions_the_canary_uses_on_managed_keys():
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from byok_keeper.kms import SWEEP
+
+    root = Path(__file__).resolve().parents[2]
+    template = yaml.safe_load((root / "template.yml").read_text())
+    policies = {
+        "template": template["Resources"]["byok-keeper"]["Properties"]["Policies"][0]["Statement"],
+        "ram-policy.json": json.loads((root / "deploy" / "ram-policy.json").read_text())[
+            "Statement"
+        ],
+    }
+    for where, statements in policies.items():
+        crypto = [
+            (s["Sid"], a) for s in statements for a in s["Action"] if a.startswith("kms:Asym")
+        ]
+        assert {a for _, a in crypto} == {
+            "kms:AsymmetricSign", "kms:AsymmetricDecrypt", "kms:AsymmetricEncrypt"
+        }, where  # fmt: skip
+        (canary,) = [s for s in statements if s["Sid"] == "CanaryOnManagedKeys"]
+        assert {sid for sid, _ in crypto} == {"CanaryOnManagedKeys"}, where
+        assert canary["Condition"] == {"StringEquals": {"kms:tag/byok-keeper:managed": "true"}}
+    assert "AsymmetricVerify" not in SWEEP.actions

@@ -192,6 +192,56 @@ def test_sm2_scalar_multiplication_time_does_not_track_the_scalars_bit_length():
     assert 0.9 <= ratio <= 1.1, (mean_short, mean_full)
 
 
+# ---- 11. supply chain -------------------------------------------------------------------------
+
+
+def _package_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "package.py"
+    spec = importlib.util.spec_from_file_location("byok_package", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_constraints_pin_and_hash_every_dependency():
+    from importlib import metadata
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pins = _package_module().parse_pins(root / "constraints.txt")  # refuses unhashed pins
+    assert "setuptools" in pins and "cryptography" in pins
+    installed = {
+        _package_module()._norm(d.metadata["Name"]): d.version for d in metadata.distributions()
+    }
+    for name, pin in pins.items():
+        if name in installed and name not in ("pip", "setuptools"):
+            assert installed[name] == pin["version"], name
+    makefile = (root / "Makefile").read_text()
+    assert "--require-hashes -r constraints.txt" in makefile
+    assert "--no-deps --no-build-isolation -e ." in makefile
+
+
+def test_package_refuses_a_wheel_whose_version_is_not_its_pin(tmp_path):
+    from pathlib import Path
+
+    package = _package_module()
+    pins = {"structlog": {"version": "26.1.0"}, "click": {"version": "8.5.1"}}
+    good = [Path("structlog-26.1.0-py3-none-any.whl"), Path("click-8.5.1-py3-none-any.whl")]
+    package.check_versions(good, pins, ["click", "structlog"])
+    stale = [Path("structlog-25.1.0-py3-none-any.whl"), good[1]]
+    with pytest.raises(SystemExit, match="structlog-25.1.0.*pins 26.1.0"):
+        package.check_versions(stale, pins, ["click", "structlog"])
+    with pytest.raises(SystemExit, match="do not match"):
+        package.check_versions(good[:1], pins, ["click", "structlog"])
+    unhashed = tmp_path / "constraints.txt"
+    unhashed.write_text("structlog==26.1.0\n")
+    with pytest.raises(SystemExit, match="no hash"):
+        package.parse_pins(unhashed)
+
+
 # ---- 14. RAM: the canary's crypto permissions -------------------------------------------------
 
 

@@ -8,9 +8,16 @@ unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
 .PHONY: install demo test lint bench reliability package lock clean
 
+# Dependencies only from constraints.txt, every file checked against its pinned sha256
+# (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
+# without build isolation (setuptools too comes hashed from constraints.txt). pip check fails
+# when pyproject.toml needs something constraints.txt lacks: run make lock.
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,deploy,daemon]'
+	$(PIP) install --quiet --require-hashes -r constraints.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,14 +58,20 @@ reliability: $(STAMP)
 	BYOK_FIGURES=$(CURDIR)/.reliability.jsonl $(BIN)/python -m pytest -q $(RELIABILITY_TESTS)
 	$(BIN)/python -m tests.figures .reliability.jsonl
 
-# Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
+# Pin and hash every dependency (runtime, test, deploy, daemon and the build backend) into
+# constraints.txt with pip-compile. Existing pins are kept; new dependencies are resolved within
+# pyproject.toml's ranges. Upgrade one pin: make lock UPGRADE=cryptography (or UPGRADE="a b");
+# every pin to the newest allowed: make lock UPGRADE=--all.
+PIP_TOOLS := pip-tools==7.6.2
 lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check '.[test]'
-	{ echo "# Exact versions for every install of byok-keeper (make uses this with pip -c)."; \
-	  echo "# Regenerate: make lock (after changing pyproject.toml dependencies)."; \
-	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^byok-keeper'; } > constraints.txt
+	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check '$(PIP_TOOLS)'
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --extra test --extra deploy --extra daemon \
+	  $(if $(filter --all,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p))) \
+	  --output-file constraints.txt pyproject.toml
 	rm -rf .venv-lock
 
 clean:

@@ -8,19 +8,25 @@ and ``reimport.index.handler``), the ``byok_keeper`` package, and every runtime 
 the version pinned in ``constraints.txt``, as wheels for the target runtime (binary wheels for
 that platform and Python; pure-Python wheels built locally when only an sdist exists).
 
+Supply chain: every file comes hash-checked against constraints.txt (``--require-hashes``),
+each wheel's version must equal its pin (else the build stops), and wheels are collected in a
+fresh temporary directory per build, so a stale or planted wheel from an earlier build is never
+picked up. ``--cache`` is only pip's download cache, and its files are hash-checked too.
+
 Reproducible: same inputs, same bytes. Entries are sorted, timestamps fixed to 1980-01-01,
-permissions normalised, bytecode and caches left out. ``--cache`` keeps downloaded wheels
-between builds.
+permissions normalised, bytecode and caches left out.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -44,55 +50,111 @@ def runtime_requirements() -> list[str]:
     return list(doc["project"]["dependencies"])
 
 
-def fetch_wheels(cache: Path, python_version: str, platform: str) -> list[Path]:
-    """Resolve the runtime closure and collect one wheel per distribution for the target.
+def parse_pins(constraints: Path) -> dict[str, dict]:
+    """constraints.txt (pip-compile, hashed) -> {normalised name: {"line", "version", "block"}}.
 
-    Some Alibaba Cloud packages publish only sdists (pure Python), so the closure is resolved
-    and built into wheels here first; the binary distributions among them are then fetched
-    again as wheels for the target platform and Python.
+    ``block`` is the pin with its ``--hash`` options, ready for a ``--require-hashes`` file.
     """
-    target = cache / f"cp{python_version.replace('.', '')}-{platform}"
-    local = cache / "local-build"
-    target.mkdir(parents=True, exist_ok=True)
-    local.mkdir(parents=True, exist_ok=True)
-    reqs = cache / "requirements.txt"
-    reqs.write_text("\n".join(runtime_requirements()) + "\n")
-    constraints = str(ROOT / "constraints.txt")
-    _pip("wheel", "-r", str(reqs), "-c", constraints, "-w", str(local))
-    binary = []
-    for wheel in local.glob("*.whl"):
-        if wheel.name.endswith("-none-any.whl"):
-            shutil.copy2(wheel, target / wheel.name)
-        else:
-            binary.append(wheel.name.split("-")[0])
-    pins = _pins(constraints, binary)
-    if pins:
-        _pip(
-            "download",
-            *pins,
-            "--no-deps",
-            "-d",
-            str(target),
-            "--only-binary=:all:",
-            "--platform",
-            platform,
-            "--python-version",
-            python_version,
-            "--implementation",
-            "cp",
-        )
-    return sorted(target.glob("*.whl"))
-
-
-def _pins(constraints: str, names: list[str]) -> list[str]:
-    wanted = {_norm(n) for n in names}
-    pins = []
-    for line in Path(constraints).read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name = line.split("==")[0].strip()
-            if _norm(name) in wanted:
-                pins.append(line.strip())
+    pins: dict[str, dict] = {}
+    text = constraints.read_text().replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        requirement = line.split()[0].split(";")[0]
+        if "==" not in requirement:
+            raise SystemExit(f"package.py: constraints.txt line {requirement!r} is not a pin")
+        name, version = requirement.split("==", 1)
+        if "--hash=sha256:" not in line:
+            raise SystemExit(f"package.py: the pin {requirement} in constraints.txt has no hash")
+        pins[_norm(name)] = {"line": requirement, "version": version, "block": line}
     return pins
+
+
+def wheel_version(wheel: Path) -> tuple[str, str]:
+    """(normalised name, version) from a wheel's file name (PEP 427)."""
+    name, version = wheel.name.split("-")[:2]
+    return _norm(name), version
+
+
+def fetch_wheels(work: Path, python_version: str, platform: str, cache: Path | None) -> list[Path]:
+    """One wheel per runtime distribution for the target, each at its pinned version and from
+    a file whose sha256 constraints.txt pins (``--require-hashes``). ``work`` is fresh per build.
+
+    The runtime closure is resolved from pyproject's ranges under the pins; then every file is
+    fetched hash-checked: pure-Python wheels as they are, sdists (some Alibaba Cloud packages
+    publish only those) built into wheels here, binary distributions again for the target
+    platform and Python.
+    """
+    pins = parse_pins(ROOT / "constraints.txt")
+    cache_args = ["--cache-dir", str(cache)] if cache else []
+    reqs = work / "requirements.txt"
+    reqs.write_text("\n".join(runtime_requirements()) + "\n")
+    plain = work / "pins.txt"  # the same pins without hashes, only to resolve the closure
+    plain.write_text("".join(f"{pin['line']}\n" for pin in pins.values()))
+    report = work / "report.json"
+    _pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+         "-r", str(reqs), "-c", str(plain), *cache_args)  # fmt: skip
+    closure = sorted(
+        _norm(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]
+    )
+    missing = [name for name in closure if name not in pins]
+    if missing:
+        raise SystemExit(f"package.py: no pin in constraints.txt for {missing}: run make lock")
+
+    def hashed(names: list[str], path: Path) -> Path:
+        path.write_text("".join(f"{pins[n]['block']}\n" for n in names))
+        return path
+
+    source, target, built = work / "source", work / "target", work / "built"
+    for d in (source, target, built):
+        d.mkdir()
+    # No build isolation: sdists' metadata is prepared with this venv's setuptools, which
+    # constraints.txt pins and hashes, instead of whatever the index offers at build time.
+    _pip("download", "--require-hashes", "--no-deps", "--no-build-isolation", "-r",
+         str(hashed(closure, work / "all.txt")), "-d", str(source), *cache_args)  # fmt: skip
+    binary = []
+    for path in sorted(source.iterdir()):
+        name = _norm(path.name.split("-")[0])
+        if path.name.endswith("-none-any.whl"):
+            shutil.copy2(path, target / path.name)
+        elif path.suffix == ".whl":
+            binary.append(name)
+        else:  # an sdist, already hash-checked: build it here (pure Python)
+            _pip(
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                str(path),
+                "-w",
+                str(built),
+                *cache_args,
+            )
+    for wheel in built.glob("*.whl"):
+        shutil.copy2(wheel, target / wheel.name)
+    if binary:
+        _pip("download", "--require-hashes", "--no-deps", "-r",
+             str(hashed(binary, work / "binary.txt")), "-d", str(target), "--only-binary=:all:",
+             "--platform", platform, "--python-version", python_version, "--implementation",
+             "cp", *cache_args)  # fmt: skip
+    wheels = sorted(target.glob("*.whl"))
+    check_versions(wheels, pins, closure)
+    return wheels
+
+
+def check_versions(wheels: list[Path], pins: dict[str, dict], closure: list[str]) -> None:
+    """Every wheel's version equals its pin, and every distribution of the closure has one."""
+    seen = set()
+    for wheel in wheels:
+        name, version = wheel_version(wheel)
+        pinned = pins.get(name, {}).get("version")
+        if version != pinned:
+            raise SystemExit(
+                f"package.py: {wheel.name} is version {version}, constraints.txt pins {pinned}"
+            )
+        seen.add(name)
+    if sorted(seen) != sorted(closure):
+        raise SystemExit(f"package.py: wheels {sorted(seen)} do not match {closure}")
 
 
 def _norm(name: str) -> str:
@@ -111,8 +173,13 @@ def _select(wheels: list[Path], python_version: str) -> list[Path]:
     return sorted(chosen.values())
 
 
-def build(output: Path, python_version: str, platform: str, cache: Path) -> str:
-    wheels = _select(fetch_wheels(cache, python_version, platform), python_version)
+def build(output: Path, python_version: str, platform: str, cache: Path | None) -> str:
+    with tempfile.TemporaryDirectory(prefix="byok-keeper-wheels-") as work:
+        wheels = _select(fetch_wheels(Path(work), python_version, platform, cache), python_version)
+        return _zip(output, wheels)
+
+
+def _zip(output: Path, wheels: list[Path]) -> str:
     files: dict[str, bytes] = {}
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as zf:
@@ -159,7 +226,13 @@ def main() -> int:
         help="the FC runtime's Python (template.yml uses python3.12)",
     )
     parser.add_argument("--platform", default="manylinux2014_x86_64")
-    parser.add_argument("--cache", type=Path, default=ROOT / "dist" / ".wheels")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="pip's download cache (files are hash-checked on every build; wheels are collected "
+        "in a fresh directory each time)",
+    )
     args = parser.parse_args()
     if not re.fullmatch(r"3\.\d{1,2}", args.python_version):
         parser.error("--python-version must look like 3.10")

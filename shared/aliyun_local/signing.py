@@ -34,7 +34,7 @@ from urllib.parse import quote
 from .errors import ApiError
 
 _ACS3 = re.compile(
-    r"^ACS3-HMAC-SHA256\s+Credential=([^,]+),\s*SignedHeaders=([^,]*),\s*Signature=([0-9a-f]+)$"
+    r"^ACS3-HMAC-SHA256\s+Credential=([^,]+),\s*SignedHeaders=([^,]*),\s*Signature=([0-9a-f]+)\Z"
 )
 
 

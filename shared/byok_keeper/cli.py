@@ -19,7 +19,8 @@ from .settings import Settings, load_settings
 
 EPILOG_ENV = """\b
 Settings come from flags, then the environment, then --config FILE (TOML):
-  BYOK_KMS_ENDPOINT   e.g. http://127.0.0.1:PORT for aliyun-local (https if no scheme)
+  BYOK_KMS_ENDPOINT   e.g. http://127.0.0.1:PORT for aliyun-local (https if no scheme;
+                      plain http only to 127.0.0.0/8, ::1 or localhost)
   ALIBABA_CLOUD_REGION_ID, BYOK_VAULT (file://DIR or kms-secrets://PREFIX),
   BYOK_SEAL_KEY_FILE or BYOK_SEAL_KMS_KEY_ID, BYOK_OUTPUT (table|json)
 Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN, --profile NAME (the
@@ -108,13 +109,17 @@ def _setting_options(f):
     help="aliyun CLI profile in ~/.aliyun/config.json: credentials, and the region when none "
     "is given (ALIBABA_CLOUD_PROFILE).",
 )
-@click.option("--kms-endpoint", help="KMS endpoint override, with scheme (BYOK_KMS_ENDPOINT).")
+@click.option(
+    "--kms-endpoint", help="KMS endpoint override (BYOK_KMS_ENDPOINT); http only for loopback."
+)
 @click.option("--vault", help="Vault URI: file://DIR or kms-secrets://PREFIX (BYOK_VAULT).")
 @click.option("--seal-key-file", help="32-byte local seal key file (BYOK_SEAL_KEY_FILE).")
 @click.option(
     "--seal-kms-key-id", help="Symmetric KMS key sealing envelopes (BYOK_SEAL_KMS_KEY_ID)."
 )
-@click.option("--fc-endpoint", help="FC endpoint override, with scheme (BYOK_FC_ENDPOINT).")
+@click.option(
+    "--fc-endpoint", help="FC endpoint override (BYOK_FC_ENDPOINT); http only for loopback."
+)
 @_setting_options
 @click.option("--account-id", help="Account id, for the default FC endpoint (BYOK_ACCOUNT_ID).")
 @output_option
@@ -311,10 +316,12 @@ def _load_material(
         if value is None:
             raise InputError(f"--passphrase-env {passphrase_env}: that variable is not set")
         passphrase = value.encode()
-    try:
-        data = bytearray(Path(material_path or "").read_bytes())
-    except OSError as exc:
-        raise InputError(f"cannot read --material {material_path}: {exc.strerror}") from None
+    from .files import read_capped
+
+    try:  # a regular file of at most 1 MiB (a link to /dev/zero must not exhaust memory)
+        data, _ = read_capped(material_path or "", 1024 * 1024, "--material")
+    except FileNotFoundError:
+        raise InputError(f"cannot read --material {material_path}: no such file") from None
     try:
         return load_private_key(data, key_spec=key_spec, passphrase=passphrase)
     finally:
@@ -331,6 +338,11 @@ def _load_material(
     help="Key usage (with --create).",
 )
 @click.option("--instance", help="KMS instance id, kst-... (with --create).")
+@click.option(
+    "--protection-level",
+    type=click.Choice(["SOFTWARE", "HSM"]),
+    help="With --create: the level the instance must give the key (checked; also on resume).",
+)
 @click.option(
     "--material",
     "material_path",
@@ -359,8 +371,8 @@ def _load_material(
     "tag_pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A tag for CreateKey (with --create; repeatable; KMS's tag rule; at most 17, "
-    "byok-keeper adds 3 of its own).",
+    help="A tag for CreateKey (with --create; repeatable; KMS's tag rule; at most 16, "
+    "byok-keeper adds 4 of its own).",
 )
 @click.option(
     "--policy",
@@ -377,6 +389,7 @@ def enroll(
     key_spec: str | None,
     usage: str | None,
     instance: str | None,
+    protection_level: str | None,
     material_path: str | None,
     generate: bool,
     passphrase_env: str | None,
@@ -390,7 +403,10 @@ def enroll(
 
     Order: validate, (create), seal and write, read back and check, import, verify (state,
     expiry, public key, canary), record the first import, tag byok-keeper:managed. Re-running
-    the same command after a crash finishes the job.
+    the same command after a crash finishes the job. --create resumes only a key it created
+    (tagged with a marker only the private key's holder can compute, and matching spec, usage,
+    instance and protection level); any other key carrying the material's fingerprint tag is
+    reported as an ALERT (exit 2) and never receives material.
 
     \b
     Examples:
@@ -419,6 +435,7 @@ def enroll(
             usage or "",
             instance or "",
             description,
+            protection_level=protection_level or "",
             alias=alias,
             tags=_tags_from(tag_pairs),
             policy=_read_policy(policy_path) if policy_path else None,
@@ -968,14 +985,15 @@ def _fc(app: App):
 @click.argument("key_id")
 @click.option("--reason", required=True, help="Why (recorded in the function's audit event).")
 @click.option("--dry-run", is_flag=True)
-@click.option("--override-hold", is_flag=True)
 @click.option("--async", "asynchronous", is_flag=True, help="Fire and forget (FC retries).")
 @output_option
 @click.pass_obj
-def invoke_reimport(
-    app: App, key_id: str, reason: str, dry_run: bool, override_hold: bool, asynchronous: bool
-) -> int:
+def invoke_reimport(app: App, key_id: str, reason: str, dry_run: bool, asynchronous: bool) -> int:
     """Invoke the deployed reimport function for one key.
+
+    The function never overrides a hold (anyone who may invoke it could ask): lift a hold with
+    `byok-keeper release KEY` under your own identity first. Your user name travels in the
+    event as requested_by and is audited as claimed_by, not as the actor.
 
     \b
     Example:
@@ -991,7 +1009,6 @@ def invoke_reimport(
         "reason": reason,
         "requested_by": _actor(),
         "dry_run": dry_run,
-        "override_hold": override_hold,
     }
     result = invoke(client, settings.fc_service, "reimport", event, asynchronous=asynchronous)
     body = result["result"]
@@ -1044,7 +1061,7 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     type=click.Path(file_okay=False),
     default="./byok-keeper-state",
     show_default=True,
-    help="Where the job store (jobs.sqlite) lives.",
+    help="Where the job store (jobs.sqlite) lives; must be yours and not group/other-writable.",
 )
 @click.option(
     "--health-file",
@@ -1095,6 +1112,9 @@ def demo_cmd(app: App, keep: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .hardening import harden_process
+
+    harden_process()  # no core dumps, not dumpable, no SDK debug output: before anything else
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BYOK_DEBUG") == "1"
     try:

@@ -1,6 +1,8 @@
 """The self-hosted daemon: the same sweep on an APScheduler schedule.
 
-* Jobs live in SQLite under ``--state-dir`` (``jobs.sqlite``), so a restart keeps them.
+* Jobs live in SQLite under ``--state-dir`` (``jobs.sqlite``), so a restart keeps them. The job
+  store unpickles what it reads, so the daemon refuses a state directory or job store that is
+  not owned by the running user or is writable by group or others (``check_state_dir``).
 * ``sweep`` runs on ``--schedule`` (5-field crontab in UTC, or ``@every 15m``; default every 15
   minutes); after each sweep a one-shot ``renew:<key>`` job is (re)placed at each key's renewal
   moment, so a renewal does not wait for the next tick.
@@ -8,7 +10,8 @@
   runs one catch-up sweep, not a storm.
 * SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
 * ``--health-file``: JSON with the last run's time, outcome and summary, written atomically.
-* Core dumps are disabled: a crash must not write key material to disk.
+* Core dumps are disabled and the process is not dumpable: a crash must not write key material
+  to disk, nor may another process read it from memory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import signal
 import tempfile
 import threading
@@ -31,14 +33,44 @@ log = get_logger("byok_keeper.daemon")
 # The running daemon's dependencies. Job functions are stored by reference in SQLite and look
 # these up, so no settings or secrets are ever pickled into the job store.
 _RUNTIME: dict[str, Any] = {}
-_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])$")
+_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])\Z")
 
 
 def disable_core_dumps() -> None:
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ValueError, OSError):  # pragma: no cover - not permitted on this platform
-        log.warning("core_dumps_not_disabled")
+    """No core dumps, not dumpable, no SDK debug output (``hardening.harden_process``)."""
+    from .hardening import harden_process
+
+    problems = harden_process()
+    if problems:  # pragma: no cover - not permitted on this platform
+        log.warning("process_not_hardened", failed=problems)
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """Refuse a state directory (or job store) someone else could write.
+
+    APScheduler's SQLAlchemyJobStore unpickles the jobs it reads, so whoever can write
+    ``jobs.sqlite`` (or replace it: write the directory) runs code as the daemon, next to the
+    key material. Both must be owned by the running user and not writable by group or others.
+    Raises ``InputError`` (exit 2).
+    """
+    from .errors import InputError
+
+    for path in (state_dir, state_dir / "jobs.sqlite"):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_uid != os.geteuid():
+            raise InputError(
+                f"--state-dir: {path} is owned by uid {st.st_uid}, not by the user running the "
+                f"daemon (uid {os.geteuid()}); its job store is unpickled, so its owner could "
+                "run code here"
+            )
+        if st.st_mode & 0o022:
+            raise InputError(
+                f"--state-dir: {path} is writable by group or others (mode "
+                f"{st.st_mode & 0o7777:04o}); its job store is unpickled: run chmod go-w {path}"
+            )
 
 
 def trigger_for(schedule: str):
@@ -47,7 +79,7 @@ def trigger_for(schedule: str):
 
     from .errors import InputError
 
-    m = _EVERY.match(schedule.strip())
+    m = _EVERY.fullmatch(schedule.strip())
     if m:
         seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
         return IntervalTrigger(seconds=seconds, timezone=timezone.utc)
@@ -166,6 +198,7 @@ def run_daemon(
         return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
 
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_state_dir(state_dir)
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{state_dir / 'jobs.sqlite'}")},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},

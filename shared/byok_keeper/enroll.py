@@ -8,10 +8,15 @@ imported) and every step can be re-run:
 
 What a crash after each step leaves, and what re-running the same command does:
 
-* after ``create``: an EXTERNAL key in PendingImport, tagged ``byok-keeper:fingerprint``, and no
-  envelope. Nothing is in KMS. ``enroll --create`` with the same material finds that key by its
-  tag and carries on; no second key is made. The key carries the operator's ``--tag`` values,
-  description and key policy from CreateKey itself.
+* after ``create``: an EXTERNAL key in PendingImport, tagged ``byok-keeper:fingerprint`` and
+  ``byok-keeper:enrollment`` (the marker, below), and no envelope. Nothing is in KMS.
+  ``enroll --create`` with the same material and request finds that key by its tags and carries
+  on; no second key is made. It resumes only a key whose marker verifies and whose spec, usage,
+  instance (and protection level, when requested) equal the request; any other key carrying the
+  fingerprint tag (anyone can compute a fingerprint from the public key) is refused as
+  ``SuspiciousKey`` and never receives material: delete it, or find out who made it.
+  The key carries the operator's ``--tag`` values, description and key policy from
+  CreateKey itself.
 * after ``create``, before ``alias``: the key has no alias yet. A re-run finds the key and adds
   the alias; an alias that meanwhile names another key is refused (exit 2), never moved.
 * after ``seal`` (envelope written and checked): the vault holds the material, KMS does not. The
@@ -23,12 +28,21 @@ What a crash after each step leaves, and what re-running the same command does:
 * after ``record``: only the ``byok-keeper:managed`` and lease tags are missing; a re-run adds
   them. The agent does not need them (the vault is the inventory).
 
-Never: material in KMS that the vault does not hold.
+Never: material in KMS that the vault does not hold; material in a key this enrollment did
+not create (or the operator did not name with ``--key-id``).
+
+The marker is HMAC-SHA256 over the fingerprint, spec, usage and instance, keyed by a SHA-256 of
+the private material itself: only a holder of the private key can compute it (a seal-key HMAC
+would not work with a KMS sealer, which has no local key). Tags are readable, so the marker can
+be copied to another key; that copy either differs in spec, usage or instance, or makes a second
+candidate, and both are refused.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Callable
@@ -38,16 +52,17 @@ from datetime import datetime
 from .errors import InputError, MaterialMismatch
 from .kms import ImportParameters, KeyInfo, KmsApiError, KmsGateway, format_kms_time
 from .lease import Lease
-from .material import PrivateKeyMaterial
+from .material import PrivateKeyMaterial, wipe
 from .plan import LEASE_TAG
 from .specs import HSM, SPECS_BY_PROTECTION_LEVEL, KeySpec
 from .specs import key_spec as lookup_spec
 from .tags import MAX_TAGS_PER_KEY, check_tags
-from .vault import Header, Vault, VaultConflict
+from .vault import Envelope, Header, Vault, VaultConflict
 from .verify import NO_CANARY_WHEN_DISABLED, check_import, verify_identity
 from .wrapping import wrap_key_material
 
 FINGERPRINT_TAG = "byok-keeper:fingerprint"
+MARKER_TAG = "byok-keeper:enrollment"
 MANAGED_TAG = "byok-keeper:managed"
 
 StepCallback = Callable[[str, dict], None]
@@ -70,6 +85,27 @@ class CreateRequest:
     alias: str | None = None  # alias/NAME, created once the key exists
     tags: dict[str, str] = field(default_factory=dict)  # the operator's own tags
     policy: str | None = None  # the key policy (JSON text), as CreateKey's Policy
+    protection_level: str = ""  # expected (the instance decides it); "" = whatever it gives
+
+
+class SuspiciousKey(InputError):
+    """A key carries this material's fingerprint tag but this enrollment did not create it (or
+    it does not fit the request): it may have been planted to receive the material."""
+
+
+def enrollment_marker(material: PrivateKeyMaterial, create: CreateRequest) -> str:
+    """The ``byok-keeper:enrollment`` tag value: nobody without the private key can compute it."""
+    # Hash the material in place (no bytes copy of it); the digest is the HMAC key.
+    digest = hashlib.sha256(b"byok-keeper enrollment marker/1\0")
+    digest.update(material.import_bytes())
+    key = bytearray(digest.digest())
+    try:
+        message = "\0".join(
+            (material.fingerprint, create.key_spec, create.key_usage, create.instance_id)
+        ).encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+    finally:
+        wipe(key)
 
 
 @dataclass(frozen=True)
@@ -117,10 +153,14 @@ def import_once(
     material: PrivateKeyMaterial,
     expire_unix: int,
     params: ImportParameters | None = None,
+    *,
+    before_retry: Callable[[], None] | None = None,
 ) -> list[str]:
     """GetParametersForImport -> wrap -> ImportKeyMaterial; a fresh token once if it expired.
 
     ``params``: import parameters already fetched for this key (used on the first attempt).
+    ``before_retry`` runs before that second attempt and may raise to stop it: re-establishing
+    passes the hold re-check, so a hold set while the first token was spent still wins.
     Returns the request ids. A refusal of the material (``MATERIAL_REFUSED``) becomes
     ``MaterialMismatch``: KMS holds other material for this key, and no retry can change that.
     """
@@ -150,6 +190,8 @@ def import_once(
                     "unknown",
                 ) from None
             if exc.code in ("ExpiredImportToken", "InvalidImportToken") and attempt == 1:
+                if before_retry is not None:
+                    before_retry()
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
@@ -189,13 +231,16 @@ def enroll(
             )
         if not create.instance_id:
             raise InputError("--instance (a KMS instance id, kst-...) is required with --create")
+        if create.protection_level and not spec.allows_protection_level(create.protection_level):
+            raise InputError(f"{spec.name} keys cannot be {create.protection_level}")
         check_console_fields(create)
         _check_instance(gateway, spec, create.instance_id)
     step("validate", {"key_spec": material.key_spec, "fingerprint": fp})
 
     # -- create, or find the key --
     if create is not None:
-        key = _find_created(gateway, fp)
+        marker = enrollment_marker(material, create)
+        key = _find_created(gateway, fp, marker, create)
         if key is None:
             _alias_target(gateway, create.alias, None)  # refuse a taken alias before creating
             key = gateway.create_key(
@@ -203,10 +248,16 @@ def enroll(
                 key_usage=create.key_usage,
                 instance_id=create.instance_id,
                 description=create.description or "managed by byok-keeper",
-                tags={**create.tags, FINGERPRINT_TAG: fp},
+                tags={**create.tags, FINGERPRINT_TAG: fp, MARKER_TAG: marker},
                 policy=create.policy,
             )
             created = True
+            if _mismatches(key, {MARKER_TAG: marker}, marker, create):
+                raise InputError(
+                    f"created {key.key_id}, but it does not fit the request "
+                    f"({'; '.join(_mismatches(key, {MARKER_TAG: marker}, marker, create))}); "
+                    "nothing was sealed or imported: schedule its deletion"
+                )
         else:
             resumed = True
         step("create", {"key_id": key.key_id, "created": created})
@@ -219,6 +270,8 @@ def enroll(
     _check_key(key, material)
 
     existing = vault.get(key.key_id)
+    if existing is not None:
+        _authenticate(vault, existing)
     if existing is not None and existing.fingerprint != fp:
         raise VaultConflict(
             f"the vault already holds different material for {key.key_id}; refusing to enroll "
@@ -309,8 +362,27 @@ def enroll(
     )
 
 
-def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
-    """A key an earlier ``enroll --create`` of this material made (tagged with its fingerprint)."""
+def _authenticate(vault: Vault, envelope: Envelope) -> None:
+    """Open an existing envelope before anything in its header is reused: a header that does
+    not authenticate (tampered, or sealed under another key) is never carried into a new seal.
+    Raises ``InputError`` (exit 2) naming the envelope; nothing is imported."""
+    try:
+        vault.open(envelope).wipe()
+    except (InputError, MaterialMismatch) as exc:
+        raise InputError(
+            f"the existing envelope for {envelope.key_id} in {vault.uri} does not open ({exc}); "
+            "refusing to enroll over it: inspect and remove it by hand"
+        ) from None
+
+
+def _find_created(
+    gateway: KmsGateway, fp: str, marker: str, create: CreateRequest
+) -> KeyInfo | None:
+    """The key an earlier ``enroll --create`` of this material and request made, if any.
+
+    Raises ``SuspiciousKey`` (an alert) when any live key carrying the fingerprint tag was not
+    made by this enrollment, or more than one was: none of them receives material.
+    """
     candidates = gateway.list_keys(
         filters=[
             {"Key": "TagKey", "Values": [FINGERPRINT_TAG]},
@@ -318,16 +390,58 @@ def _find_created(gateway: KmsGateway, fp: str) -> KeyInfo | None:
         ],
         max_keys=100,
     )
+    ours: list[KeyInfo] = []
+    suspicious: list[str] = []
     for candidate in candidates:
-        if gateway.list_tags(candidate).get(FINGERPRINT_TAG) == fp:
-            key = gateway.describe_key(candidate)
-            if key.origin == "EXTERNAL" and key.key_state != "PendingDeletion":
-                return key
-    return None
+        tags = gateway.list_tags(candidate)
+        if tags.get(FINGERPRINT_TAG) != fp:
+            continue
+        key = gateway.describe_key(candidate)
+        if key.key_state == "PendingDeletion":
+            continue
+        problems = _mismatches(key, tags, marker, create)
+        if problems:
+            suspicious.append(f"{key.key_id} ({', '.join(problems)})")
+        else:
+            ours.append(key)
+    if len(ours) > 1:
+        suspicious += [f"{k.key_id} (a second key with this enrollment's marker)" for k in ours]
+    if suspicious:
+        raise SuspiciousKey(
+            f"ALERT: {'; '.join(suspicious)} carry this material's fingerprint tag but were not "
+            "created by this enrollment (the tag is computable from the public key: someone may "
+            "have planted them to receive the material); nothing was sealed or imported: find "
+            "out who made them and schedule their deletion, then re-run"
+        )
+    return ours[0] if ours else None
+
+
+def _mismatches(
+    key: KeyInfo, tags: dict[str, str], marker: str, create: CreateRequest
+) -> list[str]:
+    """Why ``key`` is not the key this enrollment created (empty: it is)."""
+    problems = []
+    if not hmac.compare_digest(tags.get(MARKER_TAG, ""), marker):
+        problems.append("no valid enrollment marker")
+    if key.origin != "EXTERNAL":
+        problems.append(f"Origin {key.origin}")
+    wanted = {
+        "spec": (key.key_spec, create.key_spec),
+        "usage": (key.key_usage, create.key_usage),
+        "instance": (key.instance_id, create.instance_id),
+    }
+    if create.protection_level:
+        wanted["protection level"] = (key.protection_level, create.protection_level)
+    for name, (actual, expected) in wanted.items():
+        if actual != expected:
+            problems.append(f"{name} {actual or '-'}, requested {expected}")
+    if not lookup_spec(create.key_spec).allows_protection_level(key.protection_level):
+        problems.append(f"protection level {key.protection_level or '-'}")
+    return problems
 
 
 # byok-keeper's own tags on a key it enrolls: the console's 20-tag limit counts them too.
-OWN_TAGS = (FINGERPRINT_TAG, MANAGED_TAG, LEASE_TAG)
+OWN_TAGS = (FINGERPRINT_TAG, MARKER_TAG, MANAGED_TAG, LEASE_TAG)
 MAX_POLICY_BYTES = 32_768  # CreateKey's Policy, per the SDK model
 _ALIAS = re.compile(r"alias/[A-Za-z0-9_/-]+")
 

@@ -11,9 +11,15 @@ Failure semantics of ``reimport`` (what FC's async retries and the OnFailure des
   ``Throttling*`` code), answered 5xx, or could not be reached; an
   expired import token that also failed on the fresh retry. FC retries the invocation
   (``MaxAsyncRetryAttempts``) and, when retries are exhausted, delivers it to OnFailure.
-* **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, the key is on hold,
-  pending deletion, not enrolled or its enrollment is incomplete, material mismatch between
-  vault and KMS, a tampered envelope. Retrying cannot help; the result is logged as an alert.
+* **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, an event asking to
+  override a hold, the key is on hold, pending deletion, not enrolled or its enrollment is
+  incomplete, material mismatch between vault and KMS, a tampered envelope. Retrying cannot
+  help; the result is logged as an alert.
+
+Events are not authenticated beyond ``fc:InvokeFunction``, which on-call engineers and the
+sweep's own role hold. So an event never overrides a hold (``override_hold`` in an event is
+refused: an operator releases the hold with ``byok-keeper release`` under their own identity),
+and its ``requested_by`` is recorded as ``claimed_by``, never as the audit's ``actor``.
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ class RetryableFailure(Exception):
 
 class BadEvent(ValueError):
     """The event is not what the function accepts."""
+
+
+class HoldOverrideRefused(BadEvent):
+    """An event asked to override a hold: only an operator's own identity may lift a hold."""
+
+    code = "HoldOverrideRefused"
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,12 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
     from .vault.envelope import check_key_id
 
     doc = _parse_json(event, "reimport")
-    allowed = {"key_id", "reason", "requested_by", "dry_run", "override_hold"}
+    if "override_hold" in doc:
+        raise HoldOverrideRefused(
+            "reimport events cannot override a hold; release it with `byok-keeper release KEY` "
+            "(your own identity, audited), then reimport"
+        )
+    allowed = {"key_id", "reason", "requested_by", "dry_run"}
     unknown = set(doc) - allowed
     if unknown:
         raise BadEvent(f"unknown reimport fields {sorted(unknown)}")
@@ -188,9 +205,8 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
         check_key_id(key_id)
     except ByokError as exc:
         raise BadEvent(str(exc)) from None
-    for name in ("dry_run", "override_hold"):
-        if name in doc and not isinstance(doc[name], bool):
-            raise BadEvent(f"{name} must be true or false")
+    if "dry_run" in doc and not isinstance(doc["dry_run"], bool):
+        raise BadEvent("dry_run must be true or false")
     for name in ("reason", "requested_by"):
         if name in doc and not isinstance(doc[name], str):
             raise BadEvent(f"{name} must be a string")
@@ -199,8 +215,34 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
         "reason": doc.get("reason", ""),
         "requested_by": doc.get("requested_by", ""),
         "dry_run": bool(doc.get("dry_run", False)),
-        "override_hold": bool(doc.get("override_hold", False)),
     }
+
+
+def _audit_file() -> str | None:
+    """The audit file from settings, or None when the settings themselves are unusable."""
+    from .errors import ByokError
+    from .settings import load_settings
+
+    try:
+        return load_settings().audit_file
+    except ByokError:
+        return None
+
+
+def _claims(event: bytes | str | dict) -> dict[str, str]:
+    """What a refused event says about itself, cut short, for the audit line: never trusted."""
+    try:
+        doc = _parse_json(event, "reimport")
+    except BadEvent:
+        return {}
+    from .vault.envelope import KEY_ID_RE
+
+    out = {}
+    if isinstance(doc.get("key_id"), str) and KEY_ID_RE.fullmatch(doc["key_id"]):
+        out["key_id"] = doc["key_id"]
+    if isinstance(doc.get("requested_by"), str):
+        out["claimed_by"] = doc["requested_by"][:128]
+    return out
 
 
 def _request_id(context: Any) -> str:
@@ -209,6 +251,9 @@ def _request_id(context: Any) -> str:
 
 def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .errors import ByokError
+    from .hardening import harden_process
+
+    harden_process()
 
     try:
         options = parse_timer_event(event)
@@ -226,22 +271,28 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
 
 def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .audit import AuditLog
+    from .hardening import harden_process
     from .kms import NoKmsAccess
     from .reestablish import DRY_RUN, RENEWED, RESTORED, reestablish
 
+    harden_process()  # no core dumps, not dumpable, no SDK debug output
     try:
         request = parse_reimport_event(event)
     except BadEvent as exc:
-        AuditLog().event(
+        code = getattr(exc, "code", "BadEvent")
+        audit = AuditLog(_audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
+        audit.event(
             "key",
             outcome="failed",
             alert=True,
-            error_code="BadEvent",
+            error_code=code,
             reason=str(exc),
             trigger="fc-reimport",
-            actor="",
+            actor="fc",
+            fc_request_id=_request_id(context),
+            **_claims(event),
         )
-        return {"ok": False, "error": "BadEvent", "message": str(exc)}
+        return {"ok": False, "error": code, "message": str(exc)}
     deps = RUNTIME.deps(context)
     try:
         outcome = reestablish(
@@ -249,7 +300,6 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
             deps["vault"],
             request["key_id"],
             decision="REIMPORT",
-            override_hold=request["override_hold"],
             dry_run=request["dry_run"],
         )
     except NoKmsAccess as exc:  # the function cannot use KMS at all: let FC retry and alert
@@ -257,7 +307,8 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     AuditLog(deps["settings"].audit_file).event(
         "key",
         trigger="fc-reimport",
-        actor=request["requested_by"] or "fc",
+        actor="fc",  # the function's role did the work; who asked is only claimed
+        claimed_by=request["requested_by"],
         requested_reason=request["reason"],
         fc_request_id=_request_id(context),
         **outcome.to_json(),

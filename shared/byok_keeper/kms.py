@@ -40,8 +40,10 @@ from .tags import check_tags
 # ---- allowlists (invariant 1) -------------------------------------------------------------
 
 _READ_KEYS = frozenset({"DescribeKey", "ListKeys", "ListResourceTags"})
+# The canary signs (verified locally) or decrypts (RSA secrets are encrypted locally; SM2 ones
+# through AsymmetricEncrypt): it never needs AsymmetricVerify.
 _CANARY = frozenset(
-    {"GetPublicKey", "ListKeyVersions", "AsymmetricSign", "AsymmetricVerify"}
+    {"GetPublicKey", "ListKeyVersions", "AsymmetricSign"}
     | {"AsymmetricEncrypt", "AsymmetricDecrypt"}
 )
 _IMPORT = frozenset({"GetParametersForImport", "ImportKeyMaterial"})
@@ -842,6 +844,9 @@ def split_endpoint(endpoint: str) -> tuple[str, str]:
     host = host.rstrip("/")
     if not host or "/" in host or " " in host:
         raise ConfigError(f"invalid KMS endpoint {endpoint!r}; expected [http[s]://]HOST[:PORT]")
+    from .transport import check_plain_http  # plain http only to loopback (issue 13)
+
+    check_plain_http(scheme, host, f"endpoint {endpoint!r}")
     return scheme, host
 
 

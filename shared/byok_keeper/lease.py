@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from .errors import InputError
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_LEASE = re.compile(r"^([1-9][0-9]{0,5})([mhdw])$")
+_LEASE = re.compile(r"^([1-9][0-9]{0,5})([mhdw])\Z")
 MIN_LEASE_SECONDS = 3600
 MAX_LEASE_SECONDS = 10 * 366 * 86400
 
@@ -48,7 +48,7 @@ def parse_lease(text: str) -> Lease:
     value = text.strip().lower()
     if value == "never":
         return Lease(None)
-    m = _LEASE.match(value)
+    m = _LEASE.fullmatch(value)
     if not m:
         raise InputError(f"invalid lease {text!r}; expected e.g. 30d, 12h, 2w or never")
     seconds = int(m.group(1)) * _UNITS[m.group(2)]

@@ -9,10 +9,12 @@ Base64/hex blob in a field not known to be safe is replaced.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import sys
 from typing import Any, TextIO
+from urllib.parse import unquote
 
 import structlog
 
@@ -39,13 +41,36 @@ _SAFE_FIELDS = frozenset(
 )
 _PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _BLOB = re.compile(r"[A-Za-z0-9+/=]{80,}|[0-9a-fA-F]{96,}")
+# name=value pairs (query strings, headers, repr text) whose name says secret, e.g. an
+# ImportToken or EncryptedKeyMaterial in a request line: the value goes, whatever its length.
+_SECRET_PAIR = re.compile(
+    r"([A-Za-z0-9_.-]*(?:material|plaintext|secret|token|passphrase|password|private|signature"
+    r"|authorization|credential)[A-Za-z0-9_.-]*[\"']?\s*[=:]\s*[\"']?)([^&\s,;\"']+)",
+    re.IGNORECASE,
+)
+# The SDK's own loggers: each has a StreamHandler of its own at DEBUG, which would print
+# outside our processors (and so outside redaction).
+SDK_LOGGERS = ("alibabacloud-tea", "darabonba-core", "credentials")
+_SDK_MODULES = ("Tea.core", "darabonba.core", "alibabacloud_credentials.client")
+
+
+def _scrub_text(value: str) -> str:
+    text = _BLOB.sub(REDACTED, value)
+    # URL-decode (twice covers double encoding), then look again: %2B, %2F and %3D split a
+    # Base64 run into pieces too short to look like a blob, and a PEM header may come encoded.
+    for _ in range(2):
+        if "%" not in text:
+            break
+        text = unquote(text)
+    if _PEM_PRIVATE.search(value) or _PEM_PRIVATE.search(text):
+        return REDACTED
+    text = _SECRET_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
+    return _BLOB.sub(REDACTED, text)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        if _PEM_PRIVATE.search(value):
-            return REDACTED
-        return _BLOB.sub(REDACTED, value)
+        return _scrub_text(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return REDACTED
     if isinstance(value, dict):
@@ -117,7 +142,34 @@ def configure(
     # alibabacloud-credentials runs an APScheduler of its own that chats at INFO.
     for noisy in ("urllib3", "requests", "aiohttp", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_sdk_loggers()
     _configured = True
+
+
+class _WarningsOnly(logging.Filter):
+    """On an SDK logger: drops its DEBUG/INFO records even if the SDK resets its level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def quiet_sdk_loggers() -> None:
+    """Import the SDK modules that attach their own handlers (so none is attached after this),
+    remove those handlers, and keep the loggers at WARNING, propagating through our processors
+    (and so through redaction)."""
+    for module in _SDK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # pragma: no cover - an optional part of the SDK is missing
+            pass
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = True
+        if not any(isinstance(f, _WarningsOnly) for f in logger.filters):
+            logger.addFilter(_WarningsOnly())
 
 
 def get_logger(name: str = "byok_keeper") -> Any:

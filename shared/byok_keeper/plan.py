@@ -92,20 +92,41 @@ def _human(delta: timedelta) -> str:
 def effective_lease(
     envelope: EnvelopeFacts | None, tags: dict[str, str] | None
 ) -> tuple[Lease | None, tuple[str, ...]]:
-    """The tag ``byok-keeper:lease`` overrides the envelope's lease; a bad tag is ignored."""
+    """The sealed (authenticated) lease, or the ``byok-keeper:lease`` tag when it is shorter.
+
+    Tags are not authenticated: anyone with TagResource can write one. A tag may therefore only
+    shorten the sealed lease (a tighter kill switch); a longer tag, ``never`` over a finite
+    lease, an invalid tag, or a tag with no sealed lease to compare with is ignored and noted.
+    """
+    sealed: Lease | None = None
     notes: tuple[str, ...] = ()
-    tag = (tags or {}).get(LEASE_TAG)
-    if tag:
+    if envelope is not None:
         try:
-            return parse_lease(tag), ("lease from tag",)
+            sealed = parse_lease(envelope.lease)
         except InputError:
-            notes = (f"ignored invalid lease tag {tag!r}",)
-    if envelope is None:
-        return None, notes
+            notes = (f"envelope lease {envelope.lease!r} is invalid",)
+    tag = (tags or {}).get(LEASE_TAG)
+    if not tag:
+        return sealed, notes
     try:
-        return parse_lease(envelope.lease), notes
+        tagged = parse_lease(tag)
     except InputError:
-        return None, (*notes, f"envelope lease {envelope.lease!r} is invalid")
+        return sealed, (*notes, f"ignored invalid lease tag {tag!r}")
+    if sealed is None:
+        return None, (*notes, f"ignored lease tag {tag!r}: no sealed lease to compare it with")
+    if _seconds(tagged) < _seconds(sealed):
+        return tagged, (*notes, "lease from tag")
+    if _seconds(tagged) == _seconds(sealed):
+        return sealed, notes
+    return sealed, (
+        *notes,
+        f"ignored lease tag {tag!r}: longer than the sealed lease {sealed} (a tag may only "
+        "shorten it)",
+    )
+
+
+def _seconds(lease: Lease) -> float:
+    return float("inf") if lease.seconds is None else lease.seconds
 
 
 def renewal_window(policy: Policy, lease: Lease | None) -> timedelta:

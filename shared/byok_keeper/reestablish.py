@@ -9,7 +9,8 @@ Steps (each named in the outcome and, on the CLI, printed as it happens):
 4. ``hold`` -- ListResourceTags right before import: a hold set since the plan wins
    (invariant 4); the lease tag, if any, sets the new expiry.
 5. ``import`` -- GetParametersForImport, wrap, ImportKeyMaterial (a fresh token and one retry
-   if the token expired; ``InvalidKeyMaterial`` stops everything: vault and KMS disagree).
+   if the token expired, after the hold is re-checked once more; ``InvalidKeyMaterial`` stops
+   everything: vault and KMS disagree).
 6. ``verify`` -- ``verify.check_import``: DescribeKey (state Enabled or Disabled, expiry),
    and for an Enabled key GetPublicKey when step 3 did not run, and a canary through KMS. A
    Disabled key may stay Disabled after the import (the agent never enables a key): it is
@@ -159,7 +160,7 @@ def reestablish(
         tags = gateway.list_tags(key_id)
         if HOLD_TAG in tags and not override_hold:
             raise _Stop(HELD, f"on hold: {tags[HOLD_TAG] or 'no reason given'}")
-        lease, _notes = effective_lease(
+        lease, notes = effective_lease(
             EnvelopeFacts(fingerprint, envelope.header.key_spec, envelope.header.lease, True), tags
         )
         lease = lease_override or lease
@@ -167,7 +168,8 @@ def reestablish(
             raise InputError(
                 f"no valid lease for {key_id} (envelope says {envelope.header.lease!r})"
             )
-        step("hold", f"no hold; lease {lease}" if HOLD_TAG not in tags else "hold overridden")
+        shown = f"no hold; lease {lease}" if HOLD_TAG not in tags else "hold overridden"
+        step("hold", "; ".join((shown, *notes)))
 
         now = gateway.now()
         expire_unix = lease.expire_unix(now)
@@ -179,7 +181,11 @@ def reestablish(
                 new_expiry=new_expiry,
             )
 
-        request_ids += import_once(gateway, key, material, expire_unix)
+        def recheck_hold() -> None:
+            if HOLD_TAG in gateway.list_tags(key_id) and not override_hold:
+                raise _Stop(HELD, "on hold (set while the import token was being replaced)")
+
+        request_ids += import_once(gateway, key, material, expire_unix, before_retry=recheck_hold)
         step("import", f"imported; expiry {format_kms_time(new_expiry) or 'never'}")
 
         check = check_import(

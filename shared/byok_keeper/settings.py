@@ -27,6 +27,9 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 | KMS read timeout  | --kms-timeout       | BYOK_KMS_TIMEOUT         | kms_timeout       |
 
+Every endpoint (KMS, FC, and the credential chain's ``ALIBABA_CLOUD_CREDENTIALS_URI``) must be
+https unless it is loopback (127.0.0.0/8, ::1, localhost): see ``transport``.
+
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
 chain (``ALIBABA_CLOUD_ACCESS_KEY_ID`` ...), FC's context, profiles or instance roles.
@@ -47,7 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InputError
+from .files import read_capped
 from .lease import parse_lease
+from .transport import CREDENTIAL_ENDPOINT_ENV, check_endpoint, check_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,8 +83,9 @@ ENV = {
     "kms_timeout": "BYOK_KMS_TIMEOUT",
 }
 DISPATCH_MODES = ("inline", "fc-async")
-REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}$")  # cn-hangzhou, cn-shanghai-finance-1
+REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}\Z")  # cn-hangzhou, cn-shanghai-finance-1
 OUTPUTS = ("table", "json")
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,12 +152,14 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be between 1 and {limit}")
         return number
     value = str(value)
-    if name == "region" and not REGION_RE.match(value):
+    if name == "region" and not REGION_RE.fullmatch(value):
         raise ConfigError(f"region must be a region id like cn-hangzhou, not {value!r}")
     if name == "dispatch" and value not in DISPATCH_MODES:
         raise ConfigError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, not {value!r}")
     if name == "output" and value not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
+    if name.endswith("_endpoint"):
+        check_endpoint(value, name)
     if name == "renew_before":
         try:
             if parse_lease(value).never:
@@ -173,9 +181,12 @@ def load_settings(
     path = config_path or env.get("BYOK_CONFIG")
     if path:
         try:
-            doc = tomllib.loads(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            data, _ = read_capped(path, MAX_CONFIG_BYTES, "config file")
+            doc = tomllib.loads(data.decode())
+        except FileNotFoundError:
+            raise ConfigError(f"cannot read config file {path}: no such file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         section = doc.get("byok-keeper", doc)
@@ -190,6 +201,9 @@ def load_settings(
     for name, value in (flags or {}).items():
         if value is not None:
             values[name] = value
+    for var in CREDENTIAL_ENDPOINT_ENV:
+        if env.get(var):
+            check_url(env[var], var)
     coerced = {k: _coerce(k, v) for k, v in values.items()}
     if coerced.get("profile") and not coerced.get("region"):
         coerced["region"] = profile_region(coerced["profile"], env)

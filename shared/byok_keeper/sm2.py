@@ -10,8 +10,9 @@ small remainder, written against the standard and proven against OpenSSL 3 in th
 * decryption checks that C1 is on the curve and checks C3 in constant time, and any failure is
   one opaque ``Sm2Error``.
 
-Scalar multiplication is a Montgomery ladder over a fixed 256 bits so the sequence of group
-operations does not depend on the scalar. Python integers are not constant-time, so this is a
+Scalar multiplication is a Montgomery ladder over a scalar padded to a fixed 257 bits (k + N or
+k + 2N), starting at (P, 2P), so the sequence of group operations and the time do not depend on
+the scalar's bit length. Python integers are not constant-time, so this is a
 best effort against timing: acceptable for one-off wrapping on a batch host, not a claim of
 side-channel resistance.
 """
@@ -104,9 +105,21 @@ def _affine(pt: tuple[int, int, int]) -> tuple[int, int] | None:
 
 
 def _mul(k: int, point: tuple[int, int]) -> tuple[int, int] | None:
-    """k * point by a Montgomery ladder over 256 bits; ``None`` is the point at infinity."""
-    r0: tuple[int, int, int] = _INF
-    r1: tuple[int, int, int] = (point[0], point[1], 1)
+    """k * point by a fixed-length Montgomery ladder; ``None`` is the point at infinity.
+
+    A ladder that starts at infinity skips work while the scalar's leading bits are zero (adding
+    or doubling infinity returns at once), so its time tracks the scalar's bit length. Here the
+    scalar is first made exactly 257 bits long by adding the group order once or twice (every
+    point on the curve has order N, so k + N and k + 2N give the same point), and the ladder
+    starts at (P, 2P) for that top bit: 256 rounds, each one addition and one doubling of
+    points that are not infinity, whatever the scalar.
+    """
+    k %= N
+    k += N
+    if k >> 256 == 0:
+        k += N
+    r0: tuple[int, int, int] = (point[0], point[1], 1)
+    r1: tuple[int, int, int] = _double(r0)
     for i in range(255, -1, -1):
         if (k >> i) & 1:
             r0, r1 = _add(r0, r1), _double(r1)

@@ -405,7 +405,7 @@ FC_EVENTS = [
     ("reimport", b"{}", "needs key_id"),
     ("reimport", b'{"key_id": "../../etc/passwd"}', "invalid key id"),
     ("reimport", b'{"key_id": "key-x", "dry_run": "yes"}', "true or false"),
-    ("reimport", b'{"key_id": "key-x", "override_hold": 1}', "true or false"),
+    ("reimport", b'{"key_id": "key-x", "override_hold": true}', "byok-keeper release"),
     ("reimport", b'{"key_id": "key-x", "rm_rf": true}', "unknown reimport fields"),
     ("reimport", b'{"key_id": ["key-x"]}', "key_id"),
     ("reimport", b"\xff\xfe\x00\x01", "not JSON"),
@@ -437,7 +437,7 @@ def test_malformed_fc_events_get_a_failure_result_and_touch_nothing(
     context = types.SimpleNamespace(request_id="r-corpus", credentials=None)
     handle = fc.handle_reimport if handler == "reimport" else fc.handle_sweep
     result = handle(event, context)
-    assert result["ok"] is False and result["error"] == "BadEvent", result
+    assert result["ok"] is False and result["error"] in ("BadEvent", "HoldOverrideRefused"), result
     assert message in result["message"] and "\n" not in result["message"]
     assert not served.calls() and not (tmp_path / "vault").exists()
     record("input", group="fc-event", case=f"{handler}:{message}", refused=True, exit_code=None)

@@ -68,7 +68,7 @@ def test_enroll_carries_alias_tags_description_and_policy_into_kms(world, kms):
     assert describe(kms, result.key_id).description == "payments signing"
     view = emulator.key_view(result.key_id)
     assert {"team": "payments", "cost-center": "cc/42"}.items() <= view["tags"].items()
-    assert FINGERPRINT_TAG in view["tags"] and len(view["tags"]) == 5
+    assert FINGERPRINT_TAG in view["tags"] and len(view["tags"]) == 6
     policy = kms.get_key_policy(km.GetKeyPolicyRequest(key_id=result.key_id, policy_name="default"))
     assert json.loads(policy.body.policy) == json.loads(POLICY)
     assert enroller.with_allowlist(enroller.allowlist).aliases_of(result.key_id) == [
@@ -86,7 +86,7 @@ def test_enroll_carries_alias_tags_description_and_policy_into_kms(world, kms):
         ({"tags": {"team": "a,b"}}, "tag rule"),
         ({"tags": {"acs:x": "v"}}, "tag rule"),
         ({"tags": {"byok-keeper:hold": "x"}}, "byok-keeper's own"),
-        ({"tags": {f"t{i}": "v" for i in range(18)}}, "at most 17 --tag"),
+        ({"tags": {f"t{i}": "v" for i in range(17)}}, "at most 16 --tag"),
         ({"policy": "{not json"}, "not JSON"),
         ({"policy": "[]"}, "Statement"),
         ({"policy": json.dumps({"Statement": [], "pad": "x" * 33_000})}, "32768 bytes"),

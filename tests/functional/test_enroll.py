@@ -9,8 +9,10 @@ from byok_keeper.enroll import (
     FINGERPRINT_TAG,
     LEASE_TAG,
     MANAGED_TAG,
+    MARKER_TAG,
     CreateRequest,
     enroll,
+    enrollment_marker,
 )
 from byok_keeper.errors import InputError, MaterialMismatch
 from byok_keeper.kms import ENROLL
@@ -62,7 +64,9 @@ def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec,
             enroll(gateway, vault, material, lease=parse_lease("30d"), create=create_request(spec))
         assert vault.inventory() == []  # nothing sealed for a key KMS will not take
         return
+    started = int(emulator.now())
     result = enroll(gateway, vault, material, lease=parse_lease("30d"), create=create_request(spec))
+    finished = int(emulator.now()) + 1
     assert (result.created, result.key_state, result.key_spec) == (True, "Enabled", spec)
     view = emulator.key_view(result.key_id)
     assert view["material_fingerprint"] == material.fingerprint == result.fingerprint
@@ -71,11 +75,13 @@ def test_enroll_generated_key_of_every_spec(gateway, vault, emulator, kms, spec,
     assert envelope.header.lease == "30d"
     assert _kms_tags(kms, result.key_id) == {
         FINGERPRINT_TAG: material.fingerprint,
+        MARKER_TAG: enrollment_marker(material, create_request(spec)),
         MANAGED_TAG: "true",
         LEASE_TAG: "30d",
     }
-    expected = int(emulator.now()) + 30 * 86400
-    assert abs(result.material_expire_time.timestamp() - expected) < 5
+    # The lease runs from the import, some time between the start and the end of enrollment.
+    expiry = result.material_expire_time.timestamp() - 30 * 86400
+    assert started <= expiry <= finished
 
 
 def test_enroll_with_kms_sealer_and_secrets_store(emulator, kms, gateway):

@@ -121,9 +121,9 @@ def test_short_leases_renew_at_half_life_not_every_run():
     assert renewal_window(Policy(), parse_lease("never")) == timedelta(days=7)
 
 
-def test_lease_tag_overrides_the_envelope_and_a_bad_tag_is_ignored():
-    tagged = d(facts(key(expires=NOW + timedelta(days=30)), tags={"byok-keeper:lease": "90d"}))
-    assert str(tagged.lease) == "90d" and "lease from tag" in tagged.notes
+def test_lease_tag_may_only_shorten_the_sealed_lease_and_a_bad_tag_is_ignored():
+    shorter = d(facts(key(expires=NOW + timedelta(days=30)), tags={"byok-keeper:lease": "3d"}))
+    assert str(shorter.lease) == "3d" and "lease from tag" in shorter.notes
     bad = d(facts(key(expires=NOW + timedelta(days=30)), tags={"byok-keeper:lease": "soon"}))
     assert str(bad.lease) == "30d"
     assert any("ignored invalid lease tag" in n for n in bad.notes)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 _RANGES = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
-_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])$")
+_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])\Z")
 
 
 class CronError(ValueError):
@@ -69,7 +69,7 @@ class Schedule:
 
 def parse(expression: str) -> Schedule:
     expression = expression.strip()
-    m = _EVERY.match(expression)
+    m = _EVERY.fullmatch(expression)
     if m:
         unit = {"s": 1, "m": 60, "h": 3600}[m.group(2)]
         return Schedule(None, int(m.group(1)) * unit)

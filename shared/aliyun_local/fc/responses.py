@@ -11,30 +11,30 @@ from ..errors import ApiError
 from .models import FcBackend
 
 _ROUTES = [
-    (re.compile(r"^/2021-04-06/services/?$"), {"POST": "CreateService"}),
+    (re.compile(r"^/2021-04-06/services/?\Z"), {"POST": "CreateService"}),
     (
-        re.compile(r"^/2021-04-06/services/([^/]+)/?$"),
+        re.compile(r"^/2021-04-06/services/([^/]+)/?\Z"),
         {"GET": "GetService", "PUT": "UpdateService"},
     ),
-    (re.compile(r"^/2021-04-06/services/([^/]+)/functions/?$"), {"POST": "CreateFunction"}),
+    (re.compile(r"^/2021-04-06/services/([^/]+)/functions/?\Z"), {"POST": "CreateFunction"}),
     (
-        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/?$"),
+        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/?\Z"),
         {"GET": "GetFunction", "PUT": "UpdateFunction"},
     ),
     (
-        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/triggers/?$"),
+        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/triggers/?\Z"),
         {"POST": "CreateTrigger"},
     ),
     (
-        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/triggers/([^/]+)/?$"),
+        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/triggers/([^/]+)/?\Z"),
         {"GET": "GetTrigger", "PUT": "UpdateTrigger"},
     ),
     (
-        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/async-invoke-config/?$"),
+        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/async-invoke-config/?\Z"),
         {"PUT": "PutFunctionAsyncInvokeConfig", "GET": "GetFunctionAsyncInvokeConfig"},
     ),
     (
-        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/invocations/?$"),
+        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/invocations/?\Z"),
         {"POST": "InvokeFunction"},
     ),
 ]

@@ -28,9 +28,10 @@ from ..specs import KEY_SPECS, PROTECTION_LEVELS, USAGES
 
 FORMAT = "byok-keeper-envelope/1"
 MAX_ENVELOPE_BYTES = 1024 * 1024
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_FP_RE = re.compile(r"^[0-9a-f]{64}$")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+# Full matches (\Z, not $, which also matches before a trailing newline), ASCII digits only.
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
+_FP_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
 
 
 class EnvelopeError(InputError):
@@ -38,7 +39,7 @@ class EnvelopeError(InputError):
 
 
 def check_key_id(key_id: str) -> str:
-    if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+    if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
         raise InputError(f"invalid key id {key_id!r}: letters, digits, '-' and '_' only")
     return key_id
 
@@ -172,10 +173,10 @@ def parse(data: bytes, *, expected_key_id: str | None = None) -> Envelope:
         raise EnvelopeError("envelope has an invalid key usage or protection level")
     if header.material_encoding != KEY_SPECS[header.key_spec].material_encoding:
         raise EnvelopeError("envelope material encoding does not fit its key spec")
-    if not _FP_RE.match(header.fingerprint):
+    if not _FP_RE.fullmatch(header.fingerprint):
         raise EnvelopeError("envelope fingerprint is not 64 lower-case hex digits")
     for stamp in (header.enrolled_at, header.first_imported_at):
-        if stamp is not None and not _TIME_RE.match(stamp):
+        if stamp is not None and not _TIME_RE.fullmatch(stamp):
             raise EnvelopeError("envelope timestamps must be YYYY-MM-DDTHH:MM:SSZ")
     _b64(header.public_key_der, "public key")
     if seal["sealer"] not in ("local", "kms"):

@@ -1,7 +1,7 @@
 """Sealers: how an envelope's data key is protected.
 
-* ``LocalKeySealer`` -- a 32-byte key file, for self-hosted runs and tests. The file must not be
-  readable by group or others; ``byok-keeper seal-key new PATH`` makes one.
+* ``LocalKeySealer`` -- a 32-byte key file, for self-hosted runs and tests. The file must be
+  owned by the running user and mode 0600 (or 0400); ``byok-keeper seal-key new PATH`` makes one.
 * ``KmsSealer`` -- a symmetric KMS key: GenerateDataKey and Decrypt with an EncryptionContext
   naming the byok-keeper key id and fingerprint, so a data key only opens for its own envelope.
   Production FC deployments use this.
@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, InputError
+from ..files import FileTooLarge, read_capped
 from ..kms import KmsApiError, KmsGateway
 from ..material import wipe
 
@@ -67,20 +68,32 @@ class LocalKeySealer:
 
     @classmethod
     def from_file(cls, path: str | Path) -> LocalKeySealer:
+        """Load a seal key file: a regular file (a symlink to one is fine: Kubernetes secret
+        mounts), owned by the running user, mode 0600 or stricter, exactly 32 bytes. Checked on
+        the opened descriptor; at most 33 bytes are read."""
         path = Path(path)
         try:
-            st = path.stat()
-        except OSError as exc:
-            raise ConfigError(f"cannot read seal key file {path}: {exc.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"seal key file {path} is not a regular file")
-        if st.st_mode & 0o077:
+            data, st = read_capped(path, SEAL_KEY_BYTES, "seal key file")
+        except FileNotFoundError:
+            raise ConfigError(f"cannot read seal key file {path}: no such file") from None
+        except FileTooLarge:
             raise ConfigError(
-                f"seal key file {path} is accessible by group or others "
-                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
-            )
-        data = bytearray(path.read_bytes())
+                f"seal key file {path} must hold exactly {SEAL_KEY_BYTES} bytes (it holds more)"
+            ) from None
         try:
+            mode = stat.S_IMODE(st.st_mode)
+            if st.st_uid != os.geteuid():
+                raise ConfigError(
+                    f"seal key file {path} is owned by uid {st.st_uid}, not by the user running "
+                    f"byok-keeper (uid {os.geteuid()}); run: chown $(id -u) {path}"
+                )
+            if mode & 0o077:
+                raise ConfigError(
+                    f"seal key file {path} is accessible by group or others "
+                    f"(mode {mode:04o}); run: chmod 600 {path}"
+                )
+            if mode & 0o100:
+                raise ConfigError(f"seal key file {path} is executable; run: chmod 600 {path}")
             if len(data) != SEAL_KEY_BYTES:
                 raise ConfigError(
                     f"seal key file {path} must hold exactly {SEAL_KEY_BYTES} bytes "

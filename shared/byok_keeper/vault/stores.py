@@ -1,7 +1,8 @@
 """Stores: where sealed envelopes live.
 
 * ``FileStore`` (``file://DIR``): one file per key, ``DIR/<key-id>.json``, mode 0600, written
-  atomically (temp file, fsync, rename, fsync of the directory).
+  atomically (temp file, fsync, rename, fsync of the directory); read as regular files only,
+  at most the envelope cap plus one byte.
 * ``SecretsStore`` (``kms-secrets://PREFIX``): Alibaba Cloud Secrets Manager generic secrets
   named ``PREFIX/<key-id>``; CreateSecret the first time, PutSecretValue for updates (the
   version id is derived from the content, so a retried write is idempotent), GetSecretValue to
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ConfigError, ExecutionError
+from ..files import FileTooLarge, read_capped
 from ..kms import KmsApiError, KmsGateway
-from .envelope import EnvelopeError, check_key_id, parse
+from .envelope import MAX_ENVELOPE_BYTES, EnvelopeError, check_key_id, parse
 
 
 class VaultConflict(ExecutionError):
@@ -66,12 +68,15 @@ class FileStore:
         return self.directory / f"{check_key_id(key_id)}.json"
 
     def read(self, key_id: str) -> bytes | None:
+        """The envelope's bytes, or None. A regular file only (checked after opening), and
+        never more than the envelope cap plus one byte (``parse`` refuses that one)."""
         try:
-            return self._path(key_id).read_bytes()
+            data, _ = read_capped(self._path(key_id), MAX_ENVELOPE_BYTES, "envelope")
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise ConfigError(f"cannot read {self._path(key_id)}: {exc.strerror}") from None
+        except FileTooLarge as exc:
+            raise EnvelopeError(str(exc)) from None
+        return bytes(data)
 
     def write(self, key_id: str, data: bytes, fingerprint: str) -> None:
         _refuse_other_material(self.read(key_id), key_id, fingerprint)

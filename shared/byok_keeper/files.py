@@ -1,0 +1,63 @@
+"""Reading the local files byok-keeper trusts (envelopes, the seal key, key files, settings):
+regular files only, checked on the opened descriptor, and never more than a cap.
+
+A path that is a link to ``/dev/zero`` (or a FIFO, or a huge sparse file) must not make a run
+read until memory runs out or block forever, so the file is opened non-blocking, ``fstat`` on
+the descriptor (not the path, which could be swapped in between) must say regular file, and at
+most ``cap + 1`` bytes are read: one more than allowed is enough to know it is too big.
+Symbolic links are followed (Kubernetes secret mounts are links); what they resolve to is what
+is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import ConfigError, InputError
+
+
+class FileTooLarge(InputError):
+    """A file is larger than the cap for its kind."""
+
+
+def read_capped(path: str | Path, cap: int, what: str) -> tuple[bytearray, os.stat_result]:
+    """Read a regular file of at most ``cap`` bytes into a ``bytearray`` (the caller wipes it
+    if it is secret). Returns the data and the descriptor's ``stat``.
+
+    Raises ``FileNotFoundError`` when it does not exist, ``ConfigError`` when it cannot be read
+    or is not a regular file, ``FileTooLarge`` when it holds more than ``cap`` bytes.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        data = bytearray(cap + 1)
+        view = memoryview(data)
+        size = 0
+        try:
+            while size <= cap:
+                n = os.readv(fd, [view[size:]])
+                if n == 0:
+                    break
+                size += n
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+        finally:
+            view.release()
+        if size > cap:
+            data[:] = bytes(len(data))
+            raise FileTooLarge(f"{what} {path} is larger than {cap} bytes")
+        # Shrink in place (no copy of the contents is left behind in another object).
+        del data[size:]
+        return data, st
+    finally:
+        os.close(fd)

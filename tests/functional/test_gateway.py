@@ -49,21 +49,47 @@ def test_throttling_is_retried_after_the_servers_hint(emulator, kms):
     assert gateway.stats["throttled"] == 2 and gateway.stats["retries"] == 2
 
 
-def test_5xx_and_dropped_connections_back_off_with_capped_full_jitter(emulator, kms):
+class _Dice:
+    """The jitter's random source (a true edge), fixed at a fraction of each draw's range."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+        self.ranges: list[tuple[float, float]] = []
+
+    def uniform(self, low: float, high: float) -> float:
+        self.ranges.append((low, high))
+        return low + (high - low) * self.fraction
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_5xx_and_dropped_connections_back_off_with_capped_full_jitter(emulator, kms, fraction):
     sleeps: list[float] = []
+    dice = _Dice(fraction)
     gateway = make_gateway(
         emulator,
         READ_ONLY,
         sleep=sleeps.append,
+        rng=dice,
         retry=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=1.0),
     )
     emulator.set_faults(
         fail_next={"ListKeys": ["InternalFailure", "DropConnection", "ServiceUnavailableTemporary"]}
     )
     assert gateway.list_keys() == []
-    assert len(sleeps) == 3
-    for attempt, delay in enumerate(sleeps, start=1):
-        assert 0 <= delay <= min(1.0, 0.5 * 2 ** (attempt - 1))
+    # Full jitter: each delay is drawn from [0, min(cap, base * 2^(attempt-1))].
+    assert dice.ranges == [(0, 0.5), (0, 1.0), (0, 1.0)]
+    assert sleeps == [0.5 * fraction, 1.0 * fraction, 1.0 * fraction]
+
+
+def test_backoff_with_the_real_random_source_is_neither_zero_nor_over_the_cap(emulator, kms):
+    sleeps: list[float] = []
+    gateway = make_gateway(
+        emulator, READ_ONLY, sleep=sleeps.append, retry=RetryPolicy(max_attempts=40, max_delay=2.0)
+    )
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure"] * 30})
+    assert gateway.list_keys() == []
+    assert len(sleeps) == 30 and all(0 <= s <= 2.0 for s in sleeps)
+    assert sum(sleeps) > 5  # 30 draws from ranges averaging ~1 s: a zero backoff cannot pass
 
 
 def test_client_errors_are_not_retried_and_carry_their_fields(emulator, kms):

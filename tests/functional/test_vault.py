@@ -24,7 +24,7 @@ from byok_keeper.vault import (
     build_store,
 )
 from byok_keeper.vault.envelope import parse
-from byok_keeper.vault.sealers import new_seal_key_file
+from byok_keeper.vault.sealers import new_seal_key_file, seal_context
 from tests.figures import record
 from tests.functional.conftest import make_gateway
 
@@ -176,6 +176,20 @@ def test_encryption_context_mismatch_is_refused(kms_vault, target_keys):
     forged = replace(eb, seal=replace(eb.seal, wrapped_data_key=ea.seal.wrapped_data_key))
     with pytest.raises(SealError, match="EncryptionContext"):
         kms_vault.open(forged)
+
+
+@pytest.mark.parametrize("which", ["file_vault", "kms_vault"])
+def test_a_data_key_opens_only_under_the_context_it_was_sealed_with(request, which):
+    sealer = request.getfixturevalue(which).sealer
+    context = seal_context("key-aaaaaaaaaaaaaaaaaaaa", "ab" * 32)
+    data_key, wrapped = sealer.new_data_key(context)
+    assert sealer.open_data_key(wrapped, dict(context)) == data_key
+    for other in (
+        seal_context("key-bbbbbbbbbbbbbbbbbbbb", "ab" * 32),
+        seal_context("key-aaaaaaaaaaaaaaaaaaaa", "cd" * 32),
+    ):
+        with pytest.raises(SealError):
+            sealer.open_data_key(wrapped, other)
 
 
 @pytest.mark.parametrize("which", ["file_vault", "kms_vault"])

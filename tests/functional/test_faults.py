@@ -205,6 +205,7 @@ def test_one_fault_at_each_enrollment_step(world, kms, action, code):
 @pytest.mark.parametrize("path", ["sweep", "reimport", "enroll"])
 def test_an_expired_import_token_is_replaced_once(world, path):
     emulator, vault, enroller, _ = world
+    start = 0
     if path == "enroll":
         emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
         material = generate_material("EC_P256")
@@ -214,10 +215,18 @@ def test_an_expired_import_token_is_replaced_once(world, path):
         key_id = result.key_id
     else:
         key_id, material = _due_key(world, "ImportKeyMaterial")
+        start = len(emulator.calls())  # enrollment's calls are not this run's
         emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
         assert _run(path, world, key_id).outcome == "restored"
-    gpfi = [c for c in emulator.calls() if c["action"] == "GetParametersForImport"]
-    assert len(gpfi) >= 2  # a fresh token after the expired one
+    run = [c for c in emulator.calls()[start:] if c["key_id"] == key_id]
+    # Exactly one fresh token after the expired one, and the import retried once with it.
+    assert [c["action"] for c in run if c["action"] == "GetParametersForImport"] == [
+        "GetParametersForImport"
+    ] * 2
+    assert [c["code"] for c in run if c["action"] == "ImportKeyMaterial"] == [
+        "ExpiredImportToken",
+        None,
+    ]
     assert _assert_identical(emulator, key_id, material)["state"] == "Enabled"
     record(
         "fault",

@@ -8,7 +8,6 @@ from byok_keeper.errors import ConfigError
 from byok_keeper.kms import (
     ENROLL,
     FORBIDDEN,
-    HOLD,
     READ_ONLY,
     SWEEP,
     ActionNotAllowed,
@@ -21,9 +20,24 @@ from byok_keeper.kms import (
 from tests.functional.conftest import make_gateway
 
 
-def test_no_allowlist_contains_rotation_or_destruction():
-    for allowlist in (SWEEP, READ_ONLY, ENROLL, HOLD):
-        assert not allowlist.actions & FORBIDDEN
+@pytest.mark.parametrize("action", sorted(FORBIDDEN))
+def test_a_forbidden_action_is_refused_even_from_an_allowlist_that_names_it(emulator, kms, action):
+    # kms.py asserts at import that no shipped allowlist names a forbidden action; this is the
+    # second wall, in the one path to the SDK, for an allowlist built anywhere else.
+    from byok_keeper.kms import Allowlist
+
+    rogue = make_gateway(emulator, Allowlist("rogue", frozenset({action, "DescribeKey"})))
+    method = getattr(rogue._client, _snake(action), lambda *a: pytest.fail("reached the SDK"))
+    with pytest.raises(ActionNotAllowed, match=f"{action} is not allowed for rogue"):
+        rogue._call(action, method, object())
+    assert emulator.calls() == []
+
+
+def _snake(action: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in action).lstrip("_")
+
+
+def test_each_allowlist_holds_what_its_caller_needs_and_no_more():
     assert "CreateKey" in ENROLL.actions and "CreateKey" not in SWEEP.actions
     assert "TagResource" in ENROLL.actions and "TagResource" not in SWEEP.actions
     assert SWEEP.actions & {"ImportKeyMaterial"} and not READ_ONLY.actions & {"ImportKeyMaterial"}

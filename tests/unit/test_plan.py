@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -152,10 +153,13 @@ def test_reminders_for_keys_that_will_lapse_unrenewed(left, tier):
     assert d(facts(key(expires=NOW + left))).reminder_days is None
 
 
-def test_plan_keeps_input_order_and_is_pure():
+def test_plan_keeps_input_order_and_leaves_its_input_alone():
     fs = [facts(key("PendingImport")), facts(key(expires=None))]
+    before = copy.deepcopy(fs)
     assert [x.decision for x in plan(fs, NOW)] == [REIMPORT, OK]
-    assert plan(fs, NOW) == plan(fs, NOW)
+    assert [x.decision for x in plan(fs[::-1], NOW)] == [OK, REIMPORT]
+    assert [x.key_id for x in plan(fs, NOW)] == [f.key_id for f in fs]
+    assert fs == before
 
 
 def test_needs_details_only_for_keys_that_may_be_due():

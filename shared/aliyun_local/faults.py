@@ -5,6 +5,7 @@ Lies make the emulator answer as a faulty or hostile KMS (or a proxy in front of
 for one named key, so that every check the agent makes on KMS's answers can be seen to fail:
 ``public_key`` ("other": GetPublicKey answers a public key that is not the key's),
 ``expiry`` (DescribeKey answers this ``MaterialExpireTime``, ISO or "" for never),
+``state`` (DescribeKey answers this ``KeyState``),
 ``signature`` ("bad": AsymmetricSign answers a signature with its last byte flipped, which
 stays well-formed DER for ECDSA/SM2 but no longer verifies) and ``plaintext`` ("bad":
 AsymmetricDecrypt answers other bytes). The real state is untouched; only answers change.
@@ -36,6 +37,7 @@ LIES = {
     "signature": ("bad",),
     "plaintext": ("bad",),
     "expiry": None,  # any ISO time, or "" for never
+    "state": ("Enabled", "Disabled", "PendingImport", "PendingDeletion"),
 }
 
 
@@ -176,8 +178,13 @@ class Faults:
         if not lies:
             return result
         result = dict(result)
-        if action == "DescribeKey" and "expiry" in lies:
-            result["KeyMetadata"] = {**result["KeyMetadata"], "MaterialExpireTime": lies["expiry"]}
+        if action == "DescribeKey" and ("expiry" in lies or "state" in lies):
+            metadata = dict(result["KeyMetadata"])
+            if "expiry" in lies:
+                metadata["MaterialExpireTime"] = lies["expiry"]
+            if "state" in lies:
+                metadata["KeyState"] = lies["state"]
+            result["KeyMetadata"] = metadata
         elif action == "GetPublicKey" and "public_key" in lies:
             result["PublicKey"] = self._other_public_key()
         elif action == "AsymmetricSign" and "signature" in lies:

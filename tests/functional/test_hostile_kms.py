@@ -8,6 +8,8 @@ hand").
 
 from __future__ import annotations
 
+import base64
+import time
 from dataclasses import replace
 
 import pytest
@@ -91,13 +93,23 @@ def test_a_lying_public_key_before_import_spends_no_token(world):
     assert len(_calls(emulator, key_id, "GetParametersForImport")) == 1  # enrollment's only
 
 
-def test_an_expiry_kms_did_not_apply_fails_the_key(world):
+@pytest.mark.parametrize("lease", ["30d", "never"])
+def test_an_expiry_kms_did_not_apply_fails_the_key(world, lease):
     emulator, vault, _, sweeper = world
-    key_id = _lapsed(world, lease="30d")
+    key_id = _lapsed(world, lease=lease)
     emulator.set_faults(lies={key_id: {"expiry": iso(emulator.now() + 86400)}})
     outcome = reestablish(sweeper, vault, key_id)
     assert outcome.outcome == "failed" and outcome.error_code == "ExecutionError"
     assert "reports expiry" in outcome.reason
+
+
+def test_a_state_kms_did_not_reach_after_import_fails_the_key(world):
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world)
+    emulator.set_faults(lies={key_id: {"state": "PendingImport"}})
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.error_code) == ("failed", "ExecutionError")
+    assert "is PendingImport after import" in outcome.reason
 
 
 def test_material_that_never_expires_in_kms_is_accepted(world):
@@ -267,3 +279,104 @@ def test_an_unreadable_envelope_fails_that_key_and_the_sweep_goes_on(world):
     assert outcomes[broken].outcome == "failed"
     assert outcomes[fine].outcome == "restored"
     assert emulator.key_view(fine)["state"] == "Enabled"
+
+
+# ---- the outcome says what happened ------------------------------------------------------------
+
+
+def test_the_outcome_of_a_restore_and_of_a_failure_describe_the_run(world):
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world, lease="30d")
+    fingerprint = vault.get(key_id).fingerprint
+    steps: dict[str, str] = {}
+    started = time.monotonic()
+    outcome = reestablish(sweeper, vault, key_id, on_step=steps.__setitem__)
+    wall_ms = (time.monotonic() - started) * 1000
+    assert list(steps) == ["describe", "unseal", "hold", "import", "verify"]
+    assert steps["hold"] == "no hold; lease 30d"
+    assert (outcome.outcome, outcome.failed, outcome.key_state) == ("restored", False, "Enabled")
+    assert outcome.fingerprint == fingerprint and outcome.canary.startswith("sign ")
+    assert 0 < outcome.duration_ms <= wall_ms + 1
+    # One request id per KMS call that changed or described the key (describe, token, import,
+    # describe after), each its own.
+    assert len(outcome.request_ids) >= 4 and len(set(outcome.request_ids)) == len(
+        outcome.request_ids
+    )
+    assert outcome.to_json()["new_expiry"] == iso(outcome.new_expiry.timestamp())
+    emulator.set_faults(lies={key_id: {"signature": "bad"}})
+    failed = reestablish(sweeper, vault, key_id)
+    assert (failed.outcome, failed.failed) == ("failed", True)
+    assert failed.to_json()["outcome"] == "failed"
+
+
+def test_a_key_whose_material_kms_generated_is_refused_naming_its_origin(world, kms):
+    from alibabacloud_kms20160120 import models as km
+
+    emulator, vault, _, sweeper = world
+    key_id = kms.create_key(
+        km.CreateKeyRequest(
+            key_spec="EC_P256", key_usage="SIGN/VERIFY", dkmsinstance_id="kst-local-software"
+        )
+    ).body.key_metadata.key_id
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.error_code) == ("failed", "InputError")
+    assert "Origin Aliyun_KMS" in outcome.reason
+    assert [c["action"] for c in emulator.calls() if c["key_id"] == key_id][-1] == "DescribeKey"
+
+
+def test_a_key_with_no_envelope_fails_without_raising(world):
+    _emulator, vault, _, sweeper = world
+    key_id = _lapsed(world)
+    (vault.store.directory / f"{key_id}.json").unlink()
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.error_code) == ("failed", "InputError")
+    assert "holds no envelope" in outcome.reason
+
+
+def test_an_envelope_for_another_spec_is_refused_before_any_token(world):
+    from byok_keeper.material import generate_material
+
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world, "EC_P256")
+    envelope = vault.get(key_id)
+    other = generate_material("EC_P256K")
+    (vault.store.directory / f"{key_id}.json").unlink()
+    vault.put(
+        replace(
+            envelope.header,
+            key_spec="EC_P256K",
+            fingerprint=other.fingerprint,
+            public_key_der=base64.b64encode(other.public_key_der).decode(),
+        ),
+        other,
+    )
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.error_code, outcome.alert) == (
+        "failed",
+        "MaterialMismatch",
+        True,
+    )
+    assert len(_calls(emulator, key_id, "GetParametersForImport")) == 1  # enrollment's only
+
+
+def test_renewing_a_usable_key_checks_its_identity_first(world):
+    _emulator, vault, _, sweeper = world
+    key_id, _ = enroll_key(world, lease="3d")
+    steps: dict[str, str] = {}
+    outcome = reestablish(sweeper, vault, key_id, decision="RENEW", on_step=steps.__setitem__)
+    assert outcome.outcome == "renewed"
+    assert list(steps) == ["describe", "unseal", "identity", "hold", "import", "verify"]
+
+
+def test_an_envelope_with_an_unusable_lease_fails_without_raising(world):
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world)
+    emulator.emulator.kms.untag_key(key_id, [LEASE_TAG])  # no tag to fall back on
+    envelope = vault.get(key_id)
+    material = vault.open(envelope)
+    (vault.store.directory / f"{key_id}.json").unlink()
+    vault.put(replace(envelope.header, lease="a fortnight"), material)
+    material.wipe()
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.error_code) == ("failed", "InputError")
+    assert "no valid lease" in outcome.reason

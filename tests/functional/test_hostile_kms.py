@@ -380,3 +380,30 @@ def test_an_envelope_with_an_unusable_lease_fails_without_raising(world):
     outcome = reestablish(sweeper, vault, key_id)
     assert (outcome.outcome, outcome.error_code) == ("failed", "InputError")
     assert "no valid lease" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("Forbidden.NoPermission", "Forbidden.NoPermission"), ("DropConnection", "Unavailable")],
+)
+def test_a_kms_error_fails_the_key_with_its_code_and_request_id(world, fault, code):
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world)
+    emulator.set_faults(fail_next={"GetParametersForImport": [fault] * 5})
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.error_code) == ("failed", code)
+    assert "GetParametersForImport" in outcome.reason
+    # The refusing answer's request id is kept for the support ticket; a lost answer has none.
+    answered = 1 if fault != "DropConnection" else 0
+    assert len(outcome.request_ids) == 1 + answered
+
+
+def test_a_skipped_key_reports_its_duration(world):
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world)
+    emulator.emulator.kms.schedule_deletion(key_id, 7)
+    emulator.set_faults(latency_ms=5)  # so the one DescribeKey surely takes a millisecond
+    started = time.monotonic()
+    outcome = reestablish(sweeper, vault, key_id)
+    assert outcome.outcome == "skipped"
+    assert 0 < outcome.duration_ms <= (time.monotonic() - started) * 1000 + 1

@@ -1,4 +1,14 @@
-"""Injected latency, quotas and failures, and the call log. Runtime settings, never persisted.
+"""Injected latency, quotas, failures and lies, and the call log. Runtime settings, never
+persisted.
+
+Lies make the emulator answer as a faulty or hostile KMS (or a proxy in front of one) would,
+for one named key, so that every check the agent makes on KMS's answers can be seen to fail:
+``public_key`` ("other": GetPublicKey answers a public key that is not the key's),
+``expiry`` (DescribeKey answers this ``MaterialExpireTime``, ISO or "" for never),
+``state`` (DescribeKey answers this ``KeyState``),
+``signature`` ("bad": AsymmetricSign answers a signature with its last byte flipped, which
+stays well-formed DER for ECDSA/SM2 but no longer verifies) and ``plaintext`` ("bad":
+AsymmetricDecrypt answers other bytes). The real state is untouched; only answers change.
 
 Quotas are token buckets on the real monotonic clock (not the emulator clock, which tests
 move by hours): a bucket of ``qps`` tokens refilled at ``qps`` per second, so one second of
@@ -7,6 +17,7 @@ burst and then the steady rate, as the documented per-second quotas behave.
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import threading
@@ -14,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .clock import parse_iso
 from .errors import ApiError, injected, invalid_parameter, throttled
 
 # The performance page's per-second quotas, per account and region (docs/FIDELITY.md).
@@ -28,6 +40,13 @@ QUOTA_FIELDS = tuple(DOCUMENTED_QUOTAS)
 MAX_CALLS_KEPT = 200_000
 log = logging.getLogger("aliyun_local.calls")
 TRANSPORT_FAULTS = ("DropConnection", "ReadTimeout")
+LIES = {
+    "public_key": ("other",),
+    "signature": ("bad",),
+    "plaintext": ("bad",),
+    "expiry": None,  # any ISO time, or "" for never
+    "state": ("Enabled", "Disabled", "PendingImport", "PendingDeletion"),
+}
 
 
 class TokenBucket:
@@ -62,6 +81,8 @@ class Faults:
     error_rate: float = 0.0
     hang_ms: float = 2_000.0
     fail_next: dict[str, list[str]] = field(default_factory=dict)
+    lies: dict[str, dict[str, str]] = field(default_factory=dict)
+    _other_public_pem: str | None = field(default=None, repr=False)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -75,6 +96,7 @@ class Faults:
             "hang_ms",
             "fail_next",
             "quotas",
+            "lies",
         }
         unknown = set(body) - allowed
         if unknown:
@@ -114,6 +136,7 @@ class Faults:
             if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
                 raise invalid_parameter("fail_next", f"codes for {action} must be strings")
             faults.fail_next[str(action)] = list(codes)
+        faults.lies = _parse_lies(body.get("lies") or {})
         for name in QUOTA_FIELDS:
             if getattr(faults, name):
                 faults._buckets[name.removesuffix("_qps")] = TokenBucket(getattr(faults, name))
@@ -128,6 +151,7 @@ class Faults:
             "error_rate": self.error_rate,
             "hang_ms": self.hang_ms,
             "fail_next": pending,
+            "lies": {k: dict(v) for k, v in self.lies.items()},
         }
 
     def before(
@@ -161,6 +185,73 @@ class Faults:
                 503,
             )
         return None
+
+    def after(self, action: str, key_id: str | None, result: dict[str, Any]) -> dict[str, Any]:
+        """Apply the lies told about ``key_id`` to the answer of ``action`` (a copy)."""
+        lies = self.lies.get(key_id or "")
+        if not lies:
+            return result
+        result = dict(result)
+        if action == "DescribeKey" and ("expiry" in lies or "state" in lies):
+            metadata = dict(result["KeyMetadata"])
+            if "expiry" in lies:
+                metadata["MaterialExpireTime"] = lies["expiry"]
+            if "state" in lies:
+                metadata["KeyState"] = lies["state"]
+            result["KeyMetadata"] = metadata
+        elif action == "GetPublicKey" and "public_key" in lies:
+            result["PublicKey"] = self._other_public_key()
+        elif action == "AsymmetricSign" and "signature" in lies:
+            result["Value"] = _flip_last_byte(result["Value"])
+        elif action == "AsymmetricDecrypt" and "plaintext" in lies:
+            result["Plaintext"] = _flip_last_byte(result["Plaintext"])
+        return result
+
+    def _other_public_key(self) -> str:
+        # Another key's public key: a P-256 key made once per fault setting. Its fingerprint
+        # differs from any key the agent enrolled, whatever that key's spec.
+        if self._other_public_pem is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            self._other_public_pem = (
+                ec.generate_private_key(ec.SECP256R1())
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                .decode()
+            )
+        return self._other_public_pem
+
+
+def _flip_last_byte(b64: str) -> str:
+    raw = bytearray(base64.b64decode(b64))
+    raw[-1] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _parse_lies(lies: Any) -> dict[str, dict[str, str]]:
+    """``{KeyId: {lie: value}}`` from the admin API. Raises ``ApiError``."""
+    if not isinstance(lies, dict):
+        raise invalid_parameter("lies", "an object of KeyId -> {lie: value}")
+    parsed: dict[str, dict[str, str]] = {}
+    for key_id, told in lies.items():
+        if not isinstance(told, dict) or not told:
+            raise invalid_parameter("lies", f"lies about {key_id} must be a non-empty object")
+        for name, value in told.items():
+            if name not in LIES:
+                raise invalid_parameter("lies", f"unknown lie {name!r}; known: {sorted(LIES)}")
+            allowed = LIES[name]
+            if not isinstance(value, str) or (allowed is not None and value not in allowed):
+                raise invalid_parameter("lies", f"{name} takes {allowed or 'an ISO time or empty'}")
+            if name == "expiry" and value:
+                try:
+                    parse_iso(value)
+                except ValueError:
+                    raise invalid_parameter("lies", "expiry must be YYYY-MM-DDTHH:MM:SSZ") from None
+        parsed[str(key_id)] = dict(told)
+    return parsed
 
 
 class CallLog:

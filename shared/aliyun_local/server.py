@@ -187,7 +187,7 @@ class Emulator:
             if transport_fault == "DropConnection":
                 self.calls.record(action, key_id, 0, transport_fault)
                 return _DROP
-            result = handler(self.kms, Params(params))
+            result = self.faults.after(action, key_id, handler(self.kms, Params(params)))
             self.flush()
             if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
                 return self._lose_answer(action, key_id)

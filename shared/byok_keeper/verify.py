@@ -89,7 +89,7 @@ def check_import(
         wanted = "never"
         if expire_unix:
             wanted = format_kms_time(datetime.fromtimestamp(expire_unix, tz=timezone.utc))
-        raise ExecutionError(f"{key_id} reports material expiry {shown}, imported with {wanted}")
+        raise ExecutionError(f"{key_id} reports expiry {shown}, imported with {wanted}")
     if after.key_state == "Disabled":
         return ImportCheck(after, "state and expiry", "")
     if not identity_checked:

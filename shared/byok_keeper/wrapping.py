@@ -12,7 +12,8 @@ key encoded for import (``material.PrivateKeyMaterial.import_bytes()``):
 ECB is what KMS specifies for the TAK layer; each ESK encrypts exactly one TAK, once.
 
 The ESK comes from ``os.urandom`` and is wiped after use. The inverse, ``unwrap_key_material``,
-is what KMS does; the emulator and the tests use it, so it lives here, once.
+is what KMS does, for the agent's tests; aliyun-local deliberately opens material with its own
+implementation (``aliyun_local/kms/unwrap.py``) so that a wrong parameter here cannot cancel out.
 """
 
 from __future__ import annotations

@@ -388,15 +388,18 @@ def test_hostile_input_is_refused_in_one_line_and_nothing_is_written(
 
     expect = case.expect.format(**names)
     lines = _human_lines(out.stdout + out.stderr)
+    changed = [c for c in served.calls() if c["action"] in MUTATING]
+    untouched = snapshot(tmp_path) == before and not changed
+    refused = out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr
+    record("input", group=case.group, case=case.id, refused=refused, untouched=untouched,
+           exit_code=out.returncode)  # fmt: skip
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
     assert len(lines) == 1, lines
     assert expect in lines[0], (expect, lines[0])
     assert lines[0].startswith("byok-keeper: error:") or "Error:" in lines[0], lines[0]
     assert "Traceback" not in out.stderr
     assert snapshot(tmp_path) == before, "something was written"
-    changed = [c for c in served.calls() if c["action"] in MUTATING]
     assert not changed, changed
-    record("input", group=case.group, case=case.id, refused=True, exit_code=out.returncode)
 
 
 FC_EVENTS = [
@@ -437,7 +440,13 @@ def test_malformed_fc_events_get_a_failure_result_and_touch_nothing(
     context = types.SimpleNamespace(request_id="r-corpus", credentials=None)
     handle = fc.handle_reimport if handler == "reimport" else fc.handle_sweep
     result = handle(event, context)
-    assert result["ok"] is False and result["error"] in ("BadEvent", "HoldOverrideRefused"), result
+    refused = result.get("ok") is False and result.get("error") in (
+        "BadEvent",
+        "HoldOverrideRefused",
+    )
+    untouched = not served.calls() and not (tmp_path / "vault").exists()
+    record("input", group="fc-event", case=f"{handler}:{message}", refused=refused,
+           untouched=untouched, exit_code=None)  # fmt: skip
+    assert refused, result
     assert message in result["message"] and "\n" not in result["message"]
-    assert not served.calls() and not (tmp_path / "vault").exists()
-    record("input", group="fc-event", case=f"{handler}:{message}", refused=True, exit_code=None)
+    assert untouched

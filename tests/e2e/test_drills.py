@@ -30,7 +30,7 @@ from tests.e2e.conftest import (
     serve_subprocess,
     stop_served,
 )
-from tests.figures import record
+from tests.figures import key_ok, observe, record
 
 pytestmark = pytest.mark.slow
 
@@ -107,12 +107,14 @@ def test_sigkill_at_random_points_loses_nothing(served, cli_env):
         killed = proc.returncode == -signal.SIGKILL
         kills += killed
         rerun = run_cli("sweep", "--output", "json", env=cli_env)
+        unchanged = snapshot(vault) == enrolled  # no temp files either
+        observed = [observe(served.key_view, k, fingerprints[k]) for k in keys]
+        record("kill", after_calls=seen, planned=point, killed=killed, rerun_exit=rerun.returncode,
+               keys=observed, vault_unchanged=unchanged, seed=SEED,
+               full_sweep_calls=total)  # fmt: skip
         assert rerun.returncode == 0, (point, rerun.stdout, rerun.stderr)
         _assert_restored(served.key_view, keys, fingerprints)
-        unchanged = snapshot(vault) == enrolled  # no temp files either
         assert unchanged, f"vault changed after a kill at call {point}"
-        record("kill", after_calls=seen, planned=point, killed=killed, restored=True,
-               vault_unchanged=unchanged, seed=SEED, full_sweep_calls=total)  # fmt: skip
     served.set_faults()
     # The kills landed inside runs (a sweep that finished first proves nothing).
     assert kills >= KILL_ROUNDS - 1, f"only {kills} of {KILL_ROUNDS} rounds killed a running sweep"
@@ -139,6 +141,18 @@ def test_two_sweeps_and_an_on_call_reimport_at_once(served, cli_env):
     )
     results = [p.communicate(timeout=120) for p in procs]
     served.set_faults()
+    imports = [
+        c
+        for c in served.calls()
+        if c["action"] == "ImportKeyMaterial" and c["key_id"] == target and c["status"] == 200
+    ]
+    observed = [observe(served.key_view, k, fingerprints[k]) for k in keys]
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    record("drill", name="two sweeps + on-call reimport of the same key at once",
+           result=f"exit codes {sorted(p.returncode for p in procs)}; {len(imports)} imports of "
+           f"the shared key accepted; {sum(map(key_ok, observed))}/{len(observed)} keys Enabled "
+           f"with the enrolled material; {len(events)} whole JSON lines in the shared "
+           "audit file")  # fmt: skip
     for proc, (out, err) in zip(procs, results, strict=True):
         doc = json.loads(out) if out.strip().startswith("{") else {}
         failed = [o for o in doc.get("outcomes", [doc]) if o.get("outcome") == "failed"]
@@ -146,18 +160,9 @@ def test_two_sweeps_and_an_on_call_reimport_at_once(served, cli_env):
         assert "Traceback" not in err
     _assert_restored(served.key_view, keys, fingerprints)
     # The runs really overlapped: more than one import of the target key was accepted.
-    imports = [
-        c
-        for c in served.calls()
-        if c["action"] == "ImportKeyMaterial" and c["key_id"] == target and c["status"] == 200
-    ]
     assert len(imports) >= 2
     # Three processes appended to one audit file: every line is whole JSON.
-    events = [json.loads(line) for line in audit.read_text().splitlines()]
     assert len([e for e in events if e.get("key_id") == target]) == 3
-    record("drill", name="two sweeps + on-call reimport of the same key",
-           result=f"all 3 exit 0; {len(imports)} identical imports of the shared key; "
-           f"{len(events)} whole audit lines")  # fmt: skip
 
 
 def test_emulator_killed_and_restarted_mid_sweep(tmp_path):
@@ -203,11 +208,14 @@ def test_emulator_killed_and_restarted_mid_sweep(tmp_path):
         for o in failed:
             assert o["reason"] and "\n" not in o["reason"]
         second = run_cli("sweep", "--output", "json", env=env)
+        observed = [observe(lambda k: view(k, restarted), k, fingerprints[k]) for k in keys]
+        record("drill", name="aliyun-local SIGKILLed mid-sweep, restarted from --state after 4 s",
+               result=f"{len(failed)}/{len(keys)} keys in flight failed with a one-line reason; "
+               f"the next sweep exited {second.returncode} and left "
+               f"{sum(map(key_ok, observed))}/{len(keys)} keys Enabled with the enrolled "
+               "material")  # fmt: skip
         assert second.returncode == 0, second.stderr
         _assert_restored(lambda k: view(k, restarted), keys, fingerprints)
-        record("drill", name="aliyun-local SIGKILLed mid-sweep, restarted from --state after 4 s",
-               result=f"{len(failed)}/{len(keys)} keys failed cleanly with a reason; "
-               "the next sweep restored all, identical material")  # fmt: skip
     finally:
         for server in (first, restarted):
             if server is not None and server.proc.poll() is None:

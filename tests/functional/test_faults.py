@@ -19,7 +19,7 @@ from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.reestablish import reestablish
 from byok_keeper.sweep import run_sweep
-from tests.figures import record
+from tests.figures import observe, record
 from tests.functional.conftest import build_world, create_request, enroll_key, skew_local_clock
 
 FAULTS = (
@@ -79,6 +79,15 @@ def _run(path, world, key_id):
     return reestablish(sweeper, vault, key_id)  # what `byok-keeper reimport` runs
 
 
+def _fault(emulator, key_id, material, code, *, first_run, final_run, **fields):
+    """Record what was observed (before the test asserts anything about it): whether the fault
+    fired, what each run reported, and the key as KMS shows it."""
+    fired = any(c["code"] == code for c in emulator.calls())
+    record("fault", code=code, fired=fired, first_run=first_run, final_run=final_run,
+           key=observe(emulator.key_view, key_id, material.fingerprint), **fields)  # fmt: skip
+    return fired
+
+
 def _assert_identical(emulator, key_id, material):
     view = emulator.key_view(key_id)
     assert view["material_fingerprint"] == material.fingerprint
@@ -93,21 +102,13 @@ def test_one_fault_at_each_reestablishment_step(world, path, action, code):
     key_id, material = _due_key(world, action)
     emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
     outcome = _run(path, world, key_id)
-    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    fired = _fault(emulator, key_id, material, code, path=path, action=action, persistent=False,
+                   first_run=outcome.outcome, final_run=outcome.outcome)  # fmt: skip
+    assert fired, "the fault did not fire"
     # A single fault is absorbed: retried (idempotent steps) and the key is back.
     assert outcome.outcome in ("restored", "renewed"), outcome.reason
     view = _assert_identical(emulator, key_id, material)
     assert view["state"] == "Enabled"
-    record(
-        "fault",
-        path=path,
-        action=action,
-        code=code,
-        persistent=False,
-        first_run=outcome.outcome,
-        survived=True,
-        wrong_material=False,
-    )
 
 
 @pytest.mark.parametrize("code", [c for c in FAULTS if c != "ReadTimeout"])
@@ -117,26 +118,19 @@ def test_a_persistent_fault_fails_the_key_cleanly_and_the_next_run_completes(wor
     key_id, material = _due_key(world, action)
     emulator.set_faults(fail_next={action: [code] * ATTEMPTS}, hang_ms=HANG_MS)
     first = _run("sweep", world, key_id)
+    fired = any(c["code"] == code for c in emulator.calls())
+    emulator.set_faults()
+    second = _run("sweep", world, key_id)
+    _fault(emulator, key_id, material, code, path="sweep", action=action, persistent=True,
+           first_run=first.outcome, final_run=second.outcome)  # fmt: skip
+    assert fired, "the fault did not fire"
     assert first.outcome == "failed"
     assert action in first.reason and "\n" not in first.reason
     assert "Traceback" not in first.reason
-    _assert_identical(emulator, key_id, material)
-    emulator.set_faults()
-    second = _run("sweep", world, key_id)
     # A failed canary after a good import leaves the key Enabled and renewed: next run is OK.
     assert second.outcome in ("restored", "renewed", "ok"), second.reason
     view = _assert_identical(emulator, key_id, material)
     assert view["state"] == "Enabled"
-    record(
-        "fault",
-        path="sweep",
-        action=action,
-        code=code,
-        persistent=True,
-        first_run=first.outcome,
-        survived=True,
-        wrong_material=False,
-    )
 
 
 def test_a_persistent_read_timeout_on_import_fails_cleanly_and_the_work_is_not_lost(world):
@@ -146,22 +140,15 @@ def test_a_persistent_read_timeout_on_import_fails_cleanly_and_the_work_is_not_l
         fail_next={"ImportKeyMaterial": ["ReadTimeout"] * ATTEMPTS}, hang_ms=HANG_MS
     )
     first = _run("sweep", world, key_id)
-    assert first.outcome == "failed" and "timeout" in first.reason
     # Every attempt reached KMS and imported the same material under the same token.
-    view = _assert_identical(emulator, key_id, material)
-    assert view["state"] == "Enabled"
+    after_first = observe(emulator.key_view, key_id, material.fingerprint)
     second = _run("sweep", world, key_id)
+    _fault(emulator, key_id, material, "ReadTimeout", path="sweep", action="ImportKeyMaterial",
+           persistent=True, first_run=first.outcome, final_run=second.outcome)  # fmt: skip
+    assert first.outcome == "failed" and "timeout" in first.reason
+    assert after_first["state"] == "Enabled"
+    assert after_first["kms_fingerprint"] == material.fingerprint
     assert second.outcome in ("ok", "renewed", "restored")
-    record(
-        "fault",
-        path="sweep",
-        action="ImportKeyMaterial",
-        code="ReadTimeout",
-        persistent=True,
-        first_run=first.outcome,
-        survived=True,
-        wrong_material=False,
-    )
 
 
 @pytest.mark.parametrize("code", FAULTS)
@@ -181,22 +168,14 @@ def test_one_fault_at_each_enrollment_step(world, kms, action, code):
         assert [c["action"] for c in emulator.calls()].count("CreateKey") == 1
         emulator.set_faults()
         result = enroll(enroller, vault, material, lease=lease, create=create_request())
-    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    fired = _fault(emulator, result.key_id, material, code, path="enroll", action=action,
+                   persistent=False, first_run=first, final_run="enrolled")  # fmt: skip
+    assert fired, "the fault did not fire"
     # Exactly one key, enrolled with this material, first import recorded.
     assert kms.list_keys(km.ListKeysRequest()).body.total_count == 1
     view = _assert_identical(emulator, result.key_id, material)
     assert view["state"] == "Enabled"
     assert vault.get(result.key_id).header.first_imported_at
-    record(
-        "fault",
-        path="enroll",
-        action=action,
-        code=code,
-        persistent=False,
-        first_run=first,
-        survived=True,
-        wrong_material=False,
-    )
 
 
 # ---- time ------------------------------------------------------------------------------------
@@ -205,6 +184,7 @@ def test_one_fault_at_each_enrollment_step(world, kms, action, code):
 @pytest.mark.parametrize("path", ["sweep", "reimport", "enroll"])
 def test_an_expired_import_token_is_replaced_once(world, path):
     emulator, vault, enroller, _ = world
+    start = 0
     if path == "enroll":
         emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
         material = generate_material("EC_P256")
@@ -214,21 +194,23 @@ def test_an_expired_import_token_is_replaced_once(world, path):
         key_id = result.key_id
     else:
         key_id, material = _due_key(world, "ImportKeyMaterial")
+        start = len(emulator.calls())  # enrollment's calls are not this run's
         emulator.set_faults(fail_next={"ImportKeyMaterial": ["ExpiredImportToken"]})
-        assert _run(path, world, key_id).outcome == "restored"
-    gpfi = [c for c in emulator.calls() if c["action"] == "GetParametersForImport"]
-    assert len(gpfi) >= 2  # a fresh token after the expired one
+        outcome = _run(path, world, key_id).outcome
+    reported = "enrolled" if path == "enroll" else outcome
+    _fault(emulator, key_id, material, "ExpiredImportToken", path=path, action="ImportKeyMaterial",
+           persistent=False, first_run=reported, final_run=reported)  # fmt: skip
+    assert reported in ("restored", "enrolled")
+    run = [c for c in emulator.calls()[start:] if c["key_id"] == key_id]
+    # Exactly one fresh token after the expired one, and the import retried once with it.
+    assert [c["action"] for c in run if c["action"] == "GetParametersForImport"] == [
+        "GetParametersForImport"
+    ] * 2
+    assert [c["code"] for c in run if c["action"] == "ImportKeyMaterial"] == [
+        "ExpiredImportToken",
+        None,
+    ]
     assert _assert_identical(emulator, key_id, material)["state"] == "Enabled"
-    record(
-        "fault",
-        path=path,
-        action="ImportKeyMaterial",
-        code="ExpiredImportToken",
-        persistent=False,
-        first_run="restored",
-        survived=True,
-        wrong_material=False,
-    )
 
 
 @pytest.mark.parametrize("hours", [3, -5])
@@ -245,14 +227,17 @@ def test_a_local_clock_hours_off_stops_the_run_with_one_reason(world, mocker, ho
     # Refused at the first call, not retried, nothing imported, the key as it was.
     assert [c["code"] for c in emulator.calls()] == ["InvalidTimeStamp.Expired"]
     assert emulator.key_view(key_id)["state"] == "PendingImport"
+    calls_refused = len(emulator.calls())
     mocker.stopall()  # the host's clock is fixed
-    assert _run("sweep", world, key_id).outcome == "restored"
+    fixed = _run("sweep", world, key_id).outcome
+    seen = observe(emulator.key_view, key_id, material.fingerprint)
+    record("drill", name=f"local clock {hours:+d} h vs KMS",
+           result=f"run stopped after {calls_refused} KMS call(s) with exit code "
+           f"{caught.value.exit_code}; with the clock fixed: {fixed}, key {seen['state']}, "
+           f"{'enrolled' if seen['kms_fingerprint'] == material.fingerprint else 'OTHER'} "
+           "material")  # fmt: skip
+    assert fixed == "restored"
     _assert_identical(emulator, key_id, material)
-    record(
-        "drill",
-        name=f"local clock {hours:+d} h vs KMS",
-        result="run stopped at the first call with one line (exit 2); fixed clock restores",
-    )
 
 
 def test_a_local_clock_minutes_off_plans_against_kms_time(world, mocker):
@@ -333,12 +318,13 @@ def test_one_fault_at_each_vault_step_of_a_sweep(secrets_world, action, code):
     emulator.emulator.kms.delete_key_material(key_id)
     emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
     result = run_sweep(sweeper, vault_for(sweeper))
-    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
     (outcome,) = result.outcomes
+    fired = _fault(emulator, key_id, material, code, path="sweep (kms-secrets vault)",
+                   action=action, persistent=False, first_run=outcome.outcome,
+                   final_run=outcome.outcome)  # fmt: skip
+    assert fired, "the fault did not fire"
     assert outcome.outcome == "restored", outcome.reason
     assert _assert_identical(emulator, key_id, material)["state"] == "Enabled"
-    record("fault", path="sweep (kms-secrets vault)", action=action, code=code,
-           persistent=False, first_run="restored", survived=True, wrong_material=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("code", FAULTS)
@@ -357,10 +343,11 @@ def test_one_fault_at_each_vault_step_of_an_enrollment(secrets_world, kms, actio
         first = "failed"
         emulator.set_faults()
         result = enroll(enroller, vault, material, lease=lease, create=create_request())
-    assert any(c["code"] == code for c in emulator.calls()), "the fault did not fire"
+    fired = _fault(emulator, result.key_id, material, code, path="enroll (kms-secrets vault)",
+                   action=action, persistent=False, first_run=first,
+                   final_run="enrolled")  # fmt: skip
+    assert fired, "the fault did not fire"
     keys = kms.list_keys(km.ListKeysRequest()).body.total_count
     assert keys == 2  # the sealing key and exactly one enrolled key
     assert _assert_identical(emulator, result.key_id, material)["state"] == "Enabled"
     assert vault.get(result.key_id).header.first_imported_at
-    record("fault", path="enroll (kms-secrets vault)", action=action, code=code,
-           persistent=False, first_run=first, survived=True, wrong_material=False)  # fmt: skip

@@ -4,6 +4,9 @@ aliyun-local (the deployed path runs in tests/e2e/test_fc_cloud.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tests.functional.conftest import fc_context, make_gateway, skew_local_clock
 pytestmark = pytest.mark.every_profile
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 
 @pytest.fixture
@@ -47,14 +51,60 @@ def _event(key_id: str, **changes) -> bytes:
     return json.dumps(doc).encode()
 
 
-def test_reimport_handler_restores_with_the_context_credentials(deployed, emulator):
+def test_reimport_handler_signs_with_the_contexts_sts_credentials(deployed, emulator):
     context, key = deployed
+    role = emulator.emulator.fc_role
+    assert role["access_key_id"].startswith("STS.") and role["security_token"]
     emulator.emulator.kms.delete_key_material(key.key_id)
+    # Another STS token on the context: KMS refuses the calls, so the context's token signs them.
+    context.credentials = types.SimpleNamespace(**{**role, "security_token": "not-the-roles"})
+    refused = fc.handle_reimport(_event(key.key_id), context)
+    assert (refused["ok"], refused["error_code"]) == (False, "InvalidSecurityToken.Mismatch")
+    assert emulator.key_view(key.key_id)["state"] == "PendingImport"
+    context.credentials = types.SimpleNamespace(**role)  # FC rotated them back: rebuilt
     result = fc.handle_reimport(_event(key.key_id), context)
     assert result["ok"] and result["outcome"] == "restored"
     assert emulator.key_view(key.key_id)["state"] == "Enabled"
-    # The import was signed with the function role's STS credentials.
-    assert emulator.emulator.fc_role["access_key_id"].startswith("STS.")
+
+
+_PY312_INVOKE = """
+import sys, types
+sys.path.insert(0, sys.argv[1])
+from index import handler
+context = types.SimpleNamespace(request_id="req-312", region="cn-hangzhou",
+                                account_id="1234567890123456")  # no credentials attribute
+print(handler(sys.argv[2].encode(), context))  # index.handler returns JSON text
+"""
+
+
+@pytest.mark.parametrize("token", ["role", "wrong"])
+def test_reimport_handler_on_python312_takes_sts_credentials_from_the_environment(
+    deployed, emulator, token
+):
+    """FC python3.12 runtimes pass no credentials on the context, only ALIBABA_CLOUD_* variables,
+    which the SDK reads when it is imported: so a fresh process, as FC starts one."""
+    _context, key = deployed
+    role = emulator.emulator.fc_role
+    emulator.emulator.kms.delete_key_material(key.key_id)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+    env.update(
+        ALIBABA_CLOUD_ACCESS_KEY_ID=role["access_key_id"],
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=role["access_key_secret"],
+        ALIBABA_CLOUD_SECURITY_TOKEN=role["security_token"] if token == "role" else "not-it",
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _PY312_INVOKE, str(FUNCTIONS / "reimport"), _event(key.key_id)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    if token == "role":
+        assert result["ok"] and result["outcome"] == "restored"
+        assert emulator.key_view(key.key_id)["state"] == "Enabled"
+    else:
+        assert (result["ok"], result["error_code"]) == (False, "InvalidSecurityToken.Mismatch")
+        assert emulator.key_view(key.key_id)["state"] == "PendingImport"
 
 
 def test_permanent_failures_return_and_retryable_ones_raise(deployed, emulator):

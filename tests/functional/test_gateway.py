@@ -8,7 +8,6 @@ from byok_keeper.errors import ConfigError
 from byok_keeper.kms import (
     ENROLL,
     FORBIDDEN,
-    HOLD,
     READ_ONLY,
     SWEEP,
     ActionNotAllowed,
@@ -21,9 +20,24 @@ from byok_keeper.kms import (
 from tests.functional.conftest import make_gateway
 
 
-def test_no_allowlist_contains_rotation_or_destruction():
-    for allowlist in (SWEEP, READ_ONLY, ENROLL, HOLD):
-        assert not allowlist.actions & FORBIDDEN
+@pytest.mark.parametrize("action", sorted(FORBIDDEN))
+def test_a_forbidden_action_is_refused_even_from_an_allowlist_that_names_it(emulator, kms, action):
+    # kms.py asserts at import that no shipped allowlist names a forbidden action; this is the
+    # second wall, in the one path to the SDK, for an allowlist built anywhere else.
+    from byok_keeper.kms import Allowlist
+
+    rogue = make_gateway(emulator, Allowlist("rogue", frozenset({action, "DescribeKey"})))
+    method = getattr(rogue._client, _snake(action), lambda *a: pytest.fail("reached the SDK"))
+    with pytest.raises(ActionNotAllowed, match=f"{action} is not allowed for rogue"):
+        rogue._call(action, method, object())
+    assert emulator.calls() == []
+
+
+def _snake(action: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in action).lstrip("_")
+
+
+def test_each_allowlist_holds_what_its_caller_needs_and_no_more():
     assert "CreateKey" in ENROLL.actions and "CreateKey" not in SWEEP.actions
     assert "TagResource" in ENROLL.actions and "TagResource" not in SWEEP.actions
     assert SWEEP.actions & {"ImportKeyMaterial"} and not READ_ONLY.actions & {"ImportKeyMaterial"}
@@ -49,21 +63,47 @@ def test_throttling_is_retried_after_the_servers_hint(emulator, kms):
     assert gateway.stats["throttled"] == 2 and gateway.stats["retries"] == 2
 
 
-def test_5xx_and_dropped_connections_back_off_with_capped_full_jitter(emulator, kms):
+class _Dice:
+    """The jitter's random source (a true edge), fixed at a fraction of each draw's range."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+        self.ranges: list[tuple[float, float]] = []
+
+    def uniform(self, low: float, high: float) -> float:
+        self.ranges.append((low, high))
+        return low + (high - low) * self.fraction
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_5xx_and_dropped_connections_back_off_with_capped_full_jitter(emulator, kms, fraction):
     sleeps: list[float] = []
+    dice = _Dice(fraction)
     gateway = make_gateway(
         emulator,
         READ_ONLY,
         sleep=sleeps.append,
+        rng=dice,
         retry=RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=1.0),
     )
     emulator.set_faults(
         fail_next={"ListKeys": ["InternalFailure", "DropConnection", "ServiceUnavailableTemporary"]}
     )
     assert gateway.list_keys() == []
-    assert len(sleeps) == 3
-    for attempt, delay in enumerate(sleeps, start=1):
-        assert 0 <= delay <= min(1.0, 0.5 * 2 ** (attempt - 1))
+    # Full jitter: each delay is drawn from [0, min(cap, base * 2^(attempt-1))].
+    assert dice.ranges == [(0, 0.5), (0, 1.0), (0, 1.0)]
+    assert sleeps == [0.5 * fraction, 1.0 * fraction, 1.0 * fraction]
+
+
+def test_backoff_with_the_real_random_source_is_neither_zero_nor_over_the_cap(emulator, kms):
+    sleeps: list[float] = []
+    gateway = make_gateway(
+        emulator, READ_ONLY, sleep=sleeps.append, retry=RetryPolicy(max_attempts=40, max_delay=2.0)
+    )
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure"] * 30})
+    assert gateway.list_keys() == []
+    assert len(sleeps) == 30 and all(0 <= s <= 2.0 for s in sleeps)
+    assert sum(sleeps) > 5  # 30 draws from ranges averaging ~1 s: a zero backoff cannot pass
 
 
 def test_client_errors_are_not_retried_and_carry_their_fields(emulator, kms):

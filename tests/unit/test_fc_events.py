@@ -59,8 +59,11 @@ def test_bad_reimport_events_are_refused(event, message):
 def test_handlers_return_failure_results_for_bad_events_without_raising():
     context = types.SimpleNamespace(request_id="r-1", credentials=None)
     result = handle_reimport((EVENTS / "reimport-bad.json").read_bytes(), context)
-    assert result == {"ok": False, "error": "BadEvent", "message": result["message"]}
-    assert handle_sweep(b"[]", context)["ok"] is False
+    assert (result["ok"], result["error"]) == (False, "BadEvent")
+    assert "invalid key id" in result["message"] and "\n" not in result["message"]
+    assert set(result) == {"ok", "error", "message"}
+    swept = handle_sweep(b"[]", context)
+    assert (swept["ok"], swept.get("error")) == (False, "BadEvent")
 
 
 def test_credentials_come_from_the_context_or_the_environment():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -151,10 +152,13 @@ def test_reminders_for_keys_that_will_lapse_unrenewed(left, tier):
     assert d(facts(key(expires=NOW + left))).reminder_days is None
 
 
-def test_plan_keeps_input_order_and_is_pure():
+def test_plan_keeps_input_order_and_leaves_its_input_alone():
     fs = [facts(key("PendingImport")), facts(key(expires=None))]
+    before = copy.deepcopy(fs)
     assert [x.decision for x in plan(fs, NOW)] == [REIMPORT, OK]
-    assert plan(fs, NOW) == plan(fs, NOW)
+    assert [x.decision for x in plan(fs[::-1], NOW)] == [OK, REIMPORT]
+    assert [x.key_id for x in plan(fs, NOW)] == [f.key_id for f in fs]
+    assert fs == before
 
 
 def test_needs_details_only_for_keys_that_may_be_due():
@@ -165,3 +169,45 @@ def test_needs_details_only_for_keys_that_may_be_due():
     assert not needs_details(key(expires=NOW + timedelta(days=8)), NOW, p)
     assert not needs_details(key(expires=None), NOW, p)
     assert not needs_details(key("PendingDeletion"), NOW, p)
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(days=2, hours=3, minutes=59), "2d 3h"),
+        (timedelta(hours=5, minutes=7, seconds=59), "5h 7m"),
+        (timedelta(minutes=3, seconds=4), "3m 4s"),
+        (timedelta(seconds=0), "0m 0s"),
+        (-timedelta(hours=2, minutes=1), "2h 1m ago"),
+    ],
+)
+def test_durations_in_reasons_are_read_by_people(delta, text):
+    from byok_keeper.plan import _human
+
+    assert _human(delta) == text
+
+
+def test_a_held_key_far_from_lapsing_carries_no_reminder():
+    held = d(facts(key(expires=NOW + timedelta(days=60)), tags={"byok-keeper:hold": "x"}))
+    assert held.decision == HOLD and held.reminder_days is None
+    assert held.reason == "on hold: x"
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        facts(key(expires=NOW + timedelta(days=5)), enrolled=False, envelope=None),
+        facts(key(expires=NOW + timedelta(days=5)), envelope=env(first=False)),
+    ],
+    ids=["unmanaged", "enrollment-incomplete"],
+)
+def test_alerts_for_keys_nobody_will_renew_carry_a_reminder(f):
+    alert = d(f)
+    assert alert.decision == ALERT and alert.reminder_days == 7
+    assert "(<= 7d) and will not be renewed" in alert.reason
+
+
+def test_plan_uses_the_policy_it_is_given():
+    fs = [facts(key(expires=NOW + timedelta(days=10)), envelope=env(lease="90d"))]
+    assert [x.decision for x in plan(fs, NOW)] == [OK]
+    assert [x.decision for x in plan(fs, NOW, Policy(renew_before=timedelta(days=20)))] == [RENEW]

@@ -25,18 +25,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from byok_keeper import der, sm2
-from byok_keeper.errors import ByokError
+from byok_keeper import sm2
 from byok_keeper.material import load_private_key
 from byok_keeper.specs import HSM, KEY_SPECS, SOFTWARE
 from byok_keeper.wrapping import (
     WrappingPrivateKey,
     new_wrapping_key,
-    unwrap_key_material,
     wrapping_public_key_der,
 )
 
 from ..clock import Clock, iso
+from . import unwrap
 from .errors import (
     ApiError,
     import_rejected,
@@ -789,12 +788,15 @@ class KmsBackend:
             raise ApiError("ExpiredImportToken", "The import token has expired.", 400)
         if expire_unix < 0 or (expire_unix and expire_unix <= now):
             raise invalid_parameter("KeyMaterialExpireUnix", "must be 0 or a time in the future")
+        # Opened and checked by aliyun-local's own code, never the agent's (see unwrap.py).
         try:
-            tak = unwrap_key_material(encrypted, token.wrapping_key, token.algorithm)
-        except ByokError:
+            tak = unwrap.unwrap(encrypted, token.wrapping_key, token.algorithm)
+        except unwrap.UnwrapFailed:
             raise invalid_key_material("it does not unwrap with the import token's key") from None
         try:
-            fingerprint = _check_tak(tak, key.key_spec)
+            fingerprint = unwrap.material_fingerprint(tak, key.key_spec)
+        except unwrap.UnwrapFailed as exc:
+            raise invalid_key_material(str(exc)) from None
         finally:
             material = bytes(tak)
             tak[:] = bytes(len(tak))
@@ -1106,29 +1108,6 @@ def _oaep(algorithm: str) -> padding.OAEP:
     # RSAES_OAEP_SHA_1 is a KMS algorithm callers may ask for; SHA-1 is its definition.
     h = hashes.SHA256() if algorithm == "RSAES_OAEP_SHA_256" else hashes.SHA1()  # noqa: S303
     return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)
-
-
-def _check_tak(tak: bytearray, key_spec: str) -> str:
-    """Check unwrapped material is a key of ``key_spec`` in the import encoding; return its
-    fingerprint. Raises ``InvalidKeyMaterial``."""
-    spec = KEY_SPECS[key_spec]
-    if spec.material_encoding == "RAW_SM2_D":
-        if len(tak) != 32:
-            raise invalid_key_material("EC_SM2 material must be the 32-byte private scalar")
-    else:
-        try:
-            items = der.read(tak, der.SEQUENCE).children()
-            if der.as_int(items[0]) != 0 or items[1].tag != der.SEQUENCE:
-                raise ValueError
-        except (der.DerError, ValueError, IndexError):
-            raise invalid_key_material("expected a PKCS#8 PrivateKeyInfo") from None
-    try:
-        material = load_private_key(bytes(tak), key_spec=key_spec)
-    except ByokError as exc:
-        raise invalid_key_material(str(exc)) from None
-    fingerprint = material.fingerprint
-    material.wipe()
-    return fingerprint
 
 
 def _generate_material(key_spec: str) -> bytes:

@@ -64,7 +64,9 @@ def public_key_der_from(data: str | bytes) -> bytes:
     Raises ``KeyMaterialError`` otherwise.
     """
     raw = data.encode("ascii", "replace") if isinstance(data, str) else bytes(data)
-    raw = raw.strip()
+    if not raw.startswith(b"\x30"):
+        # Text forms only: DER is binary, and its last byte may well be 0x0a or 0x20.
+        raw = raw.strip()
     if raw.startswith(b"-----BEGIN"):
         m = _PEM_BLOCK.search(raw)
         if not m or m.group(1) != b"PUBLIC KEY":

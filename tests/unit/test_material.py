@@ -306,3 +306,20 @@ def test_public_key_der_from_refuses_garbage():
         public_key_der_from("not base64 at all!")
     with pytest.raises(KeyMaterialError):
         public_key_der_from(b"\x30\x03\x02\x01\x01")
+
+
+def test_raw_der_ending_in_a_whitespace_byte_is_not_stripped():
+    """DER is binary: a public key whose last byte is 0x0a or 0x20 (about 1 in 40 SM2 keys)
+    used to lose it to a strip() meant for PEM and Base64 text."""
+    from byok_keeper import sm2
+    from byok_keeper.material import public_key_der_from
+
+    seen = 0
+    for _ in range(2000):
+        der = sm2.Sm2PrivateKey.generate().public_key().spki_der()
+        if der[-1:] in (b"\n", b" ", b"\r", b"\t", b"\x0b", b"\x0c"):
+            assert public_key_der_from(der) == der
+            seen += 1
+            if seen == 3:
+                break
+    assert seen == 3

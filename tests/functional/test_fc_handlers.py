@@ -26,7 +26,7 @@ EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 @pytest.fixture
 def deployed(emulator, kms, tmp_path, monkeypatch):
-    """Settings as template.yml would set them, and a context carrying STS credentials."""
+    """Settings as deploy/functions.yml would set them, and a context carrying STS credentials."""
     new_seal_key_file(tmp_path / "seal.key")
     monkeypatch.setenv("BYOK_KMS_ENDPOINT", f"http://{emulator.endpoint}")
     monkeypatch.setenv("BYOK_VAULT", f"file://{tmp_path / 'vault'}")

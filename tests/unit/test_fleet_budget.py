@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from byok_keeper.dispatch import FcTarget
 from byok_keeper.errors import ConfigError
 from byok_keeper.factory import build_gateway
 from byok_keeper.kms import SWEEP
@@ -44,3 +45,12 @@ def test_the_gateway_a_reimport_instance_builds_runs_at_its_slice():
 def test_budget_instances_must_be_a_sane_integer(value):
     with pytest.raises(ConfigError, match="budget_instances"):
         load_settings(env={"BYOK_BUDGET_INSTANCES": value})
+
+
+def test_fc_target_names_functions_per_api():
+    fc3 = FcTarget.from_settings(load_settings(env={"BYOK_FC_PREFIX": "acme-byok"}))
+    assert fc3.function("reimport") == "acme-byok-reimport"
+    fc2 = FcTarget.from_settings(load_settings(env={"BYOK_FC_API": "2.0"}))
+    assert fc2.function("reimport") == "reimport" and fc2.label("sweep") == "byok-keeper/sweep"
+    with pytest.raises(ConfigError, match="fc_api"):
+        load_settings(env={"BYOK_FC_API": "1.0"})

@@ -246,6 +246,11 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     logs = "\n".join(_admin(served, "GET", "fc/logs"))
     for result in keys.values():
         assert result.fingerprint in logs  # the canonical lines made it to the function log
+    # Each line once, as our JSON (the runtime's own root handler was replaced), with the FC
+    # request id bound.
+    rsa = keys["RSA_2048"].key_id
+    mentioning = [line.split(": ", 1)[1] for line in logs.splitlines() if rsa in line]
+    assert mentioning and all(json.loads(line)["fc_request_id"] for line in mentioning)
 
 
 def test_fc2_path_still_deploys_a_service_on_python310_and_restores(package, served, tmp_path):

@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 "access_key_id": args.access_key_id,
                 "state": str(args.state) if args.state else None,
                 "settings": server.emulator.kms.settings.to_json(),
+                "fc_runtimes": runtimes,
             }
         ),
         flush=True,

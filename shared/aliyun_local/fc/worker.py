@@ -23,11 +23,23 @@ def _context(doc):
     return ctx
 
 
+_REQUEST_ID = [""]
+
+
 def _runtime_log_handler():
-    """FC's Python runtime puts a handler of its own on the root logger; so does this worker,
-    so that a function adding a second handler beside it shows up as doubled lines."""
+    """FC's Python runtime puts a handler of its own on the root logger (its docs show
+    ``<time> <requestId> [INFO] message``); so does this worker, so that a function adding a
+    second handler beside it shows up as doubled lines."""
+
+    def add_request_id(record):
+        record.fc_request_id = _REQUEST_ID[0]
+        return True
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
+    handler.addFilter(add_request_id)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(fc_request_id)s [%(levelname)s] %(message)s")
+    )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
@@ -50,6 +62,7 @@ def main() -> None:
         load_error = f"{type(exc).__name__}: {exc}"
     for line in sys.stdin:
         request = json.loads(line)
+        _REQUEST_ID[0] = request["context"].get("request_id", "")
         if handler is None:
             answer = {"ok": False, "error_type": "HandlerNotFound", "error_message": load_error}
         else:

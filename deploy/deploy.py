@@ -12,7 +12,8 @@ environment and VPC; runtime python3.12; the sweep's timer trigger; the reimport
 async invoke config (retries, OnFailure) and reserved concurrency. FC 2.0
 (alibabacloud-fc-open20210406, for accounts still on FC 2.0 services): the service
 <FunctionPrefix> holding functions sweep and reimport, runtime python3.10 (the newest FC 2.0
-lists), the same timer and async config; FC 2.0 gets no concurrency cap from here.
+lists), the same timer and async config, and the cap as the reimport function's on-demand
+maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
 
 Creates what is missing and updates what exists, so re-running is safe. --plan prints the
 changes and changes nothing. Credentials come from the standard Alibaba Cloud chain. The RAM
@@ -366,6 +367,17 @@ def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
                             if a["on_failure"]
                             else None
                         ),
+                    ),
+                )
+        if fn["reserved_concurrency"] is not None:
+            cap = fn["reserved_concurrency"]
+            changes.append(f"put on-demand config {svc}/{name} (maximum instances {cap})")
+            if not plan:
+                client.put_function_on_demand_config(
+                    svc,
+                    name,
+                    fc.PutFunctionOnDemandConfigRequest(
+                        qualifier="LATEST", maximum_instance_count=cap
                     ),
                 )
     return changes

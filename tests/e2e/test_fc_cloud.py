@@ -260,6 +260,9 @@ def test_fc2_path_still_deploys_a_service_on_python310_and_restores(package, ser
     assert "done: create service byok-keeper" in done
     assert "done: create function byok-keeper/reimport (reimport.index.handler, python3.10)" in done
     assert served.emulator.fc.functions[("byok-keeper", "sweep")].runtime == "python3.10"
+    # The cap the budget slice assumes: FC 2.0's on-demand maximum instance count.
+    assert "done: put on-demand config byok-keeper/reimport (maximum instances 5)" in done
+    assert served.emulator.fc.concurrency[("byok-keeper", "reimport")] == 5
     assert "update function byok-keeper/sweep" in _deploy(
         path, served, vault_dir, seal, "--api", "2.0"
     )

@@ -42,6 +42,10 @@ _ROUTES = [
         re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/invocations/?$"),
         {"POST": "InvokeFunction"},
     ),
+    (
+        re.compile(r"^/2021-04-06/services/([^/]+)/functions/([^/]+)/on-demand-config/?$"),
+        {"PUT": "PutFunctionOnDemandConfig", "GET": "GetFunctionOnDemandConfig"},
+    ),
 ]
 
 
@@ -221,6 +225,16 @@ def handle(
         result, status = fc.put_trigger(args[0], args[1], doc, name=args[2], create=False), 200
     elif action == "PutFunctionAsyncInvokeConfig":
         result, status = fc.put_async_config(args[0], args[1], doc), 200
+    elif action in ("PutFunctionOnDemandConfig", "GetFunctionOnDemandConfig"):
+        # FC 2.0's cap on a function's on-demand instances: the same cap as FC 3.0's
+        # reserved concurrency here.
+        if action == "PutFunctionOnDemandConfig":
+            cap = doc.get("maximumInstanceCount")
+            fc.put_concurrency(args[0], args[1], {"reservedConcurrency": cap})
+        fc.get_function(args[0], args[1])
+        cap = fc.get_concurrency(args[0], args[1])["reservedConcurrency"]
+        resource = f"services/{args[0]}.LATEST/functions/{args[1]}"
+        result, status = {"resource": resource, "maximumInstanceCount": cap}, 200
     else:  # GetFunctionAsyncInvokeConfig
         with fc.lock:
             config = fc.async_configs.get((args[0], args[1]))

@@ -1,22 +1,30 @@
-"""Deploy byok-keeper to Function Compute through the FC API (2021-04-06).
+"""Deploy byok-keeper to Function Compute: FC 3.0 (API 2023-03-30), or FC 2.0 with --api 2.0.
 
-    python deploy/deploy.py --template template.yml --code dist/byok-keeper-fc.zip \\
+    python deploy/deploy.py --code dist/byok-keeper-fc.zip \\
         --region cn-hangzhou --account-id 1234567890123456 \\
-        [--role acs:ram::ACCOUNT:role/byok-keeper] [--fc-endpoint http://127.0.0.1:PORT] \\
-        [--parameter SealKmsKeyId=key-xxx ...] [--plan]
+        [--template deploy/functions.yml] [--api 3.0|2.0] [--role ARN] \\
+        [--fc-endpoint http://127.0.0.1:PORT] [--parameter Name=Value ...] [--plan]
 
-Creates or updates the service, both functions (code, handler, runtime, memory, timeout,
-environment), the sweep's timer trigger and the reimport function's async configuration.
-``--plan`` prints what would change and changes nothing. Credentials come from the standard
-Alibaba Cloud chain. The service role is not created here (that needs the RAM API): create it
-once with ``deploy/ram-policy.json`` and pass ``--role``.
+What is deployed comes from deploy/functions.yml (the one source of truth; s.yaml and
+deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
+<FunctionPrefix>-sweep and <FunctionPrefix>-reimport, each with its role, log config,
+environment and VPC; runtime python3.12; the sweep's timer trigger; the reimport function's
+async invoke config (retries, OnFailure) and reserved concurrency. FC 2.0
+(alibabacloud-fc-open20210406, for accounts still on FC 2.0 services): the service
+<FunctionPrefix> holding functions sweep and reimport, runtime python3.10 (the newest FC 2.0
+lists), the same timer and async config, and the cap as the reimport function's on-demand
+maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
+
+Creates what is missing and updates what exists, so re-running is safe. --plan prints the
+changes and changes nothing. Credentials come from the standard Alibaba Cloud chain. The RAM
+role is not created here (that needs the RAM API): create it once with deploy/ram-policy.json
+(or deploy/terraform/) and pass its ARN as --role (default acs:ram::ACCOUNT:role/byok-keeper).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import re
 import sys
@@ -25,69 +33,145 @@ from typing import Any
 
 import yaml
 
-SERVICE_TYPE = "Aliyun::Serverless::Service"
-FUNCTION_TYPE = "Aliyun::Serverless::Function"
+SOURCE = Path(__file__).resolve().with_name("functions.yml")
+FC2_RUNTIME = "python3.10"  # FC 2.0's runtime list stops there
+APIS = ("3.0", "2.0")
 
 
 class DeployError(Exception):
     pass
 
 
-def resolve(value: Any, params: dict[str, str]) -> Any:
-    """Evaluate the template's ``Ref`` and ``Fn::Sub`` (the only intrinsics it uses)."""
+def substitute(value: Any, params: dict[str, str]) -> Any:
+    """Replace ``${Name}`` in every string of ``value`` with the parameter's value."""
     if isinstance(value, dict):
-        if set(value) == {"Ref"}:
-            name = value["Ref"]
-            if name not in params:
-                raise DeployError(f"unknown parameter {name}")
-            return params[name]
-        if set(value) == {"Fn::Sub"}:
-
-            def repl(m: re.Match) -> str:
-                if m.group(1) not in params:
-                    raise DeployError(f"unknown parameter {m.group(1)}")
-                return params[m.group(1)]
-
-            return re.sub(r"\$\{([^}]+)\}", repl, value["Fn::Sub"])
-        return {k: resolve(v, params) for k, v in value.items()}
+        return {k: substitute(v, params) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, params) for v in value]
-    return value
+        return [substitute(v, params) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def repl(m: re.Match) -> str:
+        if m.group(1) not in params:
+            raise DeployError(f"unknown parameter {m.group(1)}")
+        return params[m.group(1)]
+
+    return re.sub(r"\$\{([A-Za-z]+)\}", repl, value)
 
 
-def desired_state(
-    template: dict, overrides: dict[str, str], region: str, account_id: str
-) -> dict[str, Any]:
-    declared = template.get("Parameters", {})
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise DeployError(f"{what} must be an integer, not {value!r}") from None
+    if not low <= number <= high:
+        raise DeployError(f"{what} must be between {low} and {high}")
+    return number
+
+
+def parameters(
+    source: dict, overrides: dict[str, str], region: str, account_id: str
+) -> dict[str, str]:
+    declared = source.get("Parameters", {})
     unknown = set(overrides) - set(declared)
     if unknown:
         raise DeployError(f"unknown --parameter {', '.join(sorted(unknown))}")
-    params = {k: str(v.get("Default", "")) for k, v in declared.items()}
+    params = {"Region": region, "AccountId": account_id}
+    params.update({k: str(v.get("Default", "")) for k, v in declared.items()})
     params.update(overrides)
+    # Defaults may refer to Region/AccountId (the role ARN); one more pass resolves them.
+    params = {k: substitute(v, params) for k, v in params.items()}
     for name, spec in declared.items():
         allowed = spec.get("AllowedValues")
         if allowed and params[name] not in allowed:
             raise DeployError(f"{name} must be one of {', '.join(allowed)}")
-    params.update({"ALIYUN::Region": region, "ALIYUN::AccountId": account_id})
-    services = {n: r for n, r in template["Resources"].items() if r["Type"] == SERVICE_TYPE}
-    if len(services) != 1:
-        raise DeployError("the template must hold exactly one service")
-    ((service_name, service),) = services.items()
-    props = resolve(service.get("Properties", {}), params)
-    functions = {}
-    for name, res in service.items():
-        if isinstance(res, dict) and res.get("Type") == FUNCTION_TYPE:
-            fp = resolve(res["Properties"], params)
-            events = resolve(res.get("Events", {}), params)
-            functions[name] = {"properties": fp, "events": events}
-    return {"service": service_name, "properties": props, "functions": functions}
+    return params
 
 
-def _fc_client(endpoint: str | None, region: str, account_id: str):
+def desired_state(
+    source: dict, overrides: dict[str, str], region: str, account_id: str, api: str = "3.0"
+) -> dict[str, Any]:
+    """What should exist: ``{"api", "service", "functions": {role: {...}}, "policy"}``.
+
+    ``role`` is ``sweep`` or ``reimport``; each function carries its FC name, handler, runtime,
+    memory, timeout, RAM role, log and VPC config, environment, timer triggers, async config
+    and reserved concurrency. Raises ``DeployError``.
+    """
+    if api not in APIS:
+        raise DeployError(f"--api must be one of {', '.join(APIS)}")
+    params = parameters(source, overrides, region, account_id)
+    common = substitute(source["Common"], params)
+    vpc = common.get("VpcConfig") or {}
+    vpc_config = None
+    if vpc.get("VpcId"):
+        vpc_config = {
+            "vpc_id": vpc["VpcId"],
+            "vswitch_ids": [v for v in vpc.get("VSwitchIds", "").split(",") if v],
+            "security_group_id": vpc.get("SecurityGroupId", ""),
+        }
+    prefix = params["FunctionPrefix"]
+    functions: dict[str, Any] = {}
+    for role, raw in source["Functions"].items():
+        spec = substitute(raw, params)
+        env = {
+            k: str(v) for k, v in {**common["Environment"], **spec.get("Environment", {})}.items()
+        }
+        async_config = spec.get("AsyncInvokeConfig")
+        concurrency = spec.get("ReservedConcurrency")
+        functions[role] = {
+            "name": spec["Name"],
+            "handler": spec["Handler"],
+            "runtime": common["Runtime"],
+            "memory": _int(spec["MemorySize"], f"{role} MemorySize", 128, 32768),
+            "timeout": _int(spec["Timeout"], f"{role} Timeout", 1, 86400),
+            "description": spec.get("Description", ""),
+            "role": common["Role"],
+            "internet_access": bool(common.get("InternetAccess", True)),
+            "log_config": {
+                "project": common["LogConfig"]["Project"],
+                "logstore": common["LogConfig"]["Logstore"],
+            },
+            "vpc_config": vpc_config,
+            "environment": env,
+            "triggers": {
+                name: {
+                    "type": t["Type"],
+                    "cron": t["CronExpression"],
+                    "enable": bool(t.get("Enable", True)),
+                    "payload": t.get("Payload", ""),
+                }
+                for name, t in (spec.get("Triggers") or {}).items()
+            },
+            "async": None
+            if not async_config
+            else {
+                "retries": _int(async_config["MaxAsyncRetryAttempts"], "AsyncRetries", 0, 8),
+                "max_age": _int(async_config["MaxAsyncEventAgeInSeconds"], "event age", 1, 86400),
+                "on_failure": async_config.get("OnFailure", ""),
+            },
+            "reserved_concurrency": None
+            if concurrency is None
+            else _int(concurrency, f"{role} ReservedConcurrency", 1, 1000),
+        }
+    if api == "2.0":
+        for role, fn in functions.items():
+            fn["name"] = role
+            fn["runtime"] = FC2_RUNTIME
+            fn["environment"].update(BYOK_FC_API="2.0", BYOK_FC_SERVICE=prefix)
+    return {
+        "api": api,
+        "service": prefix if api == "2.0" else None,
+        "functions": functions,
+        "policy": source.get("Policy", ""),
+        "parameters": params,
+    }
+
+
+def _fc_client(endpoint: str | None, region: str, account_id: str, api: str):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
     from byok_keeper.dispatch import build_fc_client
 
-    return build_fc_client(region=region, account_id=account_id, endpoint=endpoint)
+    return build_fc_client(region=region, account_id=account_id, endpoint=endpoint, api=api)
 
 
 def _exists(call) -> Any | None:
@@ -101,50 +185,137 @@ def _exists(call) -> Any | None:
         raise
 
 
-def deploy(state: dict[str, Any], code: bytes, role: str, client, plan: bool) -> list[str]:
+def _timer_config(trigger: dict[str, Any]) -> str:
+    """A timer trigger's triggerConfig, the same JSON for FC 3.0 and FC 2.0."""
+    return json.dumps(
+        {
+            "cronExpression": trigger["cron"],
+            "enable": trigger["enable"],
+            "payload": trigger["payload"],
+        }
+    )
+
+
+def deploy_v3(state: dict[str, Any], code: bytes, client, plan: bool) -> list[str]:
+    """Create or update the FC 3.0 functions, triggers, async and concurrency configs."""
+    from alibabacloud_fc20230330 import models as fc
+
+    changes: list[str] = []
+    zip_b64 = base64.b64encode(code).decode()
+    for fn in state["functions"].values():
+        name = fn["name"]
+        vpc = fn["vpc_config"]
+        settings = dict(
+            handler=fn["handler"],
+            runtime=fn["runtime"],
+            memory_size=fn["memory"],
+            timeout=fn["timeout"],
+            description=fn["description"],
+            role=fn["role"],
+            internet_access=fn["internet_access"],
+            environment_variables=fn["environment"],
+            log_config=fc.LogConfig(**fn["log_config"]),
+            vpc_config=fc.VPCConfig(
+                vpc_id=vpc["vpc_id"],
+                v_switch_ids=vpc["vswitch_ids"],
+                security_group_id=vpc["security_group_id"],
+            )
+            if vpc
+            else None,
+            code=fc.InputCodeLocation(zip_file=zip_b64),
+        )
+        current = _exists(lambda n=name: client.get_function(n, fc.GetFunctionRequest()))
+        if current is None:
+            changes.append(f"create function {name} ({fn['handler']}, {fn['runtime']})")
+            if not plan:
+                body = fc.CreateFunctionInput(function_name=name, **settings)
+                client.create_function(fc.CreateFunctionRequest(body=body))
+        else:
+            changes.append(f"update function {name} ({fn['handler']}, {fn['runtime']})")
+            if not plan:
+                body = fc.UpdateFunctionInput(**settings)
+                client.update_function(name, fc.UpdateFunctionRequest(body=body))
+        for trigger_name, trigger in fn["triggers"].items():
+            config = _timer_config(trigger)
+            present = (
+                None
+                if current is None
+                else _exists(lambda n=name, t=trigger_name: client.get_trigger(n, t))
+            )
+            verb = "create" if present is None else "update"
+            changes.append(f"{verb} timer {name}/{trigger_name} ({trigger['cron']})")
+            if plan:
+                continue
+            if present is None:
+                body = fc.CreateTriggerInput(
+                    trigger_name=trigger_name,
+                    trigger_type=trigger["type"],
+                    trigger_config=config,
+                    qualifier="LATEST",
+                )
+                client.create_trigger(name, fc.CreateTriggerRequest(body=body))
+            else:
+                body = fc.UpdateTriggerInput(trigger_config=config)
+                client.update_trigger(name, trigger_name, fc.UpdateTriggerRequest(body=body))
+        if fn["async"]:
+            a = fn["async"]
+            changes.append(
+                f"put async config {name} (retries {a['retries']}, on failure {a['on_failure']})"
+            )
+            if not plan:
+                destination = fc.DestinationConfig(
+                    on_failure=fc.Destination(destination=a["on_failure"])
+                    if a["on_failure"]
+                    else None
+                )
+                body = fc.PutAsyncInvokeConfigInput(
+                    max_async_retry_attempts=a["retries"],
+                    max_async_event_age_in_seconds=a["max_age"],
+                    destination_config=destination,
+                )
+                client.put_async_invoke_config(name, fc.PutAsyncInvokeConfigRequest(body=body))
+        if fn["reserved_concurrency"] is not None:
+            cap = fn["reserved_concurrency"]
+            changes.append(f"put concurrency {name} (reserved {cap})")
+            if not plan:
+                body = fc.PutConcurrencyInput(reserved_concurrency=cap)
+                client.put_concurrency_config(name, fc.PutConcurrencyConfigRequest(body=body))
+    return changes
+
+
+def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[str]:
+    """Create or update the FC 2.0 service, its functions, timer trigger and async config."""
     from alibabacloud_fc_open20210406 import models as fc
 
     changes: list[str] = []
     svc = state["service"]
-    log = state["properties"].get("LogConfig", {})
-    log_config = fc.LogConfig(project=log.get("Project", ""), logstore=log.get("Logstore", ""))
+    first = next(iter(state["functions"].values()))
+    log_config = fc.LogConfig(**first["log_config"])
     existing = _exists(lambda: client.get_service(svc, fc.GetServiceRequest()))
-    if existing is None:
-        changes.append(f"create service {svc}")
-        if not plan:
-            client.create_service(
-                fc.CreateServiceRequest(
-                    service_name=svc,
-                    role=role,
-                    description=state["properties"].get("Description", ""),
-                    internet_access=bool(state["properties"].get("InternetAccess", True)),
-                    log_config=log_config,
-                )
+    changes.append(f"{'create' if existing is None else 'update'} service {svc}")
+    if not plan and existing is None:
+        client.create_service(
+            fc.CreateServiceRequest(
+                service_name=svc,
+                role=first["role"],
+                description="byok-keeper sweep and reimport",
+                internet_access=first["internet_access"],
+                log_config=log_config,
             )
-    else:
-        changes.append(f"update service {svc}")
-        if not plan:
-            client.update_service(
-                svc,
-                fc.UpdateServiceRequest(
-                    role=role,
-                    description=state["properties"].get("Description", ""),
-                    log_config=log_config,
-                ),
-            )
-
+        )
+    elif not plan:
+        client.update_service(
+            svc, fc.UpdateServiceRequest(role=first["role"], log_config=log_config)
+        )
     zip_b64 = base64.b64encode(code).decode()
-    checksum = str(int.from_bytes(hashlib.sha256(code).digest()[:8], "big"))
-    for name, spec in state["functions"].items():
-        p = spec["properties"]
-        env = {k: str(v) for k, v in (p.get("EnvironmentVariables") or {}).items()}
+    for name, fn in state["functions"].items():
         common = dict(
-            handler=p["Handler"],
-            runtime=p["Runtime"],
-            memory_size=int(p["MemorySize"]),
-            timeout=int(p["Timeout"]),
-            environment_variables=env,
-            description=p.get("Description", ""),
+            handler=fn["handler"],
+            runtime=fn["runtime"],
+            memory_size=fn["memory"],
+            timeout=fn["timeout"],
+            environment_variables=fn["environment"],
+            description=fn["description"],
             code=fc.Code(zip_file=zip_b64),
         )
         current = (
@@ -153,32 +324,22 @@ def deploy(state: dict[str, Any], code: bytes, role: str, client, plan: bool) ->
             else _exists(lambda n=name: client.get_function(svc, n, fc.GetFunctionRequest()))
         )
         if current is None:
-            changes.append(f"create function {svc}/{name} ({p['Handler']}, {p['Runtime']})")
+            changes.append(f"create function {svc}/{name} ({fn['handler']}, {fn['runtime']})")
             if not plan:
                 client.create_function(svc, fc.CreateFunctionRequest(function_name=name, **common))
         else:
-            same_code = current.body.code_checksum == checksum
-            changes.append(f"update function {svc}/{name}" + ("" if same_code else " (new code)"))
+            changes.append(f"update function {svc}/{name} ({fn['handler']}, {fn['runtime']})")
             if not plan:
                 client.update_function(svc, name, fc.UpdateFunctionRequest(**common))
-        for trigger_name, event in spec["events"].items():
-            if event.get("Type") != "Timer":
-                raise DeployError(f"only Timer events are supported, not {event.get('Type')}")
-            ep = event["Properties"]
-            config = json.dumps(
-                {
-                    "cronExpression": ep["CronExpression"],
-                    "enable": bool(ep.get("Enable", True)),
-                    "payload": ep.get("Payload", ""),
-                }
-            )
+        for trigger_name, trigger in fn["triggers"].items():
+            config = _timer_config(trigger)
             present = (
                 None
                 if current is None
                 else _exists(lambda n=name, t=trigger_name: client.get_trigger(svc, n, t))
             )
             verb = "create" if present is None else "update"
-            changes.append(f"{verb} timer {svc}/{name}/{trigger_name} ({ep['CronExpression']})")
+            changes.append(f"{verb} timer {svc}/{name}/{trigger_name} ({trigger['cron']})")
             if not plan and present is None:
                 client.create_trigger(
                     svc,
@@ -191,30 +352,32 @@ def deploy(state: dict[str, Any], code: bytes, role: str, client, plan: bool) ->
                 client.update_trigger(
                     svc, name, trigger_name, fc.UpdateTriggerRequest(trigger_config=config)
                 )
-        async_config = p.get("AsyncConfiguration")
-        if async_config:
-            dest = async_config.get("Destination", {})
-            changes.append(
-                f"put async config {svc}/{name} (retries "
-                f"{async_config.get('MaxAsyncRetryAttempts', 3)})"
-            )
+        if fn["async"]:
+            a = fn["async"]
+            changes.append(f"put async config {svc}/{name} (retries {a['retries']})")
             if not plan:
                 client.put_function_async_invoke_config(
                     svc,
                     name,
                     fc.PutFunctionAsyncInvokeConfigRequest(
-                        max_async_retry_attempts=int(async_config.get("MaxAsyncRetryAttempts", 3)),
-                        max_async_event_age_in_seconds=int(
-                            async_config.get("MaxAsyncEventAgeInSeconds", 86400)
-                        ),
+                        max_async_retry_attempts=a["retries"],
+                        max_async_event_age_in_seconds=a["max_age"],
                         destination_config=fc.DestinationConfig(
-                            on_failure=fc.Destination(destination=dest["OnFailure"])
-                            if dest.get("OnFailure")
-                            else None,
-                            on_success=fc.Destination(destination=dest["OnSuccess"])
-                            if dest.get("OnSuccess")
-                            else None,
+                            on_failure=fc.Destination(destination=a["on_failure"])
+                            if a["on_failure"]
+                            else None
                         ),
+                    ),
+                )
+        if fn["reserved_concurrency"] is not None:
+            cap = fn["reserved_concurrency"]
+            changes.append(f"put on-demand config {svc}/{name} (maximum instances {cap})")
+            if not plan:
+                client.put_function_on_demand_config(
+                    svc,
+                    name,
+                    fc.PutFunctionOnDemandConfigRequest(
+                        qualifier="LATEST", maximum_instance_count=cap
                     ),
                 )
     return changes
@@ -226,13 +389,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    parser.add_argument("--template", type=Path, default=Path("template.yml"))
+    parser.add_argument(
+        "--template", type=Path, default=SOURCE, help=f"default {SOURCE.name} next to this script"
+    )
+    parser.add_argument("--api", choices=APIS, default="3.0", help="FC API (default 3.0)")
     parser.add_argument("--code", type=Path, default=Path("dist/byok-keeper-fc.zip"))
     parser.add_argument("--region", required=True)
     parser.add_argument("--account-id", required=True)
-    parser.add_argument(
-        "--role", help="service role ARN (default acs:ram::ACCOUNT:role/byok-keeper)"
-    )
+    parser.add_argument("--role", help="RAM role ARN (the Role parameter; default byok-keeper)")
     parser.add_argument("--fc-endpoint", help="FC endpoint with scheme (aliyun-local for drills)")
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--plan", action="store_true", help="print the changes, change nothing")
@@ -244,15 +408,19 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not name:
                 raise DeployError(f"--parameter {item!r}: expected NAME=VALUE")
             overrides[name] = value
+        if args.role:
+            overrides["Role"] = args.role
         try:
-            template = yaml.safe_load(args.template.read_text())
+            source = yaml.safe_load(args.template.read_text())
             code = args.code.read_bytes()
         except OSError as exc:
             raise DeployError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        state = desired_state(template, overrides, args.region, args.account_id)
-        role = args.role or f"acs:ram::{args.account_id}:role/byok-keeper"
-        client = _fc_client(args.fc_endpoint, args.region, args.account_id)
-        for change in deploy(state, code, role, client, args.plan):
+        if not isinstance(source, dict) or "Functions" not in source:
+            raise DeployError(f"{args.template} is not a byok-keeper functions file")
+        state = desired_state(source, overrides, args.region, args.account_id, args.api)
+        client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)
+        run = deploy_v3 if args.api == "3.0" else deploy_v2
+        for change in run(state, code, client, args.plan):
             print(("plan: " if args.plan else "done: ") + change)
     except DeployError as exc:
         print(f"deploy.py: error: {exc}", file=sys.stderr)

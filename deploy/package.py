@@ -223,7 +223,8 @@ def main() -> int:
     parser.add_argument(
         "--python-version",
         default="3.12",
-        help="the FC runtime's Python (template.yml uses python3.12)",
+        help="the FC runtime's Python (deploy/functions.yml uses python3.12; a drill on a "
+        "machine without it: this machine's Python, and aliyun-local serve --fc-runtime)",
     )
     parser.add_argument("--platform", default="manylinux2014_x86_64")
     parser.add_argument(

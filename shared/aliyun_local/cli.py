@@ -133,7 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one setting of the profile (repeatable), e.g. "
         "--set disabled_key_after_import=Enabled; settings: " + ", ".join(SETTINGS),
     )
+    serve.add_argument(
+        "--fc-runtime",
+        action="append",
+        default=[],
+        metavar="RUNTIME=PYTHON",
+        help="run FC functions of RUNTIME under the interpreter PYTHON (repeatable), e.g. "
+        "--fc-runtime python3.12=/usr/bin/python3.11 for a drill on a machine without 3.12 "
+        "(package with deploy/package.py --python-version 3.11 then); default: pythonX.Y on PATH",
+    )
     return parser
+
+
+def _runtimes(pairs: list[str]) -> dict[str, str]:
+    """``--fc-runtime RUNTIME=PYTHON`` pairs -> {runtime: interpreter}."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        runtime, sep, python = pair.partition("=")
+        if not sep or not runtime or not python:
+            raise ValueError(f"--fc-runtime {pair!r}: expected RUNTIME=PYTHON")
+        out[runtime] = python
+    return out
 
 
 def _settings(profile: str, pairs: list[str]) -> dict[str, object]:
@@ -163,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = _settings(args.profile, args.set)
+        runtimes = _runtimes(args.fc_runtime)
         server = LocalServer(
             args.host,
             args.port,
@@ -176,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             region=args.region,
             account_id=args.account_id,
             settings=settings,
+            fc_runtimes=runtimes,
         )
     except ApiError as exc:
         parser.error(f"--set: {exc.message}")
@@ -210,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 "access_key_id": args.access_key_id,
                 "state": str(args.state) if args.state else None,
                 "settings": server.emulator.kms.settings.to_json(),
+                "fc_runtimes": runtimes,
             }
         ),
         flush=True,

@@ -25,6 +25,7 @@ from .clock import Clock, iso, parse_iso
 from .errors import ApiError
 from .faults import CallLog, Faults
 from .fc import API_VERSION as FC_VERSION
+from .fc import API_VERSION_V3 as FC3_VERSION
 from .fc import responses as fc_responses
 from .fc.models import FcBackend
 from .kms import API_VERSION as KMS_VERSION
@@ -43,6 +44,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_FC_BODY_BYTES = 140 * 1024 * 1024  # CreateFunction carries the code zip, Base64
 FC_ROLE_ACCESS_KEY_ID = "STS.local-fc-role"
 STATE_FORMAT = "aliyun-local-state/1"
+FC_PREFIXES = ("/2021-04-06/", "/2023-03-30/")
 _DROP = object()
 
 
@@ -58,6 +60,7 @@ class Emulator:
         state_path: str | Path | None = None,
         seed_path: str | Path | None = None,
         settings: dict[str, Any] | None = None,
+        fc_runtimes: dict[str, str] | None = None,
     ) -> None:
         self.region = region
         self.account_id = account_id
@@ -72,7 +75,9 @@ class Emulator:
             {**base.secrets, FC_ROLE_ACCESS_KEY_ID: self.fc_role["access_key_secret"]},
             {**base.security_tokens, FC_ROLE_ACCESS_KEY_ID: self.fc_role["security_token"]},
         )
-        self.fc = FcBackend(region=region, account_id=account_id, credentials=self.fc_role)
+        self.fc = FcBackend(
+            region=region, account_id=account_id, credentials=self.fc_role, runtimes=fc_runtimes
+        )
         self.clock = Clock()
         self.faults = Faults()
         self.calls = CallLog()
@@ -236,10 +241,10 @@ class Emulator:
         try:
             verify_acs3(method, parts.path, query, headers, body, self.credentials)
             version = headers.get("x-acs-version")
-            if version not in (None, FC_VERSION):
+            if version not in (None, FC_VERSION, FC3_VERSION):
                 raise ApiError("InvalidVersion", f"Specified version {version} is invalid.", 400)
             status, extra, out, action = fc_responses.handle(
-                self.fc, method, parts.path, headers, body
+                self.fc, method, parts.path, headers, body, dict(query)
             )
         except ApiError as err:
             self.calls.record(action or "FC", None, err.status, err.code)
@@ -343,7 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        limit = MAX_FC_BODY_BYTES if self.path.startswith("/2021-04-06/") else MAX_BODY_BYTES
+        limit = MAX_FC_BODY_BYTES if self.path.startswith(FC_PREFIXES) else MAX_BODY_BYTES
         if length < 0 or length > limit:
             self._send(413, {}, {"Code": "RequestEntityTooLarge", "Message": "body too large"})
             self.close_connection = True
@@ -391,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, {}, payload)
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        if path.startswith("/2021-04-06/"):
+        if path.startswith(FC_PREFIXES):
             status, extra, out = self.server.emulator.handle_fc(self.command, path, headers, body)
             self._send_raw(status, extra, out)
             return
@@ -441,9 +446,11 @@ class LocalServer:
         account_id: str = DEFAULT_ACCOUNT_ID,
         profile: str = "default",
         settings: dict[str, Any] | None = None,
+        fc_runtimes: dict[str, str] | None = None,
     ) -> None:
         """``profile`` and ``settings`` choose the answers to undocumented behaviours
-        (docs/FIDELITY.md); ``reset()`` returns to them."""
+        (docs/FIDELITY.md); ``reset()`` returns to them. ``fc_runtimes`` maps an FC runtime
+        (``python3.12``) to the interpreter that runs it (default: ``pythonX.Y`` on PATH)."""
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         self.region = region
@@ -455,6 +462,7 @@ class LocalServer:
             state_path=state_path,
             seed_path=seed_path,
             settings={"profile": profile, **(settings or {})},
+            fc_runtimes=fc_runtimes,
         )
         self._server = _Server((host, port), self.emulator)
         self._thread: threading.Thread | None = None

@@ -967,18 +967,24 @@ def invoke_group() -> None:
     """Trigger the deployed FC functions with your own RAM identity (fc:InvokeFunction only).
 
     On-call engineers need no KMS permissions of their own: the function's role does the work.
+    FC 3.0 by default: functions BYOK_FC_PREFIX-sweep and -reimport (prefix byok-keeper);
+    BYOK_FC_API=2.0 for functions in the FC 2.0 service BYOK_FC_SERVICE.
     """
 
 
 def _fc(app: App):
-    from .dispatch import build_fc_client
+    """The FC client and where the functions are (FC 3.0 ``BYOK_FC_PREFIX``-named functions by
+    default; ``BYOK_FC_API=2.0`` for functions in the FC 2.0 service ``BYOK_FC_SERVICE``)."""
+    from .dispatch import FcTarget, build_fc_client
 
     settings = app.settings
-    return settings, build_fc_client(
+    client = build_fc_client(
         region=settings.require_region(),
         account_id=settings.account_id or "",
         endpoint=settings.fc_endpoint,
+        api=settings.fc_api,
     )
+    return FcTarget.from_settings(settings), client
 
 
 @invoke_group.command("reimport")
@@ -1003,14 +1009,14 @@ def invoke_reimport(app: App, key_id: str, reason: str, dry_run: bool, asynchron
     from .vault.envelope import check_key_id
 
     check_key_id(key_id)
-    settings, client = _fc(app)
+    target, client = _fc(app)
     event = {
         "key_id": key_id,
         "reason": reason,
         "requested_by": _actor(),
         "dry_run": dry_run,
     }
-    result = invoke(client, settings.fc_service, "reimport", event, asynchronous=asynchronous)
+    result = invoke(client, target, "reimport", event, asynchronous=asynchronous)
     body = result["result"]
     payload = {"request_id": result["request_id"], "status": result["status"], "result": body}
     if asynchronous:
@@ -1037,13 +1043,13 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     """
     from .dispatch import invoke
 
-    settings, client = _fc(app)
+    target, client = _fc(app)
     event = {
         "triggerTime": "",
         "triggerName": "manual",
         "payload": json.dumps({"dry_run": dry_run}),
     }
-    result = invoke(client, settings.fc_service, "sweep", event, asynchronous=False)
+    result = invoke(client, target, "sweep", event, asynchronous=False)
     body = result["result"]
     app.emit({"request_id": result["request_id"], "result": body}, json.dumps(body, indent=2))
     return 0 if isinstance(body, dict) and body.get("ok") else 1

@@ -1,5 +1,7 @@
 """Dispatching due keys: inline (a bounded pool in this process) or FC async invocations of the
-``reimport`` function (one per key), and the only importer of the fc-open SDK.
+``reimport`` function (one per key), and the only importer of the FC SDKs: FC 3.0
+(``alibabacloud-fc20230330``, functions ``<prefix>-sweep`` and ``<prefix>-reimport``, the
+default) and FC 2.0 (``alibabacloud-fc-open20210406``, functions in a service).
 
 Inline suits small fleets: one sweep invocation does everything. ``fc-async`` suits large ones:
 the sweep plans, then sends one async ``reimport`` event per due key, in batches of
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, ExecutionError
@@ -20,10 +23,41 @@ class InvokeError(ExecutionError):
     """An FC invocation could not be sent or failed."""
 
 
-def build_fc_client(*, region: str, account_id: str, endpoint: str | None, credential: Any = None):
+@dataclass(frozen=True)
+class FcTarget:
+    """Where the deployed functions are: FC 3.0 names carry the prefix, FC 2.0 a service."""
+
+    api: str = "3.0"
+    prefix: str = "byok-keeper"
+    service: str = "byok-keeper"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FcTarget:
+        return cls(settings.fc_api, settings.fc_prefix, settings.fc_service)
+
+    def function(self, role: str) -> str:
+        """``sweep`` -> ``byok-keeper-sweep`` (FC 3.0) or ``sweep`` (FC 2.0)."""
+        return f"{self.prefix}-{role}" if self.api == "3.0" else role
+
+    def label(self, role: str) -> str:
+        return self.function(role) if self.api == "3.0" else f"{self.service}/{role}"
+
+
+def build_fc_client(
+    *,
+    region: str,
+    account_id: str,
+    endpoint: str | None,
+    credential: Any = None,
+    api: str = "3.0",
+):
     from alibabacloud_credentials.client import Client as CredentialClient
-    from alibabacloud_fc_open20210406.client import Client
     from alibabacloud_tea_openapi.models import Config
+
+    if api == "3.0":
+        from alibabacloud_fc20230330.client import Client
+    else:
+        from alibabacloud_fc_open20210406.client import Client
 
     if endpoint:
         scheme, host = split_endpoint(endpoint)
@@ -43,27 +77,36 @@ def build_fc_client(*, region: str, account_id: str, endpoint: str | None, crede
     )
 
 
-def invoke(client, service: str, function: str, event: dict, *, asynchronous: bool) -> dict:
-    """Invoke ``service/function``; returns ``{"status", "request_id", "result"}``."""
-    from alibabacloud_fc_open20210406 import models as fc
+def invoke(client, target: FcTarget, role: str, event: dict, *, asynchronous: bool) -> dict:
+    """Invoke the deployed ``role`` function (``sweep`` or ``reimport``) of ``target``;
+    returns ``{"status", "request_id", "result"}``. Raises ``InvokeError``."""
     from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
     from darabonba.runtime import RuntimeOptions
 
+    if target.api == "3.0":
+        from alibabacloud_fc20230330 import models as fc
+
+        args: tuple = (target.function(role),)
+    else:
+        from alibabacloud_fc_open20210406 import models as fc
+
+        args = (target.service, role)
+    name = target.label(role)
     headers = fc.InvokeFunctionHeaders(x_fc_invocation_type="Async" if asynchronous else "Sync")
     request = fc.InvokeFunctionRequest(body=json.dumps(event).encode())
     try:
-        response = client.invoke_function_with_options(
-            service, function, request, headers, RuntimeOptions()
-        )
+        response = client.invoke_function_with_options(*args, request, headers, RuntimeOptions())
+        body = response.body or b""
+        if hasattr(body, "read"):  # FC 3.0's SDK answers with a stream
+            body = body.read()
     except (ClientException, ServerException) as exc:
         raise InvokeError(
-            f"invoking {service}/{function} failed: {getattr(exc, 'code', '')} "
+            f"invoking {name} failed: {getattr(exc, 'code', '')} "
             f"(HTTP {getattr(exc, 'status_code', '?')})"
         ) from None
     except Exception as exc:  # transport; the message may quote the URL, so name only the type
-        raise InvokeError(f"invoking {service}/{function} failed: {type(exc).__name__}") from None
+        raise InvokeError(f"invoking {name} failed: {type(exc).__name__}") from None
     headers_in = {k.lower(): v for k, v in (response.headers or {}).items()}
-    body = response.body or b""
     result: Any = None
     if body:
         try:
@@ -73,7 +116,7 @@ def invoke(client, service: str, function: str, event: dict, *, asynchronous: bo
         except ValueError:
             result = result if isinstance(result, str) else body.decode("utf-8", "replace")
     if headers_in.get("x-fc-error-type"):
-        raise InvokeError(f"{service}/{function} raised: {result}")
+        raise InvokeError(f"{name} raised: {result}")
     return {
         "status": response.status_code,
         "request_id": headers_in.get("x-fc-request-id", ""),
@@ -130,7 +173,9 @@ def dispatch_sweep(
         account_id=deps["account_id"] or (settings.account_id or ""),
         endpoint=settings.fc_endpoint,
         credential=deps["credential"],
+        api=settings.fc_api,
     )
+    target = FcTarget.from_settings(settings)
 
     def send(decision) -> tuple[str, str]:
         event = {
@@ -139,7 +184,7 @@ def dispatch_sweep(
             "requested_by": f"sweep:{context_request_id}",
         }
         try:
-            sent = invoke(client, settings.fc_service, "reimport", event, asynchronous=True)
+            sent = invoke(client, target, "reimport", event, asynchronous=True)
             return decision.key_id, sent["request_id"] or "sent"
         except InvokeError as exc:
             return decision.key_id, f"error: {exc}"

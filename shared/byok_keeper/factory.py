@@ -20,12 +20,14 @@ def build_gateway(
         credential=credential,
         read_timeout_ms=round(settings.kms_timeout * 1000),
     )
+    # One of ``budget_instances`` processes (a capped FC fan-out): a slice of the share each.
+    budgets = settings.instance_budgets()
     budget = RequestBudget(
-        settings.read_qps,
-        settings.write_qps,
-        create_qps=settings.create_qps,
-        crypto_qps=settings.crypto_qps,
-        tags_qps=settings.tags_qps,
+        budgets["read_qps"],
+        budgets["write_qps"],
+        create_qps=budgets["create_qps"],
+        crypto_qps=budgets["crypto_qps"],
+        tags_qps=budgets["tags_qps"],
     )
     return KmsGateway(client, allowlist, region=settings.require_region(), budget=budget)
 

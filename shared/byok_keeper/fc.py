@@ -24,6 +24,7 @@ and its ``requested_by`` is recorded as ``claimed_by``, never as the audit's ``a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -111,7 +112,8 @@ class Runtime:
         from .logs import configure
         from .settings import load_settings
 
-        configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"))
+        # Replace the FC runtime's root handler (adding ours beside it doubles every line).
+        configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"), replace_root=True)
         # The environment's region, else the function's own (FC's context).
         region = os.environ.get("ALIBABA_CLOUD_REGION_ID") or getattr(context, "region", None)
         settings = load_settings({"region": region})
@@ -249,6 +251,20 @@ def _request_id(context: Any) -> str:
     return str(getattr(context, "request_id", "") or "")
 
 
+def _with_request_id(handler):
+    """Bind the FC request id to every log line (ours and the SDK's) while ``handler`` runs."""
+
+    @functools.wraps(handler)
+    def wrapper(event: bytes | str | dict, context: Any) -> dict[str, Any]:
+        from structlog.contextvars import bound_contextvars
+
+        with bound_contextvars(fc_request_id=_request_id(context)):
+            return handler(event, context)
+
+    return wrapper
+
+
+@_with_request_id
 def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .errors import ByokError
     from .hardening import harden_process
@@ -269,6 +285,7 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         raise RetryableFailure(str(exc)) from None
 
 
+@_with_request_id
 def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .audit import AuditLog
     from .hardening import harden_process

@@ -100,9 +100,17 @@ _configured = False
 
 
 def configure(
-    *, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None
+    *,
+    json: bool | None = None,
+    level: str = "INFO",
+    stream: TextIO | None = None,
+    replace_root: bool = False,
 ) -> None:
-    """Configure structlog and the stdlib root logger. Idempotent; later calls reconfigure."""
+    """Configure structlog and the stdlib root logger. Idempotent; later calls reconfigure.
+
+    ``replace_root`` removes every handler already on the root logger, not only ours: FC's
+    Python runtime installs one of its own, and adding ours beside it writes each line twice
+    (once as our JSON, once in the runtime's format)."""
     global _configured
     stream = stream or sys.stderr
     if json is None:
@@ -133,7 +141,7 @@ def configure(
     )
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_byok_keeper", False):
+        if replace_root or getattr(old, "_byok_keeper", False):
             root.removeHandler(old)
     handler._byok_keeper = True  # type: ignore[attr-defined]
     root.addHandler(handler)

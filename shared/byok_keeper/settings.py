@@ -23,12 +23,22 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | FC dispatch       | --dispatch          | BYOK_DISPATCH            | dispatch          |
 | FC dispatch batch | --dispatch-batch    | BYOK_DISPATCH_BATCH      | dispatch_batch    |
 | FC endpoint       | --fc-endpoint       | BYOK_FC_ENDPOINT         | fc_endpoint       |
-| FC service        | --fc-service        | BYOK_FC_SERVICE          | fc_service        |
+| FC API version    |                     | BYOK_FC_API              | fc_api            |
+| FC function prefix|                     | BYOK_FC_PREFIX           | fc_prefix         |
+| FC 2.0 service    |                     | BYOK_FC_SERVICE          | fc_service        |
+| budget instances  |                     | BYOK_BUDGET_INSTANCES    | budget_instances  |
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 | KMS read timeout  | --kms-timeout       | BYOK_KMS_TIMEOUT         | kms_timeout       |
 
 Every endpoint (KMS, FC, and the credential chain's ``ALIBABA_CLOUD_CREDENTIALS_URI``) must be
 https unless it is loopback (127.0.0.0/8, ::1, localhost): see ``transport``.
+
+``fc_api`` is ``3.0`` (functions ``<fc_prefix>-sweep`` and ``<fc_prefix>-reimport``, the
+default) or ``2.0`` (functions ``sweep`` and ``reimport`` in the service ``fc_service``).
+``budget_instances`` is how many processes share the request budgets above: each gateway this
+process builds gets the budgets divided by it. The deployment sets it on the ``reimport``
+function to that function's reserved concurrency, so a full fan-out of capped instances stays
+inside the configured share of the account's quota.
 
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
@@ -79,10 +89,15 @@ ENV = {
     "dispatch_batch": "BYOK_DISPATCH_BATCH",
     "fc_endpoint": "BYOK_FC_ENDPOINT",
     "fc_service": "BYOK_FC_SERVICE",
+    "fc_api": "BYOK_FC_API",
+    "fc_prefix": "BYOK_FC_PREFIX",
+    "budget_instances": "BYOK_BUDGET_INSTANCES",
     "account_id": "BYOK_ACCOUNT_ID",
     "kms_timeout": "BYOK_KMS_TIMEOUT",
 }
 DISPATCH_MODES = ("inline", "fc-async")
+FC_APIS = ("3.0", "2.0")
+FC_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,50}\Z")  # leaves room for "-reimport"
 REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}\Z")  # cn-hangzhou, cn-shanghai-finance-1
 OUTPUTS = ("table", "json")
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -111,6 +126,9 @@ class Settings:
     dispatch_batch: int = 50
     fc_endpoint: str | None = None
     fc_service: str = "byok-keeper"
+    fc_api: str = "3.0"
+    fc_prefix: str = "byok-keeper"
+    budget_instances: int = 1
     account_id: str | None = None
     kms_timeout: float = 30.0  # seconds to wait for one KMS answer before retrying
 
@@ -122,6 +140,17 @@ class Settings:
                 "file, or use a --profile whose region_id is set"
             )
         return self.region
+
+    def instance_budgets(self) -> dict[str, float]:
+        """This process's request budgets: the configured share over ``budget_instances``."""
+        share = {
+            "read_qps": self.read_qps,
+            "write_qps": self.write_qps,
+            "create_qps": self.create_qps,
+            "crypto_qps": self.crypto_qps,
+            "tags_qps": self.tags_qps,
+        }
+        return {k: v / self.budget_instances for k, v in share.items()}
 
     @property
     def renew_before_seconds(self) -> int:
@@ -142,7 +171,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not 0 < number <= limit:
             raise ConfigError(f"{name} must be between 0 and {limit}")
         return number
-    if name in ("concurrency", "dispatch_batch"):
+    if name in ("concurrency", "dispatch_batch", "budget_instances"):
         try:
             number = int(value)
         except (TypeError, ValueError):
@@ -156,6 +185,12 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"region must be a region id like cn-hangzhou, not {value!r}")
     if name == "dispatch" and value not in DISPATCH_MODES:
         raise ConfigError(f"dispatch must be one of {', '.join(DISPATCH_MODES)}, not {value!r}")
+    if name == "fc_api" and value not in FC_APIS:
+        raise ConfigError(f"fc_api must be one of {', '.join(FC_APIS)}, not {value!r}")
+    if name == "fc_prefix" and not FC_PREFIX_RE.match(value):
+        raise ConfigError(
+            f"fc_prefix must be a function name prefix like byok-keeper, not {value!r}"
+        )
     if name == "output" and value not in OUTPUTS:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
     if name.endswith("_endpoint"):

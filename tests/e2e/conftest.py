@@ -51,7 +51,10 @@ def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.C
 
 @pytest.fixture(scope="module")
 def served(kms_profile):
-    with LocalServer(profile=kms_profile) as server:
+    # FC runtimes this machine may lack run under the interpreter running the tests (the
+    # packages the tests build target it: deploy/package.py --python-version of this Python).
+    runtimes = {"python3.10": sys.executable, "python3.12": sys.executable}
+    with LocalServer(profile=kms_profile, fc_runtimes=runtimes) as server:
         yield server
 
 

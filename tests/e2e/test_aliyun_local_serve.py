@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 
 from alibabacloud_kms20160120 import models as km
 
@@ -149,3 +150,17 @@ def test_a_bad_setting_exits_2_with_one_line():
         )
         assert out.returncode == 2, args
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_fc_runtime_maps_a_runtime_and_a_bad_one_exits_2():
+    out = subprocess.run(
+        [SCRIPT, "serve", "--port", "0", "--fc-runtime", "python3.12"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2 and "RUNTIME=PYTHON" in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    served = serve_subprocess("--fc-runtime", f"python3.12={sys.executable}")
+    try:
+        assert served.info["fc_runtimes"] == {"python3.12": sys.executable}
+    finally:
+        assert stop_served(served)[0] == 0

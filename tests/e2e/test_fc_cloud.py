@@ -1,6 +1,7 @@
 """The cloud path, here: make package -> deploy.py into aliyun-local -> the timer fires -> the
-sweep fans out async -> reimport invocations restore keys (checked with the KMS SDK) and a
-failing key lands in the OnFailure deliveries."""
+sweep fans out async -> reimport invocations (at most the reserved concurrency at once) restore
+keys (checked with the KMS SDK) and a failing key lands in the OnFailure deliveries. FC 3.0
+through the real alibabacloud-fc20230330 SDK (the default), and FC 2.0 (`--api 2.0`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 def _package(output: Path) -> str:
-    # Built for this interpreter so aliyun-local's worker (this Python) can run it; the
-    # template's runtime gets the same code built for its own Python by `make package`.
+    # Built for this interpreter: the emulator maps the FC runtimes to it (tests/e2e/conftest.py),
+    # as `aliyun-local serve --fc-runtime python3.12=...` does for a drill.
     out = subprocess.run(
         [
             sys.executable,
@@ -87,8 +87,6 @@ def _deploy(package_path: Path, served, vault_dir: Path, seal: Path, *extra: str
     args = [
         sys.executable,
         str(ROOT / "deploy" / "deploy.py"),
-        "--template",
-        str(ROOT / "template.yml"),
         "--code",
         str(package_path),
         "--region",
@@ -128,10 +126,7 @@ def _admin(served, method, path, body=None):
         return json.loads(resp.read())
 
 
-def test_timer_fans_out_and_reimport_restores_keys_and_failures_reach_on_failure(
-    package, served, tmp_path
-):
-    path, _digest = package
+def _enroll(served, tmp_path, specs):
     served.reset()
     served.emulator.fc.retry_delay_seconds = 0.05
     vault_dir, seal = tmp_path / "vault", tmp_path / "seal.key"
@@ -139,69 +134,110 @@ def test_timer_fans_out_and_reimport_restores_keys_and_failures_reach_on_failure
     vault = Vault(FileStore(vault_dir), LocalKeySealer.from_file(seal))
     gateway = make_gateway(served, ENROLL)
     keys = {}
-    for spec, lease in (("RSA_2048", "30d"), ("EC_P256", "1h"), ("EC_SM2", "30d")):
+    for spec, lease in specs:
         instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
-        result = enroll(
+        keys[spec] = enroll(
             gateway,
             vault,
             generate_material(spec),
             lease=parse_lease(lease),
             create=CreateRequest(spec, "SIGN/VERIFY", instance),
         )
-        keys[spec] = result
+    return vault_dir, seal, keys
 
-    plan = _deploy(path, served, vault_dir, seal, "--plan")
-    assert "plan: create service byok-keeper" in plan and "create timer" in plan
-    assert served.emulator.fc.services == {}  # --plan changed nothing
-    done = _deploy(path, served, vault_dir, seal)
-    assert "done: create function byok-keeper/reimport" in done
-    assert "update function" in _deploy(path, served, vault_dir, seal)  # idempotent re-deploy
 
-    served.emulator.kms.delete_key_material(keys["RSA_2048"].key_id)
-    served.advance_clock(2 * 3600)  # EC_P256's 1 h lease lapses
-    _admin(served, "POST", "fc/fire/byok-keeper/schedule")
-    assert _admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
-    kms = make_client(served)
-    for spec in ("RSA_2048", "EC_P256", "EC_SM2"):
-        assert describe(kms, keys[spec].key_id).key_state == "Enabled", spec
-        assert served.key_view(keys[spec].key_id)["material_fingerprint"] == keys[spec].fingerprint
-    invoked = [i["function"] for i in _admin(served, "GET", "fc/invocations")]
-    assert invoked.count("sweep") == 1 and invoked.count("reimport") == 2
-    # The functions ran with the service role's STS credentials, not the deployer's.
-    assert any(c["action"] == "ImportKeyMaterial" for c in served.calls())
-
-    # A key KMS keeps failing: the reimport raises, FC retries, then delivers to OnFailure.
-    served.emulator.kms.delete_key_material(keys["EC_SM2"].key_id)
-    served.set_faults(fail_next={"GetParametersForImport": ["ServiceUnavailableTemporary"] * 40})
-    _admin(served, "POST", "fc/fire/byok-keeper/schedule")
-    assert _admin(served, "POST", "fc/wait", {"timeout": 240})["idle"]
-    deliveries = _admin(served, "GET", "fc/deliveries")
-    assert len(deliveries) == 1
-    (delivery,) = deliveries
-    assert delivery["kind"] == "OnFailure" and delivery["function"] == "reimport"
-    assert delivery["attempts"] == 4  # the first try and MaxAsyncRetryAttempts: 3
-    assert json.loads(delivery["event"])["key_id"] == keys["EC_SM2"].key_id
-    assert "acs:mns:" in delivery["destination"]
-    served.set_faults()
-
-    # On call, with only fc:InvokeFunction: the same core through the deployed function.
+def _cli_env(served, **extra):
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(
         ALIBABA_CLOUD_ACCESS_KEY_ID="local",
         ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret",
         BYOK_FC_ENDPOINT=f"http://{served.endpoint}",
         BYOK_ACCOUNT_ID="1234567890123456",
+        **extra,
     )
+    return env
+
+
+def _fc3_client(served):
+    from alibabacloud_fc20230330.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    return Client(
+        Config(
+            access_key_id="local",
+            access_key_secret="local-secret",
+            endpoint=served.endpoint,
+            protocol="http",
+            region_id=served.region,
+        )
+    )
+
+
+def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, tmp_path):
+    from alibabacloud_fc20230330 import models as fc
+
+    path, _digest = package
+    specs = (("RSA_2048", "30d"), ("EC_P256", "1h"), ("EC_P256K", "1h"), ("EC_SM2", "30d"))
+    vault_dir, seal, keys = _enroll(served, tmp_path, specs)
+    cap = ("--parameter", "ReimportConcurrency=2")
+
+    plan = _deploy(path, served, vault_dir, seal, *cap, "--plan")
+    assert "plan: create function byok-keeper-sweep (sweep.index.handler, python3.12)" in plan
+    assert "plan: put concurrency byok-keeper-reimport (reserved 2)" in plan
+    assert "create timer byok-keeper-sweep/schedule" in plan
+    assert served.emulator.fc.functions == {}  # --plan changed nothing
+    done = _deploy(path, served, vault_dir, seal, *cap)
+    assert "done: create function byok-keeper-reimport" in done
+    again = _deploy(path, served, vault_dir, seal, *cap)  # idempotent re-deploy
+    assert "done: update function byok-keeper-sweep" in again
+    assert "done: update timer byok-keeper-sweep/schedule" in again
+
+    # What FC 3.0 now holds, read back through Alibaba's own SDK.
+    client = _fc3_client(served)
+    reimport = client.get_function("byok-keeper-reimport", fc.GetFunctionRequest()).body
+    assert reimport.runtime == "python3.12" and reimport.handler == "reimport.index.handler"
+    assert reimport.role == "acs:ram::1234567890123456:role/byok-keeper"
+    assert reimport.log_config.project == "byok-keeper"
+    assert reimport.environment_variables["BYOK_BUDGET_INSTANCES"] == "2"
+    assert client.get_concurrency_config("byok-keeper-reimport").body.reserved_concurrency == 2
+    assert (
+        "BYOK_BUDGET_INSTANCES"
+        not in client.get_function(
+            "byok-keeper-sweep", fc.GetFunctionRequest()
+        ).body.environment_variables
+    )
+
+    served.emulator.kms.delete_key_material(keys["RSA_2048"].key_id)
+    served.advance_clock(2 * 3600)  # the EC keys' 1 h leases lapse
+    _admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
+    assert _admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
+    kms = make_client(served)
+    for spec, _lease in specs:
+        assert describe(kms, keys[spec].key_id).key_state == "Enabled", spec
+        assert served.key_view(keys[spec].key_id)["material_fingerprint"] == keys[spec].fingerprint
+    invoked = [i["function"] for i in _admin(served, "GET", "fc/invocations")]
+    assert invoked.count("byok-keeper-sweep") == 1 and invoked.count("byok-keeper-reimport") == 3
+    assert served.emulator.fc.peak_concurrency[("", "byok-keeper-reimport")] <= 2
+    assert any(c["action"] == "ImportKeyMaterial" for c in served.calls())
+
+    # A key KMS keeps failing: the reimport raises, FC retries, then delivers to OnFailure.
+    served.emulator.kms.delete_key_material(keys["EC_SM2"].key_id)
+    served.set_faults(fail_next={"GetParametersForImport": ["ServiceUnavailableTemporary"] * 40})
+    _admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
+    assert _admin(served, "POST", "fc/wait", {"timeout": 240})["idle"]
+    (delivery,) = _admin(served, "GET", "fc/deliveries")
+    assert delivery["kind"] == "OnFailure" and delivery["function"] == "byok-keeper-reimport"
+    assert delivery["attempts"] == 4  # the first try and AsyncRetries: 3
+    assert json.loads(delivery["event"])["key_id"] == keys["EC_SM2"].key_id
+    assert delivery["destination"].startswith("acs:mns:cn-hangzhou:1234567890123456:/topics/")
+    served.set_faults()
+
+    # On call, with only fc:InvokeFunction: the same core through the deployed FC 3.0 function.
+    env = _cli_env(served)
     out = run_cli(
-        "invoke",
-        "reimport",
-        keys["EC_SM2"].key_id,
-        "--reason",
-        "INC-7",
-        "--output",
-        "json",
+        "invoke", "reimport", keys["EC_SM2"].key_id, "--reason", "INC-7", "--output", "json",
         env=env,
-    )
+    )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["result"]["outcome"] == "restored"
     dry = run_cli("invoke", "sweep", "--dry-run", "--output", "json", env=env)
@@ -210,4 +246,37 @@ def test_timer_fans_out_and_reimport_restores_keys_and_failures_reach_on_failure
     logs = "\n".join(_admin(served, "GET", "fc/logs"))
     for result in keys.values():
         assert result.fingerprint in logs  # the canonical lines made it to the function log
-    time.sleep(0)  # keep the module's emulator for the next test
+    # Each line once, as our JSON (the runtime's own root handler was replaced), with the FC
+    # request id bound.
+    rsa = keys["RSA_2048"].key_id
+    mentioning = [line.split(": ", 1)[1] for line in logs.splitlines() if rsa in line]
+    assert mentioning and all(json.loads(line)["fc_request_id"] for line in mentioning)
+
+
+def test_fc2_path_still_deploys_a_service_on_python310_and_restores(package, served, tmp_path):
+    path, _digest = package
+    vault_dir, seal, keys = _enroll(served, tmp_path, (("EC_P256", "30d"),))
+    done = _deploy(path, served, vault_dir, seal, "--api", "2.0")
+    assert "done: create service byok-keeper" in done
+    assert "done: create function byok-keeper/reimport (reimport.index.handler, python3.10)" in done
+    assert served.emulator.fc.functions[("byok-keeper", "sweep")].runtime == "python3.10"
+    # The cap the budget slice assumes: FC 2.0's on-demand maximum instance count.
+    assert "done: put on-demand config byok-keeper/reimport (maximum instances 5)" in done
+    assert served.emulator.fc.concurrency[("byok-keeper", "reimport")] == 5
+    assert "update function byok-keeper/sweep" in _deploy(
+        path, served, vault_dir, seal, "--api", "2.0"
+    )
+
+    key = keys["EC_P256"]
+    served.emulator.kms.delete_key_material(key.key_id)
+    _admin(served, "POST", "fc/fire/byok-keeper/schedule")
+    assert _admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
+    assert describe(make_client(served), key.key_id).key_state == "Enabled"
+    invoked = [i["function"] for i in _admin(served, "GET", "fc/invocations")]
+    assert invoked == ["sweep", "reimport"]
+    out = run_cli(
+        "invoke", "reimport", key.key_id, "--reason", "INC-8", "--output", "json",
+        env=_cli_env(served, BYOK_FC_API="2.0"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["result"]["ok"] is True

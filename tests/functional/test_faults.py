@@ -298,7 +298,7 @@ SECRETS_ENROLL_ACTIONS = (
 @pytest.fixture
 def secrets_world(emulator, kms, tmp_path):
     """(emulator, vault-for(gateway), enroller, sweeper) with a kms-secrets:// store and a KMS
-    sealer, as template.yml deploys it."""
+    sealer, as deploy/functions.yml deploys it."""
     from byok_keeper.vault import KmsSealer, SecretsStore, Vault
 
     server, _, enroller, sweeper = build_world(emulator, tmp_path, read_timeout_ms=READ_TIMEOUT_MS)

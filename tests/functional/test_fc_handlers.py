@@ -3,7 +3,9 @@ aliyun-local (the deployed path runs in tests/e2e/test_fc_cloud.py)."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -30,7 +32,7 @@ FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 @pytest.fixture
 def deployed(emulator, kms, tmp_path, monkeypatch):
-    """Settings as template.yml would set them, and a context carrying STS credentials."""
+    """Settings as deploy/functions.yml would set them, and a context carrying STS credentials."""
     new_seal_key_file(tmp_path / "seal.key")
     monkeypatch.setenv("BYOK_KMS_ENDPOINT", f"http://{emulator.endpoint}")
     monkeypatch.setenv("BYOK_VAULT", f"file://{tmp_path / 'vault'}")
@@ -168,3 +170,22 @@ def test_throttling_that_outlasts_the_retries_raises_so_fc_retries(deployed, emu
         fc.handle_reimport(_event(key.key_id), context)
     emulator.set_faults()
     assert fc.handle_reimport(_event(key.key_id), context)["ok"] is True
+
+
+def test_logs_replace_the_runtime_root_handler_and_carry_the_request_id(deployed, emulator, capsys):
+    context, key = deployed
+    context.request_id = "req-42"
+    runtime_out = io.StringIO()
+    runtime_handler = logging.StreamHandler(runtime_out)  # what FC's Python runtime installs
+    root = logging.getLogger()
+    root.addHandler(runtime_handler)
+    try:
+        emulator.emulator.kms.delete_key_material(key.key_id)
+        assert fc.handle_reimport(_event(key.key_id), context)["ok"]
+        replaced = runtime_handler not in root.handlers
+    finally:
+        root.removeHandler(runtime_handler)
+    assert replaced and runtime_out.getvalue() == ""  # no line twice
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert any(line.get("key_id") == key.key_id for line in lines)
+    assert lines and all(line["fc_request_id"] == "req-42" for line in lines)

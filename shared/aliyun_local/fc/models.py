@@ -1,6 +1,14 @@
 """FC state and behaviour: services, functions (zip code), timer triggers, async configs,
-instances (worker subprocesses, reused while warm), async invocations with retries, and the
-OnFailure/OnSuccess deliveries they produce.
+concurrency configs, instances (worker subprocesses, reused while warm), async invocations with
+retries, and the OnFailure/OnSuccess deliveries they produce.
+
+FC 2.0 (2021-04-06) functions live in services; FC 3.0 (2023-03-30) has no services, so its
+functions live under the service name ``V3`` (the empty string) with role, log config and VPC on
+the function itself. Both share the machinery below.
+
+A function runs under the interpreter of its runtime: ``pythonX.Y`` on PATH, or what
+``runtimes`` (``aliyun-local serve --fc-runtime python3.12=/path/to/python``) maps it to. A
+runtime with no interpreter fails each invocation with ``RuntimeNotAvailable``.
 
 Not persisted across restarts (``--state`` covers KMS only). Timers fire on real UTC time, not
 the emulator clock that tests move by days.
@@ -14,9 +22,9 @@ import io
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,6 +44,28 @@ MAX_INSTANCES_PER_FUNCTION = 4
 MAX_ASYNC_WORKERS = 4
 MAX_LOG_LINES = 5000
 MAX_CODE_BYTES = 100 * 1024 * 1024
+V3 = ""  # the "service" of FC 3.0 functions
+_PYTHON_RUNTIME = re.compile(r"^python(\d)(?:\.(\d{1,2}))?$")
+
+
+class RuntimeNotAvailable(Exception):
+    """No interpreter for a function's runtime on this machine."""
+
+
+def interpreter_for(runtime: str, runtimes: dict[str, str]) -> str:
+    """The Python that runs ``runtime``: the mapping first, else ``pythonX.Y`` on PATH."""
+    if runtime in runtimes:
+        return runtimes[runtime]
+    m = _PYTHON_RUNTIME.match(runtime)
+    found = shutil.which(runtime) if m else None
+    if found:
+        return found
+    version = f"{m.group(1)}.{m.group(2)}" if m and m.group(2) else "X.Y"
+    raise RuntimeNotAvailable(
+        f"runtime {runtime} has no interpreter here: install {runtime}, or map it with "
+        f"`aliyun-local serve --fc-runtime {runtime}=/path/to/python`, and package the code "
+        f"for that Python with `deploy/package.py --python-version {version}`"
+    )
 
 
 def _now_iso() -> str:
@@ -69,9 +99,25 @@ class Function:
     created: str
     modified: str
     description: str = ""
+    role: str = ""
+    log_config: dict[str, Any] | None = None
+    vpc_config: dict[str, Any] | None = None
+    internet_access: bool = True
 
-    def view(self) -> dict[str, Any]:
+    def view(self, region: str = "", account_id: str = "") -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.service == V3:
+            extra = {
+                "functionArn": f"acs:fc:{region}:{account_id}:functions/{self.name}",
+                "role": self.role,
+                "logConfig": dict(self.log_config or {}),
+                "vpcConfig": dict(self.vpc_config or {}),
+                "internetAccess": self.internet_access,
+                "state": "Active",
+                "lastUpdateStatus": "Successful",
+            }
         return {
+            **extra,
             "functionName": self.name,
             "functionId": hashlib.sha256(f"{self.service}/{self.name}".encode()).hexdigest()[:32],
             "handler": self.handler,
@@ -116,8 +162,10 @@ class FcBackend:
         account_id: str,
         credentials: dict[str, str],
         kms_endpoint_hint: str = "",
+        runtimes: dict[str, str] | None = None,
     ) -> None:
         self.region = region
+        self.runtimes = dict(runtimes or {})  # runtime name -> interpreter path
         self.account_id = account_id
         self.role_credentials = credentials  # the STS credentials every function's context gets
         self.lock = threading.RLock()
@@ -125,6 +173,9 @@ class FcBackend:
         self.functions: dict[tuple[str, str], Function] = {}
         self.triggers: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.async_configs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.concurrency: dict[tuple[str, str], int] = {}  # reserved concurrency caps
+        self.peak_concurrency: dict[tuple[str, str], int] = {}
+        self._running: dict[tuple[str, str], int] = {}
         self.deliveries: list[Delivery] = []
         self.invocations: list[dict[str, Any]] = []
         self.logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
@@ -161,6 +212,9 @@ class FcBackend:
             self.functions.clear()
             self.triggers.clear()
             self.async_configs.clear()
+            self.concurrency.clear()
+            self.peak_concurrency.clear()
+            self._slots.clear()
             self.deliveries.clear()
             self.invocations.clear()
             self.logs.clear()
@@ -205,6 +259,8 @@ class FcBackend:
             return dict(svc)
 
     def get_service(self, name: str) -> dict[str, Any]:
+        if name == V3:
+            return {}
         with self.lock:
             svc = self.services.get(name)
             if svc is None:
@@ -239,6 +295,7 @@ class FcBackend:
         return target, checksum, len(blob)
 
     def create_function(self, service: str, body: dict[str, Any]) -> dict[str, Any]:
+        """FC 2.0 (in ``service``) or FC 3.0 (``service`` ``V3``: role, logs, VPC on it)."""
         self.get_service(service)
         name = body.get("functionName")
         if not isinstance(name, str) or not name:
@@ -266,8 +323,42 @@ class FcBackend:
                 now,
                 body.get("description") or "",
             )
+            if service == V3:
+                self._set_v3_fields(fn, body)
             self.functions[(service, name)] = fn
-            return fn.view()
+            return fn.view(self.region, self.account_id)
+
+    @staticmethod
+    def _set_v3_fields(fn: Function, body: dict[str, Any]) -> None:
+        if body.get("role") is not None:
+            fn.role = str(body["role"])
+        for attr, key in (("log_config", "logConfig"), ("vpc_config", "vpcConfig")):
+            value = body.get(key)
+            if value is not None:
+                if not isinstance(value, dict):
+                    raise bad(f"{key} must be an object")
+                setattr(fn, attr, value)
+        if body.get("internetAccess") is not None:
+            fn.internet_access = bool(body["internetAccess"])
+
+    def list_functions(self, service: str, prefix: str = "") -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                fn.view(self.region, self.account_id)
+                for (svc, name), fn in sorted(self.functions.items())
+                if svc == service and name.startswith(prefix)
+            ]
+
+    def delete_function(self, service: str, name: str) -> None:
+        self.get_function(service, name)
+        with self.lock:
+            if any(k[:2] == (service, name) for k in self.triggers):
+                raise ApiError("FunctionNotEmpty", "delete the function's triggers first", 409)
+            del self.functions[(service, name)]
+            self.async_configs.pop((service, name), None)
+            self.concurrency.pop((service, name), None)
+            self._slots.pop((service, name), None)
+            self._kill_all((service, name))
 
     def update_function(self, service: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         fn = self.get_function(service, name)
@@ -289,9 +380,11 @@ class FcBackend:
                 fn.memory = int(body["memorySize"])
             if body.get("environmentVariables") is not None:
                 fn.env = {str(k): str(v) for k, v in body["environmentVariables"].items()}
+            if service == V3:
+                self._set_v3_fields(fn, body)
             fn.modified = _now_iso()
             self._kill_all((service, name))  # new code or settings: cold start next time
-            return fn.view()
+            return fn.view(self.region, self.account_id)
 
     def get_function(self, service: str, name: str) -> Function:
         self.get_service(service)
@@ -342,6 +435,17 @@ class FcBackend:
                 raise not_found("Trigger")
             return dict(trigger)
 
+    def list_triggers(self, service: str, function: str) -> list[dict[str, Any]]:
+        self.get_function(service, function)
+        with self.lock:
+            found = sorted(self.triggers.items())
+            return [dict(t) for k, t in found if k[:2] == (service, function)]
+
+    def delete_trigger(self, service: str, function: str, name: str) -> None:
+        with self.lock:
+            if self.triggers.pop((service, function, name), None) is None:
+                raise not_found("Trigger")
+
     def put_async_config(self, service: str, function: str, body: dict[str, Any]) -> dict[str, Any]:
         self.get_function(service, function)
         retries = body.get("maxAsyncRetryAttempts", 3)
@@ -356,15 +460,47 @@ class FcBackend:
             "destinationConfig": body.get("destinationConfig") or {},
             "lastModifiedTime": _now_iso(),
         }
+        if service == V3:
+            config = {
+                "functionArn": f"acs:fc:{self.region}:{self.account_id}:functions/{function}",
+                **{k: v for k, v in config.items() if k not in ("service", "function")},
+            }
         with self.lock:
             self.async_configs[(service, function)] = config
         return dict(config)
+
+    def put_concurrency(self, service: str, function: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Reserved concurrency: at most that many instances run the function at once."""
+        self.get_function(service, function)
+        cap = body.get("reservedConcurrency")
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+            raise bad("reservedConcurrency must be an integer >= 0")
+        with self.lock:
+            self.concurrency[(service, function)] = cap
+            self._slots.pop((service, function), None)  # new size for the next invocations
+        return self.get_concurrency(service, function)
+
+    def get_concurrency(self, service: str, function: str) -> dict[str, Any]:
+        with self.lock:
+            cap = self.concurrency.get((service, function))
+        if cap is None:
+            raise ApiError("ConcurrencyConfigNotFound", "no concurrency config", 404)
+        return {
+            "functionArn": f"acs:fc:{self.region}:{self.account_id}:functions/{function}",
+            "reservedConcurrency": cap,
+        }
+
+    def delete_concurrency(self, service: str, function: str) -> None:
+        with self.lock:
+            if self.concurrency.pop((service, function), None) is None:
+                raise ApiError("ConcurrencyConfigNotFound", "no concurrency config", 404)
+            self._slots.pop((service, function), None)
 
     # ---- invocation ------------------------------------------------------------------------
 
     def _context(self, fn: Function, request_id: str) -> dict[str, Any]:
         svc = self.services.get(fn.service, {})
-        log = svc.get("logConfig") or {}
+        log = (fn.log_config if fn.service == V3 else svc.get("logConfig")) or {}
         return {
             "request_id": request_id,
             "region": self.region,
@@ -385,6 +521,7 @@ class FcBackend:
         }
 
     def _spawn(self, fn: Function) -> Instance:
+        python = interpreter_for(fn.runtime, self.runtimes)
         module, function = fn.handler.rsplit(".", 1)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -399,7 +536,7 @@ class FcBackend:
             "ALIBABA_CLOUD_SECURITY_TOKEN": self.role_credentials["security_token"],
         }
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", WORKER, str(fn.code_dir), module, function],
+            [python, "-I", "-S", WORKER, str(fn.code_dir), module, function],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -407,9 +544,8 @@ class FcBackend:
             text=True,
             bufsize=1,
         )
-        threading.Thread(
-            target=self._drain, args=(proc, f"{fn.service}/{fn.name}"), daemon=True
-        ).start()
+        label = f"{fn.service}/{fn.name}" if fn.service else fn.name
+        threading.Thread(target=self._drain, args=(proc, label), daemon=True).start()
         return Instance(proc, fn.checksum)
 
     def _drain(self, proc: subprocess.Popen, name: str) -> None:
@@ -425,19 +561,35 @@ class FcBackend:
         request_id = request_id or str(uuid.uuid4())
         key = (service, function)
         with self.lock:
-            slot = self._slots.setdefault(key, threading.Semaphore(MAX_INSTANCES_PER_FUNCTION))
+            cap = self.concurrency.get(key)
+            if cap == 0:
+                raise ApiError("ResourceThrottled", "reserved concurrency is 0", 429)
+            size = MAX_INSTANCES_PER_FUNCTION if cap is None else cap
+            slot = self._slots.setdefault(key, threading.Semaphore(size))
         with slot:
             with self.lock:
+                self._running[key] = self._running.get(key, 0) + 1
+                self.peak_concurrency[key] = max(
+                    self.peak_concurrency.get(key, 0), self._running[key]
+                )
                 idle = [i for i in self._idle.get(key, []) if i.proc.poll() is None]
                 inst = idle.pop() if idle else None
                 self._idle[key] = idle
-            if inst is None or inst.checksum != fn.checksum:
-                if inst is not None:
-                    inst.proc.kill()
-                inst = self._spawn(fn)
-            ok, body, error = self._run(inst, fn, event, request_id)
+            try:
+                if inst is None or inst.checksum != fn.checksum:
+                    if inst is not None:
+                        inst.proc.kill()
+                    inst = self._spawn(fn)
+                ok, body, error = self._run(inst, fn, event, request_id)
+            except RuntimeNotAvailable as exc:
+                inst, ok, error = None, False, "RuntimeNotAvailable"
+                body = json.dumps({"errorMessage": str(exc), "errorType": error}).encode()
+                self.logs.append(f"{service or '-'}/{function}: {exc}")
+            finally:
+                with self.lock:
+                    self._running[key] -= 1
             with self.lock:
-                if inst.proc.poll() is None and inst.checksum == fn.checksum:
+                if inst and inst.proc.poll() is None and inst.checksum == fn.checksum:
                     self._idle.setdefault(key, []).append(inst)
             self.invocations.append(
                 {
@@ -557,11 +709,14 @@ class FcBackend:
         ).encode()
 
     def fire(self, service: str, trigger_name: str) -> str:
-        """Fire a timer trigger now (async, as FC does); returns the request id."""
+        """Fire a timer trigger now (async, as FC does); returns the request id.
+
+        ``service`` names the FC 2.0 service, or for FC 3.0 the function itself."""
         with self.lock:
-            matches = [
-                (k, t) for k, t in self.triggers.items() if k[0] == service and k[2] == trigger_name
-            ]
+            everything = list(self.triggers.items())
+        matches = [(k, t) for k, t in everything if k[0] == service and k[2] == trigger_name] or [
+            (k, t) for k, t in everything if k[0] == V3 and k[1:] == (service, trigger_name)
+        ]
         if not matches:
             raise not_found("Trigger")
         (svc, function, name), trigger = matches[0]

@@ -9,6 +9,7 @@ stdout (the handler's own prints go to stderr, like FC's function log).
 import base64
 import io
 import json
+import logging
 import os
 import sys
 import traceback
@@ -22,6 +23,28 @@ def _context(doc):
     return ctx
 
 
+_REQUEST_ID = [""]
+
+
+def _runtime_log_handler():
+    """FC's Python runtime puts a handler of its own on the root logger (its docs show
+    ``<time> <requestId> [INFO] message``); so does this worker, so that a function adding a
+    second handler beside it shows up as doubled lines."""
+
+    def add_request_id(record):
+        record.fc_request_id = _REQUEST_ID[0]
+        return True
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(add_request_id)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(fc_request_id)s [%(levelname)s] %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def main() -> None:
     code_dir, module_name, function_name = sys.argv[1:4]
     sys.path.insert(0, code_dir)
@@ -29,6 +52,7 @@ def main() -> None:
     protocol = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), encoding="utf-8", write_through=True)
     os.dup2(2, 1)  # the handler's prints go to the function log
     sys.stdout = sys.stderr
+    _runtime_log_handler()
     handler = None
     load_error = None
     try:
@@ -38,6 +62,7 @@ def main() -> None:
         load_error = f"{type(exc).__name__}: {exc}"
     for line in sys.stdin:
         request = json.loads(line)
+        _REQUEST_ID[0] = request["context"].get("request_id", "")
         if handler is None:
             answer = {"ok": False, "error_type": "HandlerNotFound", "error_message": load_error}
         else:

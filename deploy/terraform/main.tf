@@ -1,0 +1,171 @@
+# byok-keeper on Function Compute 3.0 with the alicloud provider: the RAM role and its policy,
+# the sweep and reimport functions, the sweep's timer, reimport's async invoke config and its
+# reserved concurrency. Same content as deploy/functions.yml (the source of truth, which
+# deploy/deploy.py applies through the FC API) and s.yaml (Serverless Devs).
+#
+#   make package && cd deploy/terraform && terraform init && terraform apply
+#
+# Resource and attribute names follow the provider's documentation (website/docs/r/fcv3_*.md,
+# ram_role, ram_policy, ram_role_policy_attachment); see deploy/README.md.
+
+terraform {
+  required_providers {
+    alicloud = {
+      source  = "aliyun/alicloud"
+      version = ">= 1.228.0" # the fcv3 resources arrived in 1.228.0
+    }
+  }
+}
+
+data "alicloud_account" "current" {}
+
+data "alicloud_regions" "current" {
+  current = true
+}
+
+locals {
+  region     = data.alicloud_regions.current.regions[0].id
+  account_id = data.alicloud_account.current.id
+  runtime    = "python3.12"
+
+  environment = {
+    BYOK_KMS_ENDPOINT       = var.kms_endpoint
+    BYOK_FC_ENDPOINT        = var.fc_endpoint
+    BYOK_VAULT              = var.vault_uri
+    BYOK_SEAL_KMS_KEY_ID    = var.seal_kms_key_id
+    BYOK_SEAL_KEY_FILE      = var.seal_key_file
+    BYOK_DISPATCH           = var.dispatch
+    BYOK_DISPATCH_BATCH     = var.dispatch_batch
+    BYOK_READ_QPS           = var.read_qps
+    BYOK_WRITE_QPS          = var.write_qps
+    BYOK_RENEW_BEFORE       = var.renew_before
+    BYOK_KMS_INSTANCE_IDS   = var.kms_instance_ids
+    BYOK_FC_API             = "3.0"
+    BYOK_FC_PREFIX          = var.function_prefix
+    ALIBABA_CLOUD_REGION_ID = local.region
+    BYOK_ACCOUNT_ID         = local.account_id
+  }
+}
+
+# ---- RAM: the role FC assumes, with exactly deploy/ram-policy.json -------------------------
+
+resource "alicloud_ram_role" "byok_keeper" {
+  role_name = var.role_name
+  assume_role_policy_document = jsonencode({
+    Version = "1"
+    Statement = [{
+      Action    = "sts:AssumeRole"
+      Effect    = "Allow"
+      Principal = { Service = ["fc.aliyuncs.com"] }
+    }]
+  })
+  description = "byok-keeper FC functions: re-import identical BYOK material, never rotate"
+}
+
+resource "alicloud_ram_policy" "byok_keeper" {
+  policy_name = var.role_name
+  policy_document = templatefile("${path.module}/../ram-policy.json", {
+    region          = local.region
+    account_id      = local.account_id
+    seal_kms_key_id = var.seal_kms_key_id
+    log_project     = var.log_project
+    log_store       = var.log_store
+    function_prefix = var.function_prefix
+  })
+  description = "byok-keeper least privilege (deploy/ram-policy.json)"
+}
+
+resource "alicloud_ram_role_policy_attachment" "byok_keeper" {
+  role_name   = alicloud_ram_role.byok_keeper.role_name
+  policy_name = alicloud_ram_policy.byok_keeper.policy_name
+  policy_type = "Custom"
+}
+
+# ---- the functions ---------------------------------------------------------------------------
+
+resource "alicloud_fcv3_function" "sweep" {
+  function_name   = "${var.function_prefix}-sweep"
+  description     = "Timer-triggered sweep - discover, plan, restore (inline) or fan out."
+  handler         = "sweep.index.handler"
+  runtime         = local.runtime
+  memory_size     = 256
+  timeout         = 900
+  role            = alicloud_ram_role.byok_keeper.arn
+  internet_access = true
+  code {
+    zip_file = filebase64(var.code_zip)
+  }
+  log_config {
+    project  = var.log_project
+    logstore = var.log_store
+  }
+  dynamic "vpc_config" {
+    for_each = var.vpc_id == "" ? [] : [1]
+    content {
+      vpc_id            = var.vpc_id
+      vswitch_ids       = var.vswitch_ids
+      security_group_id = var.security_group_id
+    }
+  }
+  environment_variables = local.environment
+  depends_on            = [alicloud_ram_role_policy_attachment.byok_keeper]
+}
+
+resource "alicloud_fcv3_function" "reimport" {
+  function_name   = "${var.function_prefix}-reimport"
+  description     = "Re-establish one key (async from the sweep, or invoked by on-call)."
+  handler         = "reimport.index.handler"
+  runtime         = local.runtime
+  memory_size     = 256
+  timeout         = 120
+  role            = alicloud_ram_role.byok_keeper.arn
+  internet_access = true
+  code {
+    zip_file = filebase64(var.code_zip)
+  }
+  log_config {
+    project  = var.log_project
+    logstore = var.log_store
+  }
+  dynamic "vpc_config" {
+    for_each = var.vpc_id == "" ? [] : [1]
+    content {
+      vpc_id            = var.vpc_id
+      vswitch_ids       = var.vswitch_ids
+      security_group_id = var.security_group_id
+    }
+  }
+  # Each capped instance takes its slice of the budgets: the fleet stays inside the share.
+  environment_variables = merge(local.environment, {
+    BYOK_BUDGET_INSTANCES = tostring(var.reimport_concurrency)
+  })
+  depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
+}
+
+resource "alicloud_fcv3_trigger" "schedule" {
+  function_name = alicloud_fcv3_function.sweep.function_name
+  trigger_name  = "schedule"
+  trigger_type  = "timer"
+  qualifier     = "LATEST"
+  trigger_config = jsonencode({
+    cronExpression = var.schedule
+    enable         = true
+    payload        = "{}"
+  })
+}
+
+resource "alicloud_fcv3_async_invoke_config" "reimport" {
+  function_name                  = alicloud_fcv3_function.reimport.function_name
+  max_async_retry_attempts       = var.async_retries
+  max_async_event_age_in_seconds = 86400
+  destination_config {
+    on_failure {
+      destination = "acs:mns:${local.region}:${local.account_id}:/topics/${var.failure_topic}/messages"
+    }
+  }
+}
+
+resource "alicloud_fcv3_concurrency_config" "reimport" {
+  function_name        = alicloud_fcv3_function.reimport.function_name
+  reserved_concurrency = var.reimport_concurrency
+}

@@ -1,0 +1,140 @@
+# Inputs of the byok-keeper Terraform module. Defaults mirror deploy/functions.yml (the source
+# of truth); tests/unit/test_deploy_artefacts.py fails if they drift apart.
+
+variable "code_zip" {
+  description = "The FC code package built by `make package` (dist/byok-keeper-fc.zip)."
+  type        = string
+  default     = "../../dist/byok-keeper-fc.zip"
+}
+
+variable "function_prefix" {
+  description = "Functions are named <prefix>-sweep and <prefix>-reimport."
+  type        = string
+  default     = "byok-keeper"
+}
+
+variable "role_name" {
+  description = "RAM role the functions run as (created here, with deploy/ram-policy.json)."
+  type        = string
+  default     = "byok-keeper"
+}
+
+variable "kms_endpoint" {
+  description = "KMS endpoint with scheme; empty = the regional endpoint."
+  type        = string
+  default     = ""
+}
+
+variable "fc_endpoint" {
+  description = "FC endpoint for the async fan-out; empty = <account-id>.<region>.fc.aliyuncs.com."
+  type        = string
+  default     = ""
+}
+
+variable "vault_uri" {
+  description = "Where sealed envelopes live."
+  type        = string
+  default     = "kms-secrets://byok-keeper/envelopes"
+}
+
+variable "seal_kms_key_id" {
+  description = "Symmetric KMS key that seals envelope data keys."
+  type        = string
+  default     = ""
+}
+
+variable "seal_key_file" {
+  description = "Local seal key file; leave empty in the cloud."
+  type        = string
+  default     = ""
+}
+
+variable "dispatch" {
+  description = "inline = the sweep restores keys itself; fc-async = one async reimport per key."
+  type        = string
+  default     = "inline"
+}
+
+variable "dispatch_batch" {
+  description = "Concurrent async invocations the sweep sends at once (fc-async)."
+  type        = string
+  default     = "50"
+}
+
+variable "schedule" {
+  description = "Sweep timer, 6-field cron in UTC (seconds first), or @every 15m."
+  type        = string
+  default     = "0 0/15 * * * *"
+}
+
+variable "read_qps" {
+  description = "Read budget of the whole deployment (the account quota is 50, shared)."
+  type        = string
+  default     = "25"
+}
+
+variable "write_qps" {
+  description = "Write budget of the whole deployment (the account quota is 30, shared)."
+  type        = string
+  default     = "15"
+}
+
+variable "reimport_concurrency" {
+  description = "Reserved concurrency of reimport; each instance gets the budgets divided by it."
+  type        = number
+  default     = 5
+}
+
+variable "async_retries" {
+  description = "FC retries of a failed async reimport (0-8) before OnFailure."
+  type        = number
+  default     = 3
+}
+
+variable "renew_before" {
+  description = "Renew material expiring within this window."
+  type        = string
+  default     = "7d"
+}
+
+variable "kms_instance_ids" {
+  description = "Comma-separated KMS instance ids holding the managed keys (informational)."
+  type        = string
+  default     = ""
+}
+
+variable "failure_topic" {
+  description = "MNS topic receiving reimport invocations that failed after all retries."
+  type        = string
+  default     = "byok-keeper-failures"
+}
+
+variable "log_project" {
+  description = "Log Service project for the functions' logs."
+  type        = string
+  default     = "byok-keeper"
+}
+
+variable "log_store" {
+  description = "Log Service logstore for the functions' logs."
+  type        = string
+  default     = "byok-keeper"
+}
+
+variable "vpc_id" {
+  description = "VPC to run in (empty = no VPC)."
+  type        = string
+  default     = ""
+}
+
+variable "vswitch_ids" {
+  description = "vSwitch ids in that VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_id" {
+  description = "Security group in that VPC."
+  type        = string
+  default     = ""
+}

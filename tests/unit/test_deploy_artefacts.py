@@ -1,0 +1,364 @@
+"""One source of truth: deploy.py's plan (from deploy/functions.yml), s.yaml (Serverless Devs,
+fc3) and deploy/terraform/ (alicloud fcv3 resources) must agree on function names, handlers,
+runtime, environment, schedule, async retries, concurrency and the role's policy. And the
+policy (deploy/ram-policy.json) is least privilege.
+
+Terraform is parsed with python-hcl2; its expressions are evaluated only as far as this module
+uses them (variables, locals, string interpolation, jsonencode of the timer, the reimport
+function's merge); anything else fails the test rather than pass unevaluated."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import yaml
+
+from byok_keeper.kms import FORBIDDEN, SWEEP
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION, ACCOUNT = "cn-hangzhou", "1234567890123456"
+
+_spec = importlib.util.spec_from_file_location("deploy_script", ROOT / "deploy" / "deploy.py")
+deploy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(deploy)
+SOURCE = yaml.safe_load((ROOT / "deploy" / "functions.yml").read_text())
+POLICY_TEXT = (ROOT / "deploy" / "ram-policy.json").read_text()
+
+
+def _plan(api: str = "3.0") -> dict[str, Any]:
+    return deploy.desired_state(SOURCE, {}, REGION, ACCOUNT, api)
+
+
+def _canonical(fn: dict[str, Any]) -> dict[str, Any]:
+    """The facts all three artefacts must agree on, in one shape."""
+    fields = ("name", "handler", "runtime", "memory", "timeout", "role", "log", "environment",
+              "schedule", "async", "concurrency")  # fmt: skip
+    return {k: fn[k] for k in fields}
+
+
+def from_plan() -> dict[str, dict[str, Any]]:
+    out = {}
+    for role, fn in _plan()["functions"].items():
+        out[role] = _canonical(
+            {
+                **fn,
+                "log": (fn["log_config"]["project"], fn["log_config"]["logstore"]),
+                "schedule": {n: t["cron"] for n, t in fn["triggers"].items()},
+                "async": None
+                if fn["async"] is None
+                else (fn["async"]["retries"], fn["async"]["max_age"], fn["async"]["on_failure"]),
+                "concurrency": fn["reserved_concurrency"],
+            }
+        )
+    return out
+
+
+# ---- s.yaml -----------------------------------------------------------------------------------
+
+
+def from_s_yaml() -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load((ROOT / "s.yaml").read_text())
+    variables = {k: v for k, v in doc["vars"].items() if not isinstance(v, dict)}
+    variables["accountId"] = ACCOUNT  # ${config('AccountID')}: the deploying account
+    assert doc["vars"]["accountId"] == "${config('AccountID')}"
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if not isinstance(value, str):
+            return value
+        whole = re.fullmatch(r"\$\{vars\.(\w+)\}", value)
+        if whole:
+            return variables[whole.group(1)]
+        out = re.sub(r"\$\{vars\.(\w+)\}", lambda m: str(variables[m.group(1)]), value)
+        assert "${" not in out, f"s.yaml: unresolved {out}"
+        return out
+
+    out = {}
+    for role, resource in doc["resources"].items():
+        assert resource["component"] == "fc3"
+        p = resolve(resource["props"])
+        assert p["region"] == REGION and p["code"] == "./dist/byok-keeper-fc.zip"
+        a = p.get("asyncInvokeConfig")
+        out[role] = _canonical(
+            {
+                "name": p["functionName"],
+                "handler": p["handler"],
+                "runtime": p["runtime"],
+                "memory": p["memorySize"],
+                "timeout": p["timeout"],
+                "role": p["role"],
+                "log": (p["logConfig"]["project"], p["logConfig"]["logstore"]),
+                "environment": {k: str(v) for k, v in p["environmentVariables"].items()},
+                "schedule": {
+                    t["triggerName"]: t["triggerConfig"]["cronExpression"]
+                    for t in p.get("triggers", [])
+                    if t["triggerType"] == "timer"
+                },
+                "async": None
+                if a is None
+                else (
+                    a["maxAsyncRetryAttempts"],
+                    a["maxAsyncEventAgeInSeconds"],
+                    a["destinationConfig"]["onFailure"]["destination"],
+                ),
+                "concurrency": (p.get("concurrencyConfig") or {}).get("reservedConcurrency"),
+            }
+        )
+    return out
+
+
+# ---- Terraform --------------------------------------------------------------------------------
+
+
+class Terraform:
+    def __init__(self, directory: Path) -> None:
+        self.variables: dict[str, Any] = {}
+        self.locals: dict[str, Any] = {}
+        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
+        for path in sorted(directory.glob("*.tf")):
+            doc = hcl2.loads(path.read_text())
+            for block in doc.get("variable", []):
+                for name, body in block.items():
+                    self.variables[name.strip('"')] = self.literal(body.get("default"))
+            for block in doc.get("resource", []):
+                for kind, named in block.items():
+                    for name, body in named.items():
+                        self.resources[(kind.strip('"'), name.strip('"'))] = body
+            for block in doc.get("locals", []):
+                self.locals.update({k: v for k, v in block.items() if not k.startswith("__")})
+        # The module asks the provider for these two; the test plays the provider.
+        raw = {**self.locals, "region": f'"{REGION}"', "account_id": f'"{ACCOUNT}"'}
+        self.locals = {}
+        for name in ("region", "account_id", *sorted(set(raw) - {"region", "account_id"})):
+            self.locals[name] = self.value(raw[name])
+
+    @staticmethod
+    def literal(raw: Any) -> Any:
+        if isinstance(raw, str) and len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            return raw[1:-1]
+        return raw
+
+    def ref(self, expr: str) -> Any:
+        scope, name = expr.split(".", 1)
+        if scope == "var":
+            return self.variables[name]
+        if scope == "local":
+            return self.locals[name]
+        raise AssertionError(f"terraform: cannot evaluate {expr}")
+
+    def value(self, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {k: self.value(v) for k, v in raw.items() if not k.startswith("__")}
+        if isinstance(raw, list):
+            return [self.value(v) for v in raw]
+        if not isinstance(raw, str):
+            return raw
+        whole = re.fullmatch(r"\$\{((?:var|local)\.\w+)\}", raw)
+        if whole:
+            return self.ref(whole.group(1))
+        if raw.startswith('"') and raw.endswith('"'):
+            return re.sub(
+                r"\$\{((?:var|local)\.\w+)\}", lambda m: str(self.ref(m.group(1))), raw[1:-1]
+            )
+        raise AssertionError(f"terraform: expression not evaluated here: {raw}")
+
+    def resource(self, kind: str, name: str) -> dict[str, Any]:
+        return self.resources[(kind, name)]
+
+
+def from_terraform() -> dict[str, dict[str, Any]]:
+    tf = Terraform(ROOT / "deploy" / "terraform")
+    role_arn = f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
+    out = {}
+    for role in ("sweep", "reimport"):
+        body = tf.resource("alicloud_fcv3_function", role)
+        assert body["role"] == "${alicloud_ram_role.byok_keeper.arn}"
+        env_raw = body["environment_variables"]
+        if env_raw == "${local.environment}":
+            env = dict(tf.locals["environment"])
+        else:  # merge(local.environment, {NAME = tostring(var.x)})
+            m = re.fullmatch(
+                r"\$\{merge\(local\.environment, \{(\w+) = tostring\(var\.(\w+)\)\}\)\}", env_raw
+            )
+            assert m, f"terraform: environment not evaluated here: {env_raw}"
+            env = {**tf.locals["environment"], m.group(1): str(tf.variables[m.group(2)])}
+        log = body["log_config"][0]
+        out[role] = {
+            "name": tf.value(body["function_name"]),
+            "handler": tf.value(body["handler"]),
+            "runtime": tf.value(body["runtime"]),
+            "memory": body["memory_size"],
+            "timeout": body["timeout"],
+            "role": role_arn,
+            "log": (tf.value(log["project"]), tf.value(log["logstore"])),
+            "environment": {k: str(v) for k, v in env.items()},
+            "schedule": {},
+            "async": None,
+            "concurrency": None,
+        }
+    for (kind, _name), body in tf.resources.items():
+        target = re.fullmatch(r"\$\{alicloud_fcv3_function\.(\w+)\.function_name\}",
+                              body.get("function_name", ""))  # fmt: skip
+        if kind == "alicloud_fcv3_trigger":
+            assert tf.value(body["trigger_type"]) == "timer"
+            cron = re.search(r"cronExpression = var\.(\w+)", body["trigger_config"])
+            assert cron, body["trigger_config"]
+            out[target.group(1)]["schedule"][tf.value(body["trigger_name"])] = tf.variables[
+                cron.group(1)
+            ]
+        elif kind == "alicloud_fcv3_async_invoke_config":
+            on_failure = body["destination_config"][0]["on_failure"][0]["destination"]
+            out[target.group(1)]["async"] = (
+                tf.value(body["max_async_retry_attempts"]),
+                body["max_async_event_age_in_seconds"],
+                tf.value(on_failure),
+            )
+        elif kind == "alicloud_fcv3_concurrency_config":
+            out[target.group(1)]["concurrency"] = tf.value(body["reserved_concurrency"])
+    return out
+
+
+# ---- the agreement ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("artefact", [from_s_yaml, from_terraform], ids=["s.yaml", "terraform"])
+def test_artefact_agrees_with_deploy_plan(artefact):
+    expected, actual = from_plan(), artefact()
+    assert set(actual) == set(expected) == {"sweep", "reimport"}
+    for role in expected:
+        for field in expected[role]:
+            assert actual[role][field] == expected[role][field], (role, field)
+
+
+def test_plan_names_runtime_and_the_budget_slice_follow_the_cap():
+    plan = from_plan()
+    assert plan["sweep"]["name"] == "byok-keeper-sweep"
+    assert plan["reimport"]["name"] == "byok-keeper-reimport"
+    assert {fn["runtime"] for fn in plan.values()} == {"python3.12"}
+    cap = plan["reimport"]["concurrency"]
+    assert cap and plan["reimport"]["environment"]["BYOK_BUDGET_INSTANCES"] == str(cap)
+    assert "BYOK_BUDGET_INSTANCES" not in plan["sweep"]["environment"]
+    assert plan["sweep"]["concurrency"] is None
+
+
+def test_fc2_plan_is_a_service_on_python310():
+    state = _plan("2.0")
+    assert state["service"] == "byok-keeper"
+    assert {(r, fn["name"], fn["runtime"]) for r, fn in state["functions"].items()} == {
+        ("sweep", "sweep", "python3.10"),
+        ("reimport", "reimport", "python3.10"),
+    }
+    assert state["functions"]["sweep"]["environment"]["BYOK_FC_API"] == "2.0"
+
+
+def test_every_parameter_is_used():
+    text = (ROOT / "deploy" / "functions.yml").read_text().split("\nCommon:", 1)[1]
+    for name in SOURCE["Parameters"]:
+        assert "${" + name + "}" in text, name
+
+
+@pytest.mark.parametrize("role", ["sweep", "reimport"])
+def test_handlers_resolve_to_a_handler_function(role):
+    handler = _plan()["functions"][role]["handler"]
+    module, function = handler.rsplit(".", 1)
+    package, module_name = module.split(".")
+    source = ROOT / "functions" / package / f"{module_name}.py"
+    assert source.exists(), f"{handler} does not resolve"
+    tree = ast.parse(source.read_text())
+    assert function in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert _plan()["functions"][role]["timeout"] >= 60
+
+
+def test_timer_is_a_six_field_utc_cron_every_15_minutes():
+    from aliyun_local.fc import cron
+
+    default = _plan()["functions"]["sweep"]["triggers"]["schedule"]["cron"]
+    assert len(default.split()) == 6
+    schedule = cron.parse(default)
+    assert schedule.fields[1] == frozenset({0, 15, 30, 45}) and schedule.fields[0] == {0}
+
+
+def test_reimport_has_async_retries_and_an_on_failure_destination():
+    config = _plan()["functions"]["reimport"]["async"]
+    assert 0 < config["retries"] <= 8
+    assert re.match(r"acs:mns:cn-hangzhou:1234567890123456:/topics/.+/messages$",
+                    config["on_failure"])  # fmt: skip
+
+
+# ---- the policy -------------------------------------------------------------------------------
+
+STATEMENTS = json.loads(POLICY_TEXT)["Statement"]
+ALLOWED_OTHER = {"fc:InvokeFunction", "log:PostLogStoreLogs"}
+MANAGEMENT = {"DescribeKey", "ListResourceTags", "ListKeyVersions", "GetParametersForImport",
+              "ImportKeyMaterial", "GetPublicKey"}  # fmt: skip
+
+
+def test_terraform_attaches_exactly_ram_policy_json_with_every_placeholder_filled():
+    tf = Terraform(ROOT / "deploy" / "terraform")
+    policy = tf.resource("alicloud_ram_policy", "byok_keeper")["policy_document"]
+    m = re.fullmatch(r'\$\{templatefile\("\$\{path\.module\}/\.\./ram-policy\.json", \{(.*)\}\)\}',
+                     policy)  # fmt: skip
+    assert m, policy
+    given = {k for k, _ in re.findall(r"(\w+) = ([\w.]+)", m.group(1))}
+    assert given == set(re.findall(r"\$\{(\w+)\}", POLICY_TEXT))
+    attach = tf.resource("alicloud_ram_role_policy_attachment", "byok_keeper")
+    assert tf.value(attach["policy_type"]) == "Custom"
+    assert SOURCE["Policy"] == "ram-policy.json"
+
+
+def test_the_policy_lets_the_sweep_invoke_exactly_the_planned_reimport_function():
+    name = _plan()["functions"]["reimport"]["name"]
+    fan_out = {s["Sid"]: s for s in STATEMENTS}["FanOut"]["Resource"]
+    rendered = [
+        r.replace("${region}", REGION)
+        .replace("${account_id}", ACCOUNT)
+        .replace("${function_prefix}", "byok-keeper")
+        for r in fan_out
+    ]
+    assert f"acs:fc:{REGION}:{ACCOUNT}:functions/{name}" in rendered  # FC 3.0
+    assert f"acs:fc:{REGION}:{ACCOUNT}:services/byok-keeper/functions/reimport" in rendered
+
+
+def test_policy_is_the_sweep_allowlist_and_nothing_that_rotates_or_deletes():
+    actions = {a for s in STATEMENTS for a in s["Action"]}
+    kms = {a.split(":", 1)[1] for a in actions if a.startswith("kms:")}
+    assert kms <= SWEEP.actions, kms - SWEEP.actions
+    assert not kms & FORBIDDEN
+    assert not kms & {"CreateKey", "TagResource", "UntagResource", "GenerateDataKey",
+                      "PutSecretValue", "CreateSecret"}  # fmt: skip
+    assert actions - {f"kms:{a}" for a in kms} <= ALLOWED_OTHER
+    assert all(s["Effect"] == "Allow" for s in STATEMENTS)
+    decrypt = {s["Sid"]: s for s in STATEMENTS}["OpenEnvelopeDataKeys"]["Resource"]
+    assert decrypt == ["acs:kms:${region}:${account_id}:key/${seal_kms_key_id}"]
+
+
+def test_tag_conditions_guard_cryptographic_operations_only():
+    # RAM documents the kms:tag/<key> condition for cryptographic operations only; behind it,
+    # the management calls could be denied on a real account (docs/SECURITY.md).
+    for s in STATEMENTS:
+        kms = {a.split(":", 1)[1] for a in s["Action"] if a.startswith("kms:")}
+        tagged = "kms:tag" in json.dumps(s.get("Condition", {}))
+        if kms & MANAGEMENT:
+            assert not tagged, s["Sid"]
+            assert s["Resource"] == ["acs:kms:${region}:${account_id}:key/*"]
+        if tagged:
+            assert kms <= {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt",
+                           "AsymmetricDecrypt"}, s["Sid"]  # fmt: skip
+
+
+def test_the_role_is_the_same_everywhere():
+    tf = Terraform(ROOT / "deploy" / "terraform")
+    s_vars = yaml.safe_load((ROOT / "s.yaml").read_text())["vars"]
+    plan_role = _plan()["functions"]["sweep"]["role"]
+    assert plan_role == f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
+    assert plan_role.endswith(f":role/{s_vars['roleName']}")

@@ -966,8 +966,20 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     help="JSON with the last run's time and outcome (default STATE_DIR/health.json).",
 )
 @click.option("--once", is_flag=True, help="Run one sweep and exit (0 ok, 1 some key failed).")
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once).",
+)
 @click.pass_obj
-def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None, once: bool) -> int:
+def daemon_cmd(
+    app: App,
+    schedule: str,
+    state_dir: str,
+    health_file: str | None,
+    once: bool,
+    metrics_addr: str | None,
+) -> int:
     """Run the sweep on a schedule (APScheduler, jobs kept in SQLite) until SIGTERM.
 
     Also places a one-shot job at each key's renewal moment. One job at a time, coalesced,
@@ -975,7 +987,8 @@ def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None,
 
     \b
     Example:
-      byok-keeper daemon --schedule "*/15 * * * *" --state-dir /var/lib/byok-keeper
+      byok-keeper daemon --schedule "*/15 * * * *" --state-dir /var/lib/byok-keeper \\
+          --metrics-addr 127.0.0.1:9464
     """
     from .daemon import run_daemon
 
@@ -986,6 +999,7 @@ def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None,
         state_dir=state,
         once=once,
         health_file=Path(health_file) if health_file else state / "health.json",
+        metrics_addr=metrics_addr,
     )
 
 

@@ -1003,6 +1003,52 @@ def daemon_cmd(
     )
 
 
+@cli.command("report")
+@click.option(
+    "--html",
+    "html_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Write the page here (one self-contained file: inline SVG, no scripts, no network).",
+)
+@click.option(
+    "--schedule",
+    default="*/15 * * * *",
+    show_default=True,
+    help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m).",
+)
+@click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
+@output_option
+@click.pass_obj
+def report_cmd(app: App, html_path: str, schedule: str, scan_account: bool) -> int:
+    """Draw the fleet: every key on a time axis from now to its material expiry, grouped by
+    decision, renewal windows shaded, holds and alerts marked, the next sweep. Changes nothing.
+
+    \b
+    Example:
+      byok-keeper report --html fleet.html
+    """
+    from .kms import READ_ONLY
+    from .report import build_report, render_html, write_html
+
+    settings, gateway, vault = _agent(app, READ_ONLY)
+    fleet = build_report(
+        gateway,
+        vault,
+        policy=_policy(settings),
+        schedule=schedule,
+        scan_account=scan_account,
+        concurrency=settings.concurrency,
+    )
+    size = write_html(html_path, render_html(fleet))
+    counts: dict[str, int] = {}
+    for row in fleet.rows:
+        counts[row.decision] = counts.get(row.decision, 0) + 1
+    payload = {"path": html_path, "bytes": size, "keys": len(fleet.rows), "decisions": counts}
+    app.emit(payload, f"wrote {html_path}: {len(fleet.rows)} keys, {size:,} bytes")
+    return 0
+
+
 @cli.command("demo")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the vault in this directory.")
 @click.pass_obj

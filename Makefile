@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability package lock clean
+.PHONY: install demo test lint bench reliability package lock clean chromium
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
@@ -21,6 +21,17 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Headless Chromium (Debian's package) for the fleet report's screenshot test
+# (tests/e2e/test_report.py). Idempotent: nothing to do when /usr/bin/chromium exists. Needs
+# root or sudo; .ci/run runs it before make test, and there the test fails if it is missing.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then echo "chromium: $(CHROMIUM) is installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium && \
+	  test -x $(CHROMIUM); fi
 
 # The whole story against an embedded emulator and a temporary file vault; exits 0 only if
 # every restorable key comes back with identical material.
@@ -40,7 +51,8 @@ test: lint
 
 # Benchmarks (not part of make test): wrapping, cold start, the sweep at the quota bound
 # for 500, 2,000 and 5,000 keys (the 500 and 5,000 runs also time the naive baseline), and the
-# fc-async path through aliyun-local's FC 3.0 at 5,000 keys.
+# fc-async path through aliyun-local's FC 3.0 at 5,000 keys, and the fleet report at 5,000
+# keys (needs make chromium).
 bench: $(STAMP)
 	$(BIN)/python bench/wrap.py
 	$(BIN)/python bench/coldstart.py
@@ -48,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py --keys 2000 --no-baseline
 	$(BIN)/python bench/sweep.py --keys 5000
 	$(BIN)/python bench/fc_async.py --keys 5000
+	$(BIN)/python bench/report.py --keys 5000
 
 # The reliability figures of docs/RELIABILITY.md: the fault matrix, SIGKILL and restart drills,
 # the hostile-input corpus, the fuzzers and the leak harness (all also part of make test), with

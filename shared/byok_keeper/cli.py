@@ -1075,8 +1075,20 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     help="JSON with the last run's time and outcome (default STATE_DIR/health.json).",
 )
 @click.option("--once", is_flag=True, help="Run one sweep and exit (0 ok, 1 some key failed).")
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once).",
+)
 @click.pass_obj
-def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None, once: bool) -> int:
+def daemon_cmd(
+    app: App,
+    schedule: str,
+    state_dir: str,
+    health_file: str | None,
+    once: bool,
+    metrics_addr: str | None,
+) -> int:
     """Run the sweep on a schedule (APScheduler, jobs kept in SQLite) until SIGTERM.
 
     Also places a one-shot job at each key's renewal moment. One job at a time, coalesced,
@@ -1084,7 +1096,8 @@ def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None,
 
     \b
     Example:
-      byok-keeper daemon --schedule "*/15 * * * *" --state-dir /var/lib/byok-keeper
+      byok-keeper daemon --schedule "*/15 * * * *" --state-dir /var/lib/byok-keeper \\
+          --metrics-addr 127.0.0.1:9464
     """
     from .daemon import run_daemon
 
@@ -1095,7 +1108,54 @@ def daemon_cmd(app: App, schedule: str, state_dir: str, health_file: str | None,
         state_dir=state,
         once=once,
         health_file=Path(health_file) if health_file else state / "health.json",
+        metrics_addr=metrics_addr,
     )
+
+
+@cli.command("report")
+@click.option(
+    "--html",
+    "html_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Write the page here (one self-contained file: inline SVG, no scripts, no network).",
+)
+@click.option(
+    "--schedule",
+    default="*/15 * * * *",
+    show_default=True,
+    help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m).",
+)
+@click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
+@output_option
+@click.pass_obj
+def report_cmd(app: App, html_path: str, schedule: str, scan_account: bool) -> int:
+    """Draw the fleet: every key on a time axis from now to its material expiry, grouped by
+    decision, renewal windows shaded, holds and alerts marked, the next sweep. Changes nothing.
+
+    \b
+    Example:
+      byok-keeper report --html fleet.html
+    """
+    from .kms import READ_ONLY
+    from .report import build_report, render_html, write_html
+
+    settings, gateway, vault = _agent(app, READ_ONLY)
+    fleet = build_report(
+        gateway,
+        vault,
+        policy=_policy(settings),
+        schedule=schedule,
+        scan_account=scan_account,
+        concurrency=settings.concurrency,
+    )
+    size = write_html(html_path, render_html(fleet))
+    counts: dict[str, int] = {}
+    for row in fleet.rows:
+        counts[row.decision] = counts.get(row.decision, 0) + 1
+    payload = {"path": html_path, "bytes": size, "keys": len(fleet.rows), "decisions": counts}
+    app.emit(payload, f"wrote {html_path}: {len(fleet.rows)} keys, {size:,} bytes")
+    return 0
 
 
 @cli.command("demo")

@@ -10,6 +10,7 @@
   runs one catch-up sweep, not a storm.
 * SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
 * ``--health-file``: JSON with the last run's time, outcome and summary, written atomically.
+* ``--metrics-addr HOST:PORT``: Prometheus metrics of the last sweep (``byok_keeper.metrics``).
 * Core dumps are disabled and the process is not dumpable: a crash must not write key material
   to disk, nor may another process read it from memory.
 """
@@ -122,6 +123,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             )
         except Exception as exc:  # the daemon keeps running; the health file says what happened
             log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
+            _observe(None, started)
             payload = {
                 "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "outcome": "error",
@@ -140,8 +142,21 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
         }
         write_health(rt["health_file"], payload)
         log.info("sweep_done", **payload)
+        _observe(result, started)
         _schedule_renewals(result)
         return payload
+
+
+def _observe(result, started: datetime) -> None:
+    from .metrics import error_figures, fleet_figures
+
+    metrics = _RUNTIME.get("metrics")
+    if metrics is None:
+        return
+    if result is None:
+        metrics.observe(error_figures(started))
+    else:
+        metrics.observe(fleet_figures(result.decisions, result.outcomes, now=result.now))
 
 
 def _schedule_renewals(result) -> None:
@@ -170,9 +185,17 @@ def _schedule_renewals(result) -> None:
 
 
 def run_daemon(
-    settings, *, schedule: str, state_dir: Path, once: bool, health_file: Path | None
+    settings,
+    *,
+    schedule: str,
+    state_dir: Path,
+    once: bool,
+    health_file: Path | None,
+    metrics_addr: str | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or one sweep with ``once``). Returns the exit code."""
+    """Run until SIGTERM/SIGINT (or one sweep with ``once``). Returns the exit code.
+
+    With ``metrics_addr`` (and not ``once``) Prometheus metrics are served there."""
     from datetime import timedelta
 
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -193,7 +216,18 @@ def run_daemon(
         health_file=health_file,
         lock=threading.Lock(),
         scheduler=None,
+        metrics=None,
     )
+    if metrics_addr and not once:
+        from .metrics import FleetMetrics, parse_addr, serve
+
+        parse_addr(metrics_addr)  # a bad address is a usage error before anything runs
+        metrics = FleetMetrics(
+            gateway, region=settings.region, account_id=settings.account_id or ""
+        )
+        _server, bound = serve(metrics, metrics_addr)
+        _RUNTIME["metrics"] = metrics
+        log.info("metrics_serving", addr=bound, path="/metrics")
     if once:
         return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
 

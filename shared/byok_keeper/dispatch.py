@@ -11,6 +11,7 @@ the sweep plans, then sends one async ``reimport`` event per due key, in batches
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -125,9 +126,16 @@ def invoke(client, target: FcTarget, role: str, event: dict, *, asynchronous: bo
 
 
 def dispatch_sweep(
-    deps: dict[str, Any], options: dict[str, Any], *, context_request_id: str
+    deps: dict[str, Any],
+    options: dict[str, Any],
+    *,
+    context_request_id: str,
+    on_result: Callable[..., None] | None = None,
 ) -> dict:
-    """The sweep function's work: inline, or plan here and fan out async ``reimport`` calls."""
+    """The sweep function's work: inline, or plan here and fan out async ``reimport`` calls.
+
+    ``on_result(sweep_result, dispatch)`` sees the run's decisions and outcomes (for fc-async,
+    the outcomes are the keys that could not be described or dispatched)."""
     from datetime import timedelta
 
     from .audit import AuditLog
@@ -151,6 +159,8 @@ def dispatch_sweep(
             trigger="fc-timer",
             actor=context_request_id or "fc",
         )
+        if on_result is not None:
+            on_result(result, "inline")
         return {
             "ok": not result.failed,
             "dispatch": "inline",
@@ -203,6 +213,20 @@ def dispatch_sweep(
     for d in decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
     failed_sends = [k for k, s in sent if s.startswith("error")]
+    if on_result is not None:
+        from .reestablish import FAILED, Outcome
+        from .sweep import SweepResult
+
+        lost = [
+            Outcome(k, "ALERT", FAILED, str(e), 0, error_code=type(e).__name__) for k, e in errors
+        ]
+        unsent = [
+            Outcome(d.key_id, d.decision, FAILED, "dispatch failed", 0, error_code="InvokeError")
+            for d in due
+            if d.key_id in failed_sends
+        ]
+        result = SweepResult(gateway.now(), tuple(decisions), (*lost, *unsent), False)
+        on_result(result, "fc-async")
     return {
         "ok": not failed_sends and not errors,
         "dispatch": "fc-async",

@@ -278,8 +278,13 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     deps = RUNTIME.deps(context)
     try:
         from .dispatch import dispatch_sweep
+        from .metrics import run_line
 
-        return dispatch_sweep(deps, options, context_request_id=_request_id(context))
+        # One structured ``metrics`` line per run, for SLS (deploy/alerts/).
+        with run_line(deps["gateway"], region=deps["region"], account_id=deps["account_id"]) as m:
+            return dispatch_sweep(
+                deps, options, context_request_id=_request_id(context), on_result=m.observe
+            )
     except ByokError as exc:
         # Configuration or vault-wide problems: raising makes FC (and its logs) show a failure.
         raise RetryableFailure(str(exc)) from None

@@ -360,6 +360,8 @@ class KmsGateway:
         # be rotated), so one ListKeyVersions per key serves every later call.
         self._versions: dict[str, str] = {}
         self.stats: dict[str, int] = {"calls": 0, "retries": 0, "throttled": 0}
+        # (action, result code) -> attempts: byok_keeper_kms_requests_total (byok_keeper.metrics)
+        self.requests: dict[tuple[str, str], int] = {}
         self._stats_lock = threading.Lock()
 
     def with_allowlist(self, allowlist: Allowlist) -> KmsGateway:
@@ -406,6 +408,7 @@ class KmsGateway:
         attempt = 0
         while True:
             attempt += 1
+            error: Exception | None = None
             self.budget.spend(action)
             with self._stats_lock:
                 self.stats["calls"] += 1
@@ -441,7 +444,11 @@ class KmsGateway:
             else:
                 self._observe_date(getattr(response, "headers", None))
                 _log.debug("kms_call", action=action, attempt=attempt, result="ok")
+                self._count(action, "OK")
                 return response
+            finally:
+                if error is not None:
+                    self._count(action, _code_of(error))
             last = attempt >= self.retry.max_attempts
             _log.debug("kms_call", action=action, attempt=attempt, result=_code_of(error),
                        retry=not last)  # fmt: skip
@@ -450,6 +457,10 @@ class KmsGateway:
             with self._stats_lock:
                 self.stats["retries"] += 1
             self._sleep(delay)
+
+    def _count(self, action: str, code: str) -> None:
+        with self._stats_lock:
+            self.requests[action, code] = self.requests.get((action, code), 0) + 1
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""

@@ -1,0 +1,62 @@
+"""The alert rules in deploy/alerts/ parse, and every query names metrics, labels and values
+byok-keeper really exports (the SLS queries are checked against a real FC metrics line in
+tests/functional/test_metrics.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from byok_keeper.metrics import METRIC_NAMES, RESULTS
+from byok_keeper.plan import DECISIONS
+from byok_keeper.reestablish import DRY_RUN, FAILED, HELD, RENEWED, RESTORED, SKIPPED
+
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "alerts"
+LABEL_VALUES = {
+    "decision": set(DECISIONS),
+    "result": set(RESULTS),
+    "outcome": {RESTORED, RENEWED, FAILED, HELD, SKIPPED, DRY_RUN},
+}
+
+
+def test_prometheus_rules_use_exported_metrics_and_labels():
+    doc = yaml.safe_load((ALERTS / "prometheus-rules.yml").read_text())
+    (group,) = doc["groups"]
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert len(rules) == 3
+    for name, rule in rules.items():
+        expr = rule["expr"]
+        names = set(re.findall(r"\bbyok_keeper_\w+", expr))
+        assert names and names <= set(METRIC_NAMES), (name, names)
+        for label, value in re.findall(r'(\w+)="([^"]*)"', expr):
+            assert value in LABEL_VALUES[label], (name, label, value)
+        assert rule["labels"]["severity"] in ("critical", "warning")
+        assert rule["annotations"]["summary"]
+    assert "7 * 86400" in rules["ByokKeeperFirstLapseWithin7Days"]["expr"]
+    assert "1800" in rules["ByokKeeperNoSuccessfulSweep"]["expr"]  # 2 x the 15-minute default
+
+
+def test_sls_rules_are_create_alert_bodies():
+    doc = json.loads((ALERTS / "sls-alerts.json").read_text())
+    names = [a["name"] for a in doc["alerts"]]
+    assert names == [
+        "byok-keeper-key-failed",
+        "byok-keeper-no-successful-sweep",
+        "byok-keeper-first-lapse-within-7-days",
+    ]
+    for alert in doc["alerts"]:
+        config = alert["configuration"]
+        assert config["version"] == "2.0" and alert["schedule"]["type"] == "FixedRate"
+        (query,) = config["queryList"]
+        assert query["storeType"] == "log" and query["start"].startswith("-")
+        # The condition reads only columns the query selects.
+        aliases = set(re.findall(r"\bas (\w+)", query["query"]))
+        for severity in config["severityConfigurations"]:
+            used = set(re.findall(r"[a-z_]+", severity["evalCondition"]["condition"]))
+            assert used and used <= aliases, (alert["name"], used, aliases)
+    no_sweep = doc["alerts"][1]["configuration"]
+    assert no_sweep["noDataFire"] is True  # no log at all is a dead agent too
+    assert no_sweep["queryList"][0]["start"] == "-30m"  # 2 x the 15-minute default

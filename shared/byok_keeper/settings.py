@@ -23,10 +23,10 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | FC dispatch       | --dispatch          | BYOK_DISPATCH            | dispatch          |
 | FC dispatch batch | --dispatch-batch    | BYOK_DISPATCH_BATCH      | dispatch_batch    |
 | FC endpoint       | --fc-endpoint       | BYOK_FC_ENDPOINT         | fc_endpoint       |
-| FC API version    |                     | BYOK_FC_API              | fc_api            |
-| FC function prefix|                     | BYOK_FC_PREFIX           | fc_prefix         |
-| FC 2.0 service    |                     | BYOK_FC_SERVICE          | fc_service        |
-| budget instances  |                     | BYOK_BUDGET_INSTANCES    | budget_instances  |
+| FC API version    | --fc-api            | BYOK_FC_API              | fc_api            |
+| FC function prefix| --fc-prefix         | BYOK_FC_PREFIX           | fc_prefix         |
+| FC 2.0 service    | --fc-service        | BYOK_FC_SERVICE          | fc_service        |
+| budget instances  | --budget-instances  | BYOK_BUDGET_INSTANCES    | budget_instances  |
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 | KMS read timeout  | --kms-timeout       | BYOK_KMS_TIMEOUT         | kms_timeout       |
 

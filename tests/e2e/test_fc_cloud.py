@@ -151,6 +151,7 @@ def _cli_env(served, **extra):
     env.update(
         ALIBABA_CLOUD_ACCESS_KEY_ID="local",
         ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret",
+        ALIBABA_CLOUD_REGION_ID=served.region,
         BYOK_FC_ENDPOINT=f"http://{served.endpoint}",
         BYOK_ACCOUNT_ID="1234567890123456",
         **extra,

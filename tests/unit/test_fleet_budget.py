@@ -35,7 +35,8 @@ def test_one_of_five_capped_instances_gets_a_fifth_of_every_budget():
 
 def test_the_gateway_a_reimport_instance_builds_runs_at_its_slice():
     env = {"BYOK_READ_QPS": "25", "BYOK_WRITE_QPS": "15", "BYOK_BUDGET_INSTANCES": "5",
-           "BYOK_KMS_ENDPOINT": "http://127.0.0.1:9"}  # fmt: skip
+           "BYOK_KMS_ENDPOINT": "http://127.0.0.1:9",
+           "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou"}  # fmt: skip
     gateway = build_gateway(load_settings(env=env), SWEEP)
     assert gateway.budget.rate("read") == 5.0
     assert gateway.budget.rate("write") == 3.0

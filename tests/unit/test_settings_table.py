@@ -38,6 +38,9 @@ SAMPLES = {
     "dispatch_batch": ("20", 20),
     "fc_endpoint": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
     "fc_service": ("byok-x", "byok-x"),
+    "fc_api": ("2.0", "2.0"),
+    "fc_prefix": ("byok-y", "byok-y"),
+    "budget_instances": ("4", 4),
     "account_id": ("1234567890123456", "1234567890123456"),
     "kms_timeout": ("9", 9.0),
 }

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import shutil
 import subprocess
@@ -71,6 +70,37 @@ def parse_pins(constraints: Path) -> dict[str, dict]:
     return pins
 
 
+def runtime_closure(python_version: str) -> list[str]:
+    """Normalised names of pyproject's runtime dependencies and theirs, for the target Python,
+    read from this environment's installed metadata (``make install`` installed exactly the
+    pins). No resolver run, no index: the pins' files are fetched hash-checked afterwards."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    env = {"python_version": python_version, "python_full_version": f"{python_version}.0"}
+    todo = [(Requirement(r), {""}) for r in runtime_requirements()]
+    seen: set[str] = set()
+    while todo:
+        requirement, extras = todo.pop()
+        marker = requirement.marker
+        if marker and not any(marker.evaluate({**env, "extra": e}) for e in extras):
+            continue
+        name = _norm(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(requirement.name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(
+                f"package.py: {requirement.name} is not installed: make install"
+            ) from None
+        wanted = {"", *requirement.extras}
+        todo += [(Requirement(r), wanted) for r in dist.requires or []]
+    return sorted(seen)
+
+
 def wheel_version(wheel: Path) -> tuple[str, str]:
     """(normalised name, version) from a wheel's file name (PEP 427)."""
     name, version = wheel.name.split("-")[:2]
@@ -81,23 +111,14 @@ def fetch_wheels(work: Path, python_version: str, platform: str, cache: Path | N
     """One wheel per runtime distribution for the target, each at its pinned version and from
     a file whose sha256 constraints.txt pins (``--require-hashes``). ``work`` is fresh per build.
 
-    The runtime closure is resolved from pyproject's ranges under the pins; then every file is
-    fetched hash-checked: pure-Python wheels as they are, sdists (some Alibaba Cloud packages
+    The runtime closure comes from the installed metadata (``runtime_closure``); then every file
+    is fetched hash-checked: pure-Python wheels as they are, sdists (some Alibaba Cloud packages
     publish only those) built into wheels here, binary distributions again for the target
     platform and Python.
     """
     pins = parse_pins(ROOT / "constraints.txt")
     cache_args = ["--cache-dir", str(cache)] if cache else []
-    reqs = work / "requirements.txt"
-    reqs.write_text("\n".join(runtime_requirements()) + "\n")
-    plain = work / "pins.txt"  # the same pins without hashes, only to resolve the closure
-    plain.write_text("".join(f"{pin['line']}\n" for pin in pins.values()))
-    report = work / "report.json"
-    _pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-         "-r", str(reqs), "-c", str(plain), *cache_args)  # fmt: skip
-    closure = sorted(
-        _norm(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]
-    )
+    closure = runtime_closure(python_version)
     missing = [name for name in closure if name not in pins]
     if missing:
         raise SystemExit(f"package.py: no pin in constraints.txt for {missing}: run make lock")

@@ -60,6 +60,8 @@ def package(tmp_path_factory):
     return path, digest
 
 
+# Two hash-checked builds from the package registry: minutes each on a loaded 2-core machine.
+@pytest.mark.timeout(1200)
 def test_package_is_reproducible_and_handlers_import_from_the_zip_alone(package, tmp_path):
     path, digest = package
     assert _package(tmp_path / "again.zip") == digest

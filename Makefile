@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability package lock clean
+.PHONY: install demo test lint bench reliability mutation package lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ reliability: $(STAMP)
 	status=$$?; \
 	$(BIN)/python -m tests.figures .reliability.jsonl --write docs/RELIABILITY.md && exit $$status
 
+# Mutation testing (not part of make test; tens of minutes on 2 cores): each module that guards
+# material and keys, mutated one change at a time, against the tests that run the changed line.
+# MUTATE="reestablish plan" to run some; JOBS=2 for two workers. Results in .mutation/.
+MUTATE ?=
+JOBS ?= 1
+mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation --jobs $(JOBS) $(MUTATE)
+
 # Refresh constraints.txt from a clean resolve of pyproject.toml's ranges.
 lock:
 	rm -rf .venv-lock
@@ -65,4 +73,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info .reliability.jsonl
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info .reliability.jsonl .mutation

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability package lock clean chromium
+.PHONY: install demo test lint bench reliability mutation package lock clean chromium
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
@@ -76,6 +76,15 @@ reliability: $(STAMP)
 	status=$$?; \
 	$(BIN)/python -m tests.figures .reliability.jsonl --write docs/RELIABILITY.md && exit $$status
 
+# Mutation testing (not part of make test; tens of minutes on 2 cores): each module that guards
+# material and keys, mutated one change at a time, against the tests that run the changed line.
+# MUTATE="reestablish plan" to run some; JOBS=2 for two workers. Results in .mutation/.
+MUTATE ?=
+JOBS ?= 1
+mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation --jobs $(JOBS) $(MUTATE)
+
+
 # Pin and hash every dependency (runtime, test, deploy, daemon and the build backend) into
 # constraints.txt with pip-compile. Existing pins are kept; new dependencies are resolved within
 # pyproject.toml's ranges. Upgrade one pin: make lock UPGRADE=cryptography (or UPGRADE="a b");
@@ -93,4 +102,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info .reliability.jsonl
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info .reliability.jsonl .mutation

@@ -182,3 +182,16 @@ def test_endpoint_parsing(endpoint, expected):
 def test_bad_endpoints_are_config_errors(endpoint):
     with pytest.raises(ConfigError):
         split_endpoint(endpoint)
+
+
+def test_a_clock_kms_refuses_stops_at_the_first_call_without_retrying(emulator, kms, mocker):
+    from byok_keeper.kms import ClockSkewError
+    from tests.functional.conftest import skew_local_clock
+
+    sleeps: list[float] = []
+    gateway = make_gateway(emulator, READ_ONLY, sleep=sleeps.append)
+    skew_local_clock(mocker, 3 * 3600)
+    with pytest.raises(ClockSkewError, match="InvalidTimeStamp.Expired"):
+        gateway.list_keys()
+    assert [c["code"] for c in emulator.calls()] == ["InvalidTimeStamp.Expired"]
+    assert sleeps == [] and gateway.stats["retries"] == 0

@@ -407,3 +407,21 @@ def test_a_skipped_key_reports_its_duration(world):
     outcome = reestablish(sweeper, vault, key_id)
     assert outcome.outcome == "skipped"
     assert 0 < outcome.duration_ms <= (time.monotonic() - started) * 1000 + 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "usage", "proof"),
+    [
+        ("EC_P256", "SIGN/VERIFY", "sign ECDSA_SHA_256"),
+        ("RSA_2048", "SIGN/VERIFY", "sign RSA_PKCS1_SHA_256"),
+        ("EC_SM2", "SIGN/VERIFY", "sign SM2DSA"),
+        ("RSA_2048", "ENCRYPT/DECRYPT", "decrypt RSAES_OAEP_SHA_256"),
+        ("EC_SM2", "ENCRYPT/DECRYPT", "decrypt SM2PKE"),
+    ],
+)
+def test_the_canary_says_what_it_proved(world, spec, usage, proof):
+    _emulator, vault, _, sweeper = world
+    key_id = _lapsed(world, spec, usage)
+    outcome = reestablish(sweeper, vault, key_id)
+    assert (outcome.outcome, outcome.canary) == ("restored", proof)
+    assert outcome.reason.endswith(f"verified ({proof})")

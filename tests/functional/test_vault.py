@@ -257,3 +257,39 @@ def test_sweep_allowlist_cannot_write_the_vault(emulator, kms, target_keys):
     with pytest.raises(ActionNotAllowed):
         gateway.generate_data_key("k", {})
     assert [c["action"] for c in emulator.calls()] == []
+
+
+def test_the_local_sealer_refuses_malformed_wrapped_keys_and_keys_of_the_wrong_size(
+    seal_key, tmp_path
+):
+    sealer = LocalKeySealer.from_file(seal_key)
+    context = seal_context("key-aaaaaaaaaaaaaaaaaaaa", "ab" * 32)
+    data_key, wrapped = sealer.new_data_key(context)
+    # The context's order does not matter (it is canonicalised); its content does.
+    assert sealer.open_data_key(wrapped, dict(reversed(list(context.items())))) == data_key
+    with pytest.raises(SealError, match="not Base64"):
+        sealer.open_data_key(wrapped[:8] + "!" + wrapped[8:], context)
+    short = base64.b64encode(base64.b64decode(wrapped)[:-1]).decode()
+    with pytest.raises(SealError, match="wrong length"):
+        sealer.open_data_key(short, context)
+    with pytest.raises(ConfigError, match="exactly 32 bytes"):
+        LocalKeySealer(b"k" * 16)
+    short_file = tmp_path / "short.key"
+    short_file.write_bytes(b"k" * 16)
+    os.chmod(short_file, 0o600)
+    with pytest.raises(ConfigError, match=r"\(it holds 16\); make one with"):
+        LocalKeySealer.from_file(short_file)
+    directory = tmp_path / "a-directory"
+    directory.mkdir(mode=0o700)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        LocalKeySealer.from_file(directory)
+
+
+def test_a_new_seal_key_file_reports_its_key_ref_and_reprs_show_only_refs(tmp_path):
+    path = tmp_path / "fresh.key"
+    key_ref = new_seal_key_file(path)
+    sealer = LocalKeySealer.from_file(path)
+    assert key_ref == sealer.key_ref and key_ref.startswith("local:")
+    assert repr(sealer) == f"LocalKeySealer(key_ref={key_ref})"
+    assert path.read_bytes().hex() not in repr(sealer)
+    assert repr(KmsSealer(None, "key-cmk")) == "KmsSealer(key_ref=key-cmk)"

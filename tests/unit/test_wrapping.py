@@ -228,3 +228,80 @@ def test_property_random_ec_keys_wrap_and_unwrap_to_their_pkcs8(curve, data, wra
         wrap_key_material(material.import_bytes(), _b64_public(wk), RSA_ALG), wk, RSA_ALG
     )
     assert load_private_key(bytes(out)).fingerprint == material.fingerprint
+
+
+def test_unwrap_refuses_an_unknown_algorithm_and_an_oversized_input(wrapping_keys):
+    with pytest.raises(WrappingError, match="unsupported wrapping algorithm 'AES_GCM'"):
+        unwrap_key_material("QUJD", wrapping_keys[RSA_ALG], "AES_GCM")
+    with pytest.raises(WrappingError, match="too long"):
+        unwrap_key_material("QUJD" * 4097, wrapping_keys[RSA_ALG], RSA_ALG)
+
+
+def test_unwrap_refuses_a_wrapping_key_that_does_not_fit(wrapping_keys):
+    rsa_3072 = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    blob = base64.b64encode(bytes(256 + 48)).decode()
+    for key in (wrapping_keys[SM2_ALG], rsa_3072):
+        with pytest.raises(WrappingError, match="needs an RSA-2048 wrapping private key"):
+            unwrap_key_material(blob, key, RSA_ALG)
+
+
+@pytest.mark.parametrize("cut", [5, 32, 16 + 32])
+def test_sm2_material_cut_short_is_one_opaque_unwrap_error(wrapping_keys, cut):
+    key = wrapping_keys[SM2_ALG]
+    tak = bytes(sm2.Sm2PrivateKey.generate().scalar_bytes())
+    raw = base64.b64decode(wrap_key_material(tak, _b64_public(key), SM2_ALG))
+    with pytest.raises(UnwrapError):  # never a ValueError from the block cipher
+        unwrap_key_material(base64.b64encode(raw[:-cut]).decode(), key, SM2_ALG)
+
+
+def _hand_wrap_rsa(key, tak_padded: bytes, esk_len: int = 32) -> str:
+    """RSA-layout EncryptedKeyMaterial built by hand, padding and ESK length as given."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    esk = os.urandom(esk_len)
+    oaep = asym.OAEP(mgf=asym.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    enc = Cipher(algorithms.AES(esk), modes.ECB()).encryptor()  # noqa: S305 - KMS's layout
+    body = enc.update(tak_padded) + enc.finalize()
+    return base64.b64encode(key.public_key().encrypt(esk, oaep) + body).decode()
+
+
+@pytest.mark.parametrize(
+    ("padded", "esk_len"),
+    [
+        (b"k" * 31 + b"\x00", 32),  # pad byte 0
+        (b"k" * 15 + b"\x11" * 17, 32),  # pad byte 17, longer than a block
+        (b"k" * 28 + b"\x04\x04\x03\x04", 32),  # pad bytes that disagree
+        (b"k" * 31 + b"\x01", 16),  # an AES-128 ESK
+    ],
+    ids=["pad-0", "pad-17", "pad-mixed", "aes-128"],
+)
+def test_rsa_layout_with_bad_padding_or_esk_is_one_opaque_unwrap_error(
+    wrapping_keys, padded, esk_len
+):
+    wrapped = _hand_wrap_rsa(wrapping_keys[RSA_ALG], padded, esk_len)
+    with pytest.raises(UnwrapError):
+        unwrap_key_material(wrapped, wrapping_keys[RSA_ALG], RSA_ALG)
+
+
+@pytest.mark.parametrize("length", [15, 16, 17])
+def test_rsa_layout_padding_of_one_and_of_a_whole_block_round_trips(wrapping_keys, length):
+    tak = bytes(range(length))
+    pad = 16 - length % 16
+    wrapped = _hand_wrap_rsa(wrapping_keys[RSA_ALG], tak + bytes([pad]) * pad)
+    assert bytes(unwrap_key_material(wrapped, wrapping_keys[RSA_ALG], RSA_ALG)) == tak
+
+
+@pytest.mark.parametrize(
+    "cut", [lambda raw: raw[:-5], lambda raw: raw[:256], lambda raw: raw[:100]],
+    ids=["tail-not-whole-blocks", "no-tak", "short-esk"],
+)  # fmt: skip
+def test_rsa_material_cut_short_is_one_opaque_unwrap_error(wrapping_keys, cut):
+    key = wrapping_keys[RSA_ALG]
+    tak = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        ser.Encoding.DER, ser.PrivateFormat.PKCS8, ser.NoEncryption()
+    )
+    raw = base64.b64decode(wrap_key_material(tak, _b64_public(key), RSA_ALG))
+    with pytest.raises(UnwrapError):
+        unwrap_key_material(base64.b64encode(cut(raw)).decode(), key, RSA_ALG)

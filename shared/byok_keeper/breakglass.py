@@ -10,11 +10,11 @@ KMS to open the envelope, of course).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .files import read_capped, write_new
 from .vault import Vault
 from .wrapping import wrap_key_material
 
@@ -41,10 +41,10 @@ def wrap_for_console(
     an existing file is never overwritten). Raises ``InputError`` for anything the engineer
     must change; nothing is written then.
     """
-    wrapping_key = _read_bounded(wrapping_public_key_file)
+    wrapping_key = _read_wrapping_key(wrapping_public_key_file)
     target = Path(output)
-    if target.exists() or target.is_symlink():
-        raise InputError(f"{output} already exists; byok-keeper never overwrites it")
+    if target.exists() or target.is_symlink():  # checked again, atomically, by write_new
+        raise InputError(f"{output} already exists; a break-glass output is never overwritten")
     envelope, material = vault.fetch(key_id)  # authenticates; checks the sealed fingerprint
     with material:
         if envelope.header.first_imported_at is None:
@@ -54,37 +54,16 @@ def wrap_for_console(
             )
         algorithm = material.spec.wrapping_algorithm
         encrypted = wrap_key_material(material.import_bytes(), wrapping_key, algorithm)
-        _write_new(target, encrypted.encode("ascii"))
+        write_new(target, encrypted.encode("ascii"), "a break-glass output")
         return Wrapped(key_id, material.key_spec, algorithm, material.fingerprint, output)
 
 
-def _read_bounded(path: str) -> bytes:
+def _read_wrapping_key(path: str) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_WRAPPING_KEY_FILE + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the wrapping public key {path}: {exc.strerror}") from None
-    if len(data) > MAX_WRAPPING_KEY_FILE:
-        raise InputError(f"{path} is too large to be a wrapping public key")
-    return data
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (mode 0600, never an existing file or link) and write ``data``."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        raise InputError(f"{path} already exists; byok-keeper never overwrites it") from None
-    except OSError as exc:
-        raise InputError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+        data, _stat = read_capped(path, MAX_WRAPPING_KEY_FILE, "the wrapping public key")
+    except FileNotFoundError:
+        raise InputError(f"the wrapping public key {path} does not exist") from None
+    return bytes(data)
 
 
 def upload_steps(wrapped: Wrapped) -> list[str]:

@@ -286,16 +286,13 @@ def _tags_from(pairs: tuple[str, ...]) -> dict[str, str]:
 def _read_policy(path: str) -> str:
     """The key policy file's text, read with a bound (KMS takes at most 32,768 bytes)."""
     from .enroll import MAX_POLICY_BYTES
+    from .files import read_capped
 
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read --policy {path}: {exc.strerror}") from None
-    if len(data) > MAX_POLICY_BYTES:
-        raise InputError(f"--policy {path} is over KMS's {MAX_POLICY_BYTES} bytes")
-    try:
+        data, _stat = read_capped(path, MAX_POLICY_BYTES, "--policy")
         return data.decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(f"cannot read --policy {path}: it does not exist") from None
     except UnicodeDecodeError:
         raise InputError(f"--policy {path} is not UTF-8 JSON") from None
 

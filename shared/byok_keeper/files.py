@@ -1,5 +1,6 @@
 """Reading the local files byok-keeper trusts (envelopes, the seal key, key files, settings):
-regular files only, checked on the opened descriptor, and never more than a cap.
+regular files only, checked on the opened descriptor, and never more than a cap; and writing
+the few it creates (a seal key, a break-glass wrap) as new files only, mode 0600.
 
 A path that is a link to ``/dev/zero`` (or a FIFO, or a huge sparse file) must not make a run
 read until memory runs out or block forever, so the file is opened non-blocking, ``fstat`` on
@@ -61,3 +62,23 @@ def read_capped(path: str | Path, cap: int, what: str) -> tuple[bytearray, os.st
         return data, st
     finally:
         os.close(fd)
+
+
+def write_new(path: str | Path, data: bytes | bytearray, what: str) -> None:
+    """Create ``path`` (mode 0600; never over an existing file or a link) and write ``data``,
+    flushed to disk. Raises ``ConfigError`` naming ``what``; a failed write leaves no file."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; {what} is never overwritten") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {what} {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {what} {path}: {exc.strerror}") from None

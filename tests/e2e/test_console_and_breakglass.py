@@ -135,7 +135,7 @@ def test_break_glass_wrap_refuses_bad_input_and_never_overwrites(cli_env, served
         (rsa_key, "sm2.bin", "new1.txt", "RSA-2048"),  # an SM2 wrapping key for an RSA key
         (sm2_key, "rsa.bin", "new2.txt", "SM2"),  # an RSA wrapping key for an SM2 key
         (rsa_key, "junk.pem", "new3.txt", "does not load"),
-        (rsa_key, "rsa.bin", "existing.txt", "never overwrites"),
+        (rsa_key, "rsa.bin", "existing.txt", "never overwritten"),
         ("key-notenrolled000000", "rsa.bin", "new4.txt", "no envelope"),
     ]
     for key_id, public, output, message in cases:

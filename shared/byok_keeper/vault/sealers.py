@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, InputError
-from ..files import FileTooLarge, read_capped
+from ..files import FileTooLarge, read_capped, write_new
 from ..kms import KmsApiError, KmsGateway
 from ..material import wipe
 
@@ -131,19 +131,9 @@ class LocalKeySealer:
 
 def new_seal_key_file(path: str | Path) -> str:
     """Create a fresh 32-byte seal key file (mode 0600, never overwriting). Returns key_ref."""
-    path = Path(path)
     key = bytearray(os.urandom(SEAL_KEY_BYTES))
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} already exists; a seal key file is never overwritten") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write_new(path, key, "a seal key file")
         return LocalKeySealer(key).key_ref
     finally:
         wipe(key)

@@ -87,7 +87,7 @@ MODULES: dict[str, Target] = {
     "sealers": Target("byok_keeper/vault/sealers.py", (F + "test_vault.py",)),
     "gateway": Target(
         "byok_keeper/kms.py",
-        (F + "test_gateway.py",),
+        (F + "test_gateway.py", F + "test_fidelity.py"),
         functions=("KmsGateway._call", "KmsGateway._backoff", "KmsGateway.with_allowlist"),
     ),
     "logs": Target("byok_keeper/logs.py", (U + "test_logs.py",), functions=("_scrub", "redact")),

@@ -195,3 +195,28 @@ def test_a_clock_kms_refuses_stops_at_the_first_call_without_retrying(emulator, 
         gateway.list_keys()
     assert [c["code"] for c in emulator.calls()] == ["InvalidTimeStamp.Expired"]
     assert sleeps == [] and gateway.stats["retries"] == 0
+
+
+def test_every_attempt_spends_the_budget_and_is_counted(emulator, kms):
+    """A retried call costs the account one request per attempt: the budget must see each."""
+    spent: list[str] = []
+
+    class Recording(RequestBudget):
+        def spend(self, action: str) -> None:
+            spent.append(action)
+
+    gateway = make_gateway(emulator, READ_ONLY, budget=Recording())
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure", "Throttling.User"]})
+    assert gateway.list_keys() == []
+    assert spent == ["ListKeys"] * 3
+    assert gateway.stats["calls"] == 3 and gateway.stats["retries"] == 2
+    assert len(emulator.calls()) == 3
+
+
+def test_a_gateway_under_another_allowlist_shares_budget_clock_and_key_versions(emulator, kms):
+    gateway = make_gateway(emulator, ENROLL)
+    other = gateway.with_allowlist(READ_ONLY)
+    assert other is not None and other.allowlist is READ_ONLY
+    assert other.budget is gateway.budget and other.region == gateway.region
+    with pytest.raises(ActionNotAllowed):
+        other.tag_key("key-x", {"a": "b"})

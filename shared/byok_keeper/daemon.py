@@ -109,6 +109,8 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
 
     rt = _RUNTIME
     with rt["lock"]:  # the sweep job and renewal jobs never overlap
+        if rt.get("stopping"):  # submitted just before SIGTERM: nothing to do
+            return {"outcome": "skipped", "note": "the daemon is stopping"}
         started = datetime.now(timezone.utc)
         try:
             result = run_sweep(
@@ -163,7 +165,7 @@ def _schedule_renewals(result) -> None:
     from .plan import renewal_window
 
     scheduler = _RUNTIME.get("scheduler")
-    if scheduler is None:
+    if scheduler is None or _RUNTIME.get("stopping"):
         return
     now = datetime.now(timezone.utc)
     offset = timedelta(seconds=_RUNTIME["gateway"].clock_offset or 0)
@@ -216,6 +218,7 @@ def run_daemon(
         health_file=health_file,
         lock=threading.Lock(),
         scheduler=None,
+        stopping=False,
         metrics=None,
     )
     if metrics_addr and not once:
@@ -259,6 +262,14 @@ def run_daemon(
     while not stop.wait(1.0):
         pass
     log.info("daemon_stopping", note="waiting for the job in flight")
+    # APScheduler's shutdown(wait=True) holds its job-store lock while it waits for running
+    # jobs, and a sweep that ends by adding renewal jobs needs that lock: a deadlock. So stop
+    # new runs first, let the job in flight finish (renewals included) under our own lock, and
+    # only then shut down; a job submitted meanwhile sees "stopping" and returns at once.
+    _RUNTIME["stopping"] = True
+    scheduler.pause()
+    with _RUNTIME["lock"]:
+        pass
     scheduler.shutdown(wait=True)
     log.info("daemon_stopped")
     return 0

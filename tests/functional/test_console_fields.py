@@ -35,6 +35,12 @@ class Crash(BaseException):
     """Stands in for the process dying between two steps."""
 
 
+def _crash_after_create(step, _detail):
+    """Dies after CreateKey, before the alias is created."""
+    if step == "create":
+        raise Crash(step)
+
+
 @pytest.fixture
 def world(emulator, kms, tmp_path):
     return build_world(emulator, tmp_path)
@@ -97,7 +103,7 @@ def test_bad_console_fields_are_refused_before_anything_is_created(world, fields
     with pytest.raises(InputError, match=message):
         enroll(enroller, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
                create=_request(**fields))  # fmt: skip
-    assert emulator.calls() == [] or not _creates(emulator)
+    assert not _creates(emulator)
     assert emulator.emulator.kms.all_keys() == [] and vault.inventory() == []
 
 
@@ -119,13 +125,9 @@ def test_a_crash_before_the_alias_is_resumed_and_the_alias_added(world, kms):
     emulator, vault, enroller, _ = world
     material = generate_material("EC_P256")
 
-    def crash(step, _detail):
-        if step == "create":
-            raise Crash(step)
-
     with pytest.raises(Crash):
         enroll(enroller, vault, material, lease=parse_lease("30d"),
-               create=_request(alias="alias/resumed"), on_step=crash)  # fmt: skip
+               create=_request(alias="alias/resumed"), on_step=_crash_after_create)  # fmt: skip
     (key,) = emulator.emulator.kms.all_keys()
     assert _aliases(kms, key.key_id) == []
     result = enroll(enroller, vault, material, lease=parse_lease("30d"),
@@ -143,13 +145,9 @@ def test_a_resumed_key_whose_alias_was_taken_meanwhile_is_refused(world, kms):
     _, vault, enroller, _ = world
     material = generate_material("EC_P256")
 
-    def crash(step, _detail):
-        if step == "create":
-            raise Crash(step)
-
     with pytest.raises(Crash):
         enroll(enroller, vault, material, lease=parse_lease("30d"),
-               create=_request(alias="alias/raced"), on_step=crash)  # fmt: skip
+               create=_request(alias="alias/raced"), on_step=_crash_after_create)  # fmt: skip
     other = create_external_key(kms, "EC_P256")
     kms.create_alias(km.CreateAliasRequest(alias_name="alias/raced", key_id=other))
     with pytest.raises(InputError, match="never moves an alias"):

@@ -259,7 +259,9 @@ def test_enroll_refuses_a_spec_the_instance_cannot_hold_and_creates_nothing(
     with pytest.raises(error, match="software instance|KeySpec"):
         enroll(enroller, vault, generate_material("RSA_4096"), lease=parse_lease("30d"),
                create=software)  # fmt: skip
-    assert _calls(emulator, "CreateKey", None) == [] or product_version == "opaque"
+    creates = [c["status"] for c in _calls(emulator, "CreateKey", None)]
+    # Named: refused before CreateKey. Opaque: CreateKey itself refuses (HTTP 400).
+    assert creates == ([] if product_version == "named" else [400])
     assert emulator.emulator.kms.all_keys() == [] and vault.inventory() == []
 
 

@@ -13,39 +13,20 @@ import argparse
 import base64
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
-from byok_keeper import sm2, specs
+from byok_keeper import specs
 from byok_keeper.material import load_private_key
 from byok_keeper.wrapping import new_wrapping_key, wrap_key_material, wrapping_public_key_der
 
-KEYGEN = {
-    "RSA_2048": ["genrsa", "2048"],
-    "RSA_3072": ["genrsa", "3072"],
-    "RSA_4096": ["genrsa", "4096"],
-    "EC_P256": ["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
-    "EC_P256K": ["ecparam", "-name", "secp256k1", "-genkey", "-noout"],
-    "EC_SM2": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2"],
-}
-OAEP = [
-    "-pkeyopt",
-    "rsa_padding_mode:oaep",
-    "-pkeyopt",
-    "rsa_oaep_md:sha256",
-    "-pkeyopt",
-    "rsa_mgf1_md:sha256",
-]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.oracle: the OpenSSL command lines the tests use
 
-
-def _openssl(*args: str | Path, input: bytes | None = None) -> bytes:
-    return subprocess.run(
-        ["openssl", *map(str, args)], input=input, capture_output=True, check=True, timeout=120
-    ).stdout
+from tests import oracle  # noqa: E402
 
 
 def _rate(fn, seconds: float) -> float:
@@ -65,18 +46,7 @@ def _our_wrap(material, public_key: str, alg: str) -> str:
 
 def _openssl_wrap(alg: str, tak: Path, pub: Path, work: Path) -> str:
     """One wrap exactly as the seed procedure does it, one subprocess per step."""
-    esk = work / "esk.bin"
-    esk_len = "16" if alg == specs.SM2PKE_SM4_ECB else "32"
-    _openssl("rand", "-out", esk, esk_len)
-    if alg == specs.SM2PKE_SM4_ECB:
-        enc_esk = sm2.ciphertext_from_der(
-            _openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", pub, "-in", esk)
-        )
-        enc_tak = _openssl("enc", "-sm4-ecb", "-nopad", "-in", tak, "-K", esk.read_bytes().hex())
-    else:
-        enc_esk = _openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", pub, "-in", esk, *OAEP)
-        enc_tak = _openssl("enc", "-aes-256-ecb", "-in", tak, "-K", esk.read_bytes().hex())
-    return base64.b64encode(enc_esk + enc_tak).decode()
+    return oracle.seed_wrap(alg == specs.SM2PKE_SM4_ECB, tak, pub, work)
 
 
 def main() -> int:
@@ -95,8 +65,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         iwk = {alg: new_wrapping_key(alg) for alg in specs.WRAPPING_ALGORITHMS}
-        for spec_name, argv in KEYGEN.items():
-            material = load_private_key(_openssl(*argv), key_spec=spec_name)
+        for spec_name, argv in oracle.KEYGEN.items():
+            material = load_private_key(oracle.run(*argv), key_spec=spec_name)
             alg = material.spec.wrapping_algorithm
             pub_der = wrapping_public_key_der(iwk[alg])
             pub_b64 = base64.b64encode(pub_der).decode()

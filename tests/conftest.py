@@ -1,27 +1,21 @@
-"""Fixtures shared by every tier: target keys made by OpenSSL, and an OpenSSL runner."""
+"""Fixtures shared by every tier: target keys made by OpenSSL, and an OpenSSL runner (the
+command lines themselves are in tests/oracle.py)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-OPENSSL = shutil.which("openssl")
+from tests import oracle
+
+OPENSSL = oracle.OPENSSL
 # CI sets this: the OpenSSL oracle tests must run there, so a missing openssl fails them.
 REQUIRE_OPENSSL = os.environ.get("BYOK_REQUIRE_OPENSSL") == "1"
 
-# How OpenSSL makes a private key of each spec (PEM on stdout).
-OPENSSL_KEYGEN = {
-    "RSA_2048": ["genrsa", "2048"],
-    "RSA_3072": ["genrsa", "3072"],
-    "RSA_4096": ["genrsa", "4096"],
-    "EC_P256": ["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
-    "EC_P256K": ["ecparam", "-name", "secp256k1", "-genkey", "-noout"],
-    "EC_SM2": ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2"],
-}
+# How OpenSSL makes a private key of each spec (PEM on stdout): tests/oracle.py.
+OPENSSL_KEYGEN = oracle.KEYGEN
 ALL_SPECS = tuple(OPENSSL_KEYGEN)
 # aliyun-local's answers where Alibaba's documentation is silent (docs/FIDELITY.md): modules
 # marked ``every_profile`` run once per profile against an emulator started with it.
@@ -65,12 +59,10 @@ def openssl(*args: str | Path, input: bytes | None = None, cwd: Path | None = No
         if REQUIRE_OPENSSL:
             pytest.fail("the openssl command line tool is not installed (BYOK_REQUIRE_OPENSSL=1)")
         pytest.skip("the openssl command line tool is not installed")
-    proc = subprocess.run(
-        [OPENSSL, *map(str, args)], input=input, capture_output=True, cwd=cwd, timeout=120
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"openssl {' '.join(map(str, args))} failed: {proc.stderr.decode()[-500:]}")
-    return proc.stdout
+    try:
+        return oracle.run(*args, input=input, cwd=cwd)
+    except oracle.OpenSSLFailed as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import NoReturn
 from . import __version__
 from .errors import ApiError
 from .faults import Faults
-from .kms.models import PROFILES, SETTINGS
+from .kms.settings import PROFILES, SETTINGS
 from .server import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,

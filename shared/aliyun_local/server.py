@@ -28,10 +28,9 @@ from .fc import API_VERSION as FC_VERSION
 from .fc import API_VERSION_V3 as FC3_VERSION
 from .fc import responses as fc_responses
 from .fc.models import FcBackend
-from .kms import API_VERSION as KMS_VERSION
+from .kms import responses as kms_responses
 from .kms.models import KmsBackend
-from .kms.responses import ACTIONS as KMS_ACTIONS
-from .kms.responses import Params, quota_class
+from .kms.responses import quota_class
 from .signing import Credentials, check_request_time, verify_acs3, verify_rpc_v1
 
 log = logging.getLogger("aliyun_local")
@@ -152,47 +151,23 @@ class Emulator:
     def handle_kms(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
+        """Route one KMS request: signature, fault hooks around ``kms.responses.dispatch``,
+        the answer (or a dropped connection)."""
         request_id = str(uuid.uuid4()).upper()
-        parts = urlsplit(raw_path)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        params = dict(query)
-        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        action = headers.get("x-acs-action") or params.get("Action") or ""
-        key_id = params.get("KeyId")
+        request = kms_responses.parse(method, raw_path, headers, body)
+        action, key_id = request.action, request.key_id
         transport_fault = None
         try:
-            if not action:
-                raise ApiError("MissingParameter", "The parameter Action is required.", 400)
-            if "authorization" in headers:
-                verify_acs3(method, unquote(parts.path), query, headers, body, self.credentials)
-                check_request_time(headers.get("x-acs-date"), time.time())
-            elif "Signature" in params:
-                verify_rpc_v1(method, params, self.credentials)
-                check_request_time(params.get("Timestamp"), time.time())
-            else:
-                raise ApiError(
-                    "IncompleteSignature",
-                    "The request signature does not conform to Aliyun standards: unsigned.",
-                    400,
-                )
-            handler = KMS_ACTIONS.get(action)
-            if handler is None:
-                raise ApiError(
-                    "InvalidAction.NotFound",
-                    f"Specified api {action} is not found (aliyun-local does not emulate it).",
-                    404,
-                )
-            version = headers.get("x-acs-version") or params.get("Version")
-            if version != KMS_VERSION:
-                raise ApiError("InvalidVersion", f"Specified version {version} is invalid.", 400)
+            kms_responses.require_action(request)
+            self._verify_kms_signature(request)
+            kms_responses.check(request)
             transport_fault = self.faults.before(
                 action, quota_class(action), self.kms.settings.throttling_answer
             )
             if transport_fault == "DropConnection":
                 self.calls.record(action, key_id, 0, transport_fault)
                 return _DROP
-            result = self.faults.after(action, key_id, handler(self.kms, Params(params)))
+            result = self.faults.after(action, key_id, kms_responses.dispatch(self.kms, request))
             self.flush()
             if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
                 return self._lose_answer(action, key_id)
@@ -201,33 +176,37 @@ class Emulator:
             if transport_fault == "ReadTimeout":  # an error answer is lost all the same
                 return self._lose_answer(action, key_id)
             self.calls.record(action, key_id, err.status, err.code)
-            return (
-                err.status,
-                err.headers,
-                {
-                    "RequestId": request_id,
-                    "HostId": f"kms.{self.region}.aliyuncs.com",
-                    "Code": err.code,
-                    "Message": err.message,
-                    "Recommend": "",
-                },
-            )
+            return err.status, err.headers, kms_responses.error_body(request_id, self.region, err)
         except Exception as exc:  # a bug in the emulator: answer as KMS would, log the type only
             log.error("internal error in %s: %s", action, type(exc).__name__)
             self.calls.record(action, key_id, 500, "InternalFailure")
-            return (
-                500,
-                {},
-                {
-                    "RequestId": request_id,
-                    "HostId": f"kms.{self.region}.aliyuncs.com",
-                    "Code": "InternalFailure",
-                    "Message": "The request processing has failed due to some unknown error.",
-                },
-            )
+            return 500, {}, kms_responses.internal_error_body(request_id, self.region)
         self.calls.record(action, key_id, 200, None)
         result["RequestId"] = request_id
         return 200, {}, result
+
+    def _verify_kms_signature(self, request: kms_responses.Request) -> None:
+        """ACS3 (``Authorization`` header) or RPC v1 (``Signature`` parameter); unsigned fails."""
+        headers, params = request.headers, request.params
+        if "authorization" in headers:
+            verify_acs3(
+                request.method,
+                unquote(request.path),
+                request.query,
+                headers,
+                request.body,
+                self.credentials,
+            )
+            check_request_time(headers.get("x-acs-date"), time.time())
+        elif "Signature" in params:
+            verify_rpc_v1(request.method, params, self.credentials)
+            check_request_time(params.get("Timestamp"), time.time())
+        else:
+            raise ApiError(
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards: unsigned.",
+                400,
+            )
 
     # ---- FC requests -----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import hashlib
 import pytest
 from alibabacloud_kms20160120 import models as km
 
+from tests import oracle
 from tests.conftest import openssl
 from tests.functional.conftest import create_external_key, describe, key_version
 
@@ -61,12 +62,7 @@ def test_seed_openssl_pipeline_imports_and_kms_signs_for_openssl(kms, tmp_path, 
         tmp_path / "PublicKey.pem",
         "-in",
         tmp_path / "EphemeralSymmetricKey.bin",
-        "-pkeyopt",
-        "rsa_padding_mode:oaep",
-        "-pkeyopt",
-        "rsa_oaep_md:sha256",
-        "-pkeyopt",
-        "rsa_mgf1_md:sha256",
+        *oracle.OAEP_SHA256,
         "-out",
         tmp_path / "EphemeralSymmetricKeyCipher.bin",
     )

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization as ser
 from byok_keeper import sm2, specs
 from byok_keeper.material import load_private_key
 from byok_keeper.wrapping import unwrap_key_material, wrap_key_material
+from tests import oracle
 from tests.conftest import ALL_SPECS, openssl
 
 pytestmark = pytest.mark.openssl
@@ -23,14 +24,7 @@ pytestmark = pytest.mark.openssl
 RSA_ALG = specs.RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD
 SM2_ALG = specs.SM2PKE_SM4_ECB
 RSA_SPECS = [s for s in ALL_SPECS if s != "EC_SM2"]
-OAEP_OPTS = [
-    "-pkeyopt",
-    "rsa_padding_mode:oaep",
-    "-pkeyopt",
-    "rsa_oaep_md:sha256",
-    "-pkeyopt",
-    "rsa_mgf1_md:sha256",
-]
+OAEP_OPTS = oracle.OAEP_SHA256
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""KMS state and rules, per region: keys, import tokens, secrets.
+"""KMS state and rules, per region: keys, import tokens, aliases (secrets: ``secrets.py``).
 
 The rules follow ALIBABA-FACTS.md. Where Alibaba Cloud's documentation is silent, the choice
 made here is marked "best guess" and, where it matters to byok-keeper, is a setting.
@@ -11,382 +11,68 @@ Expiry and the end of a deletion window are judged against the emulator clock on
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from byok_keeper import sm2
 from byok_keeper.material import load_private_key
 from byok_keeper.specs import HSM, KEY_SPECS, SOFTWARE
-from byok_keeper.wrapping import (
-    WrappingPrivateKey,
-    new_wrapping_key,
-    wrapping_public_key_der,
-)
+from byok_keeper.wrapping import new_wrapping_key, wrapping_public_key_der
 
 from ..clock import Clock, iso
-from . import unwrap
+from . import crypto, unwrap
 from .errors import (
     ApiError,
     import_rejected,
-    invalid_ciphertext,
     invalid_key_material,
     invalid_parameter,
     key_not_found,
     resource_exists,
-    resource_not_found,
     state_rejected,
     unsupported_operation,
     unsupported_origin,
 )
 from .keypool import RsaKeyPool
-
-ENABLED, DISABLED, PENDING_DELETION, PENDING_IMPORT = (
-    "Enabled",
-    "Disabled",
-    "PendingDeletion",
-    "PendingImport",
+from .keys import (
+    DISABLED,
+    ENABLED,
+    PENDING_DELETION,
+    PENDING_IMPORT,
+    ImportToken,
+    Key,
+    check_policy,
+    new_key_id,
+    new_version_id,
+    tag_char,
 )
+from .secrets import SecretStore
+from .settings import Settings
+
+__all__ = ["DISABLED", "ENABLED", "PENDING_DELETION", "PENDING_IMPORT", "KmsBackend"]
+
 SYMMETRIC_SPECS = ("Aliyun_AES_256",)
 ORIGINS = ("Aliyun_KMS", "EXTERNAL")
 DEFAULT_INSTANCES = {"kst-local-software": SOFTWARE, "kst-local-hardware": HSM}
 TOKEN_TTL_SECONDS = 24 * 3600
 MAX_TOKENS_PER_KEY = 50
-_CIPHERTEXT_MAGIC = b"ALK1"
 RSA_WRAPPING = "RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One behaviour the documentation leaves open (or where sources disagree): every answer
-    aliyun-local can give, the default one and the one the ``strict`` profile picks."""
-
-    name: str
-    values: tuple[Any, ...]
-    default: Any
-    strict: Any
-    why: str
-
-
-# Each row is in docs/FIDELITY.md with its source; tests run the agent under each value.
-SETTINGS: dict[str, Setting] = {
-    s.name: s
-    for s in (
-        Setting(
-            "primary_key_version",
-            ("absent", "present"),
-            "absent",
-            "absent",
-            "DescribeKey documents PrimaryKeyVersion for symmetric keys only",
-        ),
-        Setting(
-            "disabled_key_after_import",
-            ("Disabled", "Enabled"),
-            "Disabled",
-            "Disabled",
-            "undocumented whether a Disabled key stays Disabled after a re-import",
-        ),
-        Setting(
-            "hardware_accepts_asymmetric_import",
-            (True, False),
-            True,
-            False,
-            "the seed imports into hardware instances; a newer page says they do not",
-        ),
-        Setting(
-            "different_material_error",
-            ("InvalidKeyMaterial", "InvalidParameter", "Rejected.UnsupportedOperation"),
-            "InvalidKeyMaterial",
-            "InvalidParameter",
-            "undocumented: the code for importing other material than the first",
-        ),
-        Setting(
-            "throttling_answer",
-            (
-                "Rejected.Throttling",
-                "Rejected.Throttling/no-retry-after",
-                "Throttling",
-                "Throttling.User",
-                "Throttling.Api",
-            ),
-            "Rejected.Throttling",
-            "Throttling.User",
-            "gateways answer 429 Rejected.Throttling and 400 Throttling* without retry-after",
-        ),
-        Setting(
-            "max_tags_per_key",
-            (20, 10),
-            20,
-            10,
-            "docs say 10 or 20 tags per key (the seed: 20)",
-        ),
-        Setting(
-            "instance_product_version",
-            ("named", "opaque"),
-            "named",
-            "opaque",
-            "GetKmsInstance's ProductVersion values are documented only for ROS "
-            "(software, hardware, ...)",
-        ),
-    )
-}
-PROFILES = ("default", "strict")
-
-
-class Settings:
-    """The answers in force for the undocumented behaviours (``/_local/settings``).
-
-    ``profile("strict")`` picks the most hostile answer of each; ``update`` overrides single
-    settings by name. Attribute access reads the value in force: ``settings.max_tags_per_key``.
-    """
-
-    def __init__(self, profile: str = "default") -> None:
-        self._profile = "default"
-        self._values: dict[str, Any] = {}
-        self.apply_profile(profile)
-
-    def apply_profile(self, profile: str) -> None:
-        if profile not in PROFILES:
-            raise invalid_parameter("profile", f"expected one of {', '.join(PROFILES)}")
-        self._profile = profile
-        self._values = {
-            n: (s.strict if profile == "strict" else s.default) for n, s in SETTINGS.items()
-        }
-
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__.get("_values", {})
-        if name in values:
-            return values[name]
-        raise AttributeError(name)
-
-    def update(self, body: dict[str, Any]) -> None:
-        """Apply ``{"profile": ...}`` first, then each ``name: value``; all or nothing."""
-        body = dict(body)
-        body.pop("overrides", None)  # as to_json shows them; the values themselves follow
-        staged = Settings(body.pop("profile", self._profile))
-        if "profile" not in body and staged._profile == self._profile:
-            staged._values = dict(self._values)
-        for name, value in body.items():
-            setting = SETTINGS.get(name)
-            if setting is None or not any(
-                value == v and type(value) is type(v) for v in setting.values
-            ):
-                choices = ", ".join(json.dumps(v) for v in setting.values) if setting else ""
-                why = f"one of {choices}" if setting else "unknown setting"
-                raise invalid_parameter("settings", f"{name}: {why}")
-            staged._values[name] = value
-        self._profile, self._values = staged._profile, staged._values
-
-    def to_json(self) -> dict[str, Any]:
-        base = Settings(self._profile)._values
-        overrides = sorted(n for n, v in self._values.items() if base[n] != v)
-        return {"profile": self._profile, "overrides": overrides, **self._values}
-
-
-@dataclass
-class Key:
-    key_id: str
-    arn: str
-    key_spec: str
-    key_usage: str
-    origin: str
-    protection_level: str
-    instance_id: str
-    description: str
-    created: float
-    creator: str
-    primary_version: str
-    # Symmetric keys: version id -> 32-byte key. Asymmetric keys: a single version.
-    versions: dict[str, bytes] = field(default_factory=dict)
-    version_created: dict[str, float] = field(default_factory=dict)
-    material: bytes | None = None  # asymmetric: PKCS#8 DER or raw SM2 D
-    bound_fingerprint: str | None = None  # set by the first import, forever
-    material_expire: int = 0  # Unix seconds, 0 = never
-    import_count: int = 0
-    disabled: bool = False
-    delete_at: float | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    automatic_rotation: bool = False
-    rotation_interval: str = ""
-    policy: str = ""  # the key policy (JSON) given at CreateKey; "" = the default policy
-    _loaded: Any = field(default=None, repr=False)  # cached private key object
-
-    @property
-    def asymmetric(self) -> bool:
-        return self.key_spec in KEY_SPECS
-
-    @property
-    def state(self) -> str:
-        if self.delete_at is not None:
-            return PENDING_DELETION
-        if self.asymmetric and self.material is None:
-            return PENDING_IMPORT
-        return DISABLED if self.disabled else ENABLED
-
-    def metadata(self, settings: Settings) -> dict[str, str]:
-        meta = {
-            "Arn": self.arn,
-            "AutomaticRotation": "Enabled" if self.automatic_rotation else "Disabled",
-            "CreationDate": iso(self.created),
-            "Creator": self.creator,
-            "DKMSInstanceId": self.instance_id,
-            "DeleteDate": iso(self.delete_at) if self.delete_at is not None else "",
-            "DeletionProtection": "Disabled",
-            "Description": self.description,
-            "KeyId": self.key_id,
-            "KeySpec": self.key_spec,
-            "KeyState": self.state,
-            "KeyUsage": self.key_usage,
-            "LastRotationDate": iso(self.version_created[self.primary_version]),
-            "MaterialExpireTime": iso(self.material_expire) if self.material_expire else "",
-            "NextRotationDate": "",
-            "Origin": self.origin,
-            "PrimaryKeyVersion": self.primary_version,
-            "ProtectionLevel": self.protection_level,
-            "RotationInterval": self.rotation_interval,
-        }
-        if self.asymmetric and settings.primary_key_version == "absent":
-            del meta["PrimaryKeyVersion"]  # documented for symmetric keys only
-        return meta
-
-    def to_state(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-        d["versions"] = {v: base64.b64encode(m).decode() for v, m in self.versions.items()}
-        d["material"] = base64.b64encode(self.material).decode() if self.material else None
-        return d
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> Key:
-        d = dict(d)
-        d["versions"] = {v: base64.b64decode(m) for v, m in d["versions"].items()}
-        d["material"] = base64.b64decode(d["material"]) if d["material"] else None
-        return cls(**d)
-
-
-@dataclass
-class ImportToken:
-    token: str
-    key_id: str
-    algorithm: str
-    wrapping_key: WrappingPrivateKey = field(repr=False)
-    expires: float
-
-    def to_state(self) -> dict[str, Any]:
-        if isinstance(self.wrapping_key, sm2.Sm2PrivateKey):
-            kind, blob = "sm2", bytes(self.wrapping_key.scalar_bytes())
-        else:
-            kind, blob = (
-                "rsa",
-                self.wrapping_key.private_bytes(
-                    serialization.Encoding.DER,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                ),
-            )
-        return {
-            "token": self.token,
-            "key_id": self.key_id,
-            "algorithm": self.algorithm,
-            "expires": self.expires,
-            "kind": kind,
-            "wrapping_key": base64.b64encode(blob).decode(),
-        }
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> ImportToken:
-        blob = base64.b64decode(d["wrapping_key"])
-        key = (
-            sm2.Sm2PrivateKey.from_bytes(blob)
-            if d["kind"] == "sm2"
-            else serialization.load_der_private_key(blob, password=None)
-        )
-        return cls(d["token"], d["key_id"], d["algorithm"], key, d["expires"])
-
-
-@dataclass
-class SecretVersion:
-    version_id: str
-    data: str
-    data_type: str
-    created: float
-    stages: list[str]
-
-
-@dataclass
-class Secret:
-    name: str
-    arn: str
-    created: float
-    updated: float
-    description: str
-    encryption_key_id: str
-    versions: list[SecretVersion] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def version(self, version_id: str | None, stage: str | None) -> SecretVersion:
-        for v in self.versions:
-            if (version_id is None or v.version_id == version_id) and (
-                stage is None or stage in v.stages
-            ):
-                return v
-        raise resource_not_found(f"The secret version of {self.name}")
-
-    def to_state(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["versions"] = [dict(v.__dict__) for v in self.versions]
-        return d
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> Secret:
-        d = dict(d)
-        d["versions"] = [SecretVersion(**v) for v in d["versions"]]
-        return cls(**d)
-
-
-def _new_key_id() -> str:
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "key-" + "".join(secrets.choice(alphabet) for _ in range(20))
-
-
-def _new_version_id() -> str:
-    b = secrets.token_hex(16)
-    return f"{b[:8]}-{b[8:12]}-{b[12:16]}-{b[16:20]}-{b[20:]}"
-
-
-MAX_POLICY_BYTES = 32_768  # CreateKey's Policy (the SDK model)
-
-
-def _check_policy(policy: str) -> None:
-    if not policy:
-        return
-    if len(policy.encode()) > MAX_POLICY_BYTES:
-        raise invalid_parameter("Policy", f"at most {MAX_POLICY_BYTES} bytes")
-    try:
-        doc = json.loads(policy)
-    except ValueError:
-        raise invalid_parameter("Policy", "JSON is expected") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), list):
-        raise invalid_parameter("Policy", "a JSON object with a Statement list is expected")
-
-
-def _tag_char(c: str) -> bool:
-    return c.isalnum() or c in " /\\_-.+=:@"
-
-
-def _canonical_context(context: dict[str, str] | None) -> bytes:
-    if not context:
-        return b""
-    return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+MAX_LIST_FILTERS = 10
+LIST_FILTER_KEYS = (
+    "KeyState",
+    "KeySpec",
+    "KeyUsage",
+    "ProtectionLevel",
+    "CreatorType",
+    "DKMSInstanceId",
+    "keyId",
+    "AliasName",
+    "Creator",
+    "TagKey",
+    "TagValue",
+)
 
 
 class KmsBackend:
@@ -409,10 +95,17 @@ class KmsBackend:
         self.instances = dict(DEFAULT_INSTANCES)
         self.keys: dict[str, Key] = {}
         self.tokens: dict[str, ImportToken] = {}
-        self.secrets: dict[str, Secret] = {}
         self.aliases: dict[str, str] = {}  # alias name -> key id
         self.lock = threading.RLock()
         self._on_change = on_change or (lambda: None)
+        self.secrets = SecretStore(
+            region,
+            account_id,
+            now=lambda: self.clock.now(),
+            check_key=self._usable,
+            lock=self.lock,
+            on_change=self.changed,
+        )
         self.key_pool = RsaKeyPool()
 
     # ---- persistence ---------------------------------------------------------------------
@@ -422,7 +115,7 @@ class KmsBackend:
             return {
                 "keys": [k.to_state() for k in self.keys.values()],
                 "tokens": [t.to_state() for t in self.tokens.values()],
-                "secrets": [s.to_state() for s in self.secrets.values()],
+                "secrets": self.secrets.to_state(),
                 "aliases": dict(self.aliases),
                 "settings": self.settings.to_json(),
             }
@@ -431,7 +124,7 @@ class KmsBackend:
         with self.lock:
             self.keys = {k["key_id"]: Key.from_state(k) for k in state.get("keys", [])}
             self.tokens = {t["token"]: ImportToken.from_state(t) for t in state.get("tokens", [])}
-            self.secrets = {s["name"]: Secret.from_state(s) for s in state.get("secrets", [])}
+            self.secrets.load_state(state.get("secrets", []))
             self.aliases = dict(state.get("aliases", {}))
             self.settings = Settings()
             self.settings.update(state.get("settings", {}))
@@ -486,6 +179,26 @@ class KmsBackend:
         with self.lock:
             return [k for k in list(self.keys.values()) if self._refresh(k) is not None]
 
+    def list_keys(self, filters: Any) -> list[Key]:
+        """ListKeys' ``Filters`` (a JSON list of ``{Key, Values}``), oldest key first. The same
+        Key twice or several Values: OR. Different Keys: AND."""
+        if not isinstance(filters, list) or len(filters) > MAX_LIST_FILTERS:
+            raise invalid_parameter("Filters", f"a JSON list of at most {MAX_LIST_FILTERS} filters")
+        merged: dict[str, list[str]] = {}
+        for f in filters:
+            if (
+                not isinstance(f, dict)
+                or f.get("Key") not in LIST_FILTER_KEYS
+                or not isinstance(f.get("Values"), list)
+            ):
+                raise invalid_parameter(
+                    "Filters",
+                    f"each filter is {{Key, Values}} with Key in {', '.join(LIST_FILTER_KEYS)}",
+                )
+            merged.setdefault(f["Key"], []).extend(str(v) for v in f["Values"])
+        keys = sorted(self.all_keys(), key=lambda k: (k.created, k.key_id))
+        return [k for k in keys if _matches(k, list(merged.items()))]
+
     # ---- key lifecycle -------------------------------------------------------------------
 
     def create_key(
@@ -533,11 +246,11 @@ class KmsBackend:
                 "aliyun-local emulates EXTERNAL origin for asymmetric key specs only"
             )
         self._check_tags(tags, {})
-        _check_policy(policy)
+        check_policy(policy)
 
         now = self.clock.now()
-        version = _new_version_id()
-        key_id = _new_key_id()
+        version = new_version_id()
+        key_id = new_key_id()
         key = Key(
             key_id=key_id,
             arn=f"acs:kms:{self.region}:{self.account_id}:key/{key_id}",
@@ -557,7 +270,7 @@ class KmsBackend:
         if spec is None:
             key.versions[version] = os.urandom(32)
         elif origin == "Aliyun_KMS":
-            key.material = _generate_material(key_spec)
+            key.material = crypto.generate_material(key_spec)
             key.bound_fingerprint = load_private_key(key.material, key_spec=key_spec).fingerprint
         with self.lock:
             self.keys[key_id] = key
@@ -611,7 +324,7 @@ class KmsBackend:
                 )
             if key.state != ENABLED:
                 raise state_rejected(key.state)
-            version = _new_version_id()
+            version = new_version_id()
             key.versions[version] = os.urandom(32)
             key.version_created[version] = self.clock.now()
             key.primary_version = version
@@ -693,7 +406,7 @@ class KmsBackend:
         for k, v in new.items():
             if not k or len(k) > 128 or len(v) > 128:
                 raise invalid_parameter("Tags", "TagKey 1-128 and TagValue 0-128 characters")
-            if not all(_tag_char(c) for c in k + v):
+            if not all(tag_char(c) for c in k + v):
                 raise invalid_parameter(
                     "Tags", "only letters, digits, spaces and / \\ _ - . + = : @ are allowed"
                 )
@@ -851,7 +564,7 @@ class KmsBackend:
             key._loaded = None
             self.changed()
 
-    # ---- cryptography with asymmetric keys -----------------------------------------------
+    # ---- cryptography --------------------------------------------------------------------
 
     def _usable(self, key_id: str, version_id: str | None = None) -> Key:
         key = self.get_key(key_id)
@@ -863,29 +576,11 @@ class KmsBackend:
             )
         return key
 
-    def _private(self, key: Key) -> Any:
-        if key._loaded is None:
-            assert key.material is not None
-            if key.key_spec == "EC_SM2":
-                key._loaded = sm2.Sm2PrivateKey.from_bytes(key.material)
-            else:
-                key._loaded = serialization.load_der_private_key(key.material, password=None)
-        return key._loaded
-
     def public_key_pem(self, key_id: str, version_id: str) -> str:
         key = self._usable(key_id, version_id)
         if not key.asymmetric:
             raise unsupported_operation("GetPublicKey needs an asymmetric key.")
-        priv = self._private(key)
-        spki = (
-            priv.public_key().spki_der()
-            if isinstance(priv, sm2.Sm2PrivateKey)
-            else priv.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        body = base64.encodebytes(spki).decode()
-        return f"-----BEGIN PUBLIC KEY-----\n{body}-----END PUBLIC KEY-----\n"
+        return crypto.public_key_pem(key)
 
     def _asym(self, key_id: str, version_id: str, usage: str, algorithm: str) -> Key:
         key = self._usable(key_id, version_id)
@@ -899,66 +594,25 @@ class KmsBackend:
 
     def sign(self, key_id: str, version_id: str, algorithm: str, digest: bytes) -> bytes:
         key = self._asym(key_id, version_id, "SIGN/VERIFY", algorithm)
-        if len(digest) != 32:
-            raise invalid_parameter("Digest", "must be a 32-byte digest")
-        priv = self._private(key)
-        if algorithm == "SM2DSA":
-            return sm2.signature_der(*priv.sign_digest(digest))
-        if algorithm == "ECDSA_SHA_256":
-            return priv.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-        return priv.sign(digest, _rsa_sig_padding(algorithm), utils.Prehashed(hashes.SHA256()))
+        return crypto.sign(key, algorithm, digest)
 
     def verify(
         self, key_id: str, version_id: str, algorithm: str, digest: bytes, signature: bytes
     ) -> bool:
         key = self._asym(key_id, version_id, "SIGN/VERIFY", algorithm)
-        if len(digest) != 32:
-            raise invalid_parameter("Digest", "must be a 32-byte digest")
-        priv = self._private(key)
-        try:
-            if algorithm == "SM2DSA":
-                sm2.verify_digest(priv.public_key(), digest, *sm2.signature_from_der(signature))
-            elif algorithm == "ECDSA_SHA_256":
-                priv.public_key().verify(
-                    signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256()))
-                )
-            else:
-                priv.public_key().verify(
-                    signature,
-                    digest,
-                    _rsa_sig_padding(algorithm),
-                    utils.Prehashed(hashes.SHA256()),
-                )
-        except (InvalidSignature, sm2.Sm2Error, ValueError):
-            return False
-        return True
+        return crypto.verify(key, algorithm, digest, signature)
 
     def asymmetric_encrypt(
         self, key_id: str, version_id: str, algorithm: str, plaintext: bytes
     ) -> bytes:
         key = self._asym(key_id, version_id, "ENCRYPT/DECRYPT", algorithm)
-        priv = self._private(key)
-        try:
-            if algorithm == "SM2PKE":
-                # Best guess: KMS returns SM2 ciphertext DER-encoded (GM/T 0009), as OpenSSL does.
-                return sm2.ciphertext_to_der(sm2.encrypt(priv.public_key(), plaintext))
-            return priv.public_key().encrypt(plaintext, _oaep(algorithm))
-        except (ValueError, sm2.Sm2Error):
-            raise invalid_parameter("Plaintext", "too long or empty for this key") from None
+        return crypto.asymmetric_encrypt(key, algorithm, plaintext)
 
     def asymmetric_decrypt(
         self, key_id: str, version_id: str, algorithm: str, ciphertext: bytes
     ) -> bytes:
         key = self._asym(key_id, version_id, "ENCRYPT/DECRYPT", algorithm)
-        priv = self._private(key)
-        try:
-            if algorithm == "SM2PKE":
-                return bytes(priv.decrypt(sm2.ciphertext_from_der(ciphertext)))
-            return priv.decrypt(ciphertext, _oaep(algorithm))
-        except (ValueError, sm2.Sm2Error):
-            raise invalid_ciphertext() from None
-
-    # ---- symmetric envelope encryption ---------------------------------------------------
+        return crypto.asymmetric_decrypt(key, algorithm, ciphertext)
 
     def encrypt(
         self, key_id: str, plaintext: bytes, context: dict[str, str] | None
@@ -966,116 +620,12 @@ class KmsBackend:
         key = self._usable(key_id)
         if key.asymmetric:
             raise unsupported_operation("Encrypt needs a symmetric key; use AsymmetricEncrypt.")
-        nonce = os.urandom(12)
-        kid, ver = key.key_id.encode(), key.primary_version.encode()
-        aad = kid + b"\0" + ver + b"\0" + _canonical_context(context)
-        ct = AESGCM(key.versions[key.primary_version]).encrypt(nonce, plaintext, aad)
-        blob = _CIPHERTEXT_MAGIC + bytes([len(kid)]) + kid + bytes([len(ver)]) + ver + nonce + ct
-        return key, base64.b64encode(blob).decode()
+        return key, crypto.envelope_encrypt(key, plaintext, context)
 
     def decrypt(self, blob_b64: str, context: dict[str, str] | None) -> tuple[Key, str, bytes]:
-        try:
-            blob = base64.b64decode(blob_b64, validate=True)
-            if not blob.startswith(_CIPHERTEXT_MAGIC):
-                raise ValueError
-            pos = len(_CIPHERTEXT_MAGIC)
-            kid = blob[pos + 1 : pos + 1 + blob[pos]]
-            pos += 1 + blob[pos]
-            ver = blob[pos + 1 : pos + 1 + blob[pos]]
-            pos += 1 + blob[pos]
-            nonce, ct = blob[pos : pos + 12], blob[pos + 12 :]
-            key_id, version = kid.decode(), ver.decode()
-        except (ValueError, IndexError, UnicodeDecodeError):
-            raise invalid_ciphertext() from None
-        key = self._usable(key_id)
-        material = key.versions.get(version)
-        if material is None or len(nonce) != 12:
-            raise invalid_ciphertext()
-        aad = kid + b"\0" + ver + b"\0" + _canonical_context(context)
-        try:
-            return key, version, AESGCM(material).decrypt(nonce, ct, aad)
-        except Exception:  # cryptography raises InvalidTag
-            raise invalid_ciphertext() from None
-
-    # ---- secrets -------------------------------------------------------------------------
-
-    def _check_secret_key(self, encryption_key_id: str) -> None:
-        if encryption_key_id:
-            key = self._usable(encryption_key_id)
-            if key.asymmetric:
-                raise invalid_parameter("EncryptionKeyId", "must be a symmetric key")
-
-    def create_secret(
-        self,
-        name: str,
-        data: str,
-        data_type: str,
-        version_id: str,
-        encryption_key_id: str,
-        description: str,
-        tags: dict[str, str],
-    ) -> Secret:
-        self._check_secret_key(encryption_key_id)
-        with self.lock:
-            if name in self.secrets:
-                raise resource_exists(f"The secret {name}")
-            now = self.clock.now()
-            secret = Secret(
-                name=name,
-                arn=f"acs:kms:{self.region}:{self.account_id}:secret/{name}",
-                created=now,
-                updated=now,
-                description=description,
-                encryption_key_id=encryption_key_id,
-                versions=[SecretVersion(version_id, data, data_type, now, ["ACSCurrent"])],
-                tags=dict(tags),
-            )
-            self.secrets[name] = secret
-            self.changed()
-            return secret
-
-    def get_secret(self, name: str) -> Secret:
-        with self.lock:
-            secret = self.secrets.get(name)
-            if secret is None:
-                raise resource_not_found(f"The secret {name}")
-            return secret
-
-    def get_secret_value(
-        self, name: str, version_id: str | None, stage: str | None
-    ) -> tuple[Secret, SecretVersion]:
-        with self.lock:
-            secret = self.get_secret(name)
-            if secret.encryption_key_id:
-                self._usable(secret.encryption_key_id)  # a disabled CMK blocks reads, as in KMS
-            if version_id is None and stage is None:
-                stage = "ACSCurrent"
-            return secret, secret.version(version_id, stage)
-
-    def put_secret_value(
-        self, name: str, data: str, data_type: str, version_id: str
-    ) -> SecretVersion:
-        with self.lock:
-            secret = self.get_secret(name)
-            for v in secret.versions:
-                if v.version_id == version_id:
-                    if v.data == data and v.data_type == data_type:
-                        return v  # same version, same value: an idempotent success
-                    raise resource_exists(f"The secret version {version_id}")
-            now = self.clock.now()
-            for v in secret.versions:
-                if "ACSPrevious" in v.stages:
-                    v.stages.remove("ACSPrevious")
-                if "ACSCurrent" in v.stages:
-                    v.stages.remove("ACSCurrent")
-                    v.stages.append("ACSPrevious")
-            # Keep the current and previous versions plus a bounded history.
-            secret.versions = [v for v in secret.versions if v.stages][-8:]
-            new = SecretVersion(version_id, data, data_type, now, ["ACSCurrent"])
-            secret.versions.append(new)
-            secret.updated = now
-            self.changed()
-            return new
+        parsed = crypto.envelope_parse(blob_b64)
+        key = self._usable(parsed[0])
+        return key, parsed[1], crypto.envelope_decrypt(key, parsed, context)
 
     def emulator_view(self, key_id: str) -> dict[str, Any]:
         with self.lock:
@@ -1098,28 +648,25 @@ class KmsBackend:
             }
 
 
-def _rsa_sig_padding(algorithm: str) -> padding.AsymmetricPadding:
-    if algorithm == "RSA_PSS_SHA_256":
-        return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-    return padding.PKCS1v15()
-
-
-def _oaep(algorithm: str) -> padding.OAEP:
-    # RSAES_OAEP_SHA_1 is a KMS algorithm callers may ask for; SHA-1 is its definition.
-    h = hashes.SHA256() if algorithm == "RSAES_OAEP_SHA_256" else hashes.SHA1()  # noqa: S303
-    return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)
-
-
-def _generate_material(key_spec: str) -> bytes:
-    """Material for a KMS-generated (Origin Aliyun_KMS) asymmetric key."""
-    spec = KEY_SPECS[key_spec]
-    if spec.curve == "SM2":
-        return bytes(sm2.Sm2PrivateKey.generate().scalar_bytes())
-    if spec.rsa_bits:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=spec.rsa_bits)
-    else:
-        curve = ec.SECP256R1() if spec.curve == "P-256" else ec.SECP256K1()
-        key = ec.generate_private_key(curve)
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+def _matches(key: Key, filters: list[tuple[str, list[str]]]) -> bool:
+    for name, values in filters:
+        if name == "TagKey":
+            ok = any(k in values for k in key.tags)
+        elif name == "TagValue":
+            ok = any(v in values for v in key.tags.values())
+        else:
+            actual = {
+                "KeyState": key.state,
+                "KeySpec": key.key_spec,
+                "KeyUsage": key.key_usage,
+                "ProtectionLevel": key.protection_level,
+                "CreatorType": "User",
+                "DKMSInstanceId": key.instance_id,
+                "keyId": key.key_id,
+                "AliasName": "",
+                "Creator": key.creator,
+            }[name]
+            ok = actual in values
+        if not ok:
+            return False
+    return True

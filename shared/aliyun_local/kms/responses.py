@@ -1,4 +1,9 @@
-"""KMS actions: parse parameters, call the model, render the response. Thin on purpose."""
+"""KMS actions: parse the request, dispatch the action, call the model, render the response.
+Thin on purpose; ``server.py`` only checks the signature, runs the fault hooks and answers.
+
+``parse`` reads a request (query and form body merged), ``check`` refuses a missing or unknown
+action and a wrong version, ``dispatch`` runs the action against the backend.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ import binascii
 import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ..clock import iso
+from . import API_VERSION
 from .errors import ApiError, invalid_parameter, missing_parameter
 from .models import KmsBackend
 
@@ -53,20 +61,6 @@ QUOTA_CLASSES: dict[str, frozenset[str]] = {
     ),
 }
 _CLASS_OF = {action: kind for kind, actions in QUOTA_CLASSES.items() for action in actions}
-MAX_LIST_FILTERS = 10
-LIST_FILTER_KEYS = (
-    "KeyState",
-    "KeySpec",
-    "KeyUsage",
-    "ProtectionLevel",
-    "CreatorType",
-    "DKMSInstanceId",
-    "keyId",
-    "AliasName",
-    "Creator",
-    "TagKey",
-    "TagValue",
-)
 
 
 def quota_class(action: str) -> str | None:
@@ -151,6 +145,86 @@ def action(fn: Handler) -> Handler:
     return fn
 
 
+@dataclass(frozen=True)
+class Request:
+    """One KMS request as the wire carries it (RPC style: query string and/or form body)."""
+
+    method: str
+    path: str  # percent-encoded, as sent
+    query: list[tuple[str, str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    params: dict[str, str]  # query and form body merged
+
+    @property
+    def action(self) -> str:
+        return self.headers.get("x-acs-action") or self.params.get("Action") or ""
+
+    @property
+    def version(self) -> str | None:
+        return self.headers.get("x-acs-version") or self.params.get("Version")
+
+    @property
+    def key_id(self) -> str | None:
+        return self.params.get("KeyId")
+
+
+def parse(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Request:
+    parts = urlsplit(raw_path)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    params = dict(query)
+    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return Request(method, parts.path, query, headers, body, params)
+
+
+def require_action(request: Request) -> str:
+    """The action named, before anything else is checked (even the signature)."""
+    if not request.action:
+        raise ApiError("MissingParameter", "The parameter Action is required.", 400)
+    return request.action
+
+
+def check(request: Request) -> Handler:
+    """The handler of the request's action; unknown actions and other versions are refused."""
+    handler = ACTIONS.get(request.action)
+    if handler is None:
+        raise ApiError(
+            "InvalidAction.NotFound",
+            f"Specified api {request.action} is not found (aliyun-local does not emulate it).",
+            404,
+        )
+    if request.version != API_VERSION:
+        raise ApiError("InvalidVersion", f"Specified version {request.version} is invalid.", 400)
+    return handler
+
+
+def dispatch(backend: KmsBackend, request: Request) -> dict[str, Any]:
+    """Run the request's action against ``backend``: the response body without RequestId."""
+    return check(request)(backend, Params(request.params))
+
+
+def error_body(request_id: str, region: str, err: ApiError) -> dict[str, Any]:
+    """KMS's error document (``Recommend`` is a diagnosis link in KMS; empty here)."""
+    return {
+        "RequestId": request_id,
+        "HostId": f"kms.{region}.aliyuncs.com",
+        "Code": err.code,
+        "Message": err.message,
+        "Recommend": "",
+    }
+
+
+def internal_error_body(request_id: str, region: str) -> dict[str, Any]:
+    """The answer to a bug in the emulator, as KMS answers its own internal failures."""
+    return {
+        "RequestId": request_id,
+        "HostId": f"kms.{region}.aliyuncs.com",
+        "Code": "InternalFailure",
+        "Message": "The request processing has failed due to some unknown error.",
+    }
+
+
 # ---- keys ------------------------------------------------------------------------------------
 
 
@@ -213,30 +287,6 @@ def describe_key(b: KmsBackend, p: Params) -> dict[str, Any]:
     return {"KeyMetadata": b.get_key(p.req("KeyId")).metadata(b.settings)}
 
 
-def _matches(key, filters: list[tuple[str, list[str]]]) -> bool:
-    for name, values in filters:
-        if name == "TagKey":
-            ok = any(k in values for k in key.tags)
-        elif name == "TagValue":
-            ok = any(v in values for v in key.tags.values())
-        else:
-            actual = {
-                "KeyState": key.state,
-                "KeySpec": key.key_spec,
-                "KeyUsage": key.key_usage,
-                "ProtectionLevel": key.protection_level,
-                "CreatorType": "User",
-                "DKMSInstanceId": key.instance_id,
-                "keyId": key.key_id,
-                "AliasName": "",
-                "Creator": key.creator,
-            }[name]
-            ok = actual in values
-        if not ok:
-            return False
-    return True
-
-
 @action
 def list_keys(b: KmsBackend, p: Params) -> dict[str, Any]:
     page = p.int("PageNumber", 1)
@@ -245,24 +295,7 @@ def list_keys(b: KmsBackend, p: Params) -> dict[str, Any]:
         raise invalid_parameter("PageNumber", "must be at least 1")
     if not 1 <= size <= 100:
         raise invalid_parameter("PageSize", "must be between 1 and 100")
-    raw = p.json("Filters", [])
-    if not isinstance(raw, list) or len(raw) > MAX_LIST_FILTERS:
-        raise invalid_parameter("Filters", f"a JSON list of at most {MAX_LIST_FILTERS} filters")
-    # Same Key twice or several Values: OR. Different Keys: AND.
-    merged: dict[str, list[str]] = {}
-    for f in raw:
-        if (
-            not isinstance(f, dict)
-            or f.get("Key") not in LIST_FILTER_KEYS
-            or not isinstance(f.get("Values"), list)
-        ):
-            raise invalid_parameter(
-                "Filters",
-                f"each filter is {{Key, Values}} with Key in {', '.join(LIST_FILTER_KEYS)}",
-            )
-        merged.setdefault(f["Key"], []).extend(str(v) for v in f["Values"])
-    keys = sorted(b.all_keys(), key=lambda k: (k.created, k.key_id))
-    keys = [k for k in keys if _matches(k, list(merged.items()))]
+    keys = b.list_keys(p.json("Filters", []))
     chunk = keys[(page - 1) * size : page * size]
     return {
         "Keys": {"Key": [{"KeyId": k.key_id, "KeyArn": k.arn} for k in chunk]},
@@ -483,7 +516,7 @@ def _data_type(p: Params) -> str:
 
 @action
 def create_secret(b: KmsBackend, p: Params) -> dict[str, Any]:
-    secret = b.create_secret(
+    secret = b.secrets.create(
         name=p.req("SecretName"),
         data=p.req("SecretData"),
         data_type=_data_type(p),
@@ -502,7 +535,7 @@ def create_secret(b: KmsBackend, p: Params) -> dict[str, Any]:
 
 @action
 def get_secret_value(b: KmsBackend, p: Params) -> dict[str, Any]:
-    secret, version = b.get_secret_value(
+    secret, version = b.secrets.get_value(
         p.req("SecretName"), p.get("VersionId") or None, p.get("VersionStage") or None
     )
     return {
@@ -519,7 +552,7 @@ def get_secret_value(b: KmsBackend, p: Params) -> dict[str, Any]:
 @action
 def put_secret_value(b: KmsBackend, p: Params) -> dict[str, Any]:
     name = p.req("SecretName")
-    version = b.put_secret_value(name, p.req("SecretData"), _data_type(p), p.req("VersionId"))
+    version = b.secrets.put_value(name, p.req("SecretData"), _data_type(p), p.req("VersionId"))
     return {
         "SecretName": name,
         "VersionId": version.version_id,
@@ -529,7 +562,7 @@ def put_secret_value(b: KmsBackend, p: Params) -> dict[str, Any]:
 
 @action
 def describe_secret(b: KmsBackend, p: Params) -> dict[str, Any]:
-    s = b.get_secret(p.req("SecretName"))
+    s = b.secrets.get(p.req("SecretName"))
     return {
         "Arn": s.arn,
         "SecretName": s.name,
@@ -548,19 +581,8 @@ def list_secrets(b: KmsBackend, p: Params) -> dict[str, Any]:
     size = p.int("PageSize", 10)
     if page < 1 or not 1 <= size <= 100:
         raise invalid_parameter("PageSize", "PageNumber >= 1 and PageSize 1-100")
-    # Best guess at Filters: {"Key": "SecretName", "Values": [...]} matches names containing
-    # any of the values (the docs call it a fuzzy match).
-    raw = p.json("Filters", [])
-    needles: list[str] = []
-    for f in raw if isinstance(raw, list) else [None]:
-        if not isinstance(f, dict) or f.get("Key") != "SecretName":
-            raise invalid_parameter("Filters", 'only {"Key": "SecretName", "Values": [...]}')
-        needles.extend(str(v) for v in f.get("Values", []))
-    with b.lock:
-        names = sorted(b.secrets)
-        if needles:
-            names = [n for n in names if any(x in n for x in needles)]
-        chunk = [b.secrets[n] for n in names[(page - 1) * size : page * size]]
+    secrets = b.secrets.list(p.json("Filters", []))
+    chunk = secrets[(page - 1) * size : page * size]
     return {
         "SecretList": {
             "Secret": [
@@ -575,5 +597,5 @@ def list_secrets(b: KmsBackend, p: Params) -> dict[str, Any]:
         },
         "PageNumber": page,
         "PageSize": size,
-        "TotalCount": len(names),
+        "TotalCount": len(secrets),
     }

@@ -1,0 +1,139 @@
+"""The answers aliyun-local gives where Alibaba Cloud's documentation is silent (or sources
+disagree): one ``Setting`` per behaviour, the ``default`` and ``strict`` profiles, and the
+``Settings`` in force (``/_local/settings``, ``serve --set``). Each row is in docs/FIDELITY.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import invalid_parameter
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One behaviour the documentation leaves open (or where sources disagree): every answer
+    aliyun-local can give, the default one and the one the ``strict`` profile picks."""
+
+    name: str
+    values: tuple[Any, ...]
+    default: Any
+    strict: Any
+    why: str
+
+
+# Each row is in docs/FIDELITY.md with its source; tests run the agent under each value.
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting(
+            "primary_key_version",
+            ("absent", "present"),
+            "absent",
+            "absent",
+            "DescribeKey documents PrimaryKeyVersion for symmetric keys only",
+        ),
+        Setting(
+            "disabled_key_after_import",
+            ("Disabled", "Enabled"),
+            "Disabled",
+            "Disabled",
+            "undocumented whether a Disabled key stays Disabled after a re-import",
+        ),
+        Setting(
+            "hardware_accepts_asymmetric_import",
+            (True, False),
+            True,
+            False,
+            "the seed imports into hardware instances; a newer page says they do not",
+        ),
+        Setting(
+            "different_material_error",
+            ("InvalidKeyMaterial", "InvalidParameter", "Rejected.UnsupportedOperation"),
+            "InvalidKeyMaterial",
+            "InvalidParameter",
+            "undocumented: the code for importing other material than the first",
+        ),
+        Setting(
+            "throttling_answer",
+            (
+                "Rejected.Throttling",
+                "Rejected.Throttling/no-retry-after",
+                "Throttling",
+                "Throttling.User",
+                "Throttling.Api",
+            ),
+            "Rejected.Throttling",
+            "Throttling.User",
+            "gateways answer 429 Rejected.Throttling and 400 Throttling* without retry-after",
+        ),
+        Setting(
+            "max_tags_per_key",
+            (20, 10),
+            20,
+            10,
+            "docs say 10 or 20 tags per key (the seed: 20)",
+        ),
+        Setting(
+            "instance_product_version",
+            ("named", "opaque"),
+            "named",
+            "opaque",
+            "GetKmsInstance's ProductVersion values are documented only for ROS "
+            "(software, hardware, ...)",
+        ),
+    )
+}
+PROFILES = ("default", "strict")
+
+
+class Settings:
+    """The answers in force for the undocumented behaviours (``/_local/settings``).
+
+    ``profile("strict")`` picks the most hostile answer of each; ``update`` overrides single
+    settings by name. Attribute access reads the value in force: ``settings.max_tags_per_key``.
+    """
+
+    def __init__(self, profile: str = "default") -> None:
+        self._profile = "default"
+        self._values: dict[str, Any] = {}
+        self.apply_profile(profile)
+
+    def apply_profile(self, profile: str) -> None:
+        if profile not in PROFILES:
+            raise invalid_parameter("profile", f"expected one of {', '.join(PROFILES)}")
+        self._profile = profile
+        self._values = {
+            n: (s.strict if profile == "strict" else s.default) for n, s in SETTINGS.items()
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def update(self, body: dict[str, Any]) -> None:
+        """Apply ``{"profile": ...}`` first, then each ``name: value``; all or nothing."""
+        body = dict(body)
+        body.pop("overrides", None)  # as to_json shows them; the values themselves follow
+        staged = Settings(body.pop("profile", self._profile))
+        if "profile" not in body and staged._profile == self._profile:
+            staged._values = dict(self._values)
+        for name, value in body.items():
+            setting = SETTINGS.get(name)
+            if setting is None or not any(
+                value == v and type(value) is type(v) for v in setting.values
+            ):
+                choices = ", ".join(json.dumps(v) for v in setting.values) if setting else ""
+                why = f"one of {choices}" if setting else "unknown setting"
+                raise invalid_parameter("settings", f"{name}: {why}")
+            staged._values[name] = value
+        self._profile, self._values = staged._profile, staged._values
+
+    def to_json(self) -> dict[str, Any]:
+        base = Settings(self._profile)._values
+        overrides = sorted(n for n, v in self._values.items() if base[n] != v)
+        return {"profile": self._profile, "overrides": overrides, **self._values}

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from . import actiontrail
 from .clock import Clock, iso, parse_iso
 from .errors import ApiError
+from .eventbridge import DEFAULT_DELIVERY_DELAY, EventBus
 from .faults import CallLog, Faults
 from .fc import API_VERSION as FC_VERSION
 from .fc import API_VERSION_V3 as FC3_VERSION
@@ -60,6 +62,7 @@ class Emulator:
         seed_path: str | Path | None = None,
         settings: dict[str, Any] | None = None,
         fc_runtimes: dict[str, str] | None = None,
+        event_delivery_delay: float = DEFAULT_DELIVERY_DELAY,
     ) -> None:
         self.region = region
         self.account_id = account_id
@@ -77,6 +80,7 @@ class Emulator:
         self.fc = FcBackend(
             region=region, account_id=account_id, credentials=self.fc_role, runtimes=fc_runtimes
         )
+        self.events = EventBus(self.fc, delivery_delay=event_delivery_delay)
         self.clock = Clock()
         self.faults = Faults()
         self.calls = CallLog()
@@ -133,6 +137,7 @@ class Emulator:
                 raise
 
     def reset(self) -> None:
+        self.events.reset()
         self.fc.reset()
         self.kms.reset()
         self.clock.reset()
@@ -149,17 +154,24 @@ class Emulator:
         return _DROP
 
     def handle_kms(
-        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        raw_path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        client_ip: str = "127.0.0.1",
     ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
         """Route one KMS request: signature, fault hooks around ``kms.responses.dispatch``,
-        the answer (or a dropped connection)."""
+        the ActionTrail record of a write, the answer (or a dropped connection)."""
         request_id = str(uuid.uuid4()).upper()
         request = kms_responses.parse(method, raw_path, headers, body)
         action, key_id = request.action, request.key_id
         transport_fault = None
+        caller = None  # the access key id, once the signature holds
         try:
             kms_responses.require_action(request)
-            self._verify_kms_signature(request)
+            access_key_id = self._verify_kms_signature(request)
             kms_responses.check(request)
             transport_fault = self.faults.before(
                 action, quota_class(action), self.kms.settings.throttling_answer
@@ -167,12 +179,17 @@ class Emulator:
             if transport_fault == "DropConnection":
                 self.calls.record(action, key_id, 0, transport_fault)
                 return _DROP
-            result = self.faults.after(action, key_id, kms_responses.dispatch(self.kms, request))
+            caller = access_key_id  # from here on the call reaches KMS: ActionTrail records it
+            answer = kms_responses.dispatch(self.kms, request)
+            self._trail(request, request_id, caller, client_ip, None)
+            result = self.faults.after(action, key_id, answer)
             self.flush()
             if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
                 return self._lose_answer(action, key_id)
         except ApiError as err:
             self.flush()
+            if caller is not None:
+                self._trail(request, request_id, caller, client_ip, err)
             if transport_fault == "ReadTimeout":  # an error answer is lost all the same
                 return self._lose_answer(action, key_id)
             self.calls.record(action, key_id, err.status, err.code)
@@ -185,11 +202,47 @@ class Emulator:
         result["RequestId"] = request_id
         return 200, {}, result
 
-    def _verify_kms_signature(self, request: kms_responses.Request) -> None:
-        """ACS3 (``Authorization`` header) or RPC v1 (``Signature`` parameter); unsigned fails."""
+    def _trail(
+        self,
+        request: kms_responses.Request,
+        request_id: str,
+        access_key_id: str,
+        client_ip: str,
+        error: ApiError | None,
+    ) -> None:
+        """ActionTrail: a write call (done or refused by KMS) goes to the event bus."""
+        if request.action not in actiontrail.WRITE_ACTIONS:
+            return
+        record = actiontrail.kms_record(
+            action=request.action,
+            params=request.params,
+            request_id=request_id,
+            region=self.region,
+            account_id=self.account_id,
+            access_key_id=access_key_id,
+            source_ip=client_ip,
+            user_agent=request.headers.get("user-agent", ""),
+            event_time=self.clock.now(),
+            error=error,
+        )
+        source = self.kms.settings.actiontrail_event_source
+        try:
+            self.events.publish(
+                actiontrail.cloud_event(record, source=source, account_id=self.account_id)
+            )
+        except Exception as exc:  # the call itself stands: never turn it into an error
+            log.error(
+                "could not publish the ActionTrail event of %s: %s",
+                request.action,
+                type(exc).__name__,
+            )
+
+    def _verify_kms_signature(self, request: kms_responses.Request) -> str:
+        """ACS3 (``Authorization`` header) or RPC v1 (``Signature`` parameter); unsigned fails.
+        Returns the caller's access key id."""
         headers, params = request.headers, request.params
         if "authorization" in headers:
-            verify_acs3(
+            access_key_id = verify_acs3(
                 request.method,
                 unquote(request.path),
                 request.query,
@@ -198,15 +251,16 @@ class Emulator:
                 self.credentials,
             )
             check_request_time(headers.get("x-acs-date"), time.time())
-        elif "Signature" in params:
-            verify_rpc_v1(request.method, params, self.credentials)
+            return access_key_id
+        if "Signature" in params:
+            access_key_id = verify_rpc_v1(request.method, params, self.credentials)
             check_request_time(params.get("Timestamp"), time.time())
-        else:
-            raise ApiError(
-                "IncompleteSignature",
-                "The request signature does not conform to Aliyun standards: unsigned.",
-                400,
-            )
+            return access_key_id
+        raise ApiError(
+            "IncompleteSignature",
+            "The request signature does not conform to Aliyun standards: unsigned.",
+            400,
+        )
 
     # ---- FC requests -----------------------------------------------------------------------
 
@@ -279,6 +333,18 @@ class Emulator:
                 return 200, self.calls.list()
             if route.startswith("keys/") and method == "GET":
                 return 200, self.kms.emulator_view(route[len("keys/") :])
+            if route == "events" and method == "GET":
+                return 200, self.events.view()
+            if route == "events/config":
+                if method == "POST":
+                    if set(data) != {"delivery_delay_seconds"}:
+                        raise ApiError(
+                            "InvalidParameter", 'send {"delivery_delay_seconds": N}', 400
+                        )
+                    self.events.set_delay(data["delivery_delay_seconds"])
+                return 200, self.events.config()
+            if route == "events/wait" and method == "POST":
+                return 200, {"idle": self.events.wait_idle(float(data.get("timeout", 30)))}
             if route == "fc/deliveries" and method == "GET":
                 return 200, [d.view() for d in self.fc.deliveries]
             if route == "fc/invocations" and method == "GET":
@@ -379,7 +445,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, out = self.server.emulator.handle_fc(self.command, path, headers, body)
             self._send_raw(status, extra, out)
             return
-        result = self.server.emulator.handle_kms(self.command, path, headers, body)
+        result = self.server.emulator.handle_kms(
+            self.command, path, headers, body, client_ip=self.client_address[0]
+        )
         if result is _DROP:
             self.close_connection = True
             return
@@ -426,10 +494,13 @@ class LocalServer:
         profile: str = "default",
         settings: dict[str, Any] | None = None,
         fc_runtimes: dict[str, str] | None = None,
+        event_delivery_delay: float = DEFAULT_DELIVERY_DELAY,
     ) -> None:
         """``profile`` and ``settings`` choose the answers to undocumented behaviours
         (docs/FIDELITY.md); ``reset()`` returns to them. ``fc_runtimes`` maps an FC runtime
-        (``python3.12``) to the interpreter that runs it (default: ``pythonX.Y`` on PATH)."""
+        (``python3.12``) to the interpreter that runs it (default: ``pythonX.Y`` on PATH).
+        ``event_delivery_delay`` is the seconds from a KMS write to its EventBridge delivery
+        (``reset()`` returns to it)."""
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         self.region = region
@@ -442,6 +513,7 @@ class LocalServer:
             seed_path=seed_path,
             settings={"profile": profile, **(settings or {})},
             fc_runtimes=fc_runtimes,
+            event_delivery_delay=event_delivery_delay,
         )
         self._server = _Server((host, port), self.emulator)
         self._thread: threading.Thread | None = None
@@ -468,6 +540,7 @@ class LocalServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self.emulator.events.shutdown()
         self.emulator.fc.shutdown()
         self.emulator.kms.key_pool.close()
         self.emulator.flush()
@@ -498,3 +571,14 @@ class LocalServer:
 
     def key_view(self, key_id: str) -> dict[str, Any]:
         return self.emulator.kms.emulator_view(key_id)
+
+    def events(self) -> list[dict[str, Any]]:
+        """``GET /_local/events``: the ActionTrail events emitted, with their deliveries."""
+        return self.emulator.events.view()
+
+    def set_event_delay(self, seconds: float) -> None:
+        self.emulator.events.set_delay(seconds)
+
+    def wait_events(self, timeout: float = 30.0) -> bool:
+        """Wait until every scheduled delivery is invoked and FC's async queue is drained."""
+        return self.emulator.events.wait_idle(timeout)

@@ -174,15 +174,17 @@ def _deps(context: Any) -> Any:
 def _reestablish(deps: Any, event: KmsEvent, decision: str, context: Any):
     """INTEGRATION POINT: re-establish one key whose fresh plan is due.
 
-    Uses ``byok_keeper.restore.reimport_one`` (re-establish + audit, issue 18) when that
-    module exists; until then today's ``reestablish`` plus the canonical audit line. Either
-    way the hold is re-checked right before import, and the outcome is returned."""
+    Uses ``byok_keeper.restore.reimport_one(deps, key_id)`` (re-establish + audit, issue 18)
+    when that module exists, with only the two arguments known today: the second pass passes
+    the decision and ``trigger=TRIGGER`` once its signature is settled. Until then today's
+    ``reestablish`` plus the canonical audit line. Either way the hold is re-checked right
+    before import, and the outcome (``.failed``, ``.error_code``, ``.to_json()``) returned."""
     try:
         from .restore import reimport_one  # type: ignore[import-not-found]
     except ImportError:
         reimport_one = None
     if reimport_one is not None:
-        return reimport_one(deps, event.key_id, decision=decision, trigger=TRIGGER)
+        return reimport_one(deps, event.key_id)
     from .reestablish import reestablish
 
     outcome = reestablish(deps["gateway"], deps["vault"], event.key_id, decision=decision)

@@ -469,8 +469,22 @@ def main(argv: list[str] | None = None) -> int:
         state = desired_state(source, overrides, args.region, args.account_id, args.api)
         client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)
         run = deploy_v3 if args.api == "3.0" else deploy_v2
-        for change in run(state, code, client, args.plan):
-            print(("plan: " if args.plan else "done: ") + change)
+        try:
+            for change in run(state, code, client, args.plan):
+                print(("plan: " if args.plan else "done: ") + change)
+        except Exception as exc:
+            from alibabacloud_tea_openapi.exceptions import ClientException
+
+            if not isinstance(exc, ClientException):
+                raise
+            # e.g. an eventbridge trigger where EventBridge is not activated or lacks its
+            # service-linked role (deploy/README.md): one line, what was done stays done.
+            print(
+                f"deploy.py: error: FC refused the next change: {exc.code}: {exc.message} "
+                "(the changes printed above are done; re-running is safe)",
+                file=sys.stderr,
+            )
+            return 1
     except DeployError as exc:
         print(f"deploy.py: error: {exc}", file=sys.stderr)
         return 2

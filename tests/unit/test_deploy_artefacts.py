@@ -444,3 +444,18 @@ def test_the_role_is_the_same_everywhere():
     plan_role = _plan()["functions"]["sweep"]["role"]
     assert plan_role == f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
     assert plan_role.endswith(f":role/{s_vars['roleName']}")
+
+
+def test_an_fc_refusal_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):
+    from alibabacloud_tea_openapi.exceptions import ClientException
+
+    class Refusing:
+        def get_function(self, *args):
+            raise ClientException(code="Forbidden.EventBridge", message="no SLR", status_code=403)
+
+    monkeypatch.setattr(deploy, "_fc_client", lambda *args: Refusing())
+    code = tmp_path / "code.zip"
+    code.write_bytes(b"PK")
+    rc = deploy.main(["--code", str(code), "--region", REGION, "--account-id", ACCOUNT])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Forbidden.EventBridge" in err

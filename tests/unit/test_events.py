@@ -15,6 +15,8 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from byok_keeper import events, fc_events
 from byok_keeper.events import (
@@ -342,3 +344,55 @@ def test_a_retryable_failure_forgets_the_event_so_the_retry_runs(function, monke
 def test_the_entry_returns_json():
     source = (Path(__file__).resolve().parents[2] / "functions" / "events" / "index.py").read_text()
     assert "from byok_keeper.fc_events import handler" in source and "json.dumps" in source
+
+
+# ---- bounded fuzzing: refused with our error only, never a crash ---------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+FIELDS = ["source", "type", "aliyunaccountid", "aliyunregionid", "data", "data.serviceName",
+          "data.acsRegion", "data.eventName", "data.eventId", "data.requestId", "data.errorCode",
+          "data.userIdentity", "data.requestParameters", "data.requestParameters.KeyId",
+          "data.requestParameters.Tags", "data.requestParameters.TagKeys",
+          "data.recipientAccountId", "data.eventTime"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=st.binary(max_size=2048) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_arbitrary_payloads_are_refused_cleanly(payload):
+    try:
+        docs = parse_payload(payload)
+    except PermanentEventError:
+        return
+    for doc in docs:
+        try:
+            classify(doc, HERE)
+        except PermanentEventError:
+            pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(changes=st.lists(st.tuples(st.sampled_from(FIELDS), json_values), min_size=1, max_size=3),
+       name=st.sampled_from([*EVENT_NAMES, "ImportKeyMaterial"]))  # fmt: skip
+def test_hostile_fields_of_a_real_record_are_refused_cleanly(changes, name):
+    doc = with_call(name)
+    for path, value in changes:
+        *parents, last = path.split(".")
+        target = doc
+        for p in parents:
+            target = target.get(p) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            target[last] = value
+    try:
+        event = classify(doc, HERE)
+    except PermanentEventError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert event.action in events.ACTIONS
+    assert event.key_id == "" or events.KEY_ID_RE.fullmatch(event.key_id)
+    assert all(c.isprintable() for c in event.claimed_by + event.event_time)

@@ -7,13 +7,19 @@
 
 What is deployed comes from deploy/functions.yml (the one source of truth; s.yaml and
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
-<FunctionPrefix>-sweep and <FunctionPrefix>-reimport, each with its role, log config,
-environment and VPC; runtime python3.12; the sweep's timer trigger; the reimport function's
-async invoke config (retries, OnFailure) and reserved concurrency. FC 2.0
-(alibabacloud-fc-open20210406, for accounts still on FC 2.0 services): the service
-<FunctionPrefix> holding functions sweep and reimport, runtime python3.10 (the newest FC 2.0
-lists), the same timer and async config, and the cap as the reimport function's on-demand
+<FunctionPrefix>-sweep, <FunctionPrefix>-reimport and <FunctionPrefix>-events, each with its
+role, log config, environment and VPC; runtime python3.12; the sweep's timer trigger; the events
+function's EventBridge trigger (triggerType eventbridge: ActionTrail KMS calls of this account
+and region, by event name); the reimport and events functions' async invoke config (retries,
+OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for accounts still
+on FC 2.0 services): the service <FunctionPrefix> holding functions sweep, reimport and events,
+runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
+EventBridgeTriggerConfig) and async config, and the cap as each function's on-demand
 maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
+
+EventBridge must be activated in the account, with its service-linked role
+AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); the trigger creates its rule on the
+default bus.
 
 Creates what is missing and updates what exists, so re-running is safe. --plan prints the
 changes and changes nothing. Credentials come from the standard Alibaba Cloud chain. The RAM
@@ -88,14 +94,42 @@ def parameters(
     return params
 
 
+TRIGGER_TYPES = ("timer", "eventbridge")
+
+
+def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
+    """A trigger of functions.yml in the plan's shape: a timer (cron, payload) or an EventBridge
+    trigger (the event pattern as compact JSON, async invocation, the event source type)."""
+    kind = t.get("Type")
+    if kind not in TRIGGER_TYPES:
+        raise DeployError(f"{role} trigger {name}: Type must be one of {', '.join(TRIGGER_TYPES)}")
+    if kind == "timer":
+        return {
+            "type": kind,
+            "cron": t["CronExpression"],
+            "enable": bool(t.get("Enable", True)),
+            "payload": t.get("Payload", ""),
+        }
+    pattern = t.get("EventPattern")
+    if not isinstance(pattern, dict) or not pattern:
+        raise DeployError(f"{role} trigger {name}: EventPattern must be a non-empty mapping")
+    return {
+        "type": kind,
+        "enable": bool(t.get("Enable", True)),
+        "async": bool(t.get("AsyncInvocation", True)),
+        "source_type": str(t.get("EventSourceType", "Default")),
+        "pattern": json.dumps(pattern, separators=(",", ":")),
+    }
+
+
 def desired_state(
     source: dict, overrides: dict[str, str], region: str, account_id: str, api: str = "3.0"
 ) -> dict[str, Any]:
     """What should exist: ``{"api", "service", "functions": {role: {...}}, "policy"}``.
 
-    ``role`` is ``sweep`` or ``reimport``; each function carries its FC name, handler, runtime,
-    memory, timeout, RAM role, log and VPC config, environment, timer triggers, async config
-    and reserved concurrency. Raises ``DeployError``.
+    ``role`` is ``sweep``, ``reimport`` or ``events``; each function carries its FC name,
+    handler, runtime, memory, timeout, RAM role, log and VPC config, environment, triggers (timer or
+    eventbridge), async config and reserved concurrency. Raises ``DeployError``.
     """
     if api not in APIS:
         raise DeployError(f"--api must be one of {', '.join(APIS)}")
@@ -134,13 +168,7 @@ def desired_state(
             "vpc_config": vpc_config,
             "environment": env,
             "triggers": {
-                name: {
-                    "type": t["Type"],
-                    "cron": t["CronExpression"],
-                    "enable": bool(t.get("Enable", True)),
-                    "payload": t.get("Payload", ""),
-                }
-                for name, t in (spec.get("Triggers") or {}).items()
+                name: _trigger(role, name, t) for name, t in (spec.get("Triggers") or {}).items()
             },
             "async": None
             if not async_config
@@ -185,15 +213,33 @@ def _exists(call) -> Any | None:
         raise
 
 
-def _timer_config(trigger: dict[str, Any]) -> str:
-    """A timer trigger's triggerConfig, the same JSON for FC 3.0 and FC 2.0."""
+def _trigger_config(trigger: dict[str, Any]) -> str:
+    """A trigger's triggerConfig, the same JSON for FC 3.0 and FC 2.0 (both APIs document the
+    timer config and EventBridgeTriggerConfig alike; docs/FIDELITY.md, Events)."""
+    if trigger["type"] == "timer":
+        return json.dumps(
+            {
+                "cronExpression": trigger["cron"],
+                "enable": trigger["enable"],
+                "payload": trigger["payload"],
+            }
+        )
     return json.dumps(
         {
-            "cronExpression": trigger["cron"],
-            "enable": trigger["enable"],
-            "payload": trigger["payload"],
+            "triggerEnable": trigger["enable"],
+            "asyncInvocationType": trigger["async"],
+            "eventSourceConfig": {"eventSourceType": trigger["source_type"]},
+            "eventRuleFilterPattern": trigger["pattern"],
         }
     )
+
+
+def _trigger_label(trigger: dict[str, Any]) -> str:
+    """How a change line names a trigger: ``timer NAME (cron)`` or ``eventbridge trigger ...``."""
+    if trigger["type"] == "timer":
+        return f"timer {{}} ({trigger['cron']})"
+    names = json.loads(trigger["pattern"]).get("data", {}).get("eventName", [])
+    return f"eventbridge trigger {{}} ({', '.join(names) or 'pattern'})"
 
 
 def deploy_v3(state: dict[str, Any], code: bytes, client, plan: bool) -> list[str]:
@@ -236,14 +282,14 @@ def deploy_v3(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
                 body = fc.UpdateFunctionInput(**settings)
                 client.update_function(name, fc.UpdateFunctionRequest(body=body))
         for trigger_name, trigger in fn["triggers"].items():
-            config = _timer_config(trigger)
+            config = _trigger_config(trigger)
             present = (
                 None
                 if current is None
                 else _exists(lambda n=name, t=trigger_name: client.get_trigger(n, t))
             )
             verb = "create" if present is None else "update"
-            changes.append(f"{verb} timer {name}/{trigger_name} ({trigger['cron']})")
+            changes.append(f"{verb} " + _trigger_label(trigger).format(f"{name}/{trigger_name}"))
             if plan:
                 continue
             if present is None:
@@ -284,7 +330,7 @@ def deploy_v3(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
 
 
 def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[str]:
-    """Create or update the FC 2.0 service, its functions, timer trigger and async config."""
+    """Create or update the FC 2.0 service, its functions, triggers and async config."""
     from alibabacloud_fc_open20210406 import models as fc
 
     changes: list[str] = []
@@ -332,20 +378,23 @@ def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
             if not plan:
                 client.update_function(svc, name, fc.UpdateFunctionRequest(**common))
         for trigger_name, trigger in fn["triggers"].items():
-            config = _timer_config(trigger)
+            config = _trigger_config(trigger)
             present = (
                 None
                 if current is None
                 else _exists(lambda n=name, t=trigger_name: client.get_trigger(svc, n, t))
             )
             verb = "create" if present is None else "update"
-            changes.append(f"{verb} timer {svc}/{name}/{trigger_name} ({trigger['cron']})")
+            label = _trigger_label(trigger).format(f"{svc}/{name}/{trigger_name}")
+            changes.append(f"{verb} {label}")
             if not plan and present is None:
                 client.create_trigger(
                     svc,
                     name,
                     fc.CreateTriggerRequest(
-                        trigger_name=trigger_name, trigger_type="timer", trigger_config=config
+                        trigger_name=trigger_name,
+                        trigger_type=trigger["type"],
+                        trigger_config=config,
                     ),
                 )
             elif not plan:
@@ -420,8 +469,22 @@ def main(argv: list[str] | None = None) -> int:
         state = desired_state(source, overrides, args.region, args.account_id, args.api)
         client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)
         run = deploy_v3 if args.api == "3.0" else deploy_v2
-        for change in run(state, code, client, args.plan):
-            print(("plan: " if args.plan else "done: ") + change)
+        try:
+            for change in run(state, code, client, args.plan):
+                print(("plan: " if args.plan else "done: ") + change)
+        except Exception as exc:
+            from alibabacloud_tea_openapi.exceptions import ClientException
+
+            if not isinstance(exc, ClientException):
+                raise
+            # e.g. an eventbridge trigger where EventBridge is not activated or lacks its
+            # service-linked role (deploy/README.md): one line, what was done stays done.
+            print(
+                f"deploy.py: error: FC refused the next change: {exc.code}: {exc.message} "
+                "(the changes printed above are done; re-running is safe)",
+                file=sys.stderr,
+            )
+            return 1
     except DeployError as exc:
         print(f"deploy.py: error: {exc}", file=sys.stderr)
         return 2

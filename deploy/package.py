@@ -3,10 +3,11 @@
     python deploy/package.py [--output dist/byok-keeper-fc.zip] [--python-version 3.10]
                              [--platform manylinux2014_x86_64] [--cache DIR]
 
-Contents: ``sweep/`` and ``reimport/`` (from ``functions/``; handlers ``sweep.index.handler``
-and ``reimport.index.handler``), the ``byok_keeper`` package, and every runtime dependency at
-the version pinned in ``constraints.txt``, as wheels for the target runtime (binary wheels for
-that platform and Python; pure-Python wheels built locally when only an sdist exists).
+Contents: ``sweep/``, ``reimport/`` and ``events/`` (from ``functions/``; handlers
+``sweep.index.handler``, ``reimport.index.handler`` and ``events.index.handler``), the
+``byok_keeper`` package, and every runtime dependency at the version pinned in
+``constraints.txt``, as wheels for the target runtime (binary wheels for that platform and
+Python; pure-Python wheels built locally when only an sdist exists).
 
 Supply chain: every file comes hash-checked against constraints.txt (``--require-hashes``),
 each wheel's version must equal its pin (else the build stops), and wheels are collected in a
@@ -34,7 +35,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 EXCLUDE = re.compile(r"(^|/)(__pycache__|[^/]+\.pyc|[^/]+\.pyo)(/|$)")
-FUNCTIONS = ("sweep", "reimport")
+FUNCTIONS = ("sweep", "reimport", "events")
 
 
 def _pip(*args: str) -> None:

@@ -1,6 +1,6 @@
 # byok-keeper on Function Compute 3.0 with the alicloud provider: the RAM role and its policy,
-# the sweep and reimport functions, the sweep's timer, reimport's async invoke config and its
-# reserved concurrency. Same content as deploy/functions.yml (the source of truth, which
+# the sweep, reimport and events functions, the sweep's timer, the events function's EventBridge
+# trigger (ActionTrail KMS calls), async invoke configs and reserved concurrency. Same content as deploy/functions.yml (the source of truth, which
 # deploy/deploy.py applies through the FC API) and s.yaml (Serverless Devs).
 #
 #   make package && cd deploy/terraform && terraform init && terraform apply
@@ -44,6 +44,19 @@ locals {
     BYOK_FC_PREFIX          = var.function_prefix
     ALIBABA_CLOUD_REGION_ID = local.region
     BYOK_ACCOUNT_ID         = local.account_id
+  }
+
+  # The events function's EventBridge rule: ActionTrail KMS calls of this account and region,
+  # by name; never ImportKeyMaterial (byok_keeper.events.EVENT_NAMES is this list).
+  event_pattern = {
+    source          = ["acs.actiontrail"]
+    type            = ["actiontrail:ActionTrail:ApiCall"]
+    aliyunaccountid = [local.account_id]
+    data = {
+      serviceName = ["Kms"]
+      acsRegion   = [local.region]
+      eventName   = ["DeleteKeyMaterial", "ScheduleKeyDeletion", "DisableKey", "CancelKeyDeletion", "TagResource", "UntagResource"]
+    }
   }
 }
 
@@ -168,4 +181,72 @@ resource "alicloud_fcv3_async_invoke_config" "reimport" {
 resource "alicloud_fcv3_concurrency_config" "reimport" {
   function_name        = alicloud_fcv3_function.reimport.function_name
   reserved_concurrency = var.reimport_concurrency
+}
+
+# ---- event-driven restore (issue 15) -----------------------------------------------------------
+
+resource "alicloud_fcv3_function" "events" {
+  function_name   = "${var.function_prefix}-events"
+  description     = "ActionTrail KMS events via EventBridge - look at the named key, restore if due."
+  handler         = "events.index.handler"
+  runtime         = local.runtime
+  memory_size     = 256
+  timeout         = 120
+  role            = alicloud_ram_role.byok_keeper.arn
+  internet_access = true
+  code {
+    zip_file = filebase64(var.code_zip)
+  }
+  log_config {
+    project  = var.log_project
+    logstore = var.log_store
+  }
+  dynamic "vpc_config" {
+    for_each = var.vpc_id == "" ? [] : [1]
+    content {
+      vpc_id            = var.vpc_id
+      vswitch_ids       = var.vswitch_ids
+      security_group_id = var.security_group_id
+    }
+  }
+  environment_variables = merge(local.environment, {
+    BYOK_BUDGET_INSTANCES = tostring(var.events_concurrency)
+  })
+  depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
+}
+
+# EventBridge delivers to FC under this service-linked role (the provider's fc_trigger example).
+resource "alicloud_event_bridge_service_linked_role" "send_to_fc" {
+  count        = var.create_eventbridge_service_linked_role ? 1 : 0
+  product_name = "AliyunServiceRoleForEventBridgeSendToFC"
+}
+
+resource "alicloud_fcv3_trigger" "actiontrail" {
+  function_name = alicloud_fcv3_function.events.function_name
+  trigger_name  = "actiontrail"
+  trigger_type  = "eventbridge"
+  qualifier     = "LATEST"
+  trigger_config = jsonencode({
+    triggerEnable          = true
+    asyncInvocationType    = true
+    eventSourceConfig      = { eventSourceType = "Default" }
+    eventRuleFilterPattern = jsonencode(local.event_pattern)
+  })
+  depends_on = [alicloud_event_bridge_service_linked_role.send_to_fc]
+}
+
+resource "alicloud_fcv3_async_invoke_config" "events" {
+  function_name                  = alicloud_fcv3_function.events.function_name
+  max_async_retry_attempts       = var.async_retries
+  max_async_event_age_in_seconds = 86400
+  destination_config {
+    on_failure {
+      destination = "acs:mns:${local.region}:${local.account_id}:/topics/${var.failure_topic}/messages"
+    }
+  }
+}
+
+resource "alicloud_fcv3_concurrency_config" "events" {
+  function_name        = alicloud_fcv3_function.events.function_name
+  reserved_concurrency = var.events_concurrency
 }

@@ -8,7 +8,7 @@ variable "code_zip" {
 }
 
 variable "function_prefix" {
-  description = "Functions are named <prefix>-sweep and <prefix>-reimport."
+  description = "Functions are named <prefix>-sweep, <prefix>-reimport and <prefix>-events."
   type        = string
   default     = "byok-keeper"
 }
@@ -62,9 +62,21 @@ variable "dispatch_batch" {
 }
 
 variable "schedule" {
-  description = "Sweep timer, 6-field cron in UTC (seconds first), or @every 15m."
+  description = "Sweep timer, 6-field cron in UTC (seconds first), or @every 15m. Every 6 hours by default (deletions arrive as events); \"0 0/15 * * * *\" sweeps as often as before events."
   type        = string
-  default     = "0 0/15 * * * *"
+  default     = "0 0 0/6 * * *"
+}
+
+variable "events_concurrency" {
+  description = "Reserved concurrency of the events function; each instance gets the budgets divided by it."
+  type        = number
+  default     = 2
+}
+
+variable "create_eventbridge_service_linked_role" {
+  description = "Create EventBridge's service-linked role AliyunServiceRoleForEventBridgeSendToFC (false when the account already has it)."
+  type        = bool
+  default     = true
 }
 
 variable "read_qps" {
@@ -86,7 +98,7 @@ variable "reimport_concurrency" {
 }
 
 variable "async_retries" {
-  description = "FC retries of a failed async reimport (0-8) before OnFailure."
+  description = "FC retries of a failed async reimport or event (0-8) before OnFailure."
   type        = number
   default     = 3
 }

@@ -59,4 +59,6 @@ def test_sls_rules_are_create_alert_bodies():
             assert used and used <= aliases, (alert["name"], used, aliases)
     no_sweep = doc["alerts"][1]["configuration"]
     assert no_sweep["noDataFire"] is True  # no log at all is a dead agent too
-    assert no_sweep["queryList"][0]["start"] == "-30m"  # 2 x the 15-minute default
+    assert no_sweep["queryList"][0]["start"] == "-12h"  # 2 x the 6-hour default (issue 15)
+    first_lapse = doc["alerts"][2]["configuration"]
+    assert first_lapse["queryList"][0]["start"] == "-7h"  # sees the last sweep's metrics line

@@ -1,11 +1,12 @@
 """One source of truth: deploy.py's plan (from deploy/functions.yml), s.yaml (Serverless Devs,
 fc3) and deploy/terraform/ (alicloud fcv3 resources) must agree on function names, handlers,
-runtime, environment, schedule, async retries, concurrency and the role's policy. And the
-policy (deploy/ram-policy.json) is least privilege.
+runtime, environment, schedule, the events function's EventBridge rule, async retries,
+concurrency and the role's policy. And the policy (deploy/ram-policy.json) is least privilege.
 
 Terraform is parsed with python-hcl2; its expressions are evaluated only as far as this module
-uses them (variables, locals, string interpolation, jsonencode of the timer, the reimport
-function's merge); anything else fails the test rather than pass unevaluated."""
+uses them (variables, locals, string interpolation, jsonencode of the timer and of the
+EventBridge trigger, the functions' merge); anything else fails the test rather than pass
+unevaluated."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import hcl2
 import pytest
 import yaml
 
+from byok_keeper.events import EVENT_NAMES
 from byok_keeper.kms import FORBIDDEN, SWEEP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +41,7 @@ def _plan(api: str = "3.0") -> dict[str, Any]:
 def _canonical(fn: dict[str, Any]) -> dict[str, Any]:
     """The facts all three artefacts must agree on, in one shape."""
     fields = ("name", "handler", "runtime", "memory", "timeout", "role", "log", "environment",
-              "schedule", "async", "concurrency")  # fmt: skip
+              "schedule", "events", "async", "concurrency")  # fmt: skip
     return {k: fn[k] for k in fields}
 
 
@@ -50,7 +52,14 @@ def from_plan() -> dict[str, dict[str, Any]]:
             {
                 **fn,
                 "log": (fn["log_config"]["project"], fn["log_config"]["logstore"]),
-                "schedule": {n: t["cron"] for n, t in fn["triggers"].items()},
+                "schedule": {
+                    n: t["cron"] for n, t in fn["triggers"].items() if t["type"] == "timer"
+                },
+                "events": {
+                    n: (json.loads(t["pattern"]), t["async"], t["enable"], t["source_type"])
+                    for n, t in fn["triggers"].items()
+                    if t["type"] == "eventbridge"
+                },
                 "async": None
                 if fn["async"] is None
                 else (fn["async"]["retries"], fn["async"]["max_age"], fn["async"]["on_failure"]),
@@ -103,6 +112,16 @@ def from_s_yaml() -> dict[str, dict[str, Any]]:
                     t["triggerName"]: t["triggerConfig"]["cronExpression"]
                     for t in p.get("triggers", [])
                     if t["triggerType"] == "timer"
+                },
+                "events": {
+                    t["triggerName"]: (
+                        json.loads(t["triggerConfig"]["eventRuleFilterPattern"]),
+                        t["triggerConfig"]["asyncInvocationType"],
+                        t["triggerConfig"]["triggerEnable"],
+                        t["triggerConfig"]["eventSourceConfig"]["eventSourceType"],
+                    )
+                    for t in p.get("triggers", [])
+                    if t["triggerType"] == "eventbridge"
                 },
                 "async": None
                 if a is None
@@ -176,11 +195,25 @@ class Terraform:
         return self.resources[(kind, name)]
 
 
+def eventbridge(tf: Terraform, body: dict[str, Any]) -> tuple[Any, ...]:
+    """An eventbridge trigger_config: jsonencode({..., eventRuleFilterPattern =
+    jsonencode(local.NAME)}), with literal booleans and source type."""
+    config = body["trigger_config"]
+    pattern = re.search(r"eventRuleFilterPattern = jsonencode\(local\.(\w+)\)", config)
+    flags = {k: re.search(rf"{k} = (true|false)", config) for k in ("asyncInvocationType",
+                                                                     "triggerEnable")}  # fmt: skip
+    source = re.search(r'eventSourceType = "(\w+)"', config)
+    assert pattern and source and all(flags.values()), config
+    on = {k: m.group(1) == "true" for k, m in flags.items()}
+    return (tf.locals[pattern.group(1)], on["asyncInvocationType"], on["triggerEnable"],
+            source.group(1))  # fmt: skip
+
+
 def from_terraform() -> dict[str, dict[str, Any]]:
     tf = Terraform(ROOT / "deploy" / "terraform")
     role_arn = f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
     out = {}
-    for role in ("sweep", "reimport"):
+    for role in ("sweep", "reimport", "events"):
         body = tf.resource("alicloud_fcv3_function", role)
         assert body["role"] == "${alicloud_ram_role.byok_keeper.arn}"
         env_raw = body["environment_variables"]
@@ -203,13 +236,16 @@ def from_terraform() -> dict[str, dict[str, Any]]:
             "log": (tf.value(log["project"]), tf.value(log["logstore"])),
             "environment": {k: str(v) for k, v in env.items()},
             "schedule": {},
+            "events": {},
             "async": None,
             "concurrency": None,
         }
     for (kind, _name), body in tf.resources.items():
         target = re.fullmatch(r"\$\{alicloud_fcv3_function\.(\w+)\.function_name\}",
                               body.get("function_name", ""))  # fmt: skip
-        if kind == "alicloud_fcv3_trigger":
+        if kind == "alicloud_fcv3_trigger" and tf.value(body["trigger_type"]) == "eventbridge":
+            out[target.group(1)]["events"][tf.value(body["trigger_name"])] = eventbridge(tf, body)
+        elif kind == "alicloud_fcv3_trigger":
             assert tf.value(body["trigger_type"]) == "timer"
             cron = re.search(r"cronExpression = var\.(\w+)", body["trigger_config"])
             assert cron, body["trigger_config"]
@@ -234,7 +270,7 @@ def from_terraform() -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("artefact", [from_s_yaml, from_terraform], ids=["s.yaml", "terraform"])
 def test_artefact_agrees_with_deploy_plan(artefact):
     expected, actual = from_plan(), artefact()
-    assert set(actual) == set(expected) == {"sweep", "reimport"}
+    assert set(actual) == set(expected) == {"sweep", "reimport", "events"}
     for role in expected:
         for field in expected[role]:
             assert actual[role][field] == expected[role][field], (role, field)
@@ -257,6 +293,7 @@ def test_fc2_plan_is_a_service_on_python310():
     assert {(r, fn["name"], fn["runtime"]) for r, fn in state["functions"].items()} == {
         ("sweep", "sweep", "python3.10"),
         ("reimport", "reimport", "python3.10"),
+        ("events", "events", "python3.10"),
     }
     assert state["functions"]["sweep"]["environment"]["BYOK_FC_API"] == "2.0"
 
@@ -267,7 +304,7 @@ def test_every_parameter_is_used():
         assert "${" + name + "}" in text, name
 
 
-@pytest.mark.parametrize("role", ["sweep", "reimport"])
+@pytest.mark.parametrize("role", ["sweep", "reimport", "events"])
 def test_handlers_resolve_to_a_handler_function(role):
     handler = _plan()["functions"][role]["handler"]
     module, function = handler.rsplit(".", 1)
@@ -279,13 +316,58 @@ def test_handlers_resolve_to_a_handler_function(role):
     assert _plan()["functions"][role]["timeout"] >= 60
 
 
-def test_timer_is_a_six_field_utc_cron_every_15_minutes():
+def test_timer_is_a_six_field_utc_cron_every_6_hours_and_still_a_parameter():
+    # Issue 15: deletions arrive as events, so the full sweep runs every 6 hours by default.
     from aliyun_local.fc import cron
 
     default = _plan()["functions"]["sweep"]["triggers"]["schedule"]["cron"]
     assert len(default.split()) == 6
     schedule = cron.parse(default)
-    assert schedule.fields[1] == frozenset({0, 15, 30, 45}) and schedule.fields[0] == {0}
+    assert schedule.fields[2] == frozenset({0, 6, 12, 18})
+    assert schedule.fields[1] == {0} and schedule.fields[0] == {0}
+    often = deploy.desired_state(SOURCE, {"Schedule": "0 0/15 * * * *"}, REGION, ACCOUNT)
+    assert often["functions"]["sweep"]["triggers"]["schedule"]["cron"] == "0 0/15 * * * *"
+
+
+def test_the_events_rule_matches_this_account_region_and_exactly_the_classified_calls():
+    (trigger,) = _plan()["functions"]["events"]["triggers"].values()
+    assert trigger["type"] == "eventbridge" and trigger["enable"] and trigger["async"]
+    assert trigger["source_type"] == "Default"
+    pattern = json.loads(trigger["pattern"])
+    assert pattern["source"] == ["acs.actiontrail"]
+    assert pattern["type"] == ["actiontrail:ActionTrail:ApiCall"]
+    assert pattern["aliyunaccountid"] == [ACCOUNT]
+    assert pattern["data"]["serviceName"] == ["Kms"] and pattern["data"]["acsRegion"] == [REGION]
+    assert pattern["data"]["eventName"] == list(EVENT_NAMES)
+    assert "ImportKeyMaterial" not in pattern["data"]["eventName"]  # our own restores: no loop
+    config = json.loads(deploy._trigger_config(trigger))
+    assert config["eventSourceConfig"] == {"eventSourceType": "Default"}
+    assert json.loads(config["eventRuleFilterPattern"]) == pattern
+    assert config["triggerEnable"] is True and config["asyncInvocationType"] is True
+
+
+def test_the_events_function_is_capped_and_takes_its_budget_slice():
+    events = from_plan()["events"]
+    assert events["concurrency"] == 2 and events["environment"]["BYOK_BUDGET_INSTANCES"] == "2"
+    assert events["async"] and events["async"][2].startswith("acs:mns:")
+
+
+def test_an_unknown_trigger_type_is_refused():
+    source = json.loads(json.dumps(SOURCE))
+    source["Functions"]["events"]["Triggers"]["actiontrail"]["Type"] = "mns_topic"
+    with pytest.raises(deploy.DeployError, match="Type must be one of"):
+        deploy.desired_state(source, {}, REGION, ACCOUNT)
+    source["Functions"]["events"]["Triggers"]["actiontrail"] = {"Type": "eventbridge"}
+    with pytest.raises(deploy.DeployError, match="EventPattern"):
+        deploy.desired_state(source, {}, REGION, ACCOUNT)
+
+
+def test_the_package_carries_every_planned_function():
+    spec = importlib.util.spec_from_file_location("byok_package", ROOT / "deploy" / "package.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    handlers = {fn["handler"].split(".")[0] for fn in _plan()["functions"].values()}
+    assert set(package.FUNCTIONS) == handlers
 
 
 def test_reimport_has_async_retries_and_an_on_failure_destination():
@@ -362,3 +444,18 @@ def test_the_role_is_the_same_everywhere():
     plan_role = _plan()["functions"]["sweep"]["role"]
     assert plan_role == f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
     assert plan_role.endswith(f":role/{s_vars['roleName']}")
+
+
+def test_an_fc_refusal_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):
+    from alibabacloud_tea_openapi.exceptions import ClientException
+
+    class Refusing:
+        def get_function(self, *args):
+            raise ClientException(code="Forbidden.EventBridge", message="no SLR", status_code=403)
+
+    monkeypatch.setattr(deploy, "_fc_client", lambda *args: Refusing())
+    code = tmp_path / "code.zip"
+    code.write_bytes(b"PK")
+    rc = deploy.main(["--code", str(code), "--region", REGION, "--account-id", ACCOUNT])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Forbidden.EventBridge" in err

@@ -24,24 +24,20 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import InputError
+from ..ids import KEY_ID_RE as KEY_ID_RE  # re-exported: fc.py and the CLI import it from here
+from ..ids import check_key_id as check_key_id
 from ..specs import KEY_SPECS, PROTECTION_LEVELS, USAGES
 
 FORMAT = "byok-keeper-envelope/1"
 MAX_ENVELOPE_BYTES = 1024 * 1024
 # Full matches (\Z, not $, which also matches before a trailing newline), ASCII digits only.
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
+# KEY_ID_RE and check_key_id live in byok_keeper.ids (no vault, no SDK) and are re-exported.
 _FP_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
 
 
 class EnvelopeError(InputError):
     """An envelope is malformed, tampered with, or does not belong where it was found."""
-
-
-def check_key_id(key_id: str) -> str:
-    if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
-        raise InputError(f"invalid key id {key_id!r}: letters, digits, '-' and '_' only")
-    return key_id
 
 
 @dataclass(frozen=True)

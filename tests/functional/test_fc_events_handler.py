@@ -1,0 +1,122 @@
+"""The events function's handler in-process against aliyun-local's KMS, with ActionTrail-shaped
+CloudEvents built from tests/events (the EventBridge delivery itself is the second pass of
+issue 15: aliyun-local's emitter and rules, then tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from byok_keeper import fc, fc_events
+from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.events import DuplicateFilter
+from byok_keeper.kms import ENROLL, FORBIDDEN
+from byok_keeper.lease import parse_lease
+from byok_keeper.material import generate_material
+from byok_keeper.vault import FileStore, LocalKeySealer, Vault
+from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional.conftest import fc_context, make_gateway
+
+pytestmark = pytest.mark.every_profile
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+ACCOUNT = "1234567890123456"
+
+
+@pytest.fixture
+def deployed(emulator, kms, tmp_path, monkeypatch):
+    """The environment deploy/functions.yml gives the events function, one enrolled key, a cold
+    instance with an empty duplicate window."""
+    new_seal_key_file(tmp_path / "seal.key")
+    monkeypatch.setenv("BYOK_KMS_ENDPOINT", f"http://{emulator.endpoint}")
+    monkeypatch.setenv("BYOK_VAULT", f"file://{tmp_path / 'vault'}")
+    monkeypatch.setenv("BYOK_SEAL_KEY_FILE", str(tmp_path / "seal.key"))
+    monkeypatch.setenv("BYOK_ACCOUNT_ID", ACCOUNT)
+    monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", emulator.region)
+    vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
+    key = enroll(make_gateway(emulator, ENROLL), vault, generate_material("EC_P256"),
+                 lease=parse_lease("30d"),
+                 create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"))  # fmt: skip
+    fc.RUNTIME = fc.Runtime()
+    monkeypatch.setattr(fc_events, "DUPLICATES", DuplicateFilter())
+    emulator.emulator.calls.clear()
+    return fc_context(emulator), key.key_id
+
+
+_serial = iter(range(1, 10_000))
+
+
+def event(emulator, name: str, key_id: str, params: dict | None = None) -> bytes:
+    """A fresh ActionTrail record of ``name`` on ``key_id`` in the emulator's region."""
+    doc = json.loads((EVENTS / "actiontrail-delete-key-material.json").read_text())
+    n = next(_serial)
+    doc["id"] = doc["data"]["eventId"] = f"evt-{n:06d}"
+    doc["data"]["requestId"] = f"REQ-{n:06d}"
+    doc["aliyunregionid"] = doc["data"]["acsRegion"] = emulator.region
+    doc["data"]["eventName"] = name
+    doc["data"]["requestParameters"] = {"KeyId": key_id, **(params or {})}
+    return json.dumps(doc).encode()
+
+
+def calls(emulator, key_id: str) -> list[str]:
+    return [c["action"] for c in emulator.calls() if c.get("key_id") == key_id]
+
+
+def test_a_deletion_event_restores_that_key_with_one_import(deployed, emulator):
+    context, key_id = deployed
+    emulator.emulator.kms.delete_key_material(key_id)
+    payload = event(emulator, "DeleteKeyMaterial", key_id)
+    result = fc_events.handler(payload, context)
+    assert result["ok"] and result["results"][0]["outcome"] == "restored"
+    assert emulator.key_view(key_id)["state"] == "Enabled"
+    replay = fc_events.handler(payload, context)  # FC's at-least-once delivery
+    assert replay["results"][0]["outcome"] == "duplicate"
+    actions = calls(emulator, key_id)
+    assert actions.count("ImportKeyMaterial") == 1 and not set(actions) & FORBIDDEN
+
+
+def test_a_forged_deletion_event_on_a_healthy_key_costs_one_describe(deployed, emulator):
+    context, key_id = deployed
+    result = fc_events.handler(event(emulator, "DeleteKeyMaterial", key_id), context)
+    assert result["ok"] and result["results"][0]["outcome"] == "looked"
+    assert result["results"][0]["decision"] == "OK"
+    assert calls(emulator, key_id) == ["DescribeKey"]
+
+
+def test_a_held_key_is_untouched_and_released_hold_replans_it(deployed, emulator):
+    context, key_id = deployed
+    emulator.emulator.kms.delete_key_material(key_id)
+    emulator.emulator.kms.tag_key(key_id, {"byok-keeper:hold": "INC-7 kill switch"})
+    held = fc_events.handler(event(emulator, "DeleteKeyMaterial", key_id), context)
+    assert held["results"][0]["outcome"] == "held"
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+    assert "ImportKeyMaterial" not in calls(emulator, key_id)
+    emulator.emulator.kms.untag_key(key_id, ["byok-keeper:hold"])
+    released = event(emulator, "UntagResource", key_id, {"TagKeys": '["byok-keeper:hold"]'})
+    result = fc_events.handler(released, context)
+    assert result["results"][0]["outcome"] == "restored"
+    assert emulator.key_view(key_id)["state"] == "Enabled"
+
+
+def test_operators_are_never_fought(deployed, emulator):
+    context, key_id = deployed
+    emulator.emulator.kms.delete_key_material(key_id)
+    for name in ("ScheduleKeyDeletion", "DisableKey"):
+        result = fc_events.handler(event(emulator, name, key_id), context)
+        assert result["ok"] and result["results"][0]["outcome"] == "alert"
+    assert calls(emulator, key_id) == []  # not even a look
+    assert emulator.key_view(key_id)["state"] == "PendingImport"
+
+
+def test_kms_unavailable_raises_and_the_retry_is_not_dropped(deployed, emulator):
+    context, key_id = deployed
+    emulator.emulator.kms.delete_key_material(key_id)
+    payload = event(emulator, "DeleteKeyMaterial", key_id)
+    emulator.set_faults(error_rate=1.0)
+    with pytest.raises(fc.RetryableFailure):
+        fc_events.handler(payload, context)
+    emulator.set_faults()
+    result = fc_events.handler(payload, context)  # FC's retry of the same event
+    assert result["results"][0]["outcome"] == "restored"

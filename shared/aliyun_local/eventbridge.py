@@ -173,6 +173,7 @@ class EventBus:
         self._lock = threading.Lock()
         self._due: list[tuple[float, int, dict[str, Any], dict[str, Any]]] = []
         self._seq = itertools.count()
+        self._generation = 0  # bumped by reset: a delivery popped before it is dropped
         self._wake = threading.Condition(self._lock)
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="eventbridge", daemon=True)
@@ -195,6 +196,7 @@ class EventBus:
         with self._lock:
             self.events.clear()
             self._due.clear()
+            self._generation += 1
             self.delivery_delay = self._startup_delay
 
     def shutdown(self) -> None:
@@ -208,7 +210,12 @@ class EventBus:
         rules = self._rules()
         now = time.monotonic()
         with self._lock:
-            entry: dict[str, Any] = {"event": event, "emitted_at": _wall(), "deliveries": []}
+            entry: dict[str, Any] = {
+                "event": event,
+                "emitted_at": _wall(),
+                "deliveries": [],
+                "_generation": self._generation,
+            }
             self.events.append(entry)
             for (service, function, name), config in rules:
                 if not matches(json.loads(config["eventRuleFilterPattern"]), event):
@@ -253,6 +260,10 @@ class EventBus:
 
     def _deliver(self, entry: dict[str, Any], delivery: dict[str, Any]) -> None:
         key = (delivery["service"], delivery["function"], delivery["trigger"])
+        with self._lock:
+            stale = entry["_generation"] != self._generation
+        if stale:  # emitted before a reset: the log it belonged to is gone
+            return
         with self.fc.lock:
             still_there = key in self.fc.triggers
         if not still_there:

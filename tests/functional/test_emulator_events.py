@@ -56,6 +56,7 @@ def server():
 
 @pytest.fixture
 def clients(server):
+    server.wait_events(timeout=20)  # the last test's deliveries land before the reset
     server.reset()
     fc_client = FcClient(
         Config(

@@ -82,6 +82,14 @@ MODULES: dict[str, Target] = {
     ),
     "verify": Target("byok_keeper/verify.py", (F + "test_hostile_kms.py", F + "test_agent.py")),
     "enroll": Target("byok_keeper/enroll.py", (F + "test_enroll.py", F + "test_hostile_kms.py")),
+    "creation": Target(
+        "byok_keeper/creation.py",
+        (F + "test_enroll.py", F + "test_console_fields.py", F + "test_attacks.py"),
+    ),
+    "importing": Target(
+        "byok_keeper/importing.py",
+        (F + "test_hostile_kms.py", F + "test_agent.py", F + "test_enroll.py"),
+    ),
     "envelope": Target(
         "byok_keeper/vault/envelope.py", (F + "test_vault.py", "tests/fuzz/test_fuzz_parsers.py")
     ),

@@ -23,6 +23,7 @@ every survivor explained.
 
     python -m tests.mutation                  # every module in MODULES
     python -m tests.mutation reestablish plan # some of them
+    python -m tests.mutation shared/byok_keeper/kms/gateway.py  # a target named by its file
     python -m tests.mutation --jobs 2 --list  # how many mutants each would run
     python -m tests.mutation --survivors plan # only what survived last time (tests added)
     python -m tests.mutation --report         # the table for docs/RELIABILITY.md
@@ -81,12 +82,20 @@ MODULES: dict[str, Target] = {
     ),
     "verify": Target("byok_keeper/verify.py", (F + "test_hostile_kms.py", F + "test_agent.py")),
     "enroll": Target("byok_keeper/enroll.py", (F + "test_enroll.py", F + "test_hostile_kms.py")),
+    "creation": Target(
+        "byok_keeper/creation.py",
+        (F + "test_enroll.py", F + "test_console_fields.py", F + "test_attacks.py"),
+    ),
+    "importing": Target(
+        "byok_keeper/importing.py",
+        (F + "test_hostile_kms.py", F + "test_agent.py", F + "test_enroll.py"),
+    ),
     "envelope": Target(
         "byok_keeper/vault/envelope.py", (F + "test_vault.py", "tests/fuzz/test_fuzz_parsers.py")
     ),
     "sealers": Target("byok_keeper/vault/sealers.py", (F + "test_vault.py",)),
     "gateway": Target(
-        "byok_keeper/kms.py",
+        "byok_keeper/kms/gateway.py",
         (F + "test_gateway.py", F + "test_fidelity.py"),
         functions=("KmsGateway._call", "KmsGateway._backoff", "KmsGateway.with_allowlist"),
     ),
@@ -440,6 +449,13 @@ def summary(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _by_path(name: str) -> str:
+    """A module name, or the file's path (``shared/byok_keeper/kms/gateway.py``, with or
+    without ``shared/``) -> the name of the target that mutates that file."""
+    path = name.removeprefix("shared/")
+    return next((n for n, t in MODULES.items() if t.path == path), name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__)
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=", ".join(MODULES))
@@ -450,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "--survivors", action="store_true", help="re-run only the last run's survivors"
     )
     args = parser.parse_args(argv)
-    names = args.modules or list(MODULES)
+    names = [_by_path(n) for n in args.modules] or list(MODULES)
     unknown = [n for n in names if n not in MODULES]
     if unknown:
         parser.error(f"unknown modules {unknown}; choose from {', '.join(MODULES)}")

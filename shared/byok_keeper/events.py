@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .ids import KEY_ID_RE
+from .domain import KEY_ID_RE
 
 SOURCE = "acs.actiontrail"
 TYPE = "actiontrail:ActionTrail:ApiCall"

@@ -23,25 +23,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .domain import DecisionKind, EnvelopeFacts, KeyInfo, KeyState
 from .errors import InputError
-from .kms import KeyInfo
 from .lease import Lease, parse_lease
+from .tags import HOLD_TAG, LEASE_TAG
 
-REIMPORT, RENEW, OK, HOLD, SKIP, ALERT = "REIMPORT", "RENEW", "OK", "HOLD", "SKIP", "ALERT"
-DECISIONS = (REIMPORT, RENEW, OK, HOLD, SKIP, ALERT)
+REIMPORT, RENEW, OK, HOLD, SKIP, ALERT = (
+    DecisionKind.REIMPORT,
+    DecisionKind.RENEW,
+    DecisionKind.OK,
+    DecisionKind.HOLD,
+    DecisionKind.SKIP,
+    DecisionKind.ALERT,
+)
+DECISIONS = tuple(DecisionKind)
 DUE = frozenset({REIMPORT, RENEW})
-HOLD_TAG = "byok-keeper:hold"
-LEASE_TAG = "byok-keeper:lease"
-
-
-@dataclass(frozen=True)
-class EnvelopeFacts:
-    """What the planner needs from an envelope header (no material)."""
-
-    fingerprint: str
-    key_spec: str
-    lease: str
-    first_imported: bool
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,7 @@ def decide(facts: KeyFacts, now: datetime, policy: Policy) -> Decision:
     hold = (facts.tags or {}).get(HOLD_TAG)
     if hold is not None and key is not None:
         return make(HOLD, f"on hold: {hold or 'no reason given'}", reminder=True)
-    if key is not None and key.key_state == "PendingDeletion":
+    if key is not None and key.key_state == KeyState.PENDING_DELETION:
         when = f" (deletion {key.delete_date:%Y-%m-%d})" if key.delete_date else ""
         return make(SKIP, f"key is pending deletion{when}")
     if key is None:
@@ -182,7 +178,7 @@ def decide(facts: KeyFacts, now: datetime, policy: Policy) -> Decision:
             "enrollment incomplete: the envelope records no first import; re-run enroll",
             reminder=True,
         )
-    if key.key_state == "PendingImport":
+    if key.key_state == KeyState.PENDING_IMPORT:
         return make(REIMPORT, "material deleted or expired")
     if expires is None:
         return make(OK, "material never expires")
@@ -205,8 +201,8 @@ def needs_details(key: KeyInfo | None, now: datetime, policy: Policy) -> bool:
     A healthy key (Enabled/Disabled, expiry beyond the longest possible window) is OK whatever
     its tags and envelope say, so a sweep reads nothing more for it than DescribeKey.
     """
-    if key is None or key.key_state == "PendingImport":
+    if key is None or key.key_state == KeyState.PENDING_IMPORT:
         return True
-    if key.key_state == "PendingDeletion" or key.material_expire_time is None:
+    if key.key_state == KeyState.PENDING_DELETION or key.material_expire_time is None:
         return False
     return key.material_expire_time - now <= policy.renew_before

@@ -14,6 +14,13 @@ from collections.abc import Mapping
 
 from .errors import InputError
 
+# byok-keeper's own tags (the ``byok-keeper:`` prefix is reserved for them).
+HOLD_TAG = "byok-keeper:hold"  # set by an operator: the agent never imports into the key
+LEASE_TAG = "byok-keeper:lease"  # may only shorten the sealed lease (plan.effective_lease)
+FINGERPRINT_TAG = "byok-keeper:fingerprint"  # SHA-256 of the public key, set at creation
+MARKER_TAG = "byok-keeper:enrollment"  # creation.enrollment_marker
+MANAGED_TAG = "byok-keeper:managed"
+
 MAX_TAG_CHARS = 128
 MAX_TAGS_PER_KEY = 20
 RESERVED_PREFIXES = ("aliyun", "acs:")

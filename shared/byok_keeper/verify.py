@@ -12,17 +12,21 @@ import hmac
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from . import sm2
+from .domain import KeyInfo, KeyState, format_kms_time
 from .errors import ExecutionError, MaterialMismatch
-from .kms import KeyInfo, KmsGateway, format_kms_time
 from .material import fingerprint, public_key_der_from
 from .specs import ENCRYPT_DECRYPT, key_spec
 from .vault import Vault
+
+if TYPE_CHECKING:
+    from .kms.gateway import KmsGateway
 
 
 class CanaryFailed(ExecutionError):
@@ -38,7 +42,7 @@ class CanaryFailed(ExecutionError):
 CONCURRENT_EXPIRY_SLACK = 300  # seconds
 # What a key may be after an import: KMS does not say whether a Disabled key comes back Enabled
 # or stays Disabled (docs/FIDELITY.md), and byok-keeper never enables or disables a key.
-STATES_AFTER_IMPORT = ("Enabled", "Disabled")
+STATES_AFTER_IMPORT = (KeyState.ENABLED, KeyState.DISABLED)
 NO_CANARY_WHEN_DISABLED = (
     "key stays Disabled: KMS shows no public key and runs no canary for a Disabled key, so only "
     "its state and expiry are proven"
@@ -55,7 +59,7 @@ class ImportCheck:
 
     @property
     def stays_disabled(self) -> bool:
-        return self.key.key_state == "Disabled"
+        return self.key.key_state == KeyState.DISABLED
 
 
 def check_import(
@@ -90,7 +94,7 @@ def check_import(
         if expire_unix:
             wanted = format_kms_time(datetime.fromtimestamp(expire_unix, tz=timezone.utc))
         raise ExecutionError(f"{key_id} reports expiry {shown}, imported with {wanted}")
-    if after.key_state == "Disabled":
+    if after.key_state == KeyState.DISABLED:
         return ImportCheck(after, "state and expiry", "")
     if not identity_checked:
         seen = kms_fingerprint(gateway, after)
@@ -193,7 +197,7 @@ def verify_key(gateway: KmsGateway, vault: Vault, key_id: str) -> dict:
         envelope, material = vault.fetch(key_id)
         key = gateway.describe_key(key_id)
         state = key.key_state
-        if key.key_state != "Enabled":
+        if key.key_state != KeyState.ENABLED:
             return {
                 "key_id": key_id,
                 "result": "not-usable",

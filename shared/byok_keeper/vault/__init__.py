@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ByokError, ConfigError, MaterialMismatch
-from ..kms import KmsGateway
 from ..material import PrivateKeyMaterial, load_private_key, wipe
 from .envelope import (
     Envelope,
@@ -31,6 +31,9 @@ from .envelope import (
 )
 from .sealers import KmsSealer, LocalKeySealer, Sealer, SealError, seal_context
 from .stores import FileStore, SecretsStore, Store, VaultConflict
+
+if TYPE_CHECKING:
+    from ..kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
 
 __all__ = [
     "Envelope",

@@ -18,15 +18,18 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, InputError
 from ..files import FileTooLarge, read_capped, write_new
-from ..kms import KmsApiError, KmsGateway
+from ..kms.errors import KmsApiError
 from ..material import wipe
+
+if TYPE_CHECKING:
+    from ..kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
 
 SEAL_KEY_BYTES = 32
 

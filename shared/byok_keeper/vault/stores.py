@@ -18,12 +18,16 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..domain import check_key_id
 from ..errors import ConfigError, ExecutionError
 from ..files import FileTooLarge, read_capped
-from ..kms import KmsApiError, KmsGateway
-from .envelope import MAX_ENVELOPE_BYTES, EnvelopeError, check_key_id, parse
+from ..kms.errors import KmsApiError
+from .envelope import MAX_ENVELOPE_BYTES, EnvelopeError, parse
+
+if TYPE_CHECKING:
+    from ..kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
 
 
 class VaultConflict(ExecutionError):

@@ -1,0 +1,143 @@
+"""The KMS errors, and how an SDK exception becomes one: no SDK import.
+
+SDK exceptions are read by attribute (``code``, ``status_code``, ``request_id``, ``data``),
+never by type, so this module needs no SDK import; ``gateway.py`` catches the SDK's types.
+Transport errors are reported by type only: the SDK's own messages can carry the request URL,
+and the URL carries ``EncryptedKeyMaterial`` and the import token.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..domain import KMS_TIME_FORMAT
+from ..errors import ConfigError, ExecutionError
+from .types import Allowlist
+
+
+class KmsApiError(ExecutionError):
+    """KMS answered with an error."""
+
+    def __init__(self, action: str, code: str, status: int, request_id: str, message: str) -> None:
+        self.action = action
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        # Server messages never echo parameters for ACS3 requests; cap them all the same.
+        self.server_message = (message or "")[:200]
+        super().__init__(
+            f"KMS {action} failed: {code} (HTTP {status}, request id {request_id or '-'})"
+            + (f": {self.server_message}" if self.server_message else "")
+        )
+
+    @property
+    def throttled(self) -> bool:
+        return is_throttling(self.code, self.status)
+
+    @property
+    def retryable(self) -> bool:
+        return self.throttled or self.status >= 500
+
+
+def is_throttling(code: str, status: int = 0) -> bool:
+    """Whether KMS refused a call for its rate: it was not executed, so it may always be retried.
+
+    Alibaba Cloud gateways answer HTTP 429 ``Rejected.Throttling`` and also HTTP 400
+    ``Throttling``, ``Throttling.User``, ``Throttling.Api`` (any code starting ``Throttling``),
+    often without ``x-acs-retry-after`` (docs/FIDELITY.md).
+    """
+    return status == 429 or code == "Rejected.Throttling" or code.startswith("Throttling")
+
+
+class KmsUnavailable(ExecutionError):
+    """KMS could not be reached or did not answer (connection refused, reset, timeout)."""
+
+    def __init__(self, action: str, cause: str) -> None:
+        self.action = action
+        self.cause = cause
+        super().__init__(f"KMS {action} failed: no answer from KMS ({cause})")
+
+
+class NoKmsAccess(ConfigError):
+    """This host cannot use KMS at all (no credentials, a clock KMS refuses).
+
+    Every call would fail the same way, so a sweep stops with the one reason instead of
+    failing key after key.
+    """
+
+
+class CredentialsMissing(NoKmsAccess):
+    def __init__(self) -> None:
+        super().__init__(
+            "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS), or "
+            "configure a profile or instance role"
+        )
+
+
+class ClockSkewError(NoKmsAccess):
+    """KMS refused the request time: this host's clock is more than 15 minutes off.
+
+    Every signed request carries the local time and Alibaba Cloud's gateway refuses those more
+    than 15 minutes from its own (``InvalidTimeStamp.Expired``). Nothing can succeed until the
+    host's clock is fixed.
+    """
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        local = time.strftime(KMS_TIME_FORMAT, time.gmtime())
+        super().__init__(
+            f"KMS refused the request time on {action} (InvalidTimeStamp.Expired): this host's "
+            f"clock reads {local}, more than 15 minutes from Alibaba Cloud's; fix time "
+            "synchronisation (NTP/chrony) and run again"
+        )
+
+
+class ActionNotAllowed(ExecutionError):
+    """A caller asked for an action outside its allowlist: a bug, refused before the SDK."""
+
+    def __init__(self, action: str, allowlist: Allowlist) -> None:
+        self.action = action
+        super().__init__(f"KMS action {action} is not allowed for {allowlist.name}")
+
+
+def api_error(action: str, exc: Any) -> KmsApiError:
+    return KmsApiError(
+        action,
+        str(getattr(exc, "code", "") or "Unknown"),
+        int(getattr(exc, "status_code", 0) or 0),
+        str(getattr(exc, "request_id", "") or ""),
+        str((getattr(exc, "data", None) or {}).get("Message", "")),
+    )
+
+
+def code_of(error: Exception) -> str:
+    return getattr(error, "code", None) or getattr(error, "cause", None) or type(error).__name__
+
+
+def describe_transport(exc: BaseException) -> str:
+    """Name the failure without the SDK's message (which may quote the request URL).
+
+    The SDK wraps transport errors (``RetryError(str(e))``, ``inner_exception``): walk the chain
+    to the root cause and name its type, e.g. ``timeout (ReadTimeout)``, ``ConnectionError``.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(chain) < 8:
+        seen.add(id(current))
+        chain.append(current)
+        current = (
+            getattr(current, "inner_exception", None) or current.__cause__ or current.__context__
+        )
+    names = [type(e).__name__ for e in chain]
+    timeout = next((n for n in names if "Timeout" in n), None)
+    if timeout:
+        return f"timeout ({timeout})"
+    return names[-1]
+
+
+def is_credential_error(exc: BaseException) -> bool:
+    inner = getattr(exc, "inner_exception", None) or exc
+    return any(type(e).__name__ == "CredentialException" for e in (exc, inner))

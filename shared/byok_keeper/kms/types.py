@@ -1,0 +1,131 @@
+"""What the KMS gateway takes and returns, and who may call what: no SDK import.
+
+* the allowlists (invariant 1: never rotate, never delete) and ``FORBIDDEN``;
+* KMS's quota classes and documented rates (the request budget spends against them);
+* the gateway's results (``KeyInfo`` lives on the domain floor, ``byok_keeper.domain``; the
+  others here). Anything holding a token or plaintext keeps it out of ``repr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..domain import KeyInfo, format_kms_time, parse_kms_time
+
+__all__ = [
+    "DOCUMENTED_QPS",
+    "ENROLL",
+    "FORBIDDEN",
+    "HOLD",
+    "NOT_IDEMPOTENT",
+    "QUOTA_CLASSES",
+    "QUOTA_CLASS_OF",
+    "READ_ONLY",
+    "SWEEP",
+    "Allowlist",
+    "DataKey",
+    "ImportParameters",
+    "KeyInfo",
+    "SecretValue",
+    "format_kms_time",
+    "parse_kms_time",
+]
+
+# ---- allowlists (invariant 1) -------------------------------------------------------------
+
+_READ_KEYS = frozenset({"DescribeKey", "ListKeys", "ListResourceTags"})
+# The canary signs (verified locally) or decrypts (RSA secrets are encrypted locally; SM2 ones
+# through AsymmetricEncrypt): it never needs AsymmetricVerify.
+_CANARY = frozenset(
+    {"GetPublicKey", "ListKeyVersions", "AsymmetricSign"}
+    | {"AsymmetricEncrypt", "AsymmetricDecrypt"}
+)
+_IMPORT = frozenset({"GetParametersForImport", "ImportKeyMaterial"})
+_VAULT_READ = frozenset({"Decrypt", "GetSecretValue", "ListSecrets"})
+_VAULT_WRITE = frozenset({"GenerateDataKey", "CreateSecret", "PutSecretValue"})
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """The KMS actions one caller may use. Nothing else reaches the SDK."""
+
+    name: str
+    actions: frozenset[str]
+
+
+# What a sweep or a one-key re-import may do: read, import, verify, read the vault.
+SWEEP = Allowlist("sweep", _READ_KEYS | _CANARY | _IMPORT | _VAULT_READ)
+# plan, status, verify: reads and canaries only.
+READ_ONLY = Allowlist("read-only", _READ_KEYS | _CANARY | _VAULT_READ | {"ListAliasesByKeyId"})
+# enrollment additionally creates keys, tags them and writes envelopes.
+ENROLL = Allowlist(
+    "enroll",
+    _READ_KEYS
+    | _CANARY
+    | _IMPORT
+    | _VAULT_READ
+    | _VAULT_WRITE
+    | {"CreateKey", "TagResource", "GetKmsInstance", "CreateAlias", "ListAliasesByKeyId"},
+)
+# hold / release: the hold tag and nothing else.
+HOLD = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
+# Never in any allowlist, whatever a caller asks: rotation and destruction.
+FORBIDDEN = frozenset(
+    {
+        "CreateKeyVersion",
+        "UpdateRotationPolicy",
+        "DeleteKeyMaterial",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+        "DisableKey",
+        "EnableKey",
+        "DeleteKey",
+    }
+)
+assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
+
+# Quota classes, as KMS counts them (ALIBABA-FACTS.md "Quotas"; docs/FIDELITY.md): each has its
+# own per-account, per-region quota, shared with the customer's production traffic.
+QUOTA_CLASSES: dict[str, frozenset[str]] = {
+    "read": frozenset(
+        {"DescribeKey", "ListKeys", "GetParametersForImport", "GetPublicKey", "ListKeyVersions"}
+        | {"GetKmsInstance", "ListAliasesByKeyId"}
+    ),
+    "tags": frozenset({"ListResourceTags"}),
+    "write": frozenset({"TagResource", "UntagResource", "CreateAlias", "ImportKeyMaterial"}),
+    "create": frozenset({"CreateKey"}),
+    "crypto": frozenset(
+        {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt", "AsymmetricDecrypt"}
+    ),
+}
+DOCUMENTED_QPS = {"read": 50.0, "tags": 300.0, "write": 30.0, "create": 10.0, "crypto": 200.0}
+QUOTA_CLASS_OF = {action: kind for kind, actions in QUOTA_CLASSES.items() for action in actions}
+# Retrying these after an unknown outcome could do the work twice.
+NOT_IDEMPOTENT = frozenset({"CreateKey"})
+
+# ---- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportParameters:
+    key_id: str
+    public_key: str  # Base64 DER SubjectPublicKeyInfo
+    token_expire_time: datetime | None
+    request_id: str
+    import_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DataKey:
+    key_id: str
+    ciphertext_blob: str
+    request_id: str
+    plaintext: bytearray = field(repr=False)  # the caller wipes it
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    name: str
+    version_id: str
+    data: str = field(repr=False)

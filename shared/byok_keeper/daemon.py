@@ -23,17 +23,41 @@ import re
 import signal
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from .logs import get_logger
+from .runtime import Deps, build_deps
+from .settings import Settings
 
 log = get_logger("byok_keeper.daemon")
 
-# The running daemon's dependencies. Job functions are stored by reference in SQLite and look
-# these up, so no settings or secrets are ever pickled into the job store.
-_RUNTIME: dict[str, Any] = {}
+
+@dataclass
+class DaemonState:
+    """The running daemon: its ``Deps`` and what its jobs share. Job functions are stored by
+    reference in SQLite and look this up, so no settings or secrets are ever pickled into the
+    job store."""
+
+    deps: Deps
+    health_file: Path | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    scheduler: Any = None
+    stopping: bool = False
+    metrics: Any = None
+
+
+_STATE: DaemonState | None = None
+
+
+def _state() -> DaemonState:
+    if _STATE is None:  # pragma: no cover - a job loaded before run_daemon
+        raise RuntimeError("the daemon is not running")
+    return _STATE
+
+
 _EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])\Z")
 
 
@@ -104,21 +128,21 @@ def write_health(path: Path | None, payload: dict[str, Any]) -> None:
 
 def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
     """The job: one sweep, the health file, and the next renewal jobs."""
-    from .audit import AuditLog
     from .sweep import run_sweep
 
-    rt = _RUNTIME
-    with rt["lock"]:  # the sweep job and renewal jobs never overlap
-        if rt.get("stopping"):  # submitted just before SIGTERM: nothing to do
+    rt = _state()
+    with rt.lock:  # the sweep job and renewal jobs never overlap
+        if rt.stopping:  # submitted just before SIGTERM: nothing to do
             return {"outcome": "skipped", "note": "the daemon is stopping"}
         started = datetime.now(timezone.utc)
+        deps = rt.deps
         try:
             result = run_sweep(
-                rt["gateway"],
-                rt["vault"],
-                policy=rt["policy"],
-                concurrency=rt["settings"].concurrency,
-                audit=AuditLog(rt["settings"].audit_file),
+                deps.gateway,
+                deps.require_vault(),
+                policy=deps.policy,
+                concurrency=deps.settings.concurrency,
+                audit=deps.audit,
                 trigger=f"daemon-{trigger}",
                 actor="daemon",
                 log=log.warning,
@@ -132,7 +156,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
                 "error": str(exc)[:300],
                 "pid": os.getpid(),
             }
-            write_health(rt["health_file"], payload)
+            write_health(rt.health_file, payload)
             return payload
         outcome = "failed" if result.failed else "ok"
         payload = {
@@ -142,7 +166,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             "trigger": trigger,
             "pid": os.getpid(),
         }
-        write_health(rt["health_file"], payload)
+        write_health(rt.health_file, payload)
         log.info("sweep_done", **payload)
         _observe(result, started)
         _schedule_renewals(result)
@@ -152,7 +176,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
 def _observe(result, started: datetime) -> None:
     from .metrics import error_figures, fleet_figures
 
-    metrics = _RUNTIME.get("metrics")
+    metrics = _state().metrics
     if metrics is None:
         return
     if result is None:
@@ -164,19 +188,19 @@ def _observe(result, started: datetime) -> None:
 def _schedule_renewals(result) -> None:
     from .plan import renewal_window
 
-    scheduler = _RUNTIME.get("scheduler")
-    if scheduler is None or _RUNTIME.get("stopping"):
+    rt = _state()
+    if rt.scheduler is None or rt.stopping:
         return
     now = datetime.now(timezone.utc)
-    offset = timedelta(seconds=_RUNTIME["gateway"].clock_offset or 0)
+    offset = timedelta(seconds=rt.deps.gateway.clock_offset or 0)
     for d in result.decisions:
         if d.material_expire_time is None or d.decision not in ("OK", "RENEW"):
             continue
         # Local time of the renewal moment (KMS's clock may differ from ours).
-        when = d.material_expire_time - renewal_window(_RUNTIME["policy"], d.lease) - offset
+        when = d.material_expire_time - renewal_window(rt.deps.policy, d.lease) - offset
         if when <= now:
             continue
-        scheduler.add_job(
+        rt.scheduler.add_job(
             "byok_keeper.daemon:scheduled_sweep",
             "date",
             run_date=when,
@@ -186,8 +210,18 @@ def _schedule_renewals(result) -> None:
         )
 
 
+def _serve_metrics(rt: DaemonState, metrics_addr: str) -> None:
+    from .metrics import FleetMetrics, parse_addr, serve
+
+    parse_addr(metrics_addr)  # a bad address is a usage error before anything runs
+    deps = rt.deps
+    rt.metrics = FleetMetrics(deps.gateway, region=deps.region, account_id=deps.account_id)
+    _server, bound = serve(rt.metrics, metrics_addr)
+    log.info("metrics_serving", addr=bound, path="/metrics")
+
+
 def run_daemon(
-    settings,
+    settings: Settings,
     *,
     schedule: str,
     state_dir: Path,
@@ -197,51 +231,35 @@ def run_daemon(
 ) -> int:
     """Run until SIGTERM/SIGINT (or one sweep with ``once``). Returns the exit code.
 
-    With ``metrics_addr`` (and not ``once``) Prometheus metrics are served there."""
-    from datetime import timedelta
-
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from .factory import build_gateway, build_vault
+    Hardened and the schedule checked before anything is built; then one ``Deps`` under the
+    ``SWEEP`` allowlist for the daemon's life. With ``metrics_addr`` (and not ``once``)
+    Prometheus metrics are served there."""
+    global _STATE
     from .kms import SWEEP
-    from .plan import Policy
 
     disable_core_dumps()
     trigger = trigger_for(schedule)
-    gateway = build_gateway(settings, SWEEP)
-    _RUNTIME.update(
-        settings=settings,
-        gateway=gateway,
-        vault=build_vault(settings, gateway),
-        policy=Policy(renew_before=timedelta(seconds=settings.renew_before_seconds)),
-        health_file=health_file,
-        lock=threading.Lock(),
-        scheduler=None,
-        stopping=False,
-        metrics=None,
-    )
+    rt = _STATE = DaemonState(build_deps(settings, SWEEP), health_file)
     if metrics_addr and not once:
-        from .metrics import FleetMetrics, parse_addr, serve
-
-        parse_addr(metrics_addr)  # a bad address is a usage error before anything runs
-        metrics = FleetMetrics(
-            gateway, region=settings.region, account_id=settings.account_id or ""
-        )
-        _server, bound = serve(metrics, metrics_addr)
-        _RUNTIME["metrics"] = metrics
-        log.info("metrics_serving", addr=bound, path="/metrics")
+        _serve_metrics(rt, metrics_addr)
     if once:
         return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
-
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     check_state_dir(state_dir)
+    _run_scheduled(rt, trigger, schedule, state_dir)
+    return 0
+
+
+def _run_scheduled(rt: DaemonState, trigger: Any, schedule: str, state_dir: Path) -> None:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{state_dir / 'jobs.sqlite'}")},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         timezone=timezone.utc,
     )
-    _RUNTIME["scheduler"] = scheduler
+    rt.scheduler = scheduler
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -266,10 +284,9 @@ def run_daemon(
     # jobs, and a sweep that ends by adding renewal jobs needs that lock: a deadlock. So stop
     # new runs first, let the job in flight finish (renewals included) under our own lock, and
     # only then shut down; a job submitted meanwhile sees "stopping" and returns at once.
-    _RUNTIME["stopping"] = True
+    rt.stopping = True
     scheduler.pause()
-    with _RUNTIME["lock"]:
+    with rt.lock:
         pass
     scheduler.shutdown(wait=True)
     log.info("daemon_stopped")
-    return 0

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from .cli import table
 from .enroll import CreateRequest, enroll
 from .kms import (
     ENROLL,
@@ -33,6 +32,7 @@ from .kms import (
 from .lease import parse_lease
 from .material import generate_material
 from .plan import HOLD_TAG, Policy, plan
+from .render import expiry, table
 from .specs import HARDWARE_ONLY
 from .sweep import discover, run_sweep
 from .vault import FileStore, LocalKeySealer, Vault
@@ -60,129 +60,30 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         os.environ.pop(var, None)
     with tempfile.TemporaryDirectory(prefix="byok-demo-") as tmp, LocalServer() as server:
         root = Path(keep) if keep else Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        new_seal_key_file(root / "seal.key") if not (root / "seal.key").exists() else None
-        vault = Vault(FileStore(root / "vault"), LocalKeySealer.from_file(root / "seal.key"))
-        client = build_client(
-            region=server.region,
-            endpoint=f"http://{server.endpoint}",
-            credential=static_credential(server.access_key_id, server.access_key_secret),
-        )
-        budget = RequestBudget(1000, 1000)
-        enroller = KmsGateway(client, ENROLL, region=server.region, budget=budget)
+        vault, enroller = _setup(server, root)
         sweeper = enroller.with_allowlist(SWEEP)
         echo(f"aliyun-local on {server.endpoint}; vault {vault.uri}\n")
 
         echo("1. enrolling six keys")
-        keys: dict[str, str] = {}
-        fingerprints: dict[str, str] = {}
-        for spec, usage, lease, _trouble in CAST:
-            instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
-            with generate_material(spec) as material:
-                result = enroll(
-                    enroller,
-                    vault,
-                    material,
-                    lease=parse_lease(lease),
-                    create=CreateRequest(spec, usage, instance, f"demo {spec}"),
-                )
-            keys[spec] = result.key_id
-            fingerprints[result.key_id] = result.fingerprint
-            echo(
-                f"   {spec:<9} {result.key_id}  lease {lease:<4} "
-                f"fingerprint {result.fingerprint[:16]}..."
-            )
-
+        keys, fingerprints = _enroll_cast(enroller, vault, echo)
         echo("\n2. making trouble")
-        emulator = server.emulator
-        emulator.kms.delete_key_material(keys["RSA_2048"])
-        echo(f"   deleted the material of RSA_2048 ({keys['RSA_2048']})")
-        server.advance_clock(8 * 86400)
-        echo(f"   moved the KMS clock 8 days: EC_P256's 1 h lease lapsed ({keys['EC_P256']})")
-        echo(
-            f"   RSA_3072's 14 d lease now ends inside the 7 d renewal window ({keys['RSA_3072']})"
-        )
-        emulator.kms.tag_key(keys["EC_P256K"], {HOLD_TAG: "demo: compromised - deleted on purpose"})
-        emulator.kms.delete_key_material(keys["EC_P256K"])
-        echo(f"   held and deleted EC_P256K ({keys['EC_P256K']})")
-        held_before = server.key_view(keys["EC_P256K"])
+        held_before = _make_trouble(server, keys, echo)
         before = {k: server.key_view(k) for k in keys.values()}
+        spec_of = {v: k for k, v in keys.items()}
 
         echo("\n3. byok-keeper plan")
         policy = Policy(renew_before=timedelta(days=7))
-        planner = enroller.with_allowlist(SWEEP)
-        facts, _errors = discover(planner, vault, policy=policy, details="all")
-        decisions = plan(facts, planner.now(), policy)
-        spec_of = {v: k for k, v in keys.items()}
-        echo(
-            table(
-                [
-                    [
-                        d.key_id,
-                        spec_of[d.key_id],
-                        d.key_state,
-                        (format_kms_time(d.material_expire_time) or "never")
-                        if d.key_state in ("Enabled", "Disabled")
-                        else "-",
-                        d.decision,
-                        d.reason,
-                    ]
-                    for d in decisions
-                ],
-                ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"],
-            )
-        )
+        _show_plan(enroller.with_allowlist(SWEEP), vault, policy, spec_of, echo)
 
         echo("\n4. byok-keeper sweep")
         result = run_sweep(sweeper, vault, policy=policy, trigger="demo", actor="demo")
-        echo(
-            table(
-                [
-                    [
-                        o.key_id,
-                        spec_of[o.key_id],
-                        o.decision,
-                        o.outcome,
-                        format_kms_time(o.new_expiry) if o.new_expiry else "",
-                        o.reason,
-                    ]
-                    for o in sorted(result.outcomes, key=lambda o: spec_of[o.key_id])
-                ],
-                ["KEY", "SPEC", "DECISION", "OUTCOME", "NEW EXPIRY", "REASON"],
-            )
-        )
+        echo(_outcomes_table(result.outcomes, spec_of))
 
         echo("\n5. before / after (the emulator's own view)")
         after = {k: server.key_view(k) for k in keys.values()}
-        rows = []
-        for spec, *_ in CAST:
-            k = keys[spec]
-            rows.append(
-                [
-                    spec,
-                    before[k]["state"],
-                    after[k]["state"],
-                    str(before[k]["import_count"]),
-                    str(after[k]["import_count"]),
-                    "yes" if after[k]["material_fingerprint"] == fingerprints[k] else "NO",
-                ]
-            )
-        echo(table(rows, ["SPEC", "BEFORE", "AFTER", "IMPORTS BEFORE", "AFTER", "SAME MATERIAL"]))
+        echo(_before_after(keys, fingerprints, before, after))
 
-        problems = []
-        for spec, _usage, _lease, trouble in CAST:
-            k = keys[spec]
-            view = after[k]
-            if trouble == "hold+delete":
-                if (
-                    view["state"] != "PendingImport"
-                    or view["import_count"] != held_before["import_count"]
-                ):
-                    problems.append(f"{spec}: the held key was touched")
-            elif view["state"] != "Enabled" or view["material_fingerprint"] != fingerprints[k]:
-                problems.append(f"{spec}: not Enabled with its original material ({view['state']})")
-        if after[keys["RSA_3072"]]["import_count"] != before[keys["RSA_3072"]]["import_count"] + 1:
-            problems.append("RSA_3072: was not renewed")
+        problems = _problems(keys, fingerprints, before, after, held_before)
         second = run_sweep(sweeper, vault, policy=policy, trigger="demo", actor="demo")
         if any(o.outcome in ("restored", "renewed", "failed") for o in second.outcomes):
             problems.append("a second sweep still found work to do")
@@ -196,3 +97,126 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
             f"touched; a second sweep had nothing to do ({elapsed:.1f} s)"
         )
         return 0
+
+
+def _setup(server, root: Path) -> tuple[Vault, KmsGateway]:
+    """A file vault and seal key under ``root``; a gateway to the embedded emulator that may
+    enroll (the sweep narrows it with ``with_allowlist``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    new_seal_key_file(root / "seal.key") if not (root / "seal.key").exists() else None
+    vault = Vault(FileStore(root / "vault"), LocalKeySealer.from_file(root / "seal.key"))
+    client = build_client(
+        region=server.region,
+        endpoint=f"http://{server.endpoint}",
+        credential=static_credential(server.access_key_id, server.access_key_secret),
+    )
+    budget = RequestBudget(1000, 1000)
+    return vault, KmsGateway(client, ENROLL, region=server.region, budget=budget)
+
+
+def _enroll_cast(
+    enroller: KmsGateway, vault: Vault, echo: Callable[[str], None]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Create and enroll one key per ``CAST`` line: spec -> key id, key id -> fingerprint."""
+    keys: dict[str, str] = {}
+    fingerprints: dict[str, str] = {}
+    for spec, usage, lease, _trouble in CAST:
+        instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
+        with generate_material(spec) as material:
+            result = enroll(
+                enroller,
+                vault,
+                material,
+                lease=parse_lease(lease),
+                create=CreateRequest(spec, usage, instance, f"demo {spec}"),
+            )
+        keys[spec] = result.key_id
+        fingerprints[result.key_id] = result.fingerprint
+        echo(
+            f"   {spec:<9} {result.key_id}  lease {lease:<4} "
+            f"fingerprint {result.fingerprint[:16]}..."
+        )
+    return keys, fingerprints
+
+
+def _make_trouble(server, keys: dict[str, str], echo: Callable[[str], None]) -> dict:
+    """Delete, expire, bring into the window, hold: returns the held key's view before."""
+    emulator = server.emulator
+    emulator.kms.delete_key_material(keys["RSA_2048"])
+    echo(f"   deleted the material of RSA_2048 ({keys['RSA_2048']})")
+    server.advance_clock(8 * 86400)
+    echo(f"   moved the KMS clock 8 days: EC_P256's 1 h lease lapsed ({keys['EC_P256']})")
+    echo(f"   RSA_3072's 14 d lease now ends inside the 7 d renewal window ({keys['RSA_3072']})")
+    emulator.kms.tag_key(keys["EC_P256K"], {HOLD_TAG: "demo: compromised - deleted on purpose"})
+    emulator.kms.delete_key_material(keys["EC_P256K"])
+    echo(f"   held and deleted EC_P256K ({keys['EC_P256K']})")
+    return server.key_view(keys["EC_P256K"])
+
+
+def _show_plan(planner: KmsGateway, vault: Vault, policy: Policy, spec_of, echo) -> None:
+    facts, _errors = discover(planner, vault, policy=policy, details="all")
+    decisions = plan(facts, planner.now(), policy)
+    rows = [
+        [
+            d.key_id,
+            spec_of[d.key_id],
+            d.key_state,
+            expiry(d.key_state, d.material_expire_time),
+            d.decision,
+            d.reason,
+        ]
+        for d in decisions
+    ]
+    echo(table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
+
+
+def _outcomes_table(outcomes, spec_of: dict[str, str]) -> str:
+    rows = [
+        [
+            o.key_id,
+            spec_of[o.key_id],
+            o.decision,
+            o.outcome,
+            format_kms_time(o.new_expiry) if o.new_expiry else "",
+            o.reason,
+        ]
+        for o in sorted(outcomes, key=lambda o: spec_of[o.key_id])
+    ]
+    return table(rows, ["KEY", "SPEC", "DECISION", "OUTCOME", "NEW EXPIRY", "REASON"])
+
+
+def _before_after(keys, fingerprints, before, after) -> str:
+    rows = []
+    for spec, *_ in CAST:
+        k = keys[spec]
+        rows.append(
+            [
+                spec,
+                before[k]["state"],
+                after[k]["state"],
+                str(before[k]["import_count"]),
+                str(after[k]["import_count"]),
+                "yes" if after[k]["material_fingerprint"] == fingerprints[k] else "NO",
+            ]
+        )
+    return table(rows, ["SPEC", "BEFORE", "AFTER", "IMPORTS BEFORE", "AFTER", "SAME MATERIAL"])
+
+
+def _problems(keys, fingerprints, before, after, held_before) -> list[str]:
+    """What the emulator's own view contradicts: every restorable key Enabled with its
+    original material, RSA_3072 renewed once, the held key untouched."""
+    problems = []
+    for spec, _usage, _lease, trouble in CAST:
+        k = keys[spec]
+        view = after[k]
+        if trouble == "hold+delete":
+            if (
+                view["state"] != "PendingImport"
+                or view["import_count"] != held_before["import_count"]
+            ):
+                problems.append(f"{spec}: the held key was touched")
+        elif view["state"] != "Enabled" or view["material_fingerprint"] != fingerprints[k]:
+            problems.append(f"{spec}: not Enabled with its original material ({view['state']})")
+    if after[keys["RSA_3072"]]["import_count"] != before[keys["RSA_3072"]]["import_count"] + 1:
+        problems.append("RSA_3072: was not renewed")
+    return problems

@@ -13,11 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .audit import AuditLog
 from .errors import ConfigError, ExecutionError
 from .kms import split_endpoint
+from .plan import Decision
+from .reestablish import FAILED, Outcome
+from .runtime import Deps
+from .sweep import decisions_json, run_sweep
 
 
 class InvokeError(ExecutionError):
@@ -125,40 +130,103 @@ def invoke(client, target: FcTarget, role: str, event: dict, *, asynchronous: bo
     }
 
 
+@dataclass
+class FcAsyncApplier:
+    """Hands each due key to the deployed ``reimport`` function (one async invocation each,
+    ``batch`` sends at a time) and audits one ``dispatch`` line per key. Its outcomes are only
+    the sends that failed: the reimport function audits each key it restores."""
+
+    client: Any
+    target: FcTarget
+    audit: AuditLog
+    batch: int
+    requested_by: str  # the sweep's FC request id, e.g. ``sweep:<id>``
+    actor: str
+    final: bool = False
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (key id, request id or error)
+
+    def _send(self, decision: Decision) -> tuple[str, str]:
+        event = {
+            "key_id": decision.key_id,
+            "reason": f"{decision.decision}: {decision.reason}",
+            "requested_by": self.requested_by,
+        }
+        try:
+            sent = invoke(self.client, self.target, "reimport", event, asynchronous=True)
+            return decision.key_id, sent["request_id"] or "sent"
+        except InvokeError as exc:
+            return decision.key_id, f"error: {exc}"
+
+    def apply(self, due: list[Decision]) -> list[Outcome]:
+        with ThreadPoolExecutor(max_workers=min(self.batch, max(1, len(due)))) as pool:
+            self.sent = list(pool.map(self._send, due))
+        for key_id, status in self.sent:
+            self.audit.event(
+                "dispatch", key_id=key_id, status=status, trigger="fc-timer", actor=self.actor
+            )
+        failed = set(self.failed)
+        return [
+            Outcome(d.key_id, d.decision, FAILED, "dispatch failed", 0, error_code="InvokeError")
+            for d in due
+            if d.key_id in failed
+        ]
+
+    @property
+    def failed(self) -> list[str]:
+        return [k for k, s in self.sent if s.startswith("error")]
+
+    @property
+    def dispatched(self) -> list[str]:
+        return [k for k, s in self.sent if not s.startswith("error")]
+
+
+def fc_async_applier(deps: Deps, context_request_id: str) -> FcAsyncApplier:
+    settings = deps.settings
+    client = build_fc_client(
+        region=deps.region,
+        account_id=deps.account_id,
+        endpoint=settings.fc_endpoint,
+        credential=deps.credential,
+        api=settings.fc_api,
+    )
+    return FcAsyncApplier(
+        client,
+        FcTarget.from_settings(settings),
+        deps.audit,
+        settings.dispatch_batch,
+        requested_by=f"sweep:{context_request_id}",
+        actor=context_request_id or "fc",
+    )
+
+
 def dispatch_sweep(
-    deps: dict[str, Any],
+    deps: Deps,
     options: dict[str, Any],
     *,
     context_request_id: str,
     on_result: Callable[..., None] | None = None,
 ) -> dict:
-    """The sweep function's work: inline, or plan here and fan out async ``reimport`` calls.
+    """The sweep function's work: plan once, then apply inline or fan out async ``reimport``
+    calls (``BYOK_DISPATCH``; a dry run is always inline).
 
     ``on_result(sweep_result, dispatch)`` sees the run's decisions and outcomes (for fc-async,
     the outcomes are the keys that could not be described or dispatched)."""
-    from datetime import timedelta
-
-    from .audit import AuditLog
-    from .plan import Policy
-    from .plan import plan as make_plan
-    from .sweep import decisions_json, discover, run_sweep
-
-    settings = deps["settings"]
-    gateway, vault = deps["gateway"], deps["vault"]
-    policy = Policy(renew_before=timedelta(seconds=settings.renew_before_seconds))
-    audit = AuditLog(settings.audit_file)
-    if settings.dispatch == "inline" or options["dry_run"]:
-        result = run_sweep(
-            gateway,
-            vault,
-            policy=policy,
-            dry_run=options["dry_run"],
-            scan_account=options["scan_account"],
-            concurrency=settings.concurrency,
-            audit=audit,
-            trigger="fc-timer",
-            actor=context_request_id or "fc",
-        )
+    settings = deps.settings
+    inline = settings.dispatch == "inline" or options["dry_run"]
+    applier = None if inline else fc_async_applier(deps, context_request_id)
+    result = run_sweep(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        dry_run=options["dry_run"],
+        scan_account=options["scan_account"],
+        concurrency=settings.concurrency,
+        audit=deps.audit,
+        trigger="fc-timer",
+        actor=context_request_id or "fc",
+        applier=applier,
+    )
+    if applier is None:
         if on_result is not None:
             on_result(result, "inline")
         return {
@@ -168,70 +236,18 @@ def dispatch_sweep(
             "summary": result.summary(),
             "failed": [o.key_id for o in result.failed],
         }
-
-    facts, errors = discover(
-        gateway,
-        vault,
-        policy=policy,
-        scan_account=options["scan_account"],
-        concurrency=settings.concurrency,
-    )
-    decisions = make_plan(facts, gateway.now(), policy)
-    due = [d for d in decisions if d.due]
-    client = build_fc_client(
-        region=deps["region"],
-        account_id=deps["account_id"] or (settings.account_id or ""),
-        endpoint=settings.fc_endpoint,
-        credential=deps["credential"],
-        api=settings.fc_api,
-    )
-    target = FcTarget.from_settings(settings)
-
-    def send(decision) -> tuple[str, str]:
-        event = {
-            "key_id": decision.key_id,
-            "reason": f"{decision.decision}: {decision.reason}",
-            "requested_by": f"sweep:{context_request_id}",
-        }
-        try:
-            sent = invoke(client, target, "reimport", event, asynchronous=True)
-            return decision.key_id, sent["request_id"] or "sent"
-        except InvokeError as exc:
-            return decision.key_id, f"error: {exc}"
-
-    with ThreadPoolExecutor(max_workers=min(settings.dispatch_batch, max(1, len(due)))) as pool:
-        sent = list(pool.map(send, due))
-    for key_id, status in sent:
-        audit.event(
-            "dispatch",
-            key_id=key_id,
-            status=status,
-            trigger="fc-timer",
-            actor=context_request_id or "fc",
-        )
-    counts: dict[str, int] = {}
-    for d in decisions:
-        counts[d.decision] = counts.get(d.decision, 0) + 1
-    failed_sends = [k for k, s in sent if s.startswith("error")]
+    failed = [o for o in result.outcomes if o.failed]  # not described, or not sent
     if on_result is not None:
-        from .reestablish import FAILED, Outcome
-        from .sweep import SweepResult
-
-        lost = [
-            Outcome(k, "ALERT", FAILED, str(e), 0, error_code=type(e).__name__) for k, e in errors
-        ]
-        unsent = [
-            Outcome(d.key_id, d.decision, FAILED, "dispatch failed", 0, error_code="InvokeError")
-            for d in due
-            if d.key_id in failed_sends
-        ]
-        result = SweepResult(gateway.now(), tuple(decisions), (*lost, *unsent), False)
-        on_result(result, "fc-async")
+        on_result(replace(result, outcomes=tuple(failed), stats={}), "fc-async")
+    lost = [o.key_id for o in failed if o.decision == "ALERT"]  # due keys are never ALERT
+    counts: dict[str, int] = {}
+    for d in result.decisions:
+        counts[d.decision] = counts.get(d.decision, 0) + 1
     return {
-        "ok": not failed_sends and not errors,
+        "ok": not failed,
         "dispatch": "fc-async",
         "decisions": counts,
-        "dispatched": [k for k, s in sent if not s.startswith("error")],
-        "failed": failed_sends + [k for k, _ in errors],
-        "plan": decisions_json(due),
+        "dispatched": applier.dispatched,
+        "failed": applier.failed + lost,
+        "plan": decisions_json([d for d in result.decisions if d.due]),
     }

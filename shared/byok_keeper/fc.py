@@ -29,7 +29,10 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runtime import Deps
 
 SWEEP_FUNCTION = "sweep"
 REIMPORT_FUNCTION = "reimport"
@@ -88,28 +91,28 @@ def credentials_from(context: Any) -> Credentials | None:
 
 
 class Runtime:
-    """Settings, gateway, vault and FC client, built on first use and reused while warm.
+    """One ``runtime.Deps`` per warm instance: built on first use and reused while warm.
 
     Rebuilt when the context's STS credentials change (FC rotates them)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: Credentials | str | None = "unset"
-        self._deps: dict[str, Any] = {}
+        self._deps: Deps | None = None
 
-    def deps(self, context: Any) -> dict[str, Any]:
+    def deps(self, context: Any) -> Deps:
         creds = credentials_from(context)
         with self._lock:
-            if self._key != creds or not self._deps:
+            if self._key != creds or self._deps is None:
                 self._deps = self._build(creds, context)
                 self._key = creds
             return self._deps
 
     @staticmethod
-    def _build(creds: Credentials | None, context: Any) -> dict[str, Any]:
-        from .factory import build_gateway, build_vault
+    def _build(creds: Credentials | None, context: Any) -> Deps:
         from .kms import SWEEP, static_credential
         from .logs import configure
+        from .runtime import build_deps
         from .settings import load_settings
 
         # Replace the FC runtime's root handler (adding ours beside it doubles every line).
@@ -122,16 +125,14 @@ class Runtime:
             if creds
             else None
         )
-        gateway = build_gateway(settings, SWEEP, credential=credential)
-        return {
-            "settings": settings,
-            "gateway": gateway,
-            "vault": build_vault(settings, gateway),
-            "credential": credential,
-            "region": getattr(context, "region", None) or settings.region,
-            "account_id": getattr(context, "account_id", None)
+        return build_deps(
+            settings,
+            SWEEP,
+            credential=credential,
+            region=getattr(context, "region", None),
+            account_id=getattr(context, "account_id", None)
             or os.environ.get("BYOK_ACCOUNT_ID", ""),
-        }
+        )
 
 
 RUNTIME = Runtime()
@@ -281,7 +282,7 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         from .metrics import run_line
 
         # One structured ``metrics`` line per run, for SLS (deploy/alerts/).
-        with run_line(deps["gateway"], region=deps["region"], account_id=deps["account_id"]) as m:
+        with run_line(deps.gateway, region=deps.region, account_id=deps.account_id) as m:
             return dispatch_sweep(
                 deps, options, context_request_id=_request_id(context), on_result=m.observe
             )
@@ -295,7 +296,7 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     from .audit import AuditLog
     from .hardening import harden_process
     from .kms import NoKmsAccess
-    from .reestablish import DRY_RUN, RENEWED, RESTORED, reestablish
+    from .restore import reimport_one, succeeded
 
     harden_process()  # no core dumps, not dumpable, no SDK debug output
     try:
@@ -317,25 +318,21 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         return {"ok": False, "error": code, "message": str(exc)}
     deps = RUNTIME.deps(context)
     try:
-        outcome = reestablish(
-            deps["gateway"],
-            deps["vault"],
+        outcome = reimport_one(
+            deps,
             request["key_id"],
-            decision="REIMPORT",
+            reason=request["reason"],
+            trigger="fc-reimport",
+            actor="fc",  # the function's role did the work; who asked is only claimed
+            audit_fields={
+                "claimed_by": request["requested_by"],
+                "fc_request_id": _request_id(context),
+            },
             dry_run=request["dry_run"],
         )
     except NoKmsAccess as exc:  # the function cannot use KMS at all: let FC retry and alert
         raise RetryableFailure(f"{request['key_id']}: {exc}") from None
-    AuditLog(deps["settings"].audit_file).event(
-        "key",
-        trigger="fc-reimport",
-        actor="fc",  # the function's role did the work; who asked is only claimed
-        claimed_by=request["requested_by"],
-        requested_reason=request["reason"],
-        fc_request_id=_request_id(context),
-        **outcome.to_json(),
-    )
-    result = {"ok": outcome.outcome in (RESTORED, RENEWED, DRY_RUN), **outcome.to_json()}
+    result = {"ok": succeeded(outcome), **outcome.to_json()}
     if outcome.failed and _retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result

@@ -1,5 +1,9 @@
 """Discover -> plan -> apply, with per-key isolation and a summary.
 
+Planning happens once, here; *applying* the due decisions is an ``Applier``'s job:
+``InlineApplier`` re-establishes them in a bounded pool in this process (the CLI, the daemon,
+FC ``inline``), ``dispatch.FcAsyncApplier`` sends one async ``reimport`` invocation per key.
+
 Discovery is inventory-driven: the vault lists enrolled keys and each costs one DescribeKey.
 Only keys that may be due (PendingImport, or expiring within the renewal window) have their
 envelope header read; ``details="all"`` (the on-call ``plan``) also reads every key's tags so
@@ -14,6 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from .audit import AuditLog
 from .errors import ByokError
@@ -145,6 +150,58 @@ def discover(
     return facts, errors
 
 
+class Applier(Protocol):
+    """Applies a plan's due decisions. ``final``: its outcomes are the keys' results (the sweep
+    audits one ``key`` line per key); otherwise it only reports keys it could not hand on, and
+    whoever it handed them to audits them."""
+
+    final: bool
+
+    def apply(self, due: list[Decision]) -> list[Outcome]: ...
+
+
+@dataclass
+class InlineApplier:
+    """Re-establish due keys here, ``concurrency`` at a time."""
+
+    gateway: KmsGateway
+    vault: Vault
+    dry_run: bool = False
+    concurrency: int = 8
+    on_outcome: Callable[[Outcome], None] | None = None
+    final: bool = True
+
+    def _one(self, d: Decision) -> Outcome:
+        try:
+            return reestablish(
+                self.gateway, self.vault, d.key_id, decision=d.decision, dry_run=self.dry_run
+            )
+        except NoKmsAccess as exc:  # lost mid-run (clock jumped, credentials revoked)
+            return Outcome(d.key_id, d.decision, FAILED, str(exc), 0, error_code=type(exc).__name__)
+
+    def apply(self, due: list[Decision]) -> list[Outcome]:
+        outcomes = []
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            for outcome in pool.map(self._one, due):
+                outcomes.append(outcome)
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome)
+        return outcomes
+
+
+def _static(d: Decision) -> Outcome:
+    outcome = {OK: "ok", HOLD: HELD, SKIP: SKIPPED, ALERT: "alert"}[d.decision]
+    return Outcome(
+        d.key_id,
+        d.decision,
+        outcome,
+        d.reason,
+        0,
+        key_state=d.key_state,
+        alert=d.decision == ALERT,
+    )
+
+
 def run_sweep(
     gateway: KmsGateway,
     vault: Vault,
@@ -160,9 +217,14 @@ def run_sweep(
     on_outcome: Callable[[Outcome], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     log: Callable[..., None] | None = None,
+    applier: Applier | None = None,
 ) -> SweepResult:
+    """Discover -> plan (once) -> ``applier`` (default ``InlineApplier`` with ``dry_run``,
+    ``concurrency`` and ``on_outcome``). The result's outcomes: keys that could not be
+    described, each not-due decision, then what the applier returned."""
     policy = policy or Policy()
     audit = audit or AuditLog()
+    applier = applier or InlineApplier(gateway, vault, dry_run, concurrency, on_outcome)
     facts, errors = discover(
         gateway,
         vault,
@@ -188,36 +250,11 @@ def run_sweep(
         )
         for key_id, err in errors
     ]
-
-    def static(d: Decision) -> Outcome:
-        outcome = {OK: "ok", HOLD: HELD, SKIP: SKIPPED, ALERT: "alert"}[d.decision]
-        return Outcome(
-            d.key_id,
-            d.decision,
-            outcome,
-            d.reason,
-            0,
-            key_state=d.key_state,
-            alert=d.decision == ALERT,
-        )
-
-    def apply(d: Decision) -> Outcome:
-        try:
-            return reestablish(gateway, vault, d.key_id, decision=d.decision, dry_run=dry_run)
-        except NoKmsAccess as exc:  # lost mid-run (clock jumped, credentials revoked)
-            return Outcome(d.key_id, d.decision, FAILED, str(exc), 0, error_code=type(exc).__name__)
-
-    due = [d for d in decisions if d.due]
-    for d in decisions:
-        if not d.due:
-            outcomes.append(static(d))
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for outcome in pool.map(apply, due):
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
-    for o in outcomes:  # one canonical line per key per run
-        audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
+    outcomes += [_static(d) for d in decisions if not d.due]
+    outcomes += applier.apply([d for d in decisions if d.due])
+    if applier.final:
+        for o in outcomes:  # one canonical line per key per run
+            audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
     return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats))
 
 

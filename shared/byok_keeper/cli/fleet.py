@@ -1,0 +1,182 @@
+"""Commands on the whole fleet: ``plan``, ``sweep`` and ``report``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..render import expiry, fmt_time, progress_bar, table
+from ..runtime import local_actor
+from .app import EXIT_PENDING, App, output_option
+
+
+@click.command("plan")
+@click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
+@click.option(
+    "--aliases",
+    "show_aliases",
+    is_flag=True,
+    help="Show each key's aliases beside its id (one ListAliasesByKeyId per key).",
+)
+@output_option
+@click.pass_obj
+def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
+    """Show what a sweep would do for every enrolled key. Changes nothing.
+
+    Exit 3 when any key is due (REIMPORT or RENEW), 1 when a key could not be read, else 0
+    (like terraform plan -detailed-exitcode, keeping 2 for usage errors).
+
+    \b
+    Example:
+      byok-keeper plan --output json
+    """
+    from ..kms import READ_ONLY
+    from ..plan import DUE
+    from ..status import plan_fleet
+    from ..sweep import decisions_json
+
+    deps = app.deps(READ_ONLY)
+    fleet = plan_fleet(
+        deps,
+        scan_account=scan_account,
+        with_aliases=show_aliases,
+        on_progress=progress_bar("describing") if sys.stderr.isatty() else None,
+    )
+    decisions, errors, aliases = fleet.decisions, fleet.errors, fleet.aliases
+    rows = [
+        [
+            d.key_id
+            + (f" ({', '.join(aliases[d.key_id] or [])})" if aliases.get(d.key_id) else ""),
+            d.key_spec,
+            d.key_state,
+            expiry(d.key_state, d.material_expire_time),
+            d.decision,
+            d.reason,
+        ]
+        for d in decisions
+    ]
+    rows += [[k, "", "?", "", "ERROR", str(e)] for k, e in errors]
+    shown = decisions_json(decisions)
+    if show_aliases:
+        shown = [{**row, "aliases": aliases.get(row["key_id"]) or []} for row in shown]
+    payload = {
+        "now": fmt_time(deps.gateway.now()),
+        "decisions": shown,
+        "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
+    }
+    app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
+    if errors:
+        return 1
+    return EXIT_PENDING if any(d.decision in DUE for d in decisions) else 0
+
+
+@click.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Plan and check, import nothing (like plan).")
+@click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Keys worked on at once.")
+@output_option
+@click.pass_obj
+def sweep_cmd(app: App, dry_run: bool, scan_account: bool, concurrency: int | None) -> int:
+    """Re-establish every key whose material is gone or near expiry.
+
+    Exit 0 when every due key was restored (holds are not failures), 1 when any failed.
+
+    \b
+    Example:
+      byok-keeper sweep --output json
+    """
+    from ..kms import SWEEP
+    from ..logs import get_logger
+    from ..sweep import decisions_json, run_sweep
+
+    deps = app.deps(SWEEP)
+    show_bar = sys.stderr.isatty() and deps.settings.output == "table"
+    log = get_logger("byok_keeper.sweep")
+    result = run_sweep(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        dry_run=dry_run,
+        scan_account=scan_account,
+        concurrency=concurrency or deps.settings.concurrency,
+        audit=deps.audit,
+        trigger="cli",
+        actor=local_actor(),
+        on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))
+        if show_bar
+        else None,
+        on_progress=progress_bar("describing") if show_bar else None,
+        log=log.warning,
+    )
+    outcomes = sorted(result.outcomes, key=lambda o: o.key_id)
+    rows = [
+        [
+            o.key_id,
+            o.decision,
+            o.outcome,
+            o.key_state,
+            fmt_time(o.new_expiry) if o.new_expiry else "",
+            o.reason,
+        ]
+        for o in outcomes
+    ]
+    summary = result.summary()
+    payload = {
+        "now": fmt_time(result.now),
+        "dry_run": dry_run,
+        "summary": summary,
+        "decisions": decisions_json(result.decisions),
+        "outcomes": [o.to_json() for o in outcomes],
+        "calls": result.stats,
+    }
+    human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
+    human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
+    app.emit(payload, human)
+    return 1 if result.failed else 0
+
+
+@click.command("report")
+@click.option(
+    "--html",
+    "html_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Write the page here (one self-contained file: inline SVG, no scripts, no network).",
+)
+@click.option(
+    "--schedule",
+    default="*/15 * * * *",
+    show_default=True,
+    help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m).",
+)
+@click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
+@output_option
+@click.pass_obj
+def report_cmd(app: App, html_path: str, schedule: str, scan_account: bool) -> int:
+    """Draw the fleet: every key on a time axis from now to its material expiry, grouped by
+    decision, renewal windows shaded, holds and alerts marked, the next sweep. Changes nothing.
+
+    \b
+    Example:
+      byok-keeper report --html fleet.html
+    """
+    from ..kms import READ_ONLY
+    from ..report import build_report, render_html, write_html
+
+    deps = app.deps(READ_ONLY)
+    fleet = build_report(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        schedule=schedule,
+        scan_account=scan_account,
+        concurrency=deps.settings.concurrency,
+    )
+    size = write_html(html_path, render_html(fleet))
+    counts: dict[str, int] = {}
+    for row in fleet.rows:
+        counts[row.decision] = counts.get(row.decision, 0) + 1
+    payload = {"path": html_path, "bytes": size, "keys": len(fleet.rows), "decisions": counts}
+    app.emit(payload, f"wrote {html_path}: {len(fleet.rows)} keys, {size:,} bytes")
+    return 0

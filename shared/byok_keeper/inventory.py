@@ -1,0 +1,54 @@
+"""What the vault holds, read without unsealing anything (``byok-keeper vault list``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .factory import build_gateway
+from .kms import READ_ONLY, KmsApiError, KmsGateway
+from .settings import Settings
+from .vault import build_store
+from .vault.envelope import parse
+
+
+def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
+    """A key's aliases; None when KMS no longer has the key."""
+    try:
+        return gateway.aliases_of(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        return None
+
+
+def list_vault(
+    settings: Settings, *, with_aliases: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """The vault's URI and one row per enrolled key (key id, spec, fingerprint, lease, first
+    import; with ``with_aliases`` also its aliases, None for a key KMS no longer has).
+
+    Reads only the vault, unless ``with_aliases`` (one ListAliasesByKeyId per key) or the vault
+    itself lives in KMS (``kms-secrets:``)."""
+    gateway = (
+        build_gateway(settings, READ_ONLY)
+        if with_aliases or (settings.vault and settings.vault.startswith("kms-secrets:"))
+        else None
+    )
+    store = build_store(settings.vault or "", gateway)
+    rows = []
+    for key_id in store.list_key_ids():
+        data = store.read(key_id)
+        if data is None:
+            continue
+        h = parse(data, expected_key_id=key_id).header
+        rows.append(
+            {
+                "key_id": h.key_id,
+                "key_spec": h.key_spec,
+                "fingerprint": h.fingerprint,
+                "lease": h.lease,
+                "first_imported_at": h.first_imported_at,
+                **({"aliases": aliases_or_none(gateway, h.key_id)} if with_aliases else {}),
+            }
+        )
+    return store.uri, rows

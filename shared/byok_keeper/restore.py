@@ -1,0 +1,74 @@
+"""Restore one key on request: ``reimport_one`` (re-establish + one audit line).
+
+The single way an explicit request -- the CLI's ``reimport``, the FC ``reimport`` function, and
+the coming ActionTrail events function -- brings back one key's identical material. The sweep
+does not come here: it re-establishes what its plan found due (``sweep.InlineApplier``).
+
+Hold semantics are ``reestablish``'s, unchanged: the hold tag is read again right before the
+import (and once more before a retry with a fresh token), and a held key is reported ``held``,
+not restored. Only ``override_hold=True`` imports a held key, and only an operator's own
+identity may ask for it (the CLI's ``--override-hold``); the FC and events entrypoints never
+pass it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .lease import Lease
+from .reestablish import DRY_RUN, RENEWED, RESTORED, Outcome, reestablish
+from .runtime import Deps
+
+SUCCESS = (RESTORED, RENEWED, DRY_RUN)
+
+
+def reimport_one(
+    deps: Deps,
+    key_id: str,
+    *,
+    reason: str,
+    trigger: str,
+    actor: str,
+    audit_fields: dict[str, Any] | None = None,
+    override_hold: bool = False,
+    dry_run: bool = False,
+    lease_override: Lease | None = None,
+    on_step: Callable[[str, str], None] | None = None,
+) -> Outcome:
+    """Re-establish ``key_id`` (decision ``REIMPORT``) and write one ``key`` audit event.
+
+    ``trigger`` says which entrypoint asked (``cli-reimport``, ``fc-reimport``, e.g.
+    ``event-delete``); ``actor`` is who did the work (a user, or ``fc`` for the function's
+    role). ``audit_fields`` adds what the entrypoint knows but cannot vouch for, such as
+    ``claimed_by`` (an event's ``requested_by``, e.g. ``event:<requestId>``) and
+    ``fc_request_id``; the ``reason`` is recorded as ``requested_reason``.
+
+    Never raises for a per-key failure (the outcome says it, ``bad_input`` marks a tampered
+    or unreadable envelope); ``NoKmsAccess`` propagates (nothing is audited then), so the
+    caller can exit 1 or let FC retry. The key id is the caller's to validate first.
+    """
+    outcome = reestablish(
+        deps.gateway,
+        deps.require_vault(),
+        key_id,
+        decision="REIMPORT",
+        override_hold=override_hold,
+        dry_run=dry_run,
+        lease_override=lease_override,
+        on_step=on_step,
+    )
+    deps.audit.event(
+        "key",
+        trigger=trigger,
+        actor=actor,
+        requested_reason=reason,
+        **(audit_fields or {}),
+        **outcome.to_json(),
+    )
+    return outcome
+
+
+def succeeded(outcome: Outcome) -> bool:
+    """Restored, renewed or (a dry run) would have been."""
+    return outcome.outcome in SUCCESS

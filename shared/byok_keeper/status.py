@@ -1,0 +1,89 @@
+"""Facts for on-call, changing nothing: one key's full status (``byok-keeper status``) and the
+fleet's plan with what it could not read (``byok-keeper plan``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ByokError
+from .inventory import aliases_or_none
+from .kms import KmsApiError, format_kms_time
+from .plan import Decision, EnvelopeFacts, KeyFacts, decide, plan
+from .runtime import Deps
+from .sweep import discover
+
+
+def _time(v: Any) -> str:
+    return format_kms_time(v) if v else "never"
+
+
+def key_status(deps: Deps, key_id: str) -> dict[str, Any]:
+    """Everything known about one key: KMS's view (times formatted), aliases, tags, the
+    envelope header (no public key, nothing secret) and what a sweep would decide."""
+    gateway = deps.gateway
+    envelope = deps.require_vault().get(key_id)
+    try:
+        key = gateway.describe_key(key_id)
+        tags = gateway.list_tags(key_id)
+        aliases = gateway.aliases_of(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        key, tags, aliases = None, {}, []
+    env = envelope.header if envelope else None
+    facts = KeyFacts(
+        key_id,
+        key,
+        envelope is not None,
+        EnvelopeFacts(env.fingerprint, env.key_spec, env.lease, env.first_imported_at is not None)
+        if env
+        else None,
+        tags,
+    )
+    decision = decide(facts, gateway.now(), deps.policy)
+    kms_view = (
+        {k: (_time(v) if hasattr(v, "tzinfo") else v) for k, v in asdict(key).items()}
+        if key
+        else None
+    )
+    envelope_view = {k: v for k, v in asdict(env).items() if k != "public_key_der"} if env else None
+    return {
+        "key_id": key_id,
+        "kms": kms_view,
+        "aliases": aliases,
+        "tags": tags,
+        "envelope": envelope_view,
+        "decision": decision.decision,
+        "reason": decision.reason,
+    }
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    decisions: list[Decision]
+    errors: list[tuple[str, ByokError]]
+    aliases: dict[str, list[str] | None]  # filled only when asked for
+
+
+def plan_fleet(
+    deps: Deps,
+    *,
+    scan_account: bool = False,
+    with_aliases: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FleetPlan:
+    """What a sweep would do for every enrolled key (all details read: tags, holds)."""
+    facts, errors = discover(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        details="all",
+        scan_account=scan_account,
+        concurrency=deps.settings.concurrency,
+        on_progress=on_progress,
+    )
+    decisions = plan(facts, deps.gateway.now(), deps.policy)
+    aliases = {d.key_id: aliases_or_none(deps.gateway, d.key_id) for d in decisions if with_aliases}
+    return FleetPlan(decisions, errors, aliases)

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import ApiError
+from .eventbridge import DEFAULT_DELIVERY_DELAY
 from .faults import Faults
 from .kms.settings import PROFILES, SETTINGS
 from .server import (
@@ -56,6 +57,16 @@ def _positive(value: str) -> float:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
     if number <= 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
+
+
+def _delay(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= number <= 600:
+        raise argparse.ArgumentTypeError("must be 0-600 seconds")
     return number
 
 
@@ -163,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--fc-runtime python3.12=/usr/bin/python3.11 for a drill on a machine without 3.12 "
         "(package with deploy/package.py --python-version 3.11 then); default: pythonX.Y on PATH",
     )
+    serve.add_argument(
+        "--event-delay",
+        type=_delay,
+        default=DEFAULT_DELIVERY_DELAY,
+        metavar="SECONDS",
+        help="seconds from a KMS write to its EventBridge delivery to FC eventbridge triggers "
+        f"(default {DEFAULT_DELIVERY_DELAY}; real delivery takes seconds; "
+        "also POST /_local/events/config)",
+    )
     return parser
 
 
@@ -219,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             accounts=args.account or [DEFAULT_ACCOUNT_ID],
             settings=settings,
             fc_runtimes=runtimes,
+            event_delivery_delay=args.event_delay,
         )
     except ApiError as exc:
         parser.error(f"--set: {exc.message}")

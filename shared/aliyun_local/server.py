@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from . import actiontrail
 from . import sts as sts_api
 from .accounts import OTHER_ACCESS_KEY_SECRET, Tenancy, keyring, other_access_key_id
 from .clock import Clock, iso, parse_iso
 from .errors import ApiError
+from .eventbridge import DEFAULT_DELIVERY_DELAY, EventBus
 from .faults import CallLog, Faults
 from .fc import API_VERSION as FC_VERSION
 from .fc import API_VERSION_V3 as FC3_VERSION
@@ -66,6 +68,7 @@ class Emulator:
         seed_path: str | Path | None = None,
         settings: dict[str, Any] | None = None,
         fc_runtimes: dict[str, str] | None = None,
+        event_delivery_delay: float = DEFAULT_DELIVERY_DELAY,
     ) -> None:
         """``accounts``/``regions``: every account served in every region, the first of each
         the default (without them, ``account_id`` in ``region``). ``credentials`` are the first
@@ -90,6 +93,7 @@ class Emulator:
         self.fc = FcBackend(
             region=region, account_id=account_id, credentials=self.fc_role, runtimes=fc_runtimes
         )
+        self.events = EventBus(self.fc, delivery_delay=event_delivery_delay)
         self.clock = Clock()
         self.faults = Faults()
         self.calls = CallLog(scoped=len(accounts) > 1 or len(regions) > 1)
@@ -150,6 +154,7 @@ class Emulator:
                 raise
 
     def reset(self) -> None:
+        self.events.reset()
         self.fc.reset()
         self.tenancy.reset()
         self.credentials.drop_temporary()
@@ -173,16 +178,19 @@ class Emulator:
         headers: dict[str, str],
         body: bytes,
         region: str | None = None,
+        *,
+        client_ip: str = "127.0.0.1",
     ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
         """Route one KMS request reaching ``region``'s endpoint: signature, the backend of the
-        signer's account there, fault hooks around ``kms.responses.dispatch``, the answer (or a
-        dropped connection)."""
+        signer's account there, fault hooks around ``kms.responses.dispatch``, the ActionTrail
+        record of a write, the answer (or a dropped connection)."""
         request_id = str(uuid.uuid4()).upper()
         request = kms_responses.parse(method, raw_path, headers, body)
         action, key_id = request.action, request.key_id
         region = region or self.region
         where: dict[str, str | None] = {"account_id": None, "region": region}
         transport_fault = None
+        caller = None  # the access key id, once the signature holds
         try:
             kms_responses.require_action(request)
             access_key_id = self._verify_kms_signature(request)
@@ -198,12 +206,17 @@ class Emulator:
             if transport_fault == "DropConnection":
                 self.calls.record(action, key_id, 0, transport_fault, **where)
                 return _DROP
-            result = self.faults.after(action, key_id, kms_responses.dispatch(kms, request))
+            caller = access_key_id  # from here on the call reaches KMS: ActionTrail records it
+            answer = kms_responses.dispatch(kms, request)
+            self._trail(kms, request, request_id, caller, client_ip, None)
+            result = self.faults.after(action, key_id, answer)
             self.flush()
             if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
                 return self._lose_answer(action, key_id, **where)
         except ApiError as err:
             self.flush()
+            if caller is not None:
+                self._trail(kms, request, request_id, caller, client_ip, err)
             if transport_fault == "ReadTimeout":  # an error answer is lost all the same
                 return self._lose_answer(action, key_id, **where)
             self.calls.record(action, key_id, err.status, err.code, **where)
@@ -249,6 +262,43 @@ class Emulator:
         view = backend.emulator_view(key_id)
         view.update(account_id=backend.account_id, region=backend.region)
         return view
+
+    def _trail(
+        self,
+        kms: KmsBackend,
+        request: kms_responses.Request,
+        request_id: str,
+        access_key_id: str,
+        client_ip: str,
+        error: ApiError | None,
+    ) -> None:
+        """ActionTrail: a write call (done or refused by KMS) goes to the event bus. The bus and
+        FC are the first account's in the first region: other scopes' events stay there."""
+        if request.action not in actiontrail.WRITE_ACTIONS or kms is not self.kms:
+            return
+        record = actiontrail.kms_record(
+            action=request.action,
+            params=request.params,
+            request_id=request_id,
+            region=self.region,
+            account_id=self.account_id,
+            access_key_id=access_key_id,
+            source_ip=client_ip,
+            user_agent=request.headers.get("user-agent", ""),
+            event_time=self.clock.now(),
+            error=error,
+        )
+        source = self.kms.settings.actiontrail_event_source
+        try:
+            self.events.publish(
+                actiontrail.cloud_event(record, source=source, account_id=self.account_id)
+            )
+        except Exception as exc:  # the call itself stands: never turn it into an error
+            log.error(
+                "could not publish the ActionTrail event of %s: %s",
+                request.action,
+                type(exc).__name__,
+            )
 
     def _verify_kms_signature(self, request: kms_responses.Request) -> str:
         """ACS3 (``Authorization`` header) or RPC v1 (``Signature`` parameter); unsigned fails.
@@ -346,6 +396,18 @@ class Emulator:
                 return 200, self.calls.list()
             if route.startswith("keys/") and method == "GET":
                 return 200, self.key_view(route[len("keys/") :])
+            if route == "events" and method == "GET":
+                return 200, self.events.view()
+            if route == "events/config":
+                if method == "POST":
+                    if set(data) != {"delivery_delay_seconds"}:
+                        raise ApiError(
+                            "InvalidParameter", 'send {"delivery_delay_seconds": N}', 400
+                        )
+                    self.events.set_delay(data["delivery_delay_seconds"])
+                return 200, self.events.config()
+            if route == "events/wait" and method == "POST":
+                return 200, {"idle": self.events.wait_idle(float(data.get("timeout", 30)))}
             if route == "fc/deliveries" and method == "GET":
                 return 200, [d.view() for d in self.fc.deliveries]
             if route == "fc/invocations" and method == "GET":
@@ -450,7 +512,12 @@ class _Handler(BaseHTTPRequestHandler):
             result = self.server.emulator.handle_sts(self.command, path, headers, body)
         else:
             result = self.server.emulator.handle_kms(
-                self.command, path, headers, body, region=self.server.region
+                self.command,
+                path,
+                headers,
+                body,
+                region=self.server.region,
+                client_ip=self.client_address[0],
             )
         if result is _DROP:
             self.close_connection = True
@@ -525,12 +592,15 @@ class LocalServer:
         profile: str = "default",
         settings: dict[str, Any] | None = None,
         fc_runtimes: dict[str, str] | None = None,
+        event_delivery_delay: float = DEFAULT_DELIVERY_DELAY,
     ) -> None:
         """``profile`` and ``settings`` choose the answers to undocumented behaviours
         (docs/FIDELITY.md); ``reset()`` returns to them. ``fc_runtimes`` maps an FC runtime
         (``python3.12``) to the interpreter that runs it (default: ``pythonX.Y`` on PATH).
-        ``accounts``/``regions`` (the first of each the default; ``ValueError`` when malformed
-        or repeated) replace ``account_id``/``region``; ``port`` is the first region's."""
+        ``event_delivery_delay`` is the seconds from a KMS write to its EventBridge delivery
+        (``reset()`` returns to it). ``accounts``/``regions`` (the first of each the default;
+        ``ValueError`` when malformed or repeated) replace ``account_id``/``region``; ``port``
+        is the first region's."""
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         creds = {access_key_id: access_key_secret, **(extra_credentials or {})}
@@ -544,6 +614,7 @@ class LocalServer:
             seed_path=seed_path,
             settings={"profile": profile, **(settings or {})},
             fc_runtimes=fc_runtimes,
+            event_delivery_delay=event_delivery_delay,
         )
         self.region = self.emulator.region
         self._servers = _bind(host, port, self.emulator)
@@ -597,6 +668,7 @@ class LocalServer:
             if self._threads:
                 server.shutdown()
             server.server_close()
+        self.emulator.events.shutdown()
         self.emulator.fc.shutdown()
         self.emulator.kms.key_pool.close()
         self.emulator.flush()
@@ -627,3 +699,14 @@ class LocalServer:
 
     def key_view(self, key_id: str) -> dict[str, Any]:
         return self.emulator.key_view(key_id)
+
+    def events(self) -> list[dict[str, Any]]:
+        """``GET /_local/events``: the ActionTrail events emitted, with their deliveries."""
+        return self.emulator.events.view()
+
+    def set_event_delay(self, seconds: float) -> None:
+        self.emulator.events.set_delay(seconds)
+
+    def wait_events(self, timeout: float = 30.0) -> bool:
+        """Wait until every scheduled delivery is invoked and FC's async queue is drained."""
+        return self.emulator.events.wait_idle(timeout)

@@ -164,3 +164,19 @@ def test_fc_runtime_maps_a_runtime_and_a_bad_one_exits_2():
         assert served.info["fc_runtimes"] == {"python3.12": sys.executable}
     finally:
         assert stop_served(served)[0] == 0
+
+
+def test_event_delay_sets_the_eventbridge_delivery_delay_and_a_bad_one_exits_2():
+    for bad in ("-1", "soon", "601"):
+        out = subprocess.run(
+            [SCRIPT, "serve", "--port", "0", "--event-delay", bad],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert out.returncode == 2 and "--event-delay" in out.stderr, bad
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    served = serve_subprocess("--event-delay", "1.5")
+    try:
+        assert served.admin("events/config")["delivery_delay_seconds"] == 1.5
+        assert served.admin("events") == []
+    finally:
+        assert stop_served(served)[0] == 0

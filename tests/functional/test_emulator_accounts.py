@@ -315,3 +315,13 @@ def test_an_account_may_assume_its_own_role_and_sts_knows_who_calls(two):
 def test_kms_is_not_served_on_the_sts_port(two):
     client = kms_client(two, A, R1, endpoint=two.sts_endpoint)
     assert refused(lambda: client.list_keys(km.ListKeysRequest())) == ("InvalidVersion", 400)
+
+
+def test_actiontrail_events_reach_the_first_accounts_bus_from_its_first_region_only(two):
+    # The event bus and FC are the first account's in the first region (docs/FIDELITY.md).
+    for scope in SCOPES:
+        new_key(kms_client(two, *scope))
+    events = two.events()
+    assert len(events) == 1
+    text = json.dumps(events[0])
+    assert A in text and R1 in text and B not in text and R2 not in text

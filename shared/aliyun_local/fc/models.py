@@ -1,4 +1,5 @@
-"""FC state and behaviour: services, functions (zip code), timer triggers, async configs,
+"""FC state and behaviour: services, functions (zip code), timer and eventbridge triggers
+(the latter are the event bus's rules: ``aliyun_local/eventbridge.py``), async configs,
 concurrency configs, instances (worker subprocesses, reused while warm), async invocations with
 retries, and the OnFailure/OnSuccess deliveries they produce.
 
@@ -36,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .. import eventbridge
 from ..errors import ApiError
 from . import cron
 
@@ -178,6 +180,8 @@ class FcBackend:
         self._running: dict[tuple[str, str], int] = {}
         self.deliveries: list[Delivery] = []
         self.invocations: list[dict[str, Any]] = []
+        # request id -> {"ok", "attempts"} once an async invocation is done (retries included)
+        self.async_results: dict[str, dict[str, Any]] = {}
         self.logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
         self._idle: dict[tuple[str, str], list[Instance]] = {}
         self._slots: dict[tuple[str, str], threading.Semaphore] = {}
@@ -217,6 +221,7 @@ class FcBackend:
             self._slots.clear()
             self.deliveries.clear()
             self.invocations.clear()
+            self.async_results.clear()
             self.logs.clear()
 
     def _kill_all(self, key: tuple[str, str] | None = None) -> None:
@@ -411,16 +416,24 @@ class FcBackend:
                 raise not_found("Trigger")
             current = self.triggers.get(key, {"triggerName": name, "createdTime": _now_iso()})
             trigger_type = body.get("triggerType") or current.get("triggerType")
-            if trigger_type != "timer":
-                raise bad("only timer triggers are emulated")
+            if trigger_type not in ("timer", "eventbridge"):
+                raise bad("only timer and eventbridge triggers are emulated")
             config_text = body.get("triggerConfig", current.get("triggerConfig"))
-            try:
-                config = json.loads(config_text) if isinstance(config_text, str) else config_text
-                cron.parse(config["cronExpression"])
-            except (ValueError, TypeError, KeyError, cron.CronError) as exc:
-                raise bad(f"invalid timer triggerConfig: {exc}") from None
+            if trigger_type == "eventbridge":
+                try:
+                    config = eventbridge.trigger_config(config_text)
+                except eventbridge.PatternError as exc:
+                    raise bad(f"invalid eventbridge triggerConfig: {exc}") from None
+            else:
+                try:
+                    config = (
+                        json.loads(config_text) if isinstance(config_text, str) else config_text
+                    )
+                    cron.parse(config["cronExpression"])
+                except (ValueError, TypeError, KeyError, cron.CronError) as exc:
+                    raise bad(f"invalid timer triggerConfig: {exc}") from None
             current.update(
-                triggerType="timer",
+                triggerType=trigger_type,
                 triggerConfig=json.dumps(config),
                 qualifier=body.get("qualifier") or "LATEST",
                 lastModifiedTime=_now_iso(),
@@ -670,6 +683,7 @@ class FcBackend:
                 time.sleep(self.retry_delay_seconds * attempts)
             with self.lock:
                 config = self.async_configs.get((service, function), {})
+            self.async_results[request_id] = {"ok": ok, "attempts": attempts}
             destinations = config.get("destinationConfig") or {}
             kind = "onSuccess" if ok else "onFailure"
             target = (destinations.get(kind) or {}).get("destination")
@@ -714,8 +728,9 @@ class FcBackend:
         ``service`` names the FC 2.0 service, or for FC 3.0 the function itself."""
         with self.lock:
             everything = list(self.triggers.items())
-        matches = [(k, t) for k, t in everything if k[0] == service and k[2] == trigger_name] or [
-            (k, t) for k, t in everything if k[0] == V3 and k[1:] == (service, trigger_name)
+        timers = [(k, t) for k, t in everything if t.get("triggerType") == "timer"]
+        matches = [(k, t) for k, t in timers if k[0] == service and k[2] == trigger_name] or [
+            (k, t) for k, t in timers if k[0] == V3 and k[1:] == (service, trigger_name)
         ]
         if not matches:
             raise not_found("Trigger")
@@ -738,6 +753,8 @@ class FcBackend:
         with self.lock:
             triggers = list(self.triggers.items())
         for key, trigger in triggers:
+            if trigger.get("triggerType") != "timer":
+                continue
             config = json.loads(trigger["triggerConfig"])
             if not config.get("enable", True):
                 continue

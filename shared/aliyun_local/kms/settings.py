@@ -84,6 +84,14 @@ SETTINGS: dict[str, Setting] = {
             "GetKmsInstance's ProductVersion values are documented only for ROS "
             "(software, hardware, ...)",
         ),
+        Setting(
+            "actiontrail_event_source",
+            ("acs.actiontrail", "acs.kms"),
+            "acs.actiontrail",
+            "acs.kms",
+            "EventBridge's ActionTrail page: source acs.actiontrail, type "
+            "actiontrail:ActionTrail:ApiCall; its KMS page: type kms:ActionTrail:ApiCall",
+        ),
     )
 }
 PROFILES = ("default", "strict")

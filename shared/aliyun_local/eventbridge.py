@@ -1,0 +1,316 @@
+"""An EventBridge subset: the default event bus, rules made by FC ``eventbridge`` triggers, event
+patterns, and delivery to FC as async invocations after a configurable delay.
+
+Real FC creates an EventBridge rule behind every ``eventbridge`` trigger (the trigger's
+``triggerEnable`` is the rule's switch); here the trigger *is* the rule. Each published event is
+matched against every enabled trigger when it arrives; a match is delivered after
+``delivery_delay_seconds`` (default 0.2 s; real delivery takes seconds) through FC's async
+invocation queue, so its retries and destinations apply. ``/_local/events`` shows every event
+with its deliveries. Event patterns: exact values, ``prefix``, ``suffix``, ``contains``,
+``anything-but`` (a value, a list or a prefix), ``exists``, nested objects; ``numeric`` and
+``cidr`` are refused at trigger creation as not emulated (docs/FIDELITY.md, "Events").
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from .fc.models import FcBackend
+
+MAX_EVENTS_KEPT = 10_000
+DEFAULT_DELIVERY_DELAY = 0.2
+_OPERATORS = ("prefix", "suffix", "contains", "anything-but", "exists")
+_NOT_EMULATED = ("numeric", "cidr")
+_SCHEMAS = ("CloudEvents", "RawData")
+
+
+class PatternError(ValueError):
+    """An event pattern aliyun-local cannot evaluate (malformed, or an operator not emulated)."""
+
+
+# ---- event patterns --------------------------------------------------------------------------
+
+
+def check_pattern(pattern: Any, path: str = "") -> None:
+    """Refuse what ``matches`` cannot evaluate faithfully."""
+    if not isinstance(pattern, dict):
+        raise PatternError(f"{path or 'the pattern'} must be a JSON object")
+    for name, rule in pattern.items():
+        where = f"{path}.{name}" if path else name
+        if isinstance(rule, dict):
+            check_pattern(rule, where)
+            continue
+        if not isinstance(rule, list) or not rule:
+            raise PatternError(f"{where}: a non-empty list of values or operators is expected")
+        for item in rule:
+            if not isinstance(item, dict):
+                continue  # an exact value: string, number, true/false or null
+            if len(item) != 1:
+                raise PatternError(f"{where}: one operator per object")
+            ((op, arg),) = item.items()
+            if op in _NOT_EMULATED:
+                raise PatternError(f"{where}: the {op} operator is not emulated by aliyun-local")
+            if op not in _OPERATORS:
+                raise PatternError(f"{where}: unknown operator {op}")
+            if op == "exists" and not isinstance(arg, bool):
+                raise PatternError(f"{where}: exists takes true or false")
+            if op in ("prefix", "suffix", "contains") and not isinstance(arg, str):
+                raise PatternError(f"{where}: {op} takes a string")
+            if op == "anything-but" and isinstance(arg, dict) and set(arg) != {"prefix"}:
+                raise PatternError(f"{where}: anything-but takes a value, a list or a prefix")
+
+
+def _one(cond: Any, value: Any, present: bool) -> bool:
+    if not isinstance(cond, dict):
+        if isinstance(cond, bool) or isinstance(value, bool):  # true is not 1
+            return present and value is cond
+        return present and value == cond
+    ((op, arg),) = cond.items()
+    if op == "exists":
+        return present is arg
+    if not present:
+        return False
+    if op == "anything-but":
+        if isinstance(arg, dict):
+            return not (isinstance(value, str) and value.startswith(arg["prefix"]))
+        excluded = arg if isinstance(arg, list) else [arg]
+        return value not in excluded
+    if not isinstance(value, str):
+        return False
+    if op == "prefix":
+        return value.startswith(arg)
+    if op == "suffix":
+        return value.endswith(arg)
+    return arg in value  # contains
+
+
+def matches(pattern: dict[str, Any], event: Any) -> bool:
+    """Whether ``event`` matches: every key of the pattern (AND), any condition in a key's list
+    (OR); a list in the event matches when any of its elements does."""
+    for name, rule in pattern.items():
+        present = isinstance(event, dict) and name in event
+        value = event.get(name) if present else None
+        if isinstance(rule, dict):
+            if not (present and matches(rule, value)):
+                return False
+            continue
+        values = value if isinstance(value, list) and value else [value]
+        if not any(_one(cond, v, present) for cond in rule for v in values):
+            return False
+    return True
+
+
+def trigger_config(raw: Any) -> dict[str, Any]:
+    """Validate an ``eventbridge`` trigger's ``triggerConfig`` (a JSON string or object) and
+    return it with its defaults: triggerEnable true, asyncInvocationType false, the Default
+    event source, CloudEvents delivery."""
+    try:
+        config = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise PatternError("triggerConfig is not JSON") from None
+    if not isinstance(config, dict):
+        raise PatternError("triggerConfig must be a JSON object")
+    config = dict(config)
+    pattern = config.get("eventRuleFilterPattern", "{}")
+    try:
+        parsed = json.loads(pattern) if isinstance(pattern, str) else pattern
+    except ValueError:
+        raise PatternError("eventRuleFilterPattern is not JSON") from None
+    check_pattern(parsed)
+    source = config.get("eventSourceConfig") or {"eventSourceType": "Default"}
+    if not isinstance(source, dict) or source.get("eventSourceType", "Default") != "Default":
+        raise PatternError(
+            "aliyun-local emulates the Default event source only (Alibaba Cloud service events)"
+        )
+    sink = config.get("eventSinkConfig") or {}
+    if not isinstance(sink, dict) or not isinstance(sink.get("deliveryOption") or {}, dict):
+        raise PatternError("eventSinkConfig.deliveryOption must be a JSON object")
+    schema = event_schema(config)
+    if schema not in _SCHEMAS:
+        raise PatternError(f"eventSchema must be one of {', '.join(_SCHEMAS)}")
+    for flag in ("triggerEnable", "asyncInvocationType"):
+        if flag in config and not isinstance(config[flag], bool):
+            raise PatternError(f"{flag} must be true or false")
+    config.setdefault("triggerEnable", True)
+    config.setdefault("asyncInvocationType", False)
+    config["eventRuleFilterPattern"] = json.dumps(parsed) if isinstance(pattern, dict) else pattern
+    config["eventSourceConfig"] = {"eventSourceType": "Default", **source}
+    return config
+
+
+def event_schema(config: dict[str, Any]) -> str:
+    """What the function receives: the CloudEvents envelope (default) or its data only."""
+    option = (config.get("eventSinkConfig") or {}).get("deliveryOption") or {}
+    return option.get("eventSchema", "CloudEvents")
+
+
+# ---- the bus ---------------------------------------------------------------------------------
+
+
+def _wall() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class EventBus:
+    """The default event bus of one account and region, with FC ``eventbridge`` triggers as
+    its rules. Every public method is thread-safe."""
+
+    def __init__(self, fc: FcBackend, delivery_delay: float = DEFAULT_DELIVERY_DELAY) -> None:
+        self.fc = fc
+        self._startup_delay = delivery_delay
+        self.delivery_delay = delivery_delay
+        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS_KEPT)
+        self._lock = threading.Lock()
+        self._due: list[tuple[float, int, dict[str, Any], dict[str, Any]]] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="eventbridge", daemon=True)
+        self._thread.start()
+
+    def set_delay(self, seconds: Any) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (0 <= seconds <= 600)
+        ):
+            raise ApiError("InvalidParameter", "delivery_delay_seconds: a number 0-600", 400)
+        with self._lock:
+            self.delivery_delay = float(seconds)
+
+    def config(self) -> dict[str, Any]:
+        return {"delivery_delay_seconds": self.delivery_delay, "max_events_kept": MAX_EVENTS_KEPT}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.events.clear()
+            self._due.clear()
+            self.delivery_delay = self._startup_delay
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
+        self._thread.join(timeout=5)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Record ``event`` and schedule its delivery to every enabled trigger it matches."""
+        rules = self._rules()
+        now = time.monotonic()
+        with self._lock:
+            entry: dict[str, Any] = {"event": event, "emitted_at": _wall(), "deliveries": []}
+            self.events.append(entry)
+            for (service, function, name), config in rules:
+                if not matches(json.loads(config["eventRuleFilterPattern"]), event):
+                    continue
+                delivery = {
+                    "service": service,
+                    "function": function,
+                    "trigger": name,
+                    "matched_at": entry["emitted_at"],
+                    "delivered_at": None,
+                    "request_id": None,
+                    "state": "scheduled",
+                    "_schema": event_schema(config),
+                }
+                entry["deliveries"].append(delivery)
+                due = now + self.delivery_delay
+                heapq.heappush(self._due, (due, next(self._seq), entry, delivery))
+            self._wake.notify_all()
+
+    def _rules(self) -> list[tuple[tuple[str, str, str], dict[str, Any]]]:
+        with self.fc.lock:
+            triggers = list(self.fc.triggers.items())
+        rules = []
+        for key, trigger in triggers:
+            if trigger.get("triggerType") != "eventbridge":
+                continue
+            config = json.loads(trigger["triggerConfig"])
+            if config.get("triggerEnable", True):
+                rules.append((key, config))
+        return rules
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stop and (not self._due or self._due[0][0] > time.monotonic()):
+                    timeout = self._due[0][0] - time.monotonic() if self._due else None
+                    self._wake.wait(timeout)
+                if self._stop:
+                    return
+                _due, _seq, entry, delivery = heapq.heappop(self._due)
+            self._deliver(entry, delivery)
+
+    def _deliver(self, entry: dict[str, Any], delivery: dict[str, Any]) -> None:
+        key = (delivery["service"], delivery["function"], delivery["trigger"])
+        with self.fc.lock:
+            still_there = key in self.fc.triggers
+        if not still_there:
+            with self._lock:
+                delivery["state"] = "dropped: the trigger was deleted"
+            return
+        event = entry["event"]
+        payload = event["data"] if delivery["_schema"] == "RawData" else event
+        try:
+            request_id = self.fc.invoke_async(
+                delivery["service"], delivery["function"], json.dumps(payload).encode()
+            )
+        except ApiError as exc:
+            with self._lock:
+                delivery["state"] = f"dropped: {exc.code}"
+            return
+        with self._lock:
+            delivery.update(request_id=request_id, delivered_at=_wall(), state="invoked")
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until nothing is scheduled and FC's async queue has drained."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = bool(self._due) or any(
+                    d["state"] == "scheduled" for e in self.events for d in e["deliveries"]
+                )
+            if not pending:
+                return self.fc.wait_idle(max(0.0, deadline - time.monotonic()))
+            time.sleep(0.02)
+        return False
+
+    def view(self) -> list[dict[str, Any]]:
+        """Every event kept, oldest first, each with its deliveries and their outcome."""
+        with self._lock:
+            entries = [
+                (e["event"], e["emitted_at"], [dict(d) for d in e["deliveries"]])
+                for e in self.events
+            ]
+        out = []
+        for event, emitted_at, deliveries in entries:
+            for d in deliveries:
+                d.pop("_schema", None)
+                result = self.fc.async_results.get(d["request_id"] or "")
+                if result is not None:
+                    d["state"] = "succeeded" if result["ok"] else "failed"
+                    d["attempts"] = result["attempts"]
+            data = event.get("data") or {}
+            out.append(
+                {
+                    "id": event.get("id"),
+                    "source": event.get("source"),
+                    "type": event.get("type"),
+                    "event_name": data.get("eventName"),
+                    "key_id": (data.get("requestParameters") or {}).get("KeyId"),
+                    "emitted_at": emitted_at,
+                    "deliveries": deliveries,
+                    "event": event,
+                }
+            )
+        return out

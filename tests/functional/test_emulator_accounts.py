@@ -325,3 +325,33 @@ def test_actiontrail_events_reach_the_first_accounts_bus_from_its_first_region_o
     assert len(events) == 1
     text = json.dumps(events[0])
     assert A in text and R1 in text and B not in text and R2 not in text
+
+
+def test_the_older_rpc_v1_sdk_signs_with_temporary_credentials_too(two):
+    from aliyunsdkcore.acs_exception.exceptions import ServerException as V1Error
+    from aliyunsdkcore.auth.credentials import StsTokenCredential
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkkms.request.v20160120 import ListKeysRequest
+
+    theirs = new_key(kms_client(two, B, R2)).key_id
+    creds = assume(two, A, B).credentials
+    host, port = two.kms_endpoints[R2].rsplit(":", 1)
+    credential = StsTokenCredential(
+        creds.access_key_id, creds.access_key_secret, creds.security_token
+    )
+    client = AcsClient(region_id=R2, credential=credential, port=int(port))
+
+    def list_keys():
+        request = ListKeysRequest.ListKeysRequest()
+        request.set_endpoint(host)
+        request.set_protocol_type("http")
+        return json.loads(client.do_action_with_exception(request))
+
+    assert [k["KeyId"] for k in list_keys()["Keys"]["Key"]] == [theirs]
+    two.advance_clock(3601)
+    with pytest.raises(V1Error) as exc:
+        list_keys()
+    assert (exc.value.get_error_code(), exc.value.get_http_status()) == (
+        "InvalidSecurityToken.Expired",
+        403,
+    )

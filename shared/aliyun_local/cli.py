@@ -40,6 +40,13 @@ Point the SDK at it with Config(endpoint=<kms_endpoint>, protocol="http",
 access_key_id="local", access_key_secret="local-secret", region_id="cn-hangzhou") and unset
 HTTP_PROXY/HTTPS_PROXY. Two KMS instances exist from the start: kst-local-software
 (SOFTWARE) and kst-local-hardware (HSM, the only one that accepts EC_SM2).
+
+Many accounts and regions: --account A --account B --region R1 --region R2 serves every
+account in every region, one KMS endpoint per region ("kms_endpoints": {"R1": "HOST:PORT"}),
+the account chosen by the credentials: local/local-secret for the first account,
+local-<account id>/local-secret for the others. Each account has the role
+acs:ram::<account>:role/byok-keeper, which every account may assume through STS AssumeRole at
+"sts_endpoint" (API 2015-04-01). The admin API answers on every port.
 """
 
 
@@ -117,8 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOKEN",
         help="require this STS security token with the access key (x-acs-security-token)",
     )
-    serve.add_argument("--region", default=DEFAULT_REGION, help=f"default {DEFAULT_REGION}")
-    serve.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID, help="used in ARNs")
+    serve.add_argument(
+        "--region",
+        action="append",
+        metavar="REGION",
+        help=f"a region to serve, one KMS endpoint each (repeatable; the first is the default "
+        f"region; default {DEFAULT_REGION})",
+    )
+    serve.add_argument(
+        "--account",
+        "--account-id",
+        dest="account",
+        action="append",
+        metavar="ACCOUNT_ID",
+        help="an account (16 digits) to serve (repeatable; the first is the default account, "
+        f"whose keys are --access-key-id; default {DEFAULT_ACCOUNT_ID})",
+    )
     serve.add_argument("--latency-ms", type=float, default=0.0, help="added to every KMS call")
     serve.add_argument("--read-qps", type=_positive, help="key-management read quota (429 above)")
     serve.add_argument("--write-qps", type=_positive, help="key-management write quota")
@@ -214,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             security_tokens={args.access_key_id: args.security_token}
             if args.security_token
             else None,
-            region=args.region,
-            account_id=args.account_id,
+            regions=args.region or [DEFAULT_REGION],
+            accounts=args.account or [DEFAULT_ACCOUNT_ID],
             settings=settings,
             fc_runtimes=runtimes,
             event_delivery_delay=args.event_delay,
@@ -247,10 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "kms_endpoint": server.endpoint,
+                "kms_endpoints": server.kms_endpoints,
+                "sts_endpoint": server.sts_endpoint,
                 "fc_endpoint": server.endpoint,
                 "admin_url": f"{server.url}/_local/",
-                "region": args.region,
+                "region": server.region,
                 "access_key_id": args.access_key_id,
+                "access_key_ids": {a: server.access_key(a)[0] for a in server.accounts},
                 "state": str(args.state) if args.state else None,
                 "settings": server.emulator.kms.settings.to_json(),
                 "fc_runtimes": runtimes,

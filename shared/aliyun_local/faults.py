@@ -12,7 +12,9 @@ AsymmetricDecrypt answers other bytes). The real state is untouched; only answer
 
 Quotas are token buckets on the real monotonic clock (not the emulator clock, which tests
 move by hours): a bucket of ``qps`` tokens refilled at ``qps`` per second, so one second of
-burst and then the steady rate, as the documented per-second quotas behave.
+burst and then the steady rate, as the documented per-second quotas behave. Each account and
+region (the ``scope`` the server passes) has its own buckets, as KMS's quotas are per account
+per region.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class Faults:
     fail_next: dict[str, list[str]] = field(default_factory=dict)
     lies: dict[str, dict[str, str]] = field(default_factory=dict)
     _other_public_pem: str | None = field(default=None, repr=False)
-    _buckets: dict[str, TokenBucket] = field(default_factory=dict, repr=False)
+    _buckets: dict[tuple[Any, str], TokenBucket] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -137,10 +139,18 @@ class Faults:
                 raise invalid_parameter("fail_next", f"codes for {action} must be strings")
             faults.fail_next[str(action)] = list(codes)
         faults.lies = _parse_lies(body.get("lies") or {})
-        for name in QUOTA_FIELDS:
-            if getattr(faults, name):
-                faults._buckets[name.removesuffix("_qps")] = TokenBucket(getattr(faults, name))
         return faults
+
+    def _bucket(self, quota_class: str | None, scope: Any) -> TokenBucket | None:
+        """The bucket of ``quota_class`` in ``scope`` (made full on first use), if quota'd."""
+        qps = getattr(self, f"{quota_class}_qps", None) if quota_class else None
+        if not qps:
+            return None
+        with self._lock:
+            bucket = self._buckets.get((scope, quota_class))
+            if bucket is None:
+                bucket = self._buckets[(scope, quota_class)] = TokenBucket(qps)
+            return bucket
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
@@ -155,7 +165,11 @@ class Faults:
         }
 
     def before(
-        self, action: str, quota_class: str | None, throttling: str = "Rejected.Throttling"
+        self,
+        action: str,
+        quota_class: str | None,
+        throttling: str = "Rejected.Throttling",
+        scope: Any = None,
     ) -> str | None:
         """Apply faults before ``action`` runs. Raises the injected ``ApiError``; returns a
         transport fault for the server to act out:
@@ -166,7 +180,7 @@ class Faults:
         """
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
-        bucket = self._buckets.get(quota_class or "")
+        bucket = self._bucket(quota_class, scope)
         if bucket is not None:
             wait = bucket.take()
             if wait:
@@ -255,18 +269,32 @@ def _parse_lies(lies: Any) -> dict[str, dict[str, str]]:
 
 
 class CallLog:
-    """What was called, in order: action, key id, status, code. Never parameters."""
+    """What was called, in order: action, key id, status, code and, when the emulator serves
+    more than one account or region (``scoped``), the account and region it was served in
+    (None where the request never got that far). Never parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, scoped: bool = False) -> None:
+        self.scoped = scoped
         self._calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def record(self, action: str, key_id: str | None, status: int, code: str | None) -> None:
+    def record(
+        self,
+        action: str,
+        key_id: str | None,
+        status: int,
+        code: str | None,
+        account_id: str | None = None,
+        region: str | None = None,
+    ) -> None:
         log.debug("%s key=%s -> %s %s", action, key_id or "-", status or "no answer", code or "")
+        entry = {"action": action, "key_id": key_id, "status": status, "code": code}
+        if self.scoped:
+            entry.update(account_id=account_id, region=region)
         with self._lock:
             if len(self._calls) >= MAX_CALLS_KEPT:
                 del self._calls[: MAX_CALLS_KEPT // 10]
-            self._calls.append({"action": action, "key_id": key_id, "status": status, "code": code})
+            self._calls.append(entry)
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:

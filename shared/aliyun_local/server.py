@@ -2,7 +2,9 @@
 SDKs, plus the unsigned admin API under ``/_local/``.
 
 Use ``LocalServer`` in tests (a context manager that serves on a free loopback port in-process)
-or ``aliyun-local serve`` from a shell. The server never logs request lines, query strings or
+or ``aliyun-local serve`` from a shell. Many accounts and regions (``accounts.py``): one KMS port
+per region, the account chosen by the credentials; STS (``sts.py``) on a port of its own; the
+admin API on every port. The server never logs request lines, query strings or
 bodies: wrapped key material travels in the URL.
 """
 
@@ -22,6 +24,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import actiontrail
+from . import sts as sts_api
+from .accounts import OTHER_ACCESS_KEY_SECRET, Tenancy, keyring, other_access_key_id
 from .clock import Clock, iso, parse_iso
 from .errors import ApiError
 from .eventbridge import DEFAULT_DELIVERY_DELAY, EventBus
@@ -57,6 +61,8 @@ class Emulator:
         *,
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT_ID,
+        accounts: list[str] | None = None,
+        regions: list[str] | None = None,
         credentials: Credentials | None = None,
         state_path: str | Path | None = None,
         seed_path: str | Path | None = None,
@@ -64,6 +70,11 @@ class Emulator:
         fc_runtimes: dict[str, str] | None = None,
         event_delivery_delay: float = DEFAULT_DELIVERY_DELAY,
     ) -> None:
+        """``accounts``/``regions``: every account served in every region, the first of each
+        the default (without them, ``account_id`` in ``region``). ``credentials`` are the first
+        account's; each other account has ``local-<account id>``/``local-secret``."""
+        accounts, regions = list(accounts or [account_id]), list(regions or [region])
+        region, account_id = regions[0], accounts[0]
         self.region = region
         self.account_id = account_id
         base = credentials or Credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET}, {})
@@ -73,9 +84,11 @@ class Emulator:
             "access_key_secret": secrets.token_urlsafe(24),
             "security_token": secrets.token_urlsafe(48),
         }
-        self.credentials = Credentials(
+        self.credentials = keyring(
+            accounts,
             {**base.secrets, FC_ROLE_ACCESS_KEY_ID: self.fc_role["access_key_secret"]},
             {**base.security_tokens, FC_ROLE_ACCESS_KEY_ID: self.fc_role["security_token"]},
+            now=lambda: self.clock.now(),
         )
         self.fc = FcBackend(
             region=region, account_id=account_id, credentials=self.fc_role, runtimes=fc_runtimes
@@ -83,13 +96,17 @@ class Emulator:
         self.events = EventBus(self.fc, delivery_delay=event_delivery_delay)
         self.clock = Clock()
         self.faults = Faults()
-        self.calls = CallLog()
+        self.calls = CallLog(scoped=len(accounts) > 1 or len(regions) > 1)
         self.state_path = Path(state_path) if state_path else None
         self._dirty = False
         self._save_lock = threading.Lock()
-        self.kms = KmsBackend(
-            region, account_id, self.clock, on_change=self._mark_dirty, settings=settings
+        self.tenancy = Tenancy(
+            accounts,
+            regions,
+            lambda r, a: KmsBackend(r, a, self.clock, self._mark_dirty, settings=settings),
         )
+        self.kms = self.tenancy.primary  # the first account in the first region
+        self.sts = sts_api.Sts(accounts, self.credentials, now=lambda: self.clock.now())
         if seed_path is not None:
             self._load(Path(seed_path))
         elif self.state_path and self.state_path.exists():
@@ -108,8 +125,9 @@ class Emulator:
         if state.get("format") != STATE_FORMAT:
             raise SystemExit(f"aliyun-local: {path} is not an {STATE_FORMAT} file")
         self.clock = Clock(float(state.get("clock_offset", 0.0)))
-        self.kms.clock = self.clock
-        self.kms.load_state(state.get("kms", {}))
+        for backend in self.tenancy:
+            backend.clock = self.clock
+        self.tenancy.load_state(state.get("kms", {}), state.get("kms_scopes", {}))
 
     def flush(self, force: bool = False) -> None:
         """Write the state file atomically (temp file, fsync, rename) when anything changed."""
@@ -117,11 +135,10 @@ class Emulator:
             return
         with self._save_lock:
             self._dirty = False
-            state = {
-                "format": STATE_FORMAT,
-                "clock_offset": self.clock.offset,
-                "kms": self.kms.to_state(),
-            }
+            primary, others = self.tenancy.to_state()
+            state = {"format": STATE_FORMAT, "clock_offset": self.clock.offset, "kms": primary}
+            if others:  # every other (account, region), by "<account>/<region>"
+                state["kms_scopes"] = others
             directory = self.state_path.parent
             directory.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".aliyun-local-", dir=directory)
@@ -139,7 +156,8 @@ class Emulator:
     def reset(self) -> None:
         self.events.reset()
         self.fc.reset()
-        self.kms.reset()
+        self.tenancy.reset()
+        self.credentials.drop_temporary()
         self.clock.reset()
         self.faults = Faults()
         self.calls.clear()
@@ -147,9 +165,9 @@ class Emulator:
 
     # ---- KMS requests ----------------------------------------------------------------------
 
-    def _lose_answer(self, action: str, key_id: str | None) -> object:
+    def _lose_answer(self, action: str, key_id: str | None, **where: str | None) -> object:
         """The ``ReadTimeout`` fault: hold the connection ``hang_ms``, then drop it unanswered."""
-        self.calls.record(action, key_id, 0, "ReadTimeout")
+        self.calls.record(action, key_id, 0, "ReadTimeout", **where)
         time.sleep(self.faults.hang_ms / 1000)
         return _DROP
 
@@ -159,59 +177,104 @@ class Emulator:
         raw_path: str,
         headers: dict[str, str],
         body: bytes,
+        region: str | None = None,
         *,
         client_ip: str = "127.0.0.1",
     ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
-        """Route one KMS request: signature, fault hooks around ``kms.responses.dispatch``,
-        the ActionTrail record of a write, the answer (or a dropped connection)."""
+        """Route one KMS request reaching ``region``'s endpoint: signature, the backend of the
+        signer's account there, fault hooks around ``kms.responses.dispatch``, the ActionTrail
+        record of a write, the answer (or a dropped connection)."""
         request_id = str(uuid.uuid4()).upper()
         request = kms_responses.parse(method, raw_path, headers, body)
         action, key_id = request.action, request.key_id
+        region = region or self.region
+        where: dict[str, str | None] = {"account_id": None, "region": region}
         transport_fault = None
         caller = None  # the access key id, once the signature holds
         try:
             kms_responses.require_action(request)
             access_key_id = self._verify_kms_signature(request)
+            kms = self.tenancy.kms(self.credentials.account_of(access_key_id), region)
+            where["account_id"] = kms.account_id
             kms_responses.check(request)
             transport_fault = self.faults.before(
-                action, quota_class(action), self.kms.settings.throttling_answer
+                action,
+                quota_class(action),
+                kms.settings.throttling_answer,
+                scope=(kms.account_id, region),
             )
             if transport_fault == "DropConnection":
-                self.calls.record(action, key_id, 0, transport_fault)
+                self.calls.record(action, key_id, 0, transport_fault, **where)
                 return _DROP
             caller = access_key_id  # from here on the call reaches KMS: ActionTrail records it
-            answer = kms_responses.dispatch(self.kms, request)
-            self._trail(request, request_id, caller, client_ip, None)
+            answer = kms_responses.dispatch(kms, request)
+            self._trail(kms, request, request_id, caller, client_ip, None)
             result = self.faults.after(action, key_id, answer)
             self.flush()
             if transport_fault == "ReadTimeout":  # the work is done; the answer never comes
-                return self._lose_answer(action, key_id)
+                return self._lose_answer(action, key_id, **where)
         except ApiError as err:
             self.flush()
             if caller is not None:
-                self._trail(request, request_id, caller, client_ip, err)
+                self._trail(kms, request, request_id, caller, client_ip, err)
             if transport_fault == "ReadTimeout":  # an error answer is lost all the same
-                return self._lose_answer(action, key_id)
-            self.calls.record(action, key_id, err.status, err.code)
-            return err.status, err.headers, kms_responses.error_body(request_id, self.region, err)
+                return self._lose_answer(action, key_id, **where)
+            self.calls.record(action, key_id, err.status, err.code, **where)
+            return err.status, err.headers, kms_responses.error_body(request_id, region, err)
         except Exception as exc:  # a bug in the emulator: answer as KMS would, log the type only
             log.error("internal error in %s: %s", action, type(exc).__name__)
-            self.calls.record(action, key_id, 500, "InternalFailure")
-            return 500, {}, kms_responses.internal_error_body(request_id, self.region)
-        self.calls.record(action, key_id, 200, None)
+            self.calls.record(action, key_id, 500, "InternalFailure", **where)
+            return 500, {}, kms_responses.internal_error_body(request_id, region)
+        self.calls.record(action, key_id, 200, None, **where)
         result["RequestId"] = request_id
         return 200, {}, result
 
+    def handle_sts(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], dict[str, Any]] | object:
+        """One STS request (the STS port): signature, version, fault hooks (no quota), answer."""
+        request_id = str(uuid.uuid4()).upper()
+        request = kms_responses.parse(method, raw_path, headers, body)
+        action = request.action
+        where: dict[str, str | None] = {"account_id": None, "region": None}
+        try:
+            kms_responses.require_action(request)
+            access_key_id = self._verify_kms_signature(request)
+            where["account_id"] = self.credentials.account_of(access_key_id)
+            if request.version != sts_api.API_VERSION:
+                raise ApiError(
+                    "InvalidVersion", f"Specified version {request.version} is invalid.", 400
+                )
+            if self.faults.before(action, None) is not None:  # either transport fault: no answer
+                self.calls.record(action, None, 0, "DropConnection", **where)
+                return _DROP
+            result = self.sts.dispatch(access_key_id, action, request.params)
+        except ApiError as err:
+            self.calls.record(action, None, err.status, err.code, **where)
+            return err.status, err.headers, sts_api.error_body(request_id, err)
+        self.calls.record(action, None, 200, None, **where)
+        result["RequestId"] = request_id
+        return 200, {}, result
+
+    def key_view(self, key_id: str) -> dict[str, Any]:
+        """``/_local/keys/{id}``: the key wherever it lives, with its account and region."""
+        backend = self.tenancy.find(key_id)
+        view = backend.emulator_view(key_id)
+        view.update(account_id=backend.account_id, region=backend.region)
+        return view
+
     def _trail(
         self,
+        kms: KmsBackend,
         request: kms_responses.Request,
         request_id: str,
         access_key_id: str,
         client_ip: str,
         error: ApiError | None,
     ) -> None:
-        """ActionTrail: a write call (done or refused by KMS) goes to the event bus."""
-        if request.action not in actiontrail.WRITE_ACTIONS:
+        """ActionTrail: a write call (done or refused by KMS) goes to the event bus. The bus and
+        FC are the first account's in the first region: other scopes' events stay there."""
+        if request.action not in actiontrail.WRITE_ACTIONS or kms is not self.kms:
             return
         record = actiontrail.kms_record(
             action=request.action,
@@ -332,7 +395,7 @@ class Emulator:
                     self.calls.clear()
                 return 200, self.calls.list()
             if route.startswith("keys/") and method == "GET":
-                return 200, self.kms.emulator_view(route[len("keys/") :])
+                return 200, self.key_view(route[len("keys/") :])
             if route == "events" and method == "GET":
                 return 200, self.events.view()
             if route == "events/config":
@@ -445,9 +508,17 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, out = self.server.emulator.handle_fc(self.command, path, headers, body)
             self._send_raw(status, extra, out)
             return
-        result = self.server.emulator.handle_kms(
-            self.command, path, headers, body, client_ip=self.client_address[0]
-        )
+        if self.server.region is None:  # the STS endpoint
+            result = self.server.emulator.handle_sts(self.command, path, headers, body)
+        else:
+            result = self.server.emulator.handle_kms(
+                self.command,
+                path,
+                headers,
+                body,
+                region=self.server.region,
+                client_ip=self.client_address[0],
+            )
         if result is _DROP:
             self.close_connection = True
             return
@@ -462,9 +533,30 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 512
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+    def __init__(
+        self, address: tuple[str, int], emulator: Emulator, region: str | None = None
+    ) -> None:
         self.emulator = emulator
+        self.region = region  # the KMS region this port serves; None: the STS port
         super().__init__(address, _Handler)
+
+
+def _address(server: _Server) -> str:
+    host, port = server.server_address[:2]
+    return f"{host}:{port}"
+
+
+def _bind(host: str, port: int, emulator: Emulator) -> dict[str | None, _Server]:
+    """A listening server per region (the first on ``port``) and one for STS (key None)."""
+    servers: dict[str | None, _Server] = {}
+    try:
+        for i, region in enumerate([*emulator.tenancy.regions, None]):
+            servers[region] = _Server((host, port if i == 0 else 0), emulator, region)
+    except BaseException:
+        for server in servers.values():
+            server.server_close()
+        raise
+    return servers
 
 
 class LocalServer:
@@ -476,6 +568,10 @@ class LocalServer:
 
     ``reset()`` between tests; ``advance_clock``, ``set_faults``, ``calls`` and ``key_view``
     mirror the admin API.
+
+    Many accounts and regions: ``LocalServer(accounts=[A, B], regions=[R1, R2])`` serves one
+    KMS endpoint per region (``kms_endpoints[R]``; ``endpoint`` is the first region's) and STS
+    at ``sts_endpoint``; ``access_key(account)`` is each account's (id, secret).
     """
 
     def __init__(
@@ -491,6 +587,8 @@ class LocalServer:
         extra_credentials: dict[str, str] | None = None,
         region: str = DEFAULT_REGION,
         account_id: str = DEFAULT_ACCOUNT_ID,
+        accounts: list[str] | None = None,
+        regions: list[str] | None = None,
         profile: str = "default",
         settings: dict[str, Any] | None = None,
         fc_runtimes: dict[str, str] | None = None,
@@ -500,14 +598,17 @@ class LocalServer:
         (docs/FIDELITY.md); ``reset()`` returns to them. ``fc_runtimes`` maps an FC runtime
         (``python3.12``) to the interpreter that runs it (default: ``pythonX.Y`` on PATH).
         ``event_delivery_delay`` is the seconds from a KMS write to its EventBridge delivery
-        (``reset()`` returns to it)."""
+        (``reset()`` returns to it). ``accounts``/``regions`` (the first of each the default;
+        ``ValueError`` when malformed or repeated) replace ``account_id``/``region``; ``port``
+        is the first region's."""
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
-        self.region = region
         creds = {access_key_id: access_key_secret, **(extra_credentials or {})}
         self.emulator = Emulator(
             region=region,
             account_id=account_id,
+            accounts=accounts,
+            regions=regions,
             credentials=Credentials(creds, dict(security_tokens or {})),
             state_path=state_path,
             seed_path=seed_path,
@@ -515,37 +616,64 @@ class LocalServer:
             fc_runtimes=fc_runtimes,
             event_delivery_delay=event_delivery_delay,
         )
-        self._server = _Server((host, port), self.emulator)
-        self._thread: threading.Thread | None = None
+        self.region = self.emulator.region
+        self._servers = _bind(host, port, self.emulator)
+        self._server = self._servers[self.region]
+        self._threads: list[threading.Thread] = []
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        """The first region's KMS endpoint (and FC's, and the admin API's)."""
+        return _address(self._server)
+
+    @property
+    def kms_endpoints(self) -> dict[str, str]:
+        """Region -> its KMS endpoint ``HOST:PORT``."""
+        return {r: _address(s) for r, s in self._servers.items() if r is not None}
+
+    @property
+    def sts_endpoint(self) -> str:
+        return _address(self._servers[None])
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self.emulator.tenancy.accounts)
+
+    def access_key(self, account_id: str) -> tuple[str, str]:
+        """(access key id, secret) of ``account_id``'s long-term key."""
+        if account_id == self.emulator.account_id:
+            return self.access_key_id, self.access_key_secret
+        if account_id not in self.emulator.tenancy.accounts:
+            raise KeyError(account_id)
+        return other_access_key_id(account_id), OTHER_ACCESS_KEY_SECRET
 
     @property
     def url(self) -> str:
         return f"http://{self.endpoint}"
 
     def start(self) -> LocalServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"aliyun-local-{secrets.token_hex(2)}",
-            daemon=True,
-        )
-        self._thread.start()
+        for server in self._servers.values():
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"aliyun-local-{secrets.token_hex(2)}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        for server in self._servers.values():
+            if self._threads:
+                server.shutdown()
+            server.server_close()
         self.emulator.events.shutdown()
         self.emulator.fc.shutdown()
         self.emulator.kms.key_pool.close()
         self.emulator.flush()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -570,7 +698,7 @@ class LocalServer:
         return self.emulator.calls.list()
 
     def key_view(self, key_id: str) -> dict[str, Any]:
-        return self.emulator.kms.emulator_view(key_id)
+        return self.emulator.key_view(key_id)
 
     def events(self) -> list[dict[str, Any]]:
         """``GET /_local/events``: the ActionTrail events emitted, with their deliveries."""

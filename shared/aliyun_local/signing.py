@@ -29,6 +29,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 from urllib.parse import quote
 
 from .errors import ApiError
@@ -36,6 +37,14 @@ from .errors import ApiError
 _ACS3 = re.compile(
     r"^ACS3-HMAC-SHA256\s+Credential=([^,]+),\s*SignedHeaders=([^,]*),\s*Signature=([0-9a-f]+)\Z"
 )
+
+
+class KeyStore(Protocol):
+    """What the verifiers ask of the emulator's keys (``Credentials``, ``accounts.Keyring``)."""
+
+    def secret_for(self, access_key_id: str) -> str: ...
+
+    def check_token(self, access_key_id: str, token: str | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,7 @@ def verify_acs3(
     query: list[tuple[str, str]],
     headers: Mapping[str, str],
     body: bytes,
-    credentials: Credentials,
+    credentials: KeyStore,
 ) -> str:
     """Verify an ACS3-HMAC-SHA256 request; return the access key id. ``headers`` lower-case."""
     m = _ACS3.match(headers.get("authorization", "").strip())
@@ -144,7 +153,7 @@ def verify_acs3(
     return access_key_id
 
 
-def verify_rpc_v1(method: str, params: Mapping[str, str], credentials: Credentials) -> str:
+def verify_rpc_v1(method: str, params: Mapping[str, str], credentials: KeyStore) -> str:
     """Verify an RPC v1 (HMAC-SHA1) request over all its parameters; return the access key id."""
     signature = params.get("Signature")
     access_key_id = params.get("AccessKeyId")

@@ -41,7 +41,8 @@ function to that function's reserved concurrency, so a full fan-out of capped in
 inside the configured share of the account's quota.
 
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
-``[byok-keeper]``. Credentials never live here: they come from the Alibaba Cloud credential
+``[byok-keeper]``; ``[[targets]]`` tables there declare many accounts and regions (see
+``targets``). Credentials never live here: they come from the Alibaba Cloud credential
 chain (``ALIBABA_CLOUD_ACCESS_KEY_ID`` ...), FC's context, profiles or instance roles.
 
 There is no default region: a run that needs KMS and finds no region in a flag, the
@@ -101,6 +102,7 @@ FC_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,50}\Z")  # leaves room for
 REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z0-9]+){1,4}\Z")  # cn-hangzhou, cn-shanghai-finance-1
 OUTPUTS = ("table", "json")
 MAX_CONFIG_BYTES = 1024 * 1024
+NOT_SETTINGS = ("byok-keeper", "targets")  # tables of the file, not settings (targets.py)
 
 
 @dataclass(frozen=True)
@@ -215,18 +217,9 @@ def load_settings(
     values: dict[str, Any] = {}
     path = config_path or env.get("BYOK_CONFIG")
     if path:
-        try:
-            data, _ = read_capped(path, MAX_CONFIG_BYTES, "config file")
-            doc = tomllib.loads(data.decode())
-        except FileNotFoundError:
-            raise ConfigError(f"cannot read config file {path}: no such file") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {path} is not UTF-8") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        section = doc.get("byok-keeper", doc)
+        section = config_section(path)
         known = {f.name for f in fields(Settings)}
-        unknown = sorted(k for k in section if k not in known and k != "byok-keeper")
+        unknown = sorted(k for k in section if k not in known and k not in NOT_SETTINGS)
         if unknown:
             raise ConfigError(f"config file {path} has unknown settings: {', '.join(unknown)}")
         values.update({k: v for k, v in section.items() if k in known})
@@ -243,6 +236,20 @@ def load_settings(
     if coerced.get("profile") and not coerced.get("region"):
         coerced["region"] = profile_region(coerced["profile"], env)
     return Settings(**{k: v for k, v in coerced.items() if v is not None})
+
+
+def config_section(path: str | Path) -> dict[str, Any]:
+    """The settings in the TOML file ``path``: its top level or its ``[byok-keeper]`` table."""
+    try:
+        data, _ = read_capped(path, MAX_CONFIG_BYTES, "config file")
+        doc = tomllib.loads(data.decode())
+    except FileNotFoundError:
+        raise ConfigError(f"cannot read config file {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return doc.get("byok-keeper", doc)
 
 
 def profile_file(env: Mapping[str, str] | None = None) -> Path:

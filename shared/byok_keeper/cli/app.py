@@ -12,6 +12,7 @@ import click
 from ..kms import Allowlist
 from ..runtime import Deps, build_deps
 from ..settings import Settings, load_settings
+from ..targets import Target, load_targets, select
 
 EXIT_PENDING = 3  # plan: work is pending
 
@@ -22,15 +23,55 @@ class App:
     config: str | None = None
     debug: bool = False
     _settings: Settings | None = None
+    _targets: tuple[Target, ...] | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.flags, config_path=self.config)
+            settings = load_settings(self.flags, config_path=self.config)
+            self._targets = load_targets(self.config)  # bad targets: exit 2 before anything
+            self._settings = settings
         return self._settings
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The ``[[targets]]`` of the settings file (none: one account and region)."""
+        _ = self.settings
+        return self._targets or ()
 
     def deps(self, allowlist: Allowlist, *, with_vault: bool = True) -> Deps:
         return build_deps(self.settings, allowlist, with_vault=with_vault)
+
+    def fleet_targets(self, names: tuple[str, ...]) -> tuple[Target, ...] | None:
+        """The targets a fleet command covers (``--target`` narrows), or None without targets:
+        then the command runs as it always has, on the global settings."""
+        if not self.targets and not names:
+            return None
+        return select(self.targets, names)
+
+    def key_deps(
+        self,
+        allowlist: Allowlist,
+        key_id: str | None,
+        names: tuple[str, ...],
+        *,
+        with_vault: bool = True,
+    ) -> Deps:
+        """``Deps`` for a command on one key: the global ones without targets; else the one
+        target named, or the one of the candidates holding ``key_id`` (``multi.locate``)."""
+        chosen = self.fleet_targets(names)
+        if chosen is None:
+            return self.deps(allowlist, with_vault=with_vault)
+        from ..multi import TargetAmbiguous, locate, target_deps
+
+        if len(chosen) == 1:
+            return target_deps(self.settings, chosen[0], allowlist, with_vault=with_vault)
+        if key_id is None:
+            raise TargetAmbiguous(
+                f"more than one target is configured: choose with --target "
+                f"({', '.join(t.name for t in chosen)})"
+            )
+        return locate(self.settings, chosen, key_id, allowlist, with_vault=with_vault)
 
     def emit(self, payload: dict[str, Any], human: str) -> None:
         if self.settings.output == "json":
@@ -40,6 +81,28 @@ class App:
 
     def progress(self, message: str) -> None:
         click.echo(message, err=True)
+
+
+def target_option(f):
+    return click.option(
+        "--target",
+        "target_names",
+        multiple=True,
+        metavar="NAME",
+        help="Only this target, a [[targets]] name of the --config file (repeatable). Needed "
+        "when several targets are configured and the key is not in exactly one of them.",
+    )(f)
+
+
+def fleet_target_option(f):
+    return click.option(
+        "--target",
+        "target_names",
+        multiple=True,
+        metavar="NAME",
+        help="Only this target, a [[targets]] name of the --config file (repeatable); every "
+        "target by default.",
+    )(f)
 
 
 def output_option(f):

@@ -8,7 +8,7 @@ import click
 
 from ..render import expiry, fmt_time, progress_bar, table
 from ..runtime import local_actor
-from .app import EXIT_PENDING, App, output_option
+from .app import EXIT_PENDING, App, fleet_target_option, output_option
 
 
 @click.command("plan")
@@ -19,23 +19,35 @@ from .app import EXIT_PENDING, App, output_option
     is_flag=True,
     help="Show each key's aliases beside its id (one ListAliasesByKeyId per key).",
 )
+@fleet_target_option
 @output_option
 @click.pass_obj
-def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
+def plan_cmd(
+    app: App, scan_account: bool, show_aliases: bool, target_names: tuple[str, ...]
+) -> int:
     """Show what a sweep would do for every enrolled key. Changes nothing.
 
     Exit 3 when any key is due (REIMPORT or RENEW), 1 when a key could not be read, else 0
     (like terraform plan -detailed-exitcode, keeping 2 for usage errors).
 
+    With [[targets]] in the --config file every target is planned (a TARGET column, a
+    "target" field); --target NAME narrows.
+
     \b
-    Example:
+    Examples:
       byok-keeper plan --output json
+      byok-keeper --config targets.toml plan --target prod-hz --target prod-fra
     """
     from ..kms import READ_ONLY
     from ..plan import DUE
     from ..status import plan_fleet
     from ..sweep import decisions_json
 
+    targets = app.fleet_targets(target_names)
+    if targets is not None:
+        from .targeted import plan_targets
+
+        return plan_targets(app, targets, scan_account=scan_account, show_aliases=show_aliases)
     deps = app.deps(READ_ONLY)
     fleet = plan_fleet(
         deps,
@@ -75,21 +87,39 @@ def plan_cmd(app: App, scan_account: bool, show_aliases: bool) -> int:
 @click.option("--dry-run", is_flag=True, help="Plan and check, import nothing (like plan).")
 @click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Keys worked on at once.")
+@fleet_target_option
 @output_option
 @click.pass_obj
-def sweep_cmd(app: App, dry_run: bool, scan_account: bool, concurrency: int | None) -> int:
+def sweep_cmd(
+    app: App,
+    dry_run: bool,
+    scan_account: bool,
+    concurrency: int | None,
+    target_names: tuple[str, ...],
+) -> int:
     """Re-establish every key whose material is gone or near expiry.
 
-    Exit 0 when every due key was restored (holds are not failures), 1 when any failed.
+    Exit 0 when every due key was restored (holds are not failures), 1 when any failed. With
+    [[targets]] every target is swept in parallel, each with its own budget (--concurrency is
+    per target); a target that fails is reported as its own row and exit 1, the others still
+    run. --target NAME narrows.
 
     \b
-    Example:
+    Examples:
       byok-keeper sweep --output json
+      byok-keeper --config targets.toml sweep --target prod-fra
     """
     from ..kms import SWEEP
     from ..logs import get_logger
     from ..sweep import decisions_json, run_sweep
 
+    targets = app.fleet_targets(target_names)
+    if targets is not None:
+        from .targeted import sweep_targets
+
+        return sweep_targets(
+            app, targets, dry_run=dry_run, scan_account=scan_account, concurrency=concurrency
+        )
     deps = app.deps(SWEEP)
     show_bar = sys.stderr.isatty() and deps.settings.output == "table"
     log = get_logger("byok_keeper.sweep")

@@ -8,7 +8,7 @@ import click
 from ..errors import InputError
 from ..render import table
 from ..runtime import local_actor
-from .app import App, output_option
+from .app import App, fleet_target_option, output_option, target_option
 
 
 @click.command("enroll")
@@ -63,6 +63,7 @@ from .app import App, output_option
     type=click.Path(dir_okay=False),
     help="Key policy JSON file for CreateKey (with --create; at most 32,768 bytes).",
 )
+@target_option
 @output_option
 @click.pass_obj
 def enroll(
@@ -81,6 +82,7 @@ def enroll(
     alias: str | None,
     tag_pairs: tuple[str, ...],
     policy_path: str | None,
+    target_names: tuple[str, ...],
 ) -> None:
     """Seal a key's material in the vault, then import it into KMS for the first time.
 
@@ -99,6 +101,7 @@ def enroll(
           --instance kst-xxx --material ./rsa.pem --alias alias/payments-signing \\
           --tag team=payments --description "payments signing" --policy ./policy.json
       byok-keeper enroll --key-id key-xxx --material ./rsa.pem --passphrase-env KEY_PASS
+      byok-keeper --config targets.toml enroll --target prod-fra --create ...
     """
     from ..enroll import enroll as run_enroll
     from ..enroll_args import create_request, load_material
@@ -118,7 +121,8 @@ def enroll(
         policy_path=policy_path,
     )
     lease_policy = parse_lease(lease)
-    deps = app.deps(ENROLL)
+    # --create makes a key, so with several targets --target must say where
+    deps = app.key_deps(ENROLL, None if create else key_id, target_names)
     material = load_material(material_path, generate, key_spec, passphrase_env)
     with material:
         result = run_enroll(
@@ -150,10 +154,17 @@ def enroll(
 @click.option("--dry-run", is_flag=True, help="Check everything, import nothing.")
 @click.option("--override-hold", is_flag=True, help="Import even though the key is on hold.")
 @click.option("--lease", help="New lease for this import (e.g. 30d, never).")
+@target_option
 @output_option
 @click.pass_obj
 def reimport_cmd(
-    app: App, key_id: str, reason: str, dry_run: bool, override_hold: bool, lease: str | None
+    app: App,
+    key_id: str,
+    reason: str,
+    dry_run: bool,
+    override_hold: bool,
+    lease: str | None,
+    target_names: tuple[str, ...],
 ) -> int:
     """Re-import one key's identical material now, printing each step.
 
@@ -172,7 +183,7 @@ def reimport_cmd(
     check_key_id(key_id)
     lease_override = parse_lease(lease) if lease else None
     outcome = reimport_one(
-        app.deps(SWEEP),
+        app.key_deps(SWEEP, key_id, target_names),
         key_id,
         reason=reason,
         trigger="cli-reimport",
@@ -192,10 +203,12 @@ def reimport_cmd(
 
 @click.command("verify")
 @click.argument("key_ids", nargs=-1)
+@fleet_target_option
 @output_option
 @click.pass_obj
-def verify_cmd(app: App, key_ids: tuple[str, ...]) -> int:
-    """Check vault vs KMS identity and run a canary, without importing. All keys by default.
+def verify_cmd(app: App, key_ids: tuple[str, ...], target_names: tuple[str, ...]) -> int:
+    """Check vault vs KMS identity and run a canary, without importing. All keys by default
+    (with [[targets]]: in every target, or those named with --target).
 
     \b
     Example:
@@ -204,6 +217,11 @@ def verify_cmd(app: App, key_ids: tuple[str, ...]) -> int:
     from ..kms import READ_ONLY
     from ..verify import verify_key
 
+    targets = app.fleet_targets(target_names)
+    if targets is not None:
+        from .targeted import verify_targets
+
+        return verify_targets(app, targets, key_ids)
     deps = app.deps(READ_ONLY)
     vault = deps.require_vault()
     results = [verify_key(deps.gateway, vault, k) for k in (key_ids or vault.inventory())]
@@ -214,9 +232,10 @@ def verify_cmd(app: App, key_ids: tuple[str, ...]) -> int:
 
 @click.command("status")
 @click.argument("key_id")
+@target_option
 @output_option
 @click.pass_obj
-def status_cmd(app: App, key_id: str) -> int:
+def status_cmd(app: App, key_id: str, target_names: tuple[str, ...]) -> int:
     """Everything known about one key (KMS, tags, envelope header); nothing secret.
 
     \b
@@ -228,7 +247,7 @@ def status_cmd(app: App, key_id: str) -> int:
     from ..vault.envelope import check_key_id
 
     check_key_id(key_id)
-    payload = key_status(app.deps(READ_ONLY), key_id)
+    payload = key_status(app.key_deps(READ_ONLY, key_id, target_names), key_id)
     kms_view, aliases = payload["kms"], payload["aliases"]
     tags, envelope_view = payload["tags"], payload["envelope"]
     decision = payload["decision"]
@@ -309,9 +328,10 @@ def wrap_cmd(app: App, key_id: str, wrapping_key: str, output_path: str) -> int:
     help="Why the key must not be restored: the tag value, so KMS's tag rule applies (at most "
     "128 letters, digits, spaces and / \\ _ - . + = : @; no commas).",
 )
+@target_option
 @output_option
 @click.pass_obj
-def hold_cmd(app: App, key_id: str, reason: str) -> int:
+def hold_cmd(app: App, key_id: str, reason: str, target_names: tuple[str, ...]) -> int:
     """Put a key on hold: byok-keeper will not restore it until released.
 
     Deleting material is sometimes a deliberate kill switch; the hold is how you say so.
@@ -324,16 +344,22 @@ def hold_cmd(app: App, key_id: str, reason: str) -> int:
     from ..kms import HOLD
 
     check_hold(key_id, reason)
-    hold(app.deps(HOLD, with_vault=False), key_id, reason, actor=local_actor())
+    hold(
+        app.key_deps(HOLD, key_id, target_names, with_vault=False),
+        key_id,
+        reason,
+        actor=local_actor(),
+    )
     app.emit({"key_id": key_id, "hold": reason}, f"{key_id} is on hold: {reason}")
     return 0
 
 
 @click.command("release")
 @click.argument("key_id")
+@target_option
 @output_option
 @click.pass_obj
-def release_cmd(app: App, key_id: str) -> int:
+def release_cmd(app: App, key_id: str, target_names: tuple[str, ...]) -> int:
     """Release a hold: the next sweep restores the key if it is due.
 
     \b
@@ -345,6 +371,6 @@ def release_cmd(app: App, key_id: str) -> int:
     from ..vault.envelope import check_key_id
 
     check_key_id(key_id)
-    release(app.deps(HOLD, with_vault=False), key_id, actor=local_actor())
+    release(app.key_deps(HOLD, key_id, target_names, with_vault=False), key_id, actor=local_actor())
     app.emit({"key_id": key_id, "hold": None}, f"{key_id} released")
     return 0

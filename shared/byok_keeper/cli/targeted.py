@@ -1,0 +1,186 @@
+"""``plan``, ``sweep`` and ``verify`` across targets (issue 16): each target with its own
+``Deps`` and budget, in parallel (``multi.run_targets``). The outputs are the single-target
+ones with a ``target`` field on every row (a TARGET column in tables) and a ``targets`` list:
+each target's name, account, region, ``ok`` and ``error`` -- a target that fails (a role that
+cannot be assumed, a region out of reach) is its own ERROR row and makes the exit code 1,
+while the others' rows are complete."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..multi import TargetRun, run_targets, target_deps
+from ..render import expiry, fmt_time, table
+from ..runtime import local_actor
+from ..targets import Target
+from .app import EXIT_PENDING, App
+
+
+def _now(runs: list[TargetRun], now_of) -> datetime:
+    times = [now_of(r.value) for r in runs if r.ok]
+    return max(times) if times else datetime.now(timezone.utc)
+
+
+def _statuses(runs: list[TargetRun]) -> list[dict[str, Any]]:
+    return [r.status() for r in runs]
+
+
+def _error_rows(runs: list[TargetRun], width: int) -> list[list[str]]:
+    return [
+        [r.target.name, "(target)", *[""] * (width - 4), "ERROR", str(r.error)]
+        for r in runs
+        if not r.ok
+    ]
+
+
+def plan_targets(
+    app: App, targets: tuple[Target, ...], *, scan_account: bool, show_aliases: bool
+) -> int:
+    from ..kms import READ_ONLY
+    from ..plan import DUE
+    from ..status import plan_fleet
+    from ..sweep import decisions_json
+
+    settings = app.settings
+
+    def work(target: Target):
+        deps = target_deps(settings, target, READ_ONLY)
+        fleet = plan_fleet(deps, scan_account=scan_account, with_aliases=show_aliases)
+        return deps.gateway.now(), fleet
+
+    runs = run_targets(targets, work, concurrency=settings.concurrency)
+    rows: list[list[str]] = []
+    decisions: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    pending = False
+    for run in runs:
+        if not run.ok:
+            continue
+        name, (_now_t, fleet) = run.target.name, run.value
+        aliases = fleet.aliases
+        for d, shown in zip(fleet.decisions, decisions_json(fleet.decisions), strict=True):
+            pending = pending or d.decision in DUE
+            label = d.key_id + (
+                f" ({', '.join(aliases[d.key_id] or [])})" if aliases.get(d.key_id) else ""
+            )
+            when = expiry(d.key_state, d.material_expire_time)
+            rows.append([name, label, d.key_spec, d.key_state, when, d.decision, d.reason])
+            extra = {"aliases": aliases.get(d.key_id) or []} if show_aliases else {}
+            decisions.append({"target": name, **shown, **extra})
+        for key_id, exc in fleet.errors:
+            rows.append([name, key_id, "", "?", "", "ERROR", str(exc)])
+            errors.append({"target": name, "key_id": key_id, "error": str(exc)})
+    rows += _error_rows(runs, 7)
+    payload = {
+        "now": fmt_time(_now(runs, lambda v: v[0])),
+        "decisions": decisions,
+        "errors": errors,
+        "targets": _statuses(runs),
+    }
+    headers = ["TARGET", "KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]
+    app.emit(payload, table(rows, headers))
+    if errors or any(not r.ok for r in runs):
+        return 1
+    return EXIT_PENDING if pending else 0
+
+
+def sweep_targets(
+    app: App,
+    targets: tuple[Target, ...],
+    *,
+    dry_run: bool,
+    scan_account: bool,
+    concurrency: int | None,
+) -> int:
+    from ..kms import SWEEP
+    from ..logs import get_logger
+    from ..sweep import decisions_json, run_sweep
+
+    settings = app.settings
+    log = get_logger("byok_keeper.sweep")
+    per_target = concurrency or settings.concurrency
+
+    def work(target: Target):
+        deps = target_deps(settings, target, SWEEP)
+        return run_sweep(
+            deps.gateway,
+            deps.require_vault(),
+            policy=deps.policy,
+            dry_run=dry_run,
+            scan_account=scan_account,
+            concurrency=per_target,
+            audit=deps.audit,
+            trigger="cli",
+            actor=local_actor(),
+            log=log.warning,
+        )
+
+    runs = run_targets(targets, work, concurrency=per_target)
+    rows: list[list[str]] = []
+    outcomes: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
+    summary: dict[str, int] = {}
+    calls: dict[str, dict[str, int]] = {}
+    failed = False
+    for run in runs:
+        if not run.ok:
+            continue
+        name, result = run.target.name, run.value
+        failed = failed or bool(result.failed)
+        for key, n in result.summary().items():
+            summary[key] = summary.get(key, 0) + n
+        calls[name] = result.stats
+        decisions += [{"target": name, **d} for d in decisions_json(result.decisions)]
+        for o in sorted(result.outcomes, key=lambda o: o.key_id):
+            new_expiry = fmt_time(o.new_expiry) if o.new_expiry else ""
+            rows.append([name, o.key_id, o.decision, o.outcome, o.key_state, new_expiry, o.reason])
+            outcomes.append({"target": name, **o.to_json()})
+    rows += _error_rows(runs, 7)
+    payload = {
+        "now": fmt_time(_now(runs, lambda v: v.now)),
+        "dry_run": dry_run,
+        "summary": summary,
+        "decisions": decisions,
+        "outcomes": outcomes,
+        "calls": calls,
+        "targets": _statuses(runs),
+    }
+    headers = ["TARGET", "KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"]
+    human = table(rows, headers) + "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
+    bad = [r.target.name for r in runs if not r.ok]
+    if bad:
+        human += f"\ntargets failed: {', '.join(bad)}"
+    app.emit(payload, human)
+    return 1 if failed or bad else 0
+
+
+def verify_targets(app: App, targets: tuple[Target, ...], key_ids: tuple[str, ...]) -> int:
+    from ..kms import READ_ONLY
+    from ..verify import verify_key
+
+    settings = app.settings
+
+    def work(target: Target):
+        deps = target_deps(settings, target, READ_ONLY)
+        vault = deps.require_vault()
+        mine = vault.inventory()
+        wanted = [k for k in key_ids if k in set(mine)] if key_ids else mine
+        return [verify_key(deps.gateway, vault, k) for k in wanted]
+
+    runs = run_targets(targets, work, concurrency=settings.concurrency)
+    results = [{"target": r.target.name, **v} for r in runs if r.ok for v in r.value]
+    found = {v["key_id"] for v in results}
+    missing = [k for k in key_ids if k not in found]
+    results += [
+        {"target": None, "key_id": k, "result": "error", "key_state": "", "detail": "no target"}
+        for k in missing
+    ]
+    rows = [
+        [v["target"] or "", v["key_id"], v["result"], v["key_state"], v["detail"]] for v in results
+    ]
+    rows += [[r.target.name, "(target)", "ERROR", "", str(r.error)] for r in runs if not r.ok]
+    payload = {"results": results, "targets": _statuses(runs)}
+    app.emit(payload, table(rows, ["TARGET", "KEY", "RESULT", "STATE", "DETAIL"]))
+    ok = all(v["result"] in ("verified", "not-usable") for v in results)
+    return 0 if ok and all(r.ok for r in runs) else 1

@@ -1,0 +1,186 @@
+"""Running work on many targets (issue 16): one ``Deps`` and budget per target, targets in
+parallel under a bounded total concurrency, one target's failure reported as that target's and
+never stopping the others.
+
+Bound: each target works on ``concurrency`` keys at once, so at most
+``MAX_TOTAL_CONCURRENCY // concurrency`` targets run at once (8 with the default concurrency of
+8); the rest wait for a slot. Each target has its own request budget (KMS quotas are per account
+per region), so parallel targets do not compete for one quota.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .errors import ByokError, InputError
+from .kms import Allowlist, KmsApiError
+from .runtime import Deps, build_deps
+from .settings import Settings
+from .targets import Target, target_settings
+from .vault import Vault
+
+T = TypeVar("T")
+MAX_TOTAL_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class TargetRun(Generic[T]):
+    """One target's result, or why it has none (``error``, one line, no secrets)."""
+
+    target: Target
+    value: T | None = None
+    error: str | None = None
+    bad_input: bool = False  # the target's own configuration is wrong (its vault, ...)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "target": self.target.name,
+            "account_id": self.target.account_id,
+            "region": self.target.region,
+            "ok": self.ok,
+            "error": self.error,
+        }
+
+
+def parallel_targets(n_targets: int, concurrency: int) -> int:
+    """How many targets run at once: all of them, up to the total concurrency bound."""
+    return max(1, min(n_targets, MAX_TOTAL_CONCURRENCY // max(1, concurrency)))
+
+
+def target_credential(settings: Settings, target: Target, base: Any = None) -> Any:
+    """The credential a target's clients sign with: ``base`` (the chain, a profile, FC's
+    context) or, with ``role_arn``, the role assumed with it -- assumed here, at once, so a
+    role that cannot be assumed fails this target before any KMS call."""
+    if not target.role_arn:
+        return base
+    from .factory import profile_credential
+    from .sts import AssumedRoleProvider, assumed_role_credential
+
+    if base is None and settings.profile:
+        base = profile_credential(settings.profile)
+    provider = AssumedRoleProvider(
+        role_arn=target.role_arn,
+        session_name=target.session_name,
+        region=target.region,
+        endpoint=target.sts_endpoint,
+        base_credential=base,
+    )
+    provider.get_credentials()
+    return assumed_role_credential(provider)
+
+
+def target_deps(
+    settings: Settings,
+    target: Target,
+    allowlist: Allowlist,
+    *,
+    credential: Any = None,
+    with_vault: bool = True,
+) -> Deps:
+    """``Deps`` for one target: its settings, its credential, its own budget. On the global
+    vault (the target names none of its own) it sees only its account's and region's keys."""
+    deps = build_deps(
+        target_settings(settings, target),
+        allowlist,
+        credential=target_credential(settings, target, credential),
+        with_vault=with_vault,
+        region=target.region,
+        account_id=target.account_id,
+    )
+    if deps.vault is not None and not target.vault:
+        deps = dataclasses.replace(deps, vault=TargetVault(deps.vault, target))
+    return deps
+
+
+class TargetVault(Vault):
+    """A vault shared by targets, seen from one: its inventory holds the envelopes whose header
+    names the target's account and region (one header read per key, nothing unsealed); an
+    envelope that does not parse stays in, so the sweep reports it."""
+
+    def __init__(self, vault: Vault, target: Target) -> None:
+        super().__init__(vault.store, vault.sealer)
+        self._where = (target.account_id, target.region)
+
+    def inventory(self) -> list[str]:
+        def mine(key_id: str) -> bool:
+            try:
+                envelope = self.get(key_id)
+            except ByokError:
+                return True
+            if envelope is None:
+                return False
+            return (envelope.header.account_id, envelope.header.region) == self._where
+
+        return [k for k in super().inventory() if mine(k)]
+
+
+def run_targets(
+    targets: Sequence[Target], work: Callable[[Target], T], *, concurrency: int = 8
+) -> list[TargetRun[T]]:
+    """``work(target)`` for every target, in parallel (bounded), in the targets' order."""
+
+    def one(target: Target) -> TargetRun[T]:
+        try:
+            return TargetRun(target, value=work(target))
+        except ByokError as exc:
+            return TargetRun(target, error=str(exc), bad_input=isinstance(exc, InputError))
+        except Exception as exc:  # a bug or an SDK surprise: the type only, never the text
+            return TargetRun(target, error=f"unexpected {type(exc).__name__}")
+
+    if len(targets) == 1:
+        return [one(targets[0])]
+    with ThreadPoolExecutor(max_workers=parallel_targets(len(targets), concurrency)) as pool:
+        return list(pool.map(one, targets))
+
+
+class TargetAmbiguous(InputError):
+    """A key command could act in several targets: ``--target`` must say which."""
+
+
+def locate(
+    settings: Settings,
+    targets: Sequence[Target],
+    key_id: str,
+    allowlist: Allowlist,
+    *,
+    credential: Any = None,
+    with_vault: bool = True,
+) -> Deps:
+    """``Deps`` of the one target holding ``key_id``: one DescribeKey in each candidate. Found
+    in exactly one -> that one; in none or several -> ``TargetAmbiguous`` listing them."""
+    if len(targets) == 1:
+        only = targets[0]
+        return target_deps(settings, only, allowlist, credential=credential, with_vault=with_vault)
+
+    def probe(target: Target) -> Deps | None:
+        deps = target_deps(
+            settings, target, allowlist, credential=credential, with_vault=with_vault
+        )
+        try:
+            deps.gateway.describe_key(key_id)
+        except KmsApiError as exc:
+            if exc.code == "Forbidden.KeyNotFound":
+                return None
+            raise
+        return deps
+
+    runs = run_targets(targets, probe, concurrency=settings.concurrency)
+    found = [r for r in runs if r.ok and r.value is not None]
+    if len(found) == 1:
+        assert found[0].value is not None
+        return found[0].value
+    names = ", ".join(t.name for t in targets)
+    if found:
+        where = ", ".join(r.target.name for r in found)
+        raise TargetAmbiguous(f"{key_id} is in several targets ({where}): choose with --target")
+    failed = [r for r in runs if not r.ok]
+    note = f"; could not look in {', '.join(r.target.name for r in failed)}" if failed else ""
+    raise TargetAmbiguous(f"{key_id} is in none of the targets {names}{note}: use --target")

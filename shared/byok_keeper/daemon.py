@@ -11,6 +11,9 @@
 * SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
 * ``--health-file``: JSON with the last run's time, outcome and summary, written atomically.
 * ``--metrics-addr HOST:PORT``: Prometheus metrics of the last sweep (``byok_keeper.metrics``).
+* With ``[[targets]]`` (issue 16) each run sweeps every target in parallel
+  (``fleet_sweep``); the health file lists each target's status, and a target that fails makes
+  the outcome ``failed`` without stopping the others (it is retried next run).
 * Core dumps are disabled and the process is not dumpable: a crash must not write key material
   to disk, nor may another process read it from memory.
 """
@@ -47,6 +50,9 @@ class DaemonState:
     scheduler: Any = None
     stopping: bool = False
     metrics: Any = None
+    targets: tuple = ()  # issue 16: every target swept (fleet_sweep); none: the global Deps
+    cache: Any = None  # fleet_sweep.TargetDepsCache, with targets
+    target_status: list = field(default_factory=list)
 
 
 _STATE: DaemonState | None = None
@@ -128,8 +134,6 @@ def write_health(path: Path | None, payload: dict[str, Any]) -> None:
 
 def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
     """The job: one sweep, the health file, and the next renewal jobs."""
-    from .sweep import run_sweep
-
     rt = _state()
     with rt.lock:  # the sweep job and renewal jobs never overlap
         if rt.stopping:  # submitted just before SIGTERM: nothing to do
@@ -137,16 +141,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
         started = datetime.now(timezone.utc)
         deps = rt.deps
         try:
-            result = run_sweep(
-                deps.gateway,
-                deps.require_vault(),
-                policy=deps.policy,
-                concurrency=deps.settings.concurrency,
-                audit=deps.audit,
-                trigger=f"daemon-{trigger}",
-                actor="daemon",
-                log=log.warning,
-            )
+            result = _sweep(rt, deps, trigger)
         except Exception as exc:  # the daemon keeps running; the health file says what happened
             log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
             _observe(None, started)
@@ -158,7 +153,8 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             }
             write_health(rt.health_file, payload)
             return payload
-        outcome = "failed" if result.failed else "ok"
+        failed_target = any(not t["ok"] for t in rt.target_status)
+        outcome = "failed" if result.failed or failed_target else "ok"
         payload = {
             "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "outcome": outcome,
@@ -166,11 +162,40 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             "trigger": trigger,
             "pid": os.getpid(),
         }
+        if rt.targets:
+            payload["targets"] = rt.target_status
         write_health(rt.health_file, payload)
         log.info("sweep_done", **payload)
         _observe(result, started)
         _schedule_renewals(result)
         return payload
+
+
+def _sweep(rt: DaemonState, deps: Deps, trigger: str):
+    """One sweep: of the global ``Deps``, or of every target (each its own status)."""
+    if rt.targets:
+        from .fleet_sweep import sweep_all
+
+        result, runs = sweep_all(
+            rt.cache, rt.targets, trigger=f"daemon-{trigger}", actor="daemon", log=log.warning
+        )
+        rt.target_status = [r.status() for r in runs]
+        for run in runs:
+            if not run.ok:
+                log.error("target_failed", target=run.target.name, error=run.error)
+        return result
+    from .sweep import run_sweep
+
+    return run_sweep(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        concurrency=deps.settings.concurrency,
+        audit=deps.audit,
+        trigger=f"daemon-{trigger}",
+        actor="daemon",
+        log=log.warning,
+    )
 
 
 def _observe(result, started: datetime) -> None:
@@ -228,6 +253,7 @@ def run_daemon(
     once: bool,
     health_file: Path | None,
     metrics_addr: str | None = None,
+    targets: tuple = (),
 ) -> int:
     """Run until SIGTERM/SIGINT (or one sweep with ``once``). Returns the exit code.
 
@@ -239,7 +265,10 @@ def run_daemon(
 
     disable_core_dumps()
     trigger = trigger_for(schedule)
-    rt = _STATE = DaemonState(build_deps(settings, SWEEP), health_file)
+    if targets:
+        rt = _STATE = _targets_state(settings, targets, health_file)
+    else:
+        rt = _STATE = DaemonState(build_deps(settings, SWEEP), health_file)
     if metrics_addr and not once:
         _serve_metrics(rt, metrics_addr)
     if once:
@@ -248,6 +277,24 @@ def run_daemon(
     check_state_dir(state_dir)
     _run_scheduled(rt, trigger, schedule, state_dir)
     return 0
+
+
+def _targets_state(settings: Settings, targets: tuple, health_file: Path | None) -> DaemonState:
+    """With targets: every target swept; the first whose ``Deps`` build serves the metrics'
+    and renewal jobs' clock (a target that cannot be reached now is retried each sweep)."""
+    from .errors import ExecutionError
+    from .fleet_sweep import TargetDepsCache
+
+    cache = TargetDepsCache(settings)
+    failures = []
+    for target in targets:
+        try:
+            deps = cache.get(target)
+        except Exception as exc:  # the next one may do; each sweep retries this one
+            failures.append(f"{target.name}: {str(exc)[:200] or type(exc).__name__}")
+            continue
+        return DaemonState(deps, health_file, targets=tuple(targets), cache=cache)
+    raise ExecutionError(f"no target could be reached: {'; '.join(failures)}")
 
 
 def _run_scheduled(rt: DaemonState, trigger: Any, schedule: str, state_dir: Path) -> None:

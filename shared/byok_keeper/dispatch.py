@@ -144,6 +144,7 @@ class FcAsyncApplier:
     actor: str
     final: bool = False
     sent: list[tuple[str, str]] = field(default_factory=list)  # (key id, request id or error)
+    target_name: str | None = None  # issue 16: the reimport event names the key's target
 
     def _send(self, decision: Decision) -> tuple[str, str]:
         event = {
@@ -151,6 +152,8 @@ class FcAsyncApplier:
             "reason": f"{decision.decision}: {decision.reason}",
             "requested_by": self.requested_by,
         }
+        if self.target_name:
+            event["target"] = self.target_name
         try:
             sent = invoke(self.client, self.target, "reimport", event, asynchronous=True)
             return decision.key_id, sent["request_id"] or "sent"
@@ -180,9 +183,16 @@ class FcAsyncApplier:
         return [k for k, s in self.sent if not s.startswith("error")]
 
 
-def fc_async_applier(deps: Deps, context_request_id: str) -> FcAsyncApplier:
+def fc_async_applier(
+    deps: Deps,
+    context_request_id: str,
+    target_name: str | None = None,
+    fc_client: Any = None,
+) -> FcAsyncApplier:
+    """``fc_client``: the deployment's own FC client (a target's ``Deps`` sign for another
+    account, while the functions live in the deployment's)."""
     settings = deps.settings
-    client = build_fc_client(
+    client = fc_client or build_fc_client(
         region=deps.region,
         account_id=deps.account_id,
         endpoint=settings.fc_endpoint,
@@ -196,6 +206,7 @@ def fc_async_applier(deps: Deps, context_request_id: str) -> FcAsyncApplier:
         settings.dispatch_batch,
         requested_by=f"sweep:{context_request_id}",
         actor=context_request_id or "fc",
+        target_name=target_name,
     )
 
 
@@ -205,6 +216,8 @@ def dispatch_sweep(
     *,
     context_request_id: str,
     on_result: Callable[..., None] | None = None,
+    target_name: str | None = None,
+    fc_client: Any = None,
 ) -> dict:
     """The sweep function's work: plan once, then apply inline or fan out async ``reimport``
     calls (``BYOK_DISPATCH``; a dry run is always inline).
@@ -213,7 +226,7 @@ def dispatch_sweep(
     the outcomes are the keys that could not be described or dispatched)."""
     settings = deps.settings
     inline = settings.dispatch == "inline" or options["dry_run"]
-    applier = None if inline else fc_async_applier(deps, context_request_id)
+    applier = None if inline else fc_async_applier(deps, context_request_id, target_name, fc_client)
     result = run_sweep(
         deps.gateway,
         deps.require_vault(),

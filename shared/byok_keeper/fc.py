@@ -99,6 +99,34 @@ class Runtime:
         self._lock = threading.Lock()
         self._key: Credentials | str | None = "unset"
         self._deps: Deps | None = None
+        self._targets_key: Credentials | str | None = "unset"
+        self._targets: Any = None
+
+    def targets_cache(self, context: Any) -> Any:
+        """With ``[[targets]]``: one ``fleet_sweep.TargetDepsCache`` per warm instance over the
+        context's credentials (each target assumes its role with them); rebuilt on rotation."""
+        from .fleet_sweep import TargetDepsCache
+        from .kms import static_credential
+        from .settings import load_settings
+
+        creds = credentials_from(context)
+        with self._lock:
+            if self._targets_key != creds or self._targets is None:
+                region = os.environ.get("ALIBABA_CLOUD_REGION_ID") or getattr(
+                    context, "region", None
+                )
+                credential = (
+                    static_credential(
+                        creds.access_key_id, creds.access_key_secret, creds.security_token
+                    )
+                    if creds
+                    else None
+                )
+                self._targets = TargetDepsCache(
+                    load_settings({"region": region}), credential=credential
+                )
+                self._targets_key = creds
+            return self._targets
 
     def deps(self, context: Any) -> Deps:
         creds = credentials_from(context)
@@ -173,7 +201,7 @@ def parse_timer_event(event: bytes | str | dict) -> dict[str, Any]:
             raise BadEvent("timer payload is not JSON (or nested too deeply)") from None
         if not isinstance(options, dict):
             raise BadEvent("timer payload must be a JSON object")
-    unknown = set(options) - {"dry_run", "scan_account"}
+    unknown = set(options) - {"dry_run", "scan_account", "target"}
     if unknown:
         raise BadEvent(f"unknown sweep options {sorted(unknown)}")
     for name in ("dry_run", "scan_account"):
@@ -184,7 +212,19 @@ def parse_timer_event(event: bytes | str | dict) -> dict[str, Any]:
         "trigger_name": str(doc.get("triggerName", "")),
         "dry_run": bool(options.get("dry_run", False)),
         "scan_account": bool(options.get("scan_account", False)),
+        **_target_field(options, "sweep option"),
     }
+
+
+def _target_field(doc: dict, what: str) -> dict[str, str]:
+    """``{"target": NAME}`` when the event names a target (issue 16), else nothing."""
+    from .targets import NAME_RE
+
+    if "target" not in doc:
+        return {}
+    if not isinstance(doc["target"], str) or not NAME_RE.fullmatch(doc["target"]):
+        raise BadEvent(f"{what} target must be a target name")
+    return {"target": doc["target"]}
 
 
 def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
@@ -197,7 +237,7 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
             "reimport events cannot override a hold; release it with `byok-keeper release KEY` "
             "(your own identity, audited), then reimport"
         )
-    allowed = {"key_id", "reason", "requested_by", "dry_run"}
+    allowed = {"key_id", "reason", "requested_by", "dry_run", "target"}
     unknown = set(doc) - allowed
     if unknown:
         raise BadEvent(f"unknown reimport fields {sorted(unknown)}")
@@ -218,6 +258,7 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
         "reason": doc.get("reason", ""),
         "requested_by": doc.get("requested_by", ""),
         "dry_run": bool(doc.get("dry_run", False)),
+        **_target_field(doc, "reimport"),
     }
 
 
@@ -276,6 +317,11 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         options = parse_timer_event(event)
     except BadEvent as exc:
         return {"ok": False, "error": "BadEvent", "message": str(exc)}
+    from .fc_targets import configured_targets, sweep_targets
+
+    targets = configured_targets()  # issue 16: every target, or the one the event names
+    if targets:
+        return sweep_targets(RUNTIME, targets, options, context, _request_id(context))
     deps = RUNTIME.deps(context)
     try:
         from .dispatch import dispatch_sweep
@@ -316,7 +362,13 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
             **_claims(event),
         )
         return {"ok": False, "error": code, "message": str(exc)}
-    deps = RUNTIME.deps(context)
+    from .errors import ByokError
+    from .fc_targets import reimport_deps
+
+    try:
+        deps = reimport_deps(RUNTIME, request.get("target"), context)
+    except ByokError as exc:  # the target's role or settings: FC retries and alerts
+        raise RetryableFailure(f"{request['key_id']}: {exc}") from None
     try:
         outcome = reimport_one(
             deps,

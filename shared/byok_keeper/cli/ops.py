@@ -158,6 +158,7 @@ def daemon_cmd(
         once=once,
         health_file=Path(health_file) if health_file else state / "health.json",
         metrics_addr=metrics_addr,
+        targets=app.targets,
     )
 
 

@@ -1,0 +1,161 @@
+"""Targets from the command line (issue 16), as users run it: two accounts in two regions of
+aliyun-local, the second reached through STS AssumeRole with the first account's keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from alibabacloud_kms20160120 import models as km
+from alibabacloud_kms20160120.client import Client as KmsClient
+from alibabacloud_tea_openapi.models import Config
+
+from aliyun_local.server import LocalServer
+from tests.e2e.conftest import cli_env_for, enroll_args, run_cli
+
+A, B = "1111111111111111", "2222222222222222"
+R1, R2 = "cn-hangzhou", "eu-central-1"
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with LocalServer(accounts=[A, B], regions=[R1, R2]) as server:
+        yield server
+
+
+def config_text(cloud: LocalServer, *, broken: bool = False) -> str:
+    hz, fra = cloud.kms_endpoints[R1], cloud.kms_endpoints[R2]
+    text = f"""
+[[targets]]
+name = "hz"
+region = "{R1}"
+account_id = "{A}"
+kms_endpoint = "http://{hz}"
+
+[[targets]]
+name = "fra"
+region = "{R2}"
+account_id = "{B}"
+role_arn = "acs:ram::{B}:role/byok-keeper"
+kms_endpoint = "http://{fra}"
+sts_endpoint = "http://{cloud.sts_endpoint}"
+"""
+    if broken:  # a role nobody may assume: this target fails, the others run
+        text += f"""
+[[targets]]
+name = "nope"
+region = "{R2}"
+account_id = "{B}"
+role_arn = "acs:ram::{B}:role/not-there"
+kms_endpoint = "http://{fra}"
+sts_endpoint = "http://{cloud.sts_endpoint}"
+"""
+    return text
+
+
+@pytest.fixture
+def env(cloud, tmp_path):
+    cloud.reset()
+    env = cli_env_for(cloud.endpoint, tmp_path)
+    env.pop("BYOK_KMS_ENDPOINT")  # each target names its own
+    (tmp_path / "byok.toml").write_text(config_text(cloud))
+    (tmp_path / "broken.toml").write_text(config_text(cloud, broken=True))
+    env["BYOK_CONFIG"] = str(tmp_path / "byok.toml")
+    return env
+
+
+def cli_json(*args: str, env: dict, code: int = 0) -> dict:
+    out = run_cli(*args, "--output", "json", env=env)
+    assert out.returncode == code, out.stderr
+    return json.loads(out.stdout)
+
+
+def enroll_in(target: str, env: dict) -> str:
+    doc = cli_json(*enroll_args(), "--generate", "--target", target, env=env)
+    return doc["key_id"]
+
+
+def as_b(cloud: LocalServer) -> KmsClient:
+    key_id, secret = cloud.access_key(B)
+    return KmsClient(
+        Config(access_key_id=key_id, access_key_secret=secret, protocol="http",
+               endpoint=cloud.kms_endpoints[R2], region_id=R2)
+    )  # fmt: skip
+
+
+def test_plan_sweep_and_narrowing_across_two_accounts_and_regions(cloud, env):
+    hz_key = enroll_in("hz", env)
+    fra_key = enroll_in("fra", env)
+    view = cloud.key_view(fra_key)
+    assert (view["account_id"], view["region"]) == (B, R2)
+    assert (cloud.key_view(hz_key)["account_id"], cloud.key_view(hz_key)["region"]) == (A, R1)
+
+    plan = cli_json("plan", env=env)
+    assert {(d["target"], d["key_id"], d["decision"]) for d in plan["decisions"]} == {
+        ("hz", hz_key, "OK"),
+        ("fra", fra_key, "OK"),
+    }
+    assert [t["target"] for t in plan["targets"]] == ["hz", "fra"]
+    assert all(t["ok"] for t in plan["targets"])
+
+    as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=fra_key))
+    plan = cli_json("plan", "--target", "fra", env=env, code=3)
+    assert [(d["target"], d["decision"]) for d in plan["decisions"]] == [("fra", "REIMPORT")]
+
+    sweep = cli_json("sweep", env=env)
+    restored = [(o["target"], o["key_id"], o["outcome"]) for o in sweep["outcomes"]]
+    assert ("fra", fra_key, "restored") in restored
+    assert sweep["summary"]["restored"] == 1
+    assert set(sweep["calls"]) == {"hz", "fra"}
+    assert cloud.key_view(fra_key)["state"] == "Enabled"
+
+    table = run_cli("plan", env=env)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:2] == ["TARGET", "KEY"]
+
+    verify = cli_json("verify", env=env)
+    assert {(r["target"], r["result"]) for r in verify["results"]} == {
+        ("hz", "verified"),
+        ("fra", "verified"),
+    }
+
+
+def test_key_commands_find_the_one_target_or_ask(cloud, env):
+    fra_key = enroll_in("fra", env)
+    status = cli_json("status", fra_key, env=env)  # found in exactly one target
+    assert status["kms"]["key_id"] == fra_key
+    cli_json("hold", fra_key, "--reason", "INC-1 drill", env=env)
+    assert cli_json("status", fra_key, "--target", "fra", env=env)["decision"] == "HOLD"
+    cli_json("release", fra_key, env=env)
+
+    missing = run_cli("status", "key-00000000-0000-0000-0000-000000000000", env=env)
+    assert missing.returncode == 2
+    assert "in none of the targets hz, fra" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+
+    wrong = cli_json("status", fra_key, "--target", "hz", env=env)
+    assert not wrong["kms"]  # --target is taken at its word: the key is not in hz
+
+    create = run_cli(*enroll_args(), "--generate", env=env)
+    assert create.returncode == 2
+    assert "choose with --target (hz, fra)" in create.stderr
+
+
+def test_a_target_whose_role_cannot_be_assumed_is_reported_and_the_others_run(cloud, env):
+    hz_key = enroll_in("hz", env)
+    fra_key = enroll_in("fra", env)
+    env = {**env, "BYOK_CONFIG": env["BYOK_CONFIG"].replace("byok.toml", "broken.toml")}
+
+    sweep = cli_json("sweep", env=env, code=1)
+    status = {t["target"]: t for t in sweep["targets"]}
+    assert status["hz"]["ok"] and status["fra"]["ok"]
+    assert not status["nope"]["ok"]
+    assert "cannot assume acs:ram::2222222222222222:role/not-there" in status["nope"]["error"]
+    assert {d["key_id"] for d in sweep["decisions"]} == {hz_key, fra_key}
+
+    plan = run_cli("plan", env=env)
+    assert plan.returncode == 1
+    assert any(line.split()[:3] == ["nope", "(target)", "ERROR"] for line in plan.stdout.splitlines())
+
+    ok = run_cli("plan", "--target", "hz", "--target", "fra", env=env)
+    assert ok.returncode == 0, ok.stderr

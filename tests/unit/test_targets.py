@@ -57,7 +57,7 @@ def test_targets_parse_and_narrow_the_global_settings(tmp_path):
 
 
 def test_targets_under_the_byok_keeper_table(tmp_path):
-    text = f'[byok-keeper]\nregion = "cn-hangzhou"\n[[byok-keeper.targets]]\nname = "x"\n'
+    text = '[byok-keeper]\nregion = "cn-hangzhou"\n[[byok-keeper.targets]]\nname = "x"\n'
     text += f'region = "cn-shanghai"\naccount_id = "{A}"\n'
     path = _write(tmp_path, text)
     assert load_settings({}, env={}, config_path=path).region == "cn-hangzhou"
@@ -119,8 +119,8 @@ def test_select_narrows_and_refuses_unknown_names():
         (GOOD, ["plan", "--target", "nope"], "unknown target 'nope'"),
         ('region = "cn-hangzhou"\n', ["sweep", "--target", "hz"], "none are configured"),
         (GOOD + GOOD.split("read_qps = 20", 1)[1], ["plan"], "declared twice"),
-        (f'[[targets]]\nname = "x"\nregion = "cn-hangzhou"\naccount_id = "1"\n', ["status", "key-x"],
-         "16 digits"),
+        ('[[targets]]\nname = "x"\nregion = "cn-hangzhou"\naccount_id = "1"\n',
+         ["status", "key-x"], "16 digits"),
         (f'[[targets]]\nname = "x"\nregion = "cn-hangzhou"\naccount_id = "{A}"\n'
          f'kms_endpoint = "http://kms.example.com"\n', ["verify"], "not this machine"),
     ],
@@ -134,8 +134,8 @@ def test_the_cli_refuses_bad_targets_exit_2_one_line(tmp_path, capsys, text, arg
 
 
 def test_key_commands_need_target_when_several_could_hold_a_new_key(tmp_path, capsys):
-    code = main(["--config", _write(tmp_path, GOOD), "enroll", "--create", "--generate",
-                 "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY", "--instance", "kst-x"])  # fmt: skip
+    args = ["enroll", "--create", "--generate", "--key-spec", "EC_P256", "--usage", "SIGN/VERIFY"]
+    code = main(["--config", _write(tmp_path, GOOD), *args, "--instance", "kst-x"])
     err = capsys.readouterr().err
     assert code == 2
     assert "choose with --target (hz, fra)" in err

@@ -1,0 +1,188 @@
+"""Targets in the unattended entrypoints (issue 16): the daemon and the FC handlers sweep two
+accounts in two regions of aliyun-local, the second through STS AssumeRole; one vault shared by
+both targets (each sees its own keys); a target whose role cannot be assumed fails alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alibabacloud_credentials.utils import auth_util
+
+from aliyun_local.server import LocalServer
+from byok_keeper import fc, fc_targets
+from byok_keeper.daemon import run_daemon
+from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.kms import ENROLL
+from byok_keeper.lease import parse_lease
+from byok_keeper.material import generate_material
+from byok_keeper.multi import target_deps
+from byok_keeper.settings import load_settings
+from byok_keeper.targets import load_targets
+from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional.conftest import fc_context
+
+A, B = "1111111111111111", "2222222222222222"
+R1, R2 = "cn-hangzhou", "eu-central-1"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with LocalServer(accounts=[A, B], regions=[R1, R2]) as server:
+        yield server
+
+
+def _toml(cloud: LocalServer, tmp_path: Path, *, broken: bool) -> Path:
+    text = f"""
+vault = "file://{tmp_path / "vault"}"
+seal_key_file = "{tmp_path / "seal.key"}"
+
+[[targets]]
+name = "hz"
+region = "{R1}"
+account_id = "{A}"
+kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
+
+[[targets]]
+name = "fra"
+region = "{R2}"
+account_id = "{B}"
+role_arn = "acs:ram::{B}:role/byok-keeper"
+kms_endpoint = "http://{cloud.kms_endpoints[R2]}"
+sts_endpoint = "http://{cloud.sts_endpoint}"
+"""
+    if broken:
+        text += (
+            text[text.index('[[targets]]\nname = "fra"') :]
+            .replace('name = "fra"', 'name = "nope"')
+            .replace("role/byok-keeper", "role/not-there")
+        )
+    path = tmp_path / ("broken.toml" if broken else "byok.toml")
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def world(cloud, tmp_path, monkeypatch):
+    """A key enrolled in each target, its material then deleted; the settings file."""
+    cloud.reset()
+    new_seal_key_file(tmp_path / "seal.key")
+    for name in ("BYOK_KMS_ENDPOINT", "BYOK_VAULT", "BYOK_SEAL_KEY_FILE", "BYOK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    # The credential chain read the environment at import: the first account's keys.
+    monkeypatch.setattr(auth_util, "environment_access_key_id", "local")
+    monkeypatch.setattr(auth_util, "environment_access_key_secret", "local-secret")
+    monkeypatch.setattr(auth_util, "environment_security_token", None)
+    path = _toml(cloud, tmp_path, broken=False)
+    _toml(cloud, tmp_path, broken=True)
+    settings = load_settings({}, env={}, config_path=str(path))
+    keys = {}
+    for target in load_targets(str(path), env={}):
+        deps = target_deps(settings, target, ENROLL)
+        result = enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
+                        lease=parse_lease("30d"),
+                        create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"))  # fmt: skip
+        keys[target.name] = result.key_id
+    return path, keys
+
+
+def _delete_all(cloud: LocalServer, keys: dict[str, str]) -> None:
+    for key_id in keys.values():
+        cloud.emulator.tenancy.find(key_id).delete_key_material(key_id)
+        assert cloud.key_view(key_id)["state"] == "PendingImport"
+
+
+def test_the_daemon_sweeps_every_target(cloud, world, tmp_path):
+    path, keys = world
+    _delete_all(cloud, keys)
+    settings = load_settings({}, env={}, config_path=str(path))
+    health = tmp_path / "health.json"
+    code = run_daemon(settings, schedule="@every 15m", state_dir=tmp_path / "state", once=True,
+                      health_file=health, targets=load_targets(str(path), env={}))  # fmt: skip
+    assert code == 0
+    doc = json.loads(health.read_text())
+    assert doc["outcome"] == "ok" and doc["summary"] == {"restored": 2}
+    assert [(t["target"], t["ok"]) for t in doc["targets"]] == [("hz", True), ("fra", True)]
+    assert {cloud.key_view(k)["state"] for k in keys.values()} == {"Enabled"}
+
+
+def test_the_daemon_reports_a_failing_target_and_sweeps_the_others(cloud, world, tmp_path):
+    _path, keys = world
+    _delete_all(cloud, keys)
+    broken = str(tmp_path / "broken.toml")
+    settings = load_settings({}, env={}, config_path=broken)
+    health = tmp_path / "health.json"
+    code = run_daemon(settings, schedule="@every 15m", state_dir=tmp_path / "state", once=True,
+                      health_file=health, targets=load_targets(broken, env={}))  # fmt: skip
+    assert code == 1
+    doc = json.loads(health.read_text())
+    assert doc["outcome"] == "failed" and doc["summary"] == {"restored": 2}
+    status = {t["target"]: t for t in doc["targets"]}
+    assert status["hz"]["ok"] and status["fra"]["ok"] and not status["nope"]["ok"]
+    assert "cannot assume" in status["nope"]["error"]
+
+
+@pytest.fixture
+def deployed(cloud, world, monkeypatch):
+    path, keys = world
+    monkeypatch.setenv("BYOK_CONFIG", str(path))
+    monkeypatch.setenv("BYOK_DISPATCH", "inline")
+    fc.RUNTIME = fc.Runtime()  # a cold instance
+    return fc_context(cloud), keys
+
+
+def test_the_fc_sweep_handler_sweeps_every_target_inline(cloud, deployed):
+    context, keys = deployed
+    _delete_all(cloud, keys)
+    answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
+    assert answer["ok"], answer
+    assert {name: a["summary"] for name, a in answer["targets"].items()} == {
+        "hz": {"restored": 1},
+        "fra": {"restored": 1},
+    }
+    # The reimport function acts in the target its event names.
+    cloud.emulator.tenancy.find(keys["fra"]).delete_key_material(keys["fra"])
+    event = {"key_id": keys["fra"], "reason": "test", "requested_by": "t", "target": "fra"}
+    done = fc.handle_reimport(json.dumps(event).encode(), context)
+    assert done["ok"] and cloud.key_view(keys["fra"])["state"] == "Enabled"
+    unknown = fc.handle_sweep(
+        json.dumps({"payload": json.dumps({"target": "elsewhere"})}).encode(), context
+    )
+    assert unknown["ok"] is False and "unknown target 'elsewhere'" in unknown["message"]
+
+
+def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
+    cloud, deployed, monkeypatch, mocker
+):
+    context, keys = deployed
+    monkeypatch.setattr(fc_targets, "INLINE_TARGETS_MAX", 1)
+    sent = []
+
+    def fake_invoke(client, function, role, event, *, asynchronous):  # the FC edge
+        sent.append((role, json.loads(event["payload"]), asynchronous))
+        return {"request_id": f"req-{len(sent)}"}
+
+    mocker.patch("byok_keeper.dispatch.invoke", fake_invoke)
+    monkeypatch.setenv("BYOK_FC_ENDPOINT", f"http://{cloud.endpoint}")
+    answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
+    assert answer["ok"] and answer["dispatch"] == "per-target"
+    assert [(r, p["target"], a) for r, p, a in sent] == [
+        ("sweep", "hz", True),
+        ("sweep", "fra", True),
+    ]
+    # Each fanned-out invocation sweeps its one target; due keys dispatch with the target.
+    _delete_all(cloud, {"fra": keys["fra"]})
+    monkeypatch.setenv("BYOK_DISPATCH", "fc-async")
+    fc.RUNTIME = fc.Runtime()
+    sent.clear()
+
+    def fake_reimport(client, function, role, event, *, asynchronous):
+        sent.append((role, event))
+        return {"request_id": "r"}
+
+    mocker.patch("byok_keeper.dispatch.invoke", fake_reimport)
+    one = fc.handle_sweep(json.dumps({"payload": json.dumps({"target": "fra"})}).encode(), context)
+    assert one["ok"] and list(one["targets"]) == ["fra"]
+    assert [(r, e["key_id"], e["target"]) for r, e in sent] == [("reimport", keys["fra"], "fra")]

@@ -81,9 +81,11 @@ def world(cloud, tmp_path, monkeypatch):
     keys = {}
     for target in load_targets(str(path), env={}):
         deps = target_deps(settings, target, ENROLL)
-        result = enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
-                        lease=parse_lease("30d"),
-                        create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"))  # fmt: skip
+        create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
+        material = generate_material("EC_P256")
+        result = enroll(
+            deps.gateway, deps.require_vault(), material, lease=parse_lease("30d"), create=create
+        )
         keys[target.name] = result.key_id
     return path, keys
 

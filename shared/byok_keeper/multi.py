@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .audit import AuditLog
 from .errors import ByokError, InputError
 from .kms import Allowlist, KmsApiError
 from .runtime import Deps, build_deps
@@ -97,7 +98,18 @@ def target_deps(
     )
     if deps.vault is not None and not target.vault:
         deps = dataclasses.replace(deps, vault=TargetVault(deps.vault, target))
-    return deps
+    return dataclasses.replace(deps, audit=TargetAudit(deps.settings.audit_file, target.name))
+
+
+class TargetAudit(AuditLog):
+    """The audit log, every event naming its target (``"target": NAME``)."""
+
+    def __init__(self, path: str | None, target_name: str) -> None:
+        super().__init__(path)
+        self.target_name = target_name
+
+    def event(self, event: str, **fields: Any) -> None:
+        super().event(event, **{"target": self.target_name, **fields})
 
 
 class TargetVault(Vault):

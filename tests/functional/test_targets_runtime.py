@@ -188,3 +188,55 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
     one = fc.handle_sweep(json.dumps({"payload": json.dumps({"target": "fra"})}).encode(), context)
     assert one["ok"] and list(one["targets"]) == ["fra"]
     assert [(r, e["key_id"], e["target"]) for r, e in sent] == [("reimport", keys["fra"], "fra")]
+
+
+def test_assumed_role_credentials_are_renewed_before_they_end(cloud):
+    from byok_keeper.kms import static_credential
+    from byok_keeper.sts import REFRESH_MARGIN, AssumedRoleProvider, AssumeRoleFailed
+
+    now = [1000.0]
+    provider = AssumedRoleProvider(
+        role_arn=f"acs:ram::{B}:role/byok-keeper",
+        session_name="byok-keeper-fra",
+        region=R2,
+        endpoint=f"http://{cloud.sts_endpoint}",
+        base_credential=static_credential("local", "local-secret"),
+        clock=lambda: now[0],
+    )
+    first = provider.get_credentials()
+    assert provider.assumed == 1 and first.get_security_token()
+    assert provider.get_credentials() is first  # cached while fresh
+    now[0] += 3600 - REFRESH_MARGIN - 1
+    assert provider.get_credentials() is first
+    now[0] += 2  # inside the margin: renewed before the end
+    second = provider.get_credentials()
+    assert provider.assumed == 2 and second.get_access_key_id() != first.get_access_key_id()
+    shown = repr(provider)
+    assert first.get_security_token() not in shown
+    assert first.get_access_key_secret() not in shown
+
+    nobody = AssumedRoleProvider(
+        role_arn=f"acs:ram::{B}:role/not-there",
+        session_name="byok-keeper-x",
+        region=R2,
+        endpoint=f"http://{cloud.sts_endpoint}",
+        base_credential=static_credential("local", "local-secret"),
+    )
+    with pytest.raises(
+        AssumeRoleFailed, match="cannot assume acs:ram::2222222222222222:role/not-there"
+    ):
+        nobody.get_credentials()
+
+
+def test_audit_events_name_their_target(cloud, world, tmp_path):
+    path, keys = world
+    _delete_all(cloud, {"fra": keys["fra"]})
+    audit = tmp_path / "audit.jsonl"
+    settings = load_settings({"audit_file": str(audit)}, env={}, config_path=str(path))
+    fra = load_targets(str(path), env={})[1]
+    from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
+
+    result, runs = sweep_all(TargetDepsCache(settings), [fra], trigger="test", actor="t")
+    assert runs[0].ok and result.summary()["restored"] == 1
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert lines and all(line["target"] == "fra" for line in lines)

@@ -3,11 +3,15 @@
     python bench/targets.py [--targets 4] [--keys 1250] [--due 0.1] [--latency-ms 20]
                             [--read-qps 50] [--write-qps 30] [--concurrency 8] [--json]
 
-Setup (not measured), with bench/sweep.py's seeding: two accounts in two regions of
-``aliyun-local serve --account A --account B --region R1 --region R2``, ``--keys`` keys per
-target (account, region), ``--due`` of them due, each target's envelopes in its own vault. The
-same latency and quotas apply to every (account, region), as KMS's do. The targets of the second
-account are reached through STS AssumeRole. ``byok-keeper sweep`` runs once over all targets.
+Setup (not measured), with bench/sweep.py's seeding: targets over two accounts and two regions,
+``--keys`` keys per target (account, region), ``--due`` of them due, each target's envelopes in
+its own vault. Every target is served by its own ``aliyun-local serve --account A --account B
+--region R`` (``--emulators per-target``, the default: each region's KMS is its own service in
+the cloud, and one Python process serving them all measures the emulator's interpreter, not the
+agent; ``--emulators one`` runs a single process for comparison), with the same latency and
+quotas. The targets of the second account are reached through STS AssumeRole. One
+``byok-keeper sweep`` runs over all targets. The report adds the CPU seconds of the sweep and of
+the emulators during it.
 
 The **single-target bound** is bench/sweep.py's bound (reads / R, writes / W, the latency chain)
 of each target's own calls; targets have their own quotas, so the best possible wall time for
@@ -43,28 +47,35 @@ def scopes(n: int) -> list[tuple[str, str, str]]:
     return [(f"t{i}", a, r) for i, (a, r) in enumerate(pairs[:n])]
 
 
-def seed_all(root: Path, targets, keys: int, due: float) -> Path:
+def seed_all(root: Path, targets, keys: int, due: float) -> dict[str, dict]:
+    """Every target's keys and vault; returns each target's emulator state."""
     new_seal_key_file(root / "seal.key")
-    primary, others = None, {}
-    for name, account, region in targets:
-        backend = bench_sweep.seed_scope(
+    return {
+        name: bench_sweep.seed_scope(
             root, keys, due, region=region, account_id=account, vault_dir=f"vault-{name}"
-        )
-        if (account, region) == (ACCOUNTS[0], REGIONS[0]):
-            primary = backend.to_state()
+        ).to_state()
+        for name, account, region in targets
+    }
+
+
+def state_file(path: Path, targets, states: dict[str, dict], region: str) -> Path:
+    """An emulator state of ``targets`` for a server whose first region is ``region`` (the first
+    account's scope there is the primary; every other scope goes under kms_scopes)."""
+    primary, others = {}, {}
+    for name, account, where in targets:
+        if (account, where) == (ACCOUNTS[0], region):
+            primary = states[name]
         else:
-            others[f"{account}/{region}"] = backend.to_state()
-    state = {"format": STATE_FORMAT, "clock_offset": 0.0, "kms": primary or {}}
-    state["kms_scopes"] = others
-    path = root / "state.json"
-    path.write_text(json.dumps(state))
+            others[f"{account}/{where}"] = states[name]
+    doc = {"format": STATE_FORMAT, "clock_offset": 0.0, "kms": primary, "kms_scopes": others}
+    path.write_text(json.dumps(doc))
     return path
 
 
-def serve(state: Path, args) -> tuple[subprocess.Popen, dict]:
+def serve(state: Path, regions, args) -> tuple[subprocess.Popen, dict]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     where = [x for a in ACCOUNTS for x in ("--account", a)]
-    where += [x for r in REGIONS for x in ("--region", r)]
+    where += [x for r in regions for x in ("--region", r)]
     proc = subprocess.Popen(
         [str(BIN / "aliyun-local"), "serve", "--seed-state", str(state), *where,
          "--latency-ms", str(args.latency_ms), "--read-qps", str(args.read_qps),
@@ -74,9 +85,26 @@ def serve(state: Path, args) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(proc.stdout.readline())
 
 
-def config(root: Path, targets, info: dict) -> Path:
+def start_emulators(root: Path, targets, states, args) -> dict[str, tuple]:
+    """target name -> (process, its JSON line). ``--emulators per-target``: one aliyun-local
+    per target (as each region's KMS is its own service; one Python process serving them all
+    would measure the emulator's interpreter, not the agent); ``one``: a single process."""
+    if args.emulators == "one":
+        state = state_file(root / "state.json", targets, states, REGIONS[0])
+        served = serve(state, REGIONS, args)
+        return {name: served for name, _a, _r in targets}
+    out = {}
+    for target in targets:
+        name, _account, region = target
+        state = state_file(root / f"state-{name}.json", [target], states, region)
+        out[name] = serve(state, [region], args)
+    return out
+
+
+def config(root: Path, targets, served: dict[str, tuple]) -> Path:
     lines = [f'seal_key_file = "{root / "seal.key"}"']
     for name, account, region in targets:
+        info = served[name][1]
         lines += ["[[targets]]", f'name = "{name}"', f'region = "{region}"',
                   f'account_id = "{account}"',
                   f'kms_endpoint = "http://{info["kms_endpoints"][region]}"',
@@ -89,45 +117,43 @@ def config(root: Path, targets, info: dict) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(args) -> dict:
     targets = scopes(args.targets)
     with tempfile.TemporaryDirectory(prefix="byok-bench-targets-") as tmp:
         root = Path(tmp)
-        state = seed_all(root, targets, args.keys, args.due)
-        proc, info = serve(state, args)
+        served = start_emulators(root, targets, seed_all(root, targets, args.keys, args.due), args)
+        procs = {id(p): p for p, _info in served.values()}
         try:
-            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-            env.update(
-                BYOK_CONFIG=str(config(root, targets, info)),
-                ALIBABA_CLOUD_ACCESS_KEY_ID="local",
-                ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret",
-                BYOK_READ_QPS=str(args.read_qps),
-                BYOK_WRITE_QPS=str(args.write_qps),
-                BYOK_LOG_LEVEL="WARNING",
-            )
-            started = time.monotonic()
-            sweep = subprocess.Popen(
-                [str(BIN / "byok-keeper"), "sweep", "--output", "json",
-                 "--concurrency", str(args.concurrency)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-            )  # fmt: skip
-            out = sweep.stdout.read()
-            _pid, status, usage = os.wait4(sweep.pid, 0)
-            wall = time.monotonic() - started
-            log = bench_sweep.calls(info["kms_endpoint"])
+            cpu_before = {pid: cpu_seconds(p.pid) for pid, p in procs.items()}
+            wall, usage, out = sweep(config(root, targets, served), args)
+            emulator_cpu = sum(cpu_seconds(p.pid) - cpu_before[pid] for pid, p in procs.items())
+            logs = {
+                name: bench_sweep.calls(info["kms_endpoint"]) for name, (_p, info) in served.items()
+            }
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise SystemExit(f"sweep failed with exit code {os.waitstatus_to_exitcode(status)}")
+            for proc in procs.values():
+                proc.terminate()
+                proc.wait(timeout=60)
     result = json.loads(out)
-    per_target = {}
+    per_target, throttled = {}, set()
     for name, account, region in targets:
-        mine = [c for c in log if (c.get("account_id"), c.get("region")) == (account, region)]
+        mine = [
+            c
+            for c in logs[name]
+            if (c.get("account_id"), c.get("region")) in ((account, region), (None, None))
+        ]
         per_target[name] = round(bench_sweep.quota_bound(mine, args)["bound"], 2)
+        throttled |= {id(c) for c in mine if c["status"] == 429}
     bound = max(per_target.values())
     return {
         "targets": len(targets),
+        "emulators": args.emulators,
         "keys_per_target": args.keys,
         "due_per_target": round(args.keys * args.due),
         "latency_ms": args.latency_ms,
@@ -138,11 +164,38 @@ def run(args) -> dict:
         "single_target_bound_s": bound,
         "bounds_s": per_target,
         "ratio": round(wall / bound, 3),
-        "throttled": sum(1 for c in log if c["status"] == 429),
+        "throttled": len(throttled),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "sweep_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "emulator_cpu_s": round(emulator_cpu, 1),
         "summary": result["summary"],
         "targets_ok": all(t["ok"] for t in result["targets"]),
     }
+
+
+def sweep(config_path: Path, args):
+    """``byok-keeper sweep`` over every target, as its own process: (wall, rusage, stdout)."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(
+        BYOK_CONFIG=str(config_path),
+        ALIBABA_CLOUD_ACCESS_KEY_ID="local",
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret",
+        BYOK_READ_QPS=str(args.read_qps),
+        BYOK_WRITE_QPS=str(args.write_qps),
+        BYOK_LOG_LEVEL="WARNING",
+    )
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(BIN / "byok-keeper"), "sweep", "--output", "json",
+         "--concurrency", str(args.concurrency)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    out = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"sweep failed with exit code {os.waitstatus_to_exitcode(status)}")
+    return wall, usage, out
 
 
 def main() -> int:
@@ -154,6 +207,7 @@ def main() -> int:
     parser.add_argument("--read-qps", type=float, default=50.0)
     parser.add_argument("--write-qps", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--emulators", choices=["per-target", "one"], default="per-target")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     report = run(args)
@@ -172,6 +226,10 @@ def main() -> int:
     print(
         f"  {report['summary']}, throttled {report['throttled']}, "
         f"peak RSS {report['peak_rss_mb']} MB, every target ok: {report['targets_ok']}"
+    )
+    print(
+        f"  CPU: sweep {report['sweep_cpu_s']} s, aliyun-local {report['emulator_cpu_s']} s "
+        f"({args.emulators} emulator process{'es' if args.emulators == 'per-target' else ''})"
     )
     return 0
 

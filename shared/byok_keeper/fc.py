@@ -319,8 +319,11 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         return {"ok": False, "error": "BadEvent", "message": str(exc)}
     from .fc_targets import configured_targets, sweep_targets
 
-    targets = configured_targets()  # issue 16: every target, or the one the event names
-    if targets:
+    try:
+        targets = configured_targets()  # issue 16: every target, or the one the event names
+    except ByokError as exc:  # the settings file: FC shows a failure (and alerts)
+        raise RetryableFailure(str(exc)) from None
+    if targets or "target" in options:  # a target with none configured: a BadEvent answer
         return sweep_targets(RUNTIME, targets, options, context, _request_id(context))
     deps = RUNTIME.deps(context)
     try:

@@ -155,6 +155,15 @@ def test_the_fc_sweep_handler_sweeps_every_target_inline(cloud, deployed):
     assert unknown["ok"] is False and "unknown target 'elsewhere'" in unknown["message"]
 
 
+def test_a_sweep_event_naming_a_target_without_targets_is_a_bad_event(deployed, monkeypatch):
+    context, _keys = deployed
+    monkeypatch.delenv("BYOK_CONFIG")
+    event = json.dumps({"payload": json.dumps({"target": "hz"})}).encode()
+    answer = fc.handle_sweep(event, context)
+    assert answer["ok"] is False and answer["error"] == "BadEvent"
+    assert "none are configured" in answer["message"]
+
+
 def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
     cloud, deployed, monkeypatch, mocker
 ):

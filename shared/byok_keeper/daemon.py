@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from .domain import format_kms_time
 from .logs import get_logger
 from .runtime import Deps, build_deps
 from .settings import Settings
@@ -151,7 +152,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
             _observe(None, started)
             payload = {
-                "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "last_run": format_kms_time(started),
                 "outcome": "error",
                 "error": str(exc)[:300],
                 "pid": os.getpid(),
@@ -160,7 +161,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             return payload
         outcome = "failed" if result.failed else "ok"
         payload = {
-            "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "last_run": format_kms_time(started),
             "outcome": outcome,
             "summary": result.summary(),
             "trigger": trigger,

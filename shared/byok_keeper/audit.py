@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .domain import format_kms_time
 from .errors import ConfigError
 from .logs import get_logger, redact
 
@@ -31,7 +32,7 @@ class AuditLog:
             return
         record = {
             "event": event,
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": format_kms_time(datetime.now(timezone.utc)),
             **fields,
         }
         line = json.dumps(redact(None, "", record), sort_keys=True, default=str) + "\n"

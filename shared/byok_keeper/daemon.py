@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from .domain import format_kms_time
 from .logs import get_logger
 from .runtime import Deps, build_deps
 from .settings import Settings
@@ -146,7 +147,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
             log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
             _observe(None, started)
             payload = {
-                "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "last_run": format_kms_time(started),
                 "outcome": "error",
                 "error": str(exc)[:300],
                 "pid": os.getpid(),
@@ -156,7 +157,7 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
         failed_target = any(not t["ok"] for t in rt.target_status)
         outcome = "failed" if result.failed or failed_target else "ok"
         payload = {
-            "last_run": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "last_run": format_kms_time(started),
             "outcome": outcome,
             "summary": result.summary(),
             "trigger": trigger,

@@ -228,8 +228,8 @@ def _target_field(doc: dict, what: str) -> dict[str, str]:
 
 
 def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
+    from .domain import check_key_id
     from .errors import ByokError
-    from .vault.envelope import check_key_id
 
     doc = _parse_json(event, "reimport")
     if "override_hold" in doc:
@@ -279,7 +279,7 @@ def _claims(event: bytes | str | dict) -> dict[str, str]:
         doc = _parse_json(event, "reimport")
     except BadEvent:
         return {}
-    from .vault.envelope import KEY_ID_RE
+    from .domain import KEY_ID_RE
 
     out = {}
     if isinstance(doc.get("key_id"), str) and KEY_ID_RE.fullmatch(doc["key_id"]):

@@ -4,12 +4,12 @@ value the reason; ``reestablish`` reads it right before every import."""
 
 from __future__ import annotations
 
+from .domain import check_key_id
 from .errors import InputError
 from .kms import KeyInfo
 from .plan import HOLD_TAG
 from .runtime import Deps
 from .tags import check_tag
-from .vault.envelope import check_key_id
 
 
 def check_hold(key_id: str, reason: str) -> None:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from .kms import format_kms_time
+from .domain import format_kms_time
 
 PROGRESS_MIN_KEYS = 25  # smaller fleets finish before a bar would help
 

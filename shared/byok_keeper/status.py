@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .domain import format_kms_time
 from .errors import ByokError
 from .inventory import aliases_or_none
-from .kms import KmsApiError, format_kms_time
+from .kms import KmsApiError
 from .plan import Decision, EnvelopeFacts, KeyFacts, decide, plan
 from .runtime import Deps
 from .sweep import discover
@@ -37,9 +38,7 @@ def key_status(deps: Deps, key_id: str) -> dict[str, Any]:
         key_id,
         key,
         envelope is not None,
-        EnvelopeFacts(env.fingerprint, env.key_spec, env.lease, env.first_imported_at is not None)
-        if env
-        else None,
+        EnvelopeFacts.from_header(env) if env else None,
         tags,
     )
     decision = decide(facts, gateway.now(), deps.policy)

@@ -111,16 +111,7 @@ def discover(
         if details != "all" and not needs_details(key, now, policy):
             return KeyFacts(key_id, key, enrolled=True)
         envelope = vault.get(key_id)
-        env = (
-            EnvelopeFacts(
-                envelope.fingerprint,
-                envelope.header.key_spec,
-                envelope.header.lease,
-                envelope.header.first_imported_at is not None,
-            )
-            if envelope
-            else None
-        )
+        env = EnvelopeFacts.from_header(envelope.header) if envelope else None
         tags = gateway.list_tags(key_id) if details == "all" and key is not None else None
         return KeyFacts(key_id, key, enrolled=True, envelope=env, tags=tags)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ..domain import check_key_id
 from ..errors import InputError
 from ..render import table
 from ..runtime import local_actor
@@ -178,7 +179,6 @@ def reimport_cmd(
     from ..kms import SWEEP
     from ..lease import parse_lease
     from ..restore import reimport_one, succeeded
-    from ..vault.envelope import check_key_id
 
     check_key_id(key_id)
     lease_override = parse_lease(lease) if lease else None
@@ -244,7 +244,6 @@ def status_cmd(app: App, key_id: str, target_names: tuple[str, ...]) -> int:
     """
     from ..kms import READ_ONLY
     from ..status import key_status
-    from ..vault.envelope import check_key_id
 
     check_key_id(key_id)
     payload = key_status(app.key_deps(READ_ONLY, key_id, target_names), key_id)
@@ -298,7 +297,6 @@ def wrap_cmd(app: App, key_id: str, wrapping_key: str, output_path: str) -> int:
     from ..audit import AuditLog
     from ..breakglass import upload_steps, wrap_for_console
     from ..runtime import build_offline_vault
-    from ..vault.envelope import check_key_id
 
     check_key_id(key_id)
     settings = app.settings
@@ -368,7 +366,6 @@ def release_cmd(app: App, key_id: str, target_names: tuple[str, ...]) -> int:
     """
     from ..holds import release
     from ..kms import HOLD
-    from ..vault.envelope import check_key_id
 
     check_key_id(key_id)
     release(app.key_deps(HOLD, key_id, target_names, with_vault=False), key_id, actor=local_actor())

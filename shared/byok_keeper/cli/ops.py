@@ -55,7 +55,7 @@ def invoke_reimport(app: App, key_id: str, reason: str, dry_run: bool, asynchron
       BYOK_ACCOUNT_ID=1234567890123456 byok-keeper invoke reimport key-xxx --reason "INC-1"
     """
     from ..dispatch import invoke
-    from ..vault.envelope import check_key_id
+    from ..domain import check_key_id
 
     check_key_id(key_id)
     target, client = _fc(app)

@@ -87,7 +87,8 @@ def target_deps(
     with_vault: bool = True,
 ) -> Deps:
     """``Deps`` for one target: its settings, its credential, its own budget. On the global
-    vault (the target names none of its own) it sees only its account's and region's keys."""
+    file vault (the target names none of its own) it sees only its account's and region's
+    keys; a ``kms-secrets://`` vault lives in each target's own KMS, so it is never shared."""
     deps = build_deps(
         target_settings(settings, target),
         allowlist,
@@ -96,7 +97,7 @@ def target_deps(
         region=target.region,
         account_id=target.account_id,
     )
-    if deps.vault is not None and not target.vault:
+    if deps.vault is not None and not target.vault and deps.vault.uri.startswith("file:"):
         deps = dataclasses.replace(deps, vault=TargetVault(deps.vault, target))
     return dataclasses.replace(deps, audit=TargetAudit(deps.settings.audit_file, target.name))
 

@@ -249,3 +249,18 @@ def test_audit_events_name_their_target(cloud, world, tmp_path):
     assert runs[0].ok and result.summary()["restored"] == 1
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
     assert lines and all(line["target"] == "fra" for line in lines)
+
+
+def test_a_key_found_in_several_targets_is_ambiguous(cloud, world, tmp_path, capsys):
+    from byok_keeper.cli import main
+
+    path, keys = world
+    text = path.read_text()
+    twin = text[text.index("[[targets]]") : text.index('[[targets]]\nname = "fra"')]
+    doubled = tmp_path / "twins.toml"
+    doubled.write_text(text + twin.replace('name = "hz"', 'name = "hz-twin"'))
+    code = main(["--config", str(doubled), "status", keys["hz"]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{keys['hz']} is in several targets (hz, hz-twin): choose with --target" in err
+    assert main(["--config", str(doubled), "status", keys["hz"], "--target", "hz-twin"]) == 0

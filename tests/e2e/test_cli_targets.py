@@ -160,3 +160,17 @@ def test_a_target_whose_role_cannot_be_assumed_is_reported_and_the_others_run(cl
 
     ok = run_cli("plan", "--target", "hz", "--target", "fra", env=env)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_daemon_once_covers_every_target(cloud, env, tmp_path):
+    hz_key = enroll_in("hz", env)
+    fra_key = enroll_in("fra", env)
+    as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=fra_key))
+    state = tmp_path / "state"
+    out = run_cli("daemon", "--once", "--state-dir", str(state), env=env)
+    assert out.returncode == 0, out.stderr
+    health = json.loads((state / "health.json").read_text())
+    assert health["outcome"] == "ok" and health["summary"] == {"ok": 1, "restored": 1}
+    assert [(t["target"], t["ok"]) for t in health["targets"]] == [("hz", True), ("fra", True)]
+    assert cloud.key_view(fra_key)["state"] == "Enabled"
+    assert cloud.key_view(hz_key)["state"] == "Enabled"

@@ -166,12 +166,13 @@ def locate(
     *,
     credential: Any = None,
     with_vault: bool = True,
-) -> Deps:
-    """``Deps`` of the one target holding ``key_id``: one DescribeKey in each candidate. Found
+) -> tuple[Target, Deps]:
+    """The one target holding ``key_id`` and its ``Deps``: one DescribeKey in each candidate. Found
     in exactly one -> that one; in none or several -> ``TargetAmbiguous`` listing them."""
     if len(targets) == 1:
         only = targets[0]
-        return target_deps(settings, only, allowlist, credential=credential, with_vault=with_vault)
+        deps = target_deps(settings, only, allowlist, credential=credential, with_vault=with_vault)
+        return only, deps
 
     def probe(target: Target) -> Deps | None:
         deps = target_deps(
@@ -189,7 +190,7 @@ def locate(
     found = [r for r in runs if r.ok and r.value is not None]
     if len(found) == 1:
         assert found[0].value is not None
-        return found[0].value
+        return found[0].target, found[0].value
     names = ", ".join(t.name for t in targets)
     if found:
         where = ", ".join(r.target.name for r in found)

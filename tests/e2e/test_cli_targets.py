@@ -124,6 +124,7 @@ def test_key_commands_find_the_one_target_or_ask(cloud, env):
     fra_key = enroll_in("fra", env)
     status = cli_json("status", fra_key, env=env)  # found in exactly one target
     assert status["kms"]["key_id"] == fra_key
+    assert status["target"] == "fra"  # outputs name the target the key was found in
     cli_json("hold", fra_key, "--reason", "INC-1 drill", env=env)
     assert cli_json("status", fra_key, "--target", "fra", env=env)["decision"] == "HOLD"
     cli_json("release", fra_key, env=env)

@@ -24,6 +24,7 @@ class App:
     debug: bool = False
     _settings: Settings | None = None
     _targets: tuple[Target, ...] | None = None
+    target: str | None = None  # the target a key command acts in (with targets configured)
 
     @property
     def settings(self) -> Settings:
@@ -62,18 +63,21 @@ class App:
         chosen = self.fleet_targets(names)
         if chosen is None:
             return self.deps(allowlist, with_vault=with_vault)
-        from ..multi import TargetAmbiguous, locate, target_deps
+        from ..multi import TargetAmbiguous, locate
 
-        if len(chosen) == 1:
-            return target_deps(self.settings, chosen[0], allowlist, with_vault=with_vault)
-        if key_id is None:
+        if key_id is None and len(chosen) > 1:
             raise TargetAmbiguous(
                 f"more than one target is configured: choose with --target "
                 f"({', '.join(t.name for t in chosen)})"
             )
-        return locate(self.settings, chosen, key_id, allowlist, with_vault=with_vault)
+        target, deps = locate(self.settings, chosen, key_id or "", allowlist, with_vault=with_vault)
+        self.target = target.name  # the outputs name it
+        return deps
 
     def emit(self, payload: dict[str, Any], human: str) -> None:
+        if self.target is not None:  # a key command in one of several targets
+            payload = {**payload, "target": self.target}
+            human += f"\ntarget {self.target}"
         if self.settings.output == "json":
             click.echo(json.dumps(payload, indent=2, sort_keys=True))
         else:

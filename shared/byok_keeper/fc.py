@@ -388,6 +388,8 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     except NoKmsAccess as exc:  # the function cannot use KMS at all: let FC retry and alert
         raise RetryableFailure(f"{request['key_id']}: {exc}") from None
     result = {"ok": succeeded(outcome), **outcome.to_json()}
+    if request.get("target"):
+        result["target"] = request["target"]
     if outcome.failed and _retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result

@@ -149,6 +149,7 @@ def test_the_fc_sweep_handler_sweeps_every_target_inline(cloud, deployed):
     event = {"key_id": keys["fra"], "reason": "test", "requested_by": "t", "target": "fra"}
     done = fc.handle_reimport(json.dumps(event).encode(), context)
     assert done["ok"] and cloud.key_view(keys["fra"])["state"] == "Enabled"
+    assert done["target"] == "fra"
     unknown = fc.handle_sweep(
         json.dumps({"payload": json.dumps({"target": "elsewhere"})}).encode(), context
     )

@@ -48,7 +48,7 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
-def _retryable(code: str) -> bool:
+def retryable(code: str) -> bool:
     """Throttling in any of its forms (HTTP 429 or 400 ``Throttling*``), 5xx, no answer."""
     from .kms import is_throttling
 
@@ -221,7 +221,7 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
     }
 
 
-def _audit_file() -> str | None:
+def audit_file() -> str | None:
     """The audit file from settings, or None when the settings themselves are unusable."""
     from .errors import ByokError
     from .settings import load_settings
@@ -303,7 +303,7 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         request = parse_reimport_event(event)
     except BadEvent as exc:
         code = getattr(exc, "code", "BadEvent")
-        audit = AuditLog(_audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
+        audit = AuditLog(audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
         audit.event(
             "key",
             outcome="failed",
@@ -333,6 +333,6 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     except NoKmsAccess as exc:  # the function cannot use KMS at all: let FC retry and alert
         raise RetryableFailure(f"{request['key_id']}: {exc}") from None
     result = {"ok": succeeded(outcome), **outcome.to_json()}
-    if outcome.failed and _retryable(outcome.error_code):
+    if outcome.failed and retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result

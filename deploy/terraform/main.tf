@@ -47,10 +47,11 @@ locals {
   }
 
   # The events function's EventBridge rule: ActionTrail KMS calls of this account and region,
-  # by name; never ImportKeyMaterial (byok_keeper.events.EVENT_NAMES is this list).
+  # by name; never ImportKeyMaterial (byok_keeper.events.EVENT_NAMES is this list); both
+  # documented source/type spellings (docs/FIDELITY.md: disputed).
   event_pattern = {
-    source          = ["acs.actiontrail"]
-    type            = ["actiontrail:ActionTrail:ApiCall"]
+    source          = ["acs.actiontrail", "acs.kms"]
+    type            = ["actiontrail:ActionTrail:ApiCall", "kms:ActionTrail:ApiCall"]
     aliyunaccountid = [local.account_id]
     data = {
       serviceName = ["Kms"]

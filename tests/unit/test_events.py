@@ -151,7 +151,7 @@ def _mutate(path: str, value):
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
-    [("source", "acs.kms", "source"), ("source", 7, "source"), ("source", KeyError, "source"),
+    [("source", "acs.oss", "source"), ("source", 7, "source"), ("source", KeyError, "source"),
      ("type", "actiontrail:ActionTrail:ConsoleOperation", "type"),
      ("aliyunaccountid", "6543210987654321", "account"), ("aliyunaccountid", KeyError, "account"),
      ("aliyunregionid", "cn-shanghai", "region"),

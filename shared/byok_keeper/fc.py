@@ -111,12 +111,10 @@ class Runtime:
     @staticmethod
     def _build(creds: Credentials | None, context: Any) -> Deps:
         from .kms import SWEEP, static_credential
-        from .logs import configure
         from .runtime import build_deps
         from .settings import load_settings
 
-        # Replace the FC runtime's root handler (adding ours beside it doubles every line).
-        configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"), replace_root=True)
+        configure_logging()
         # The environment's region, else the function's own (FC's context).
         region = os.environ.get("ALIBABA_CLOUD_REGION_ID") or getattr(context, "region", None)
         settings = load_settings({"region": region})
@@ -136,6 +134,15 @@ class Runtime:
 
 
 RUNTIME = Runtime()
+
+
+def configure_logging() -> None:
+    """Our JSON lines, replacing the FC runtime's root handler (adding ours beside it doubles
+    every line). Every handler calls it before its first line: a refusal or an alert written
+    before the dependencies exist must be JSON too (SLS alert rules read its fields)."""
+    from .logs import configure
+
+    configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"), replace_root=True)
 
 
 def _parse_json(event: bytes | str | dict, what: str) -> dict:
@@ -302,6 +309,7 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     try:
         request = parse_reimport_event(event)
     except BadEvent as exc:
+        configure_logging()  # a cold instance's first line may be this refusal
         code = getattr(exc, "code", "BadEvent")
         audit = AuditLog(audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
         audit.event(

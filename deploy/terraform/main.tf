@@ -121,7 +121,8 @@ resource "alicloud_fcv3_function" "sweep" {
       security_group_id = var.security_group_id
     }
   }
-  environment_variables = local.environment
+  # The planner renews what would come due before the next run of this schedule.
+  environment_variables = merge(local.environment, { BYOK_SWEEP_INTERVAL = tostring(var.schedule) })
   depends_on            = [alicloud_ram_role_policy_attachment.byok_keeper]
 }
 

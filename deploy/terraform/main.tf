@@ -47,10 +47,11 @@ locals {
   }
 
   # The events function's EventBridge rule: ActionTrail KMS calls of this account and region,
-  # by name; never ImportKeyMaterial (byok_keeper.events.EVENT_NAMES is this list).
+  # by name; never ImportKeyMaterial (byok_keeper.events.EVENT_NAMES is this list); both
+  # documented source/type spellings (docs/FIDELITY.md: disputed).
   event_pattern = {
-    source          = ["acs.actiontrail"]
-    type            = ["actiontrail:ActionTrail:ApiCall"]
+    source          = ["acs.actiontrail", "acs.kms"]
+    type            = ["actiontrail:ActionTrail:ApiCall", "kms:ActionTrail:ApiCall"]
     aliyunaccountid = [local.account_id]
     data = {
       serviceName = ["Kms"]
@@ -120,7 +121,8 @@ resource "alicloud_fcv3_function" "sweep" {
       security_group_id = var.security_group_id
     }
   }
-  environment_variables = local.environment
+  # The planner renews what would come due before the next run of this schedule.
+  environment_variables = merge(local.environment, { BYOK_SWEEP_INTERVAL = tostring(var.schedule) })
   depends_on            = [alicloud_ram_role_policy_attachment.byok_keeper]
 }
 

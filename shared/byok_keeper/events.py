@@ -5,11 +5,16 @@ never decides that a key is broken (the event is a hint, never a fact: whoever a
 DescribeKey first, and the hold is re-checked right before any import).
 
 What arrives (docs/FIDELITY.md, "Events (ActionTrail via EventBridge)"): a CloudEvents 1.0
-envelope (``id``, ``source`` ``acs.actiontrail``, ``type`` ``actiontrail:ActionTrail:ApiCall``,
-``aliyunaccountid``, ``aliyunregionid``, ...) whose ``data`` is the ActionTrail record
-(``eventId``, ``eventName``, ``serviceName`` ``Kms``, ``acsRegion``, ``requestId``,
-``requestParameters``, ``userIdentity``, ``errorCode`` when the call failed). FC passes it as
-the JSON bytes of one event, or of a list when a batch window is configured; both are accepted.
+envelope (``id``, ``source``, ``type``, ``aliyunaccountid``, ``aliyunregionid``, ...) whose
+``data`` is the ActionTrail record (``eventId``, ``eventName``, ``serviceName`` ``Kms``,
+``acsRegion``, ``requestId``, ``requestParameters``, ``userIdentity``, ``errorCode`` when the
+call failed). FC passes it as the JSON bytes of one event, or of a list when a batch window
+is configured; both are accepted.
+
+Which ``source``/``type`` EventBridge puts on a KMS call is disputed (FIDELITY): the
+ActionTrail events page says ``acs.actiontrail``/``actiontrail:ActionTrail:ApiCall``, the KMS
+events page ``kms:ActionTrail:ApiCall`` (source ``acs.kms`` by naming). Both are accepted,
+in any combination, exactly as the deployed rule matches them (``SOURCES``, ``TYPES``).
 
 Classes of event:
 
@@ -35,8 +40,9 @@ from typing import Any
 
 from .domain import KEY_ID_RE
 
-SOURCE = "acs.actiontrail"
-TYPE = "actiontrail:ActionTrail:ApiCall"
+# The deployed rule (deploy/functions.yml) lists exactly these; the parser accepts what it does.
+SOURCES = ("acs.actiontrail", "acs.kms")
+TYPES = ("actiontrail:ActionTrail:ApiCall", "kms:ActionTrail:ApiCall")
 SERVICE = "Kms"
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_BATCH = 100
@@ -132,8 +138,8 @@ def parse_payload(payload: bytes | str | dict | list) -> list[dict[str, Any]]:
 
 def classify(doc: dict[str, Any], deployment: Deployment) -> KmsEvent:
     """Check one CloudEvent against this deployment and say what it asks for."""
-    _expect(doc.get("source"), SOURCE, "source")
-    _expect(doc.get("type"), TYPE, "type")
+    _expect_one(doc.get("source"), SOURCES, "source")
+    _expect_one(doc.get("type"), TYPES, "type")
     _expect(doc.get("aliyunaccountid"), deployment.account_id, "account")
     if doc.get("aliyunregionid") is not None:
         _expect(doc.get("aliyunregionid"), deployment.region, "region")
@@ -253,6 +259,12 @@ def _expect(value: Any, expected: str, what: str) -> None:
         raise PermanentEventError(f"this deployment's {what} is not configured")
     if value != expected:
         raise PermanentEventError(f"foreign event: {what} {_shown(value)}, expected {expected!r}")
+
+
+def _expect_one(value: Any, expected: tuple[str, ...], what: str) -> None:
+    if value not in expected:
+        raise PermanentEventError(f"foreign event: {what} {_shown(value)}, expected one of "
+                                  f"{', '.join(expected)}")  # fmt: skip
 
 
 def _text(value: Any, what: str) -> str:

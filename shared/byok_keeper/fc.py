@@ -48,7 +48,7 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
-def _retryable(code: str) -> bool:
+def retryable(code: str) -> bool:
     """Throttling in any of its forms (HTTP 429 or 400 ``Throttling*``), 5xx, no answer."""
     from .kms import is_throttling
 
@@ -139,12 +139,10 @@ class Runtime:
     @staticmethod
     def _build(creds: Credentials | None, context: Any) -> Deps:
         from .kms import SWEEP, static_credential
-        from .logs import configure
         from .runtime import build_deps
         from .settings import load_settings
 
-        # Replace the FC runtime's root handler (adding ours beside it doubles every line).
-        configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"), replace_root=True)
+        configure_logging()
         # The environment's region, else the function's own (FC's context).
         region = os.environ.get("ALIBABA_CLOUD_REGION_ID") or getattr(context, "region", None)
         settings = load_settings({"region": region})
@@ -164,6 +162,15 @@ class Runtime:
 
 
 RUNTIME = Runtime()
+
+
+def configure_logging() -> None:
+    """Our JSON lines, replacing the FC runtime's root handler (adding ours beside it doubles
+    every line). Every handler calls it before its first line: a refusal or an alert written
+    before the dependencies exist must be JSON too (SLS alert rules read its fields)."""
+    from .logs import configure
+
+    configure(json=True, level=os.environ.get("BYOK_LOG_LEVEL", "INFO"), replace_root=True)
 
 
 def _parse_json(event: bytes | str | dict, what: str) -> dict:
@@ -262,7 +269,7 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
     }
 
 
-def _audit_file() -> str | None:
+def audit_file() -> str | None:
     """The audit file from settings, or None when the settings themselves are unusable."""
     from .errors import ByokError
     from .settings import load_settings
@@ -351,8 +358,9 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     try:
         request = parse_reimport_event(event)
     except BadEvent as exc:
+        configure_logging()  # a cold instance's first line may be this refusal
         code = getattr(exc, "code", "BadEvent")
-        audit = AuditLog(_audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
+        audit = AuditLog(audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
         audit.event(
             "key",
             outcome="failed",
@@ -390,6 +398,6 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     result = {"ok": succeeded(outcome), **outcome.to_json()}
     if request.get("target"):
         result["target"] = request["target"]
-    if outcome.failed and _retryable(outcome.error_code):
+    if outcome.failed and retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result

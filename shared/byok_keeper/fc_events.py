@@ -15,15 +15,15 @@ For each event of the FC payload (``byok_keeper.events`` parses and classifies, 
 Raises ``RetryableFailure`` only when KMS could not be used (throttled, 5xx, unreachable, no
 access), after un-recording the event so that FC's retry is not dropped as a duplicate.
 
-Integration point for the second pass of issue 15 (after issue 18's refactor lands): only
-``_reestablish`` and ``_deps`` below change, to call ``reimport_one(deps, key_id, ...)`` of
-the new core module with the typed ``Deps``.
+The KMS work is the core's: ``restore.plan_one`` (the look) and ``restore.reimport_one`` (the
+re-establishment, the same as the ``reimport`` function's) over the warm instance's typed
+``Deps`` (``fc.RUNTIME``). No write this function makes can bring it back: the rule never
+matches ImportKeyMaterial, and the function writes nothing else.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from typing import Any
 
 from .events import (
@@ -52,9 +52,11 @@ def deployment_from(context: Any) -> Deployment:
 def handler(event: bytes | str | dict | list, context: Any) -> dict[str, Any]:
     from structlog.contextvars import bound_contextvars
 
+    from .fc import configure_logging
     from .hardening import harden_process
 
     harden_process()  # no core dumps, not dumpable, no SDK debug output
+    configure_logging()  # JSON from the first line, before any dependency is built
     with bound_contextvars(fc_request_id=_request_id(context)):
         return _handle(event, context)
 
@@ -97,115 +99,70 @@ def _act(event: KmsEvent, context: Any) -> dict[str, Any]:
 
 
 def look(event: KmsEvent, context: Any) -> dict[str, Any]:
-    """RESTORE and REPLAN: plan this one key afresh, act only when the plan says so."""
-    from .fc import RetryableFailure, _retryable
+    """RESTORE and REPLAN: plan this one key afresh (``restore.plan_one``), act only when the
+    plan says so (``restore.reimport_one``: the hold re-checked right before import, and never
+    overridden from here)."""
+    from .fc import RUNTIME, RetryableFailure, retryable
     from .kms import KmsApiError, NoKmsAccess
+    from .restore import plan_one
 
-    deps = _deps(context)
+    deps = RUNTIME.deps(context)
     try:
         decision = plan_one(deps, event.key_id)
     except NoKmsAccess as exc:
         raise RetryableFailure(f"{event.key_id}: {exc}") from None
     except KmsApiError as exc:
-        if _retryable(exc.code):
+        if retryable(exc.code):
             raise RetryableFailure(f"{event.key_id}: {exc.code}") from None
-        _audit(deps).event("event", outcome="failed", alert=True, error_code=exc.code,
-                           **_fields(event, context))  # fmt: skip
+        deps.audit.event("event", outcome="failed", alert=True, error_code=exc.code,
+                         **_fields(event, context))  # fmt: skip
         return {"ok": False, "outcome": "failed", "error": exc.code, **event.to_json()}
     if not decision.due:
-        _audit(deps).event("event", outcome="looked", decision=decision.decision,
-                           decision_reason=decision.reason, key_state=decision.key_state,
-                           **_fields(event, context))  # fmt: skip
+        deps.audit.event("event", outcome="looked", decision=decision.decision,
+                         decision_reason=decision.reason, key_state=decision.key_state,
+                         **_fields(event, context))  # fmt: skip
         return {"ok": True, "outcome": "looked", "decision": decision.decision, **event.to_json()}
     try:
-        outcome = _reestablish(deps, event, decision.decision, context)
-    except NoKmsAccess as exc:
+        outcome = _reestablish(deps, event, decision.reason, context)
+    except NoKmsAccess as exc:  # nothing was audited: FC retries
         raise RetryableFailure(f"{event.key_id}: {exc}") from None
-    if outcome.failed and _retryable(outcome.error_code):
+    if outcome.failed and retryable(outcome.error_code):
         raise RetryableFailure(f"{event.key_id}: {outcome.reason}")
     return {"ok": not outcome.failed, **event.to_json(), **outcome.to_json()}
 
 
-def plan_one(deps: Any, key_id: str):
-    """The planner's decision for one key: DescribeKey always; the envelope only when the key
-    may be due (as the sweep's discovery does); tags are left to the hold re-check."""
-    from .kms import KmsApiError
-    from .plan import EnvelopeFacts, KeyFacts, Policy, decide, needs_details
+def _reestablish(deps: Any, event: KmsEvent, why: str, context: Any):
+    """The same core as ``reimport``: one ``key`` audit line whose actor is the function;
+    who made the KMS call is only claimed (``claimed_by``). Never ``override_hold``."""
+    from .restore import reimport_one
 
-    gateway, vault, settings = deps["gateway"], deps["vault"], deps["settings"]
-    policy = Policy(renew_before=timedelta(seconds=settings.renew_before_seconds))
-    try:
-        key = gateway.describe_key(key_id)
-    except KmsApiError as exc:
-        if exc.code != "Forbidden.KeyNotFound":
-            raise
-        key = None
-    now = gateway.now()
-    if key is not None and not needs_details(key, now, policy):
-        return decide(KeyFacts(key_id, key, enrolled=True), now, policy)
-    envelope = vault.get(key_id)
-    facts = KeyFacts(
-        key_id,
-        key,
-        enrolled=envelope is not None,
-        envelope=None
-        if envelope is None
-        else EnvelopeFacts(
-            envelope.fingerprint,
-            envelope.header.key_spec,
-            envelope.header.lease,
-            envelope.header.first_imported_at is not None,
-        ),
+    owned = ("trigger", "actor", "key_id", "reason")  # reimport_one and the outcome set these
+    fields = {k: v for k, v in _fields(event, context).items() if k not in owned}
+    return reimport_one(
+        deps,
+        event.key_id,
+        reason=f"{event.event_name} event: {why}",
+        trigger=TRIGGER,
+        actor="fc",
+        audit_fields=fields,
     )
-    return decide(facts, now, policy)
-
-
-# ---- integration point (issue 15, second pass) ------------------------------------------------
-
-
-def _deps(context: Any) -> Any:
-    """INTEGRATION POINT: today the FC runtime's dict of settings, gateway and vault; the
-    second pass returns the typed ``Deps`` of issue 18 here."""
-    from .fc import RUNTIME
-
-    return RUNTIME.deps(context)
-
-
-def _reestablish(deps: Any, event: KmsEvent, decision: str, context: Any):
-    """INTEGRATION POINT: re-establish one key whose fresh plan is due.
-
-    Uses ``byok_keeper.restore.reimport_one(deps, key_id)`` (re-establish + audit, issue 18)
-    when that module exists, with only the two arguments known today: the second pass passes
-    the decision and ``trigger=TRIGGER`` once its signature is settled. Until then today's
-    ``reestablish`` plus the canonical audit line. Either way the hold is re-checked right
-    before import, and the outcome (``.failed``, ``.error_code``, ``.to_json()``) returned."""
-    try:
-        from .restore import reimport_one  # type: ignore[import-not-found]
-    except ImportError:
-        reimport_one = None
-    if reimport_one is not None:
-        return reimport_one(deps, event.key_id)
-    from .reestablish import reestablish
-
-    outcome = reestablish(deps["gateway"], deps["vault"], event.key_id, decision=decision)
-    _audit(deps).event("key", **{**_fields(event, context), **outcome.to_json()})
-    return outcome
 
 
 # ---- audit -----------------------------------------------------------------------------------
 
 
-def _audit_path(deps: Any = None) -> str | None:
-    from .fc import _audit_file
+def _audit_path() -> str | None:
+    from .fc import audit_file
 
-    path = getattr(deps.get("settings"), "audit_file", None) if isinstance(deps, dict) else None
-    return path or _audit_file()
+    return audit_file()
 
 
-def _audit(deps: Any = None):
+def _audit():
+    """The audit log for lines that need no KMS (refused, duplicate, ignored, alert): the
+    settings' audit file, without building the SDK-backed dependencies."""
     from .audit import AuditLog
 
-    return AuditLog(_audit_path(deps))
+    return AuditLog(_audit_path())
 
 
 def _fields(event: KmsEvent, context: Any) -> dict[str, Any]:

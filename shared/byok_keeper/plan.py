@@ -13,8 +13,12 @@
 | Enabled/Disabled, far from expiry or never expiring       | OK       |
 
 The renewal window is ``renew_before`` (default 7 days), but never more than half the lease, so a
-short lease (a daily kill switch) is renewed at half-life instead of on every run. Keys that will
-lapse and that byok-keeper will not renew (HOLD, ALERT) carry a reminder tier: 30, 7 or 1 days.
+short lease (a daily kill switch) is renewed at half-life instead of on every run. With sweeps
+``sweep_interval`` apart (FC: every 6 hours), a key whose window opens before the next sweep is
+renewed now (early: the same material, a fresh expiry) rather than late; a lease shorter than
+the interval lapses between sweeps whatever the planner does, and says so (``cadence_warning``).
+Keys that will lapse and that byok-keeper will not renew (HOLD, ALERT) carry a reminder tier:
+30, 7 or 1 days.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class KeyFacts:
 class Policy:
     renew_before: timedelta = timedelta(days=7)
     reminder_days: tuple[int, ...] = (30, 7, 1)
+    sweep_interval: timedelta = timedelta(0)  # the longest gap between sweeps; 0: continuous
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,20 @@ def renewal_window(policy: Policy, lease: Lease | None) -> timedelta:
     return min(policy.renew_before, timedelta(seconds=lease.seconds / 2))
 
 
+def cadence_warning(lease: Lease | None, policy: Policy) -> str | None:
+    """A lease shorter than the gap between sweeps lapses before the next one: say so."""
+    interval = policy.sweep_interval
+    if lease is None or lease.seconds is None or not interval:
+        return None
+    if timedelta(seconds=lease.seconds) >= interval:
+        return None
+    return (
+        f"lease {lease} is shorter than the sweep interval {_human(interval)}: the material "
+        "lapses between sweeps (sweep more often, BYOK_SWEEP_INTERVAL and the schedule, or "
+        "lengthen the lease)"
+    )
+
+
 def _reminder(expires: datetime | None, now: datetime, policy: Policy) -> int | None:
     if expires is None:
         return None
@@ -184,9 +203,19 @@ def decide(facts: KeyFacts, now: datetime, policy: Policy) -> Decision:
         return make(OK, "material never expires")
     window = renewal_window(policy, lease)
     left = expires - now
+    warning = cadence_warning(lease, policy)
+    if warning:
+        notes = (*notes, warning)
     if left <= window:
-        return make(RENEW, f"material expires in {_human(left)} (window {_human(window)})")
-    return make(OK, f"material expires in {_human(left)}")
+        reason = f"material expires in {_human(left)} (window {_human(window)})"
+    elif left <= window + policy.sweep_interval:
+        reason = (
+            f"material expires in {_human(left)}: its window ({_human(window)}) opens before "
+            f"the next sweep (within {_human(policy.sweep_interval)}), so renew now"
+        )
+    else:
+        return make(OK, f"material expires in {_human(left)}")
+    return make(RENEW, f"{reason}; {warning}" if warning else reason)
 
 
 def plan(facts: Iterable[KeyFacts], now: datetime, policy: Policy | None = None) -> list[Decision]:
@@ -205,4 +234,4 @@ def needs_details(key: KeyInfo | None, now: datetime, policy: Policy) -> bool:
         return True
     if key.key_state == KeyState.PENDING_DELETION or key.material_expire_time is None:
         return False
-    return key.material_expire_time - now <= policy.renew_before
+    return key.material_expire_time - now <= policy.renew_before + policy.sweep_interval

@@ -1,7 +1,8 @@
-"""Restore one key on request: ``reimport_one`` (re-establish + one audit line).
+"""Restore one key on request: ``reimport_one`` (re-establish + one audit line), and
+``plan_one`` (one key's fresh decision, for the events function: a look, never fleet-wide).
 
 The single way an explicit request -- the CLI's ``reimport``, the FC ``reimport`` function, and
-the coming ActionTrail events function -- brings back one key's identical material. The sweep
+the ActionTrail events function -- brings back one key's identical material. The sweep
 does not come here: it re-establishes what its plan found due (``sweep.InlineApplier``).
 
 Hold semantics are ``reestablish``'s, unchanged: the hold tag is read again right before the
@@ -16,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .domain import EnvelopeFacts
+from .kms import KmsApiError
 from .lease import Lease
+from .plan import Decision, KeyFacts, decide, needs_details
 from .reestablish import DRY_RUN, RENEWED, RESTORED, Outcome, reestablish
 from .runtime import Deps
 
@@ -72,3 +76,30 @@ def reimport_one(
 def succeeded(outcome: Outcome) -> bool:
     """Restored, renewed or (a dry run) would have been."""
     return outcome.outcome in SUCCESS
+
+
+def plan_one(deps: Deps, key_id: str) -> Decision:
+    """The planner's decision for one key, as a sweep would reach it: DescribeKey always; the
+    envelope only when the key may be due (``needs_details``); tags are left to the hold
+    re-check right before any import. A healthy key costs one DescribeKey.
+
+    ``KmsApiError`` (other than "no such key") and ``NoKmsAccess`` propagate: the caller
+    decides whether to retry."""
+    gateway = deps.gateway
+    try:
+        key = gateway.describe_key(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        key = None
+    now = gateway.now()
+    if key is not None and not needs_details(key, now, deps.policy):
+        return decide(KeyFacts(key_id, key, enrolled=True), now, deps.policy)
+    envelope = deps.require_vault().get(key_id)
+    facts = KeyFacts(
+        key_id,
+        key,
+        enrolled=envelope is not None,
+        envelope=None if envelope is None else EnvelopeFacts.from_header(envelope.header),
+    )
+    return decide(facts, now, deps.policy)

@@ -48,7 +48,10 @@ class Deps:
 
 
 def policy_for(settings: Settings) -> Policy:
-    return Policy(renew_before=timedelta(seconds=settings.renew_before_seconds))
+    return Policy(
+        renew_before=timedelta(seconds=settings.renew_before_seconds),
+        sweep_interval=timedelta(seconds=settings.sweep_interval_seconds),
+    )
 
 
 def build_deps(

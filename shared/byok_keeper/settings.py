@@ -29,6 +29,7 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | budget instances  | --budget-instances  | BYOK_BUDGET_INSTANCES    | budget_instances  |
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 | KMS read timeout  | --kms-timeout       | BYOK_KMS_TIMEOUT         | kms_timeout       |
+| sweep interval    | --sweep-interval    | BYOK_SWEEP_INTERVAL      | sweep_interval    |
 
 Every endpoint (KMS, FC, and the credential chain's ``ALIBABA_CLOUD_CREDENTIALS_URI``) must be
 https unless it is loopback (127.0.0.0/8, ::1, localhost): see ``transport``.
@@ -39,6 +40,12 @@ default) or ``2.0`` (functions ``sweep`` and ``reimport`` in the service ``fc_se
 process builds gets the budgets divided by it. The deployment sets it on the ``reimport``
 function to that function's reserved concurrency, so a full fan-out of capped instances stays
 inside the configured share of the account's quota.
+
+``sweep_interval`` is the longest gap between two full sweeps (``15m``, ``6h``, or the FC timer
+schedule itself: ``@every 6h``, ``0 0 0/6 * * *``; see ``cadence``). The planner renews a key
+whose renewal would come due before the next sweep now, and warns when a lease is shorter than
+the interval. Empty (the default) plans as if sweeps were continuous; the FC deployment sets it
+to the sweep's own schedule.
 
 The TOML file is ``--config PATH`` or ``BYOK_CONFIG``; keys at the top level or under
 ``[byok-keeper]``; ``[[targets]]`` tables there declare many accounts and regions (see
@@ -95,6 +102,7 @@ ENV = {
     "budget_instances": "BYOK_BUDGET_INSTANCES",
     "account_id": "BYOK_ACCOUNT_ID",
     "kms_timeout": "BYOK_KMS_TIMEOUT",
+    "sweep_interval": "BYOK_SWEEP_INTERVAL",
 }
 DISPATCH_MODES = ("inline", "fc-async")
 FC_APIS = ("3.0", "2.0")
@@ -133,6 +141,7 @@ class Settings:
     budget_instances: int = 1
     account_id: str | None = None
     kms_timeout: float = 30.0  # seconds to wait for one KMS answer before retrying
+    sweep_interval: str = ""  # the longest gap between sweeps; "" = continuous (cadence.py)
 
     def require_region(self) -> str:
         """The region, or ``ConfigError`` naming every place one can be set."""
@@ -153,6 +162,12 @@ class Settings:
             "tags_qps": self.tags_qps,
         }
         return {k: v / self.budget_instances for k, v in share.items()}
+
+    @property
+    def sweep_interval_seconds(self) -> int:
+        from .cadence import interval_seconds
+
+        return interval_seconds(self.sweep_interval) if self.sweep_interval else 0
 
     @property
     def renew_before_seconds(self) -> int:
@@ -203,6 +218,13 @@ def _coerce(name: str, value: Any) -> Any:
                 raise InputError("never")
         except InputError:
             raise ConfigError(f"renew_before must be a duration like 7d, not {value!r}") from None
+    if name == "sweep_interval":
+        from .cadence import interval_seconds
+
+        try:
+            interval_seconds(value)
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
     return value
 
 

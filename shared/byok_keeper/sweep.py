@@ -230,6 +230,7 @@ def run_sweep(
         log("clock_skew", skew_seconds=round(offset), note="planning against KMS's clock")
     now = gateway.now()
     decisions = plan(facts, now, policy)
+    _warn_cadence(decisions, policy, audit, trigger=trigger, actor=actor)
     outcomes: list[Outcome] = [
         Outcome(
             key_id,
@@ -247,6 +248,20 @@ def run_sweep(
         for o in outcomes:  # one canonical line per key per run
             audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
     return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats))
+
+
+def _warn_cadence(
+    decisions: Iterable[Decision], policy: Policy, audit: AuditLog, **fields: str
+) -> None:
+    """One line per key whose lease is shorter than the gap between sweeps (it lapses between
+    them; the plan's reason says it too)."""
+    from .plan import cadence_warning
+
+    for d in decisions:
+        warning = cadence_warning(d.lease, policy)
+        if warning:
+            audit.event("cadence_warning", key_id=d.key_id, reason=warning,
+                        lease=str(d.lease), **fields)  # fmt: skip
 
 
 def decisions_json(decisions: Iterable[Decision]) -> list[dict]:

@@ -108,7 +108,9 @@ def _deploy(package_path: Path, served, vault_dir: Path, seal: Path, *extra: str
         "--parameter",
         "Dispatch=fc-async",
         "--parameter",
-        "Schedule=0 0 0 1 1 *",
+        "Schedule=0 0 0 1 1 *",  # never by itself: the tests fire it
+        "--parameter",
+        "SweepInterval=15m",  # the cadence the planner assumes: as if fired every 15 minutes
         *extra,
     ]
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}

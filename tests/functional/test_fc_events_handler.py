@@ -35,6 +35,7 @@ def deployed(emulator, kms, tmp_path, monkeypatch):
     monkeypatch.setenv("BYOK_SEAL_KEY_FILE", str(tmp_path / "seal.key"))
     monkeypatch.setenv("BYOK_ACCOUNT_ID", ACCOUNT)
     monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", emulator.region)
+    monkeypatch.setenv("BYOK_AUDIT_FILE", str(tmp_path / "audit.jsonl"))
     vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
     key = enroll(make_gateway(emulator, ENROLL), vault, generate_material("EC_P256"),
                  lease=parse_lease("30d"),
@@ -60,6 +61,13 @@ def event(emulator, name: str, key_id: str, params: dict | None = None) -> bytes
     return json.dumps(doc).encode()
 
 
+def audit_lines() -> list[dict]:
+    import os
+
+    path = Path(os.environ["BYOK_AUDIT_FILE"])
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
 def calls(emulator, key_id: str) -> list[str]:
     return [c["action"] for c in emulator.calls() if c.get("key_id") == key_id]
 
@@ -75,6 +83,9 @@ def test_a_deletion_event_restores_that_key_with_one_import(deployed, emulator):
     assert replay["results"][0]["outcome"] == "duplicate"
     actions = calls(emulator, key_id)
     assert actions.count("ImportKeyMaterial") == 1 and not set(actions) & FORBIDDEN
+    (line,) = [x for x in audit_lines() if x.get("event") == "key"]
+    assert (line["trigger"], line["actor"], line["outcome"]) == ("fc-events", "fc", "restored")
+    assert line["claimed_by"] and line["event_name"] == "DeleteKeyMaterial"  # who is only claimed
 
 
 def test_a_forged_deletion_event_on_a_healthy_key_costs_one_describe(deployed, emulator):

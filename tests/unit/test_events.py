@@ -151,7 +151,7 @@ def _mutate(path: str, value):
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
-    [("source", "acs.kms", "source"), ("source", 7, "source"), ("source", KeyError, "source"),
+    [("source", "acs.oss", "source"), ("source", 7, "source"), ("source", KeyError, "source"),
      ("type", "actiontrail:ActionTrail:ConsoleOperation", "type"),
      ("aliyunaccountid", "6543210987654321", "account"), ("aliyunaccountid", KeyError, "account"),
      ("aliyunregionid", "cn-shanghai", "region"),
@@ -273,7 +273,7 @@ def function(monkeypatch, tmp_path):
     monkeypatch.setenv("BYOK_ACCOUNT_ID", HERE.account_id)
     monkeypatch.setenv("ALIBABA_CLOUD_REGION_ID", HERE.region)
     audit = tmp_path / "audit.jsonl"
-    monkeypatch.setattr(fc_events, "_audit_path", lambda deps=None: str(audit))
+    monkeypatch.setattr(fc_events, "_audit_path", lambda: str(audit))
     monkeypatch.setattr(fc_events, "DUPLICATES", DuplicateFilter())
     looked: list[events.KmsEvent] = []
 

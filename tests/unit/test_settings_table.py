@@ -43,6 +43,7 @@ SAMPLES = {
     "budget_instances": ("4", 4),
     "account_id": ("1234567890123456", "1234567890123456"),
     "kms_timeout": ("9", 9.0),
+    "sweep_interval": ("6h", "6h"),
 }
 
 

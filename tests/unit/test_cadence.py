@@ -1,0 +1,80 @@
+"""The sweep's cadence: the longest gap between sweeps (cadence.py), renewals that would fall
+between two sweeps done early, and a lease shorter than the gap reported (issue 15)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from byok_keeper.cadence import interval_seconds
+from byok_keeper.errors import ConfigError, InputError
+from byok_keeper.plan import OK, RENEW, Policy, cadence_warning, needs_details
+from byok_keeper.runtime import policy_for
+from byok_keeper.settings import load_settings
+from tests.unit.test_plan import NOW, d, env, facts, key
+
+H = 3600
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("15m", 900),
+        ("6h", 6 * H),
+        ("1d", 86400),
+        ("@every 15m", 900),
+        ("@every 6h", 6 * H),
+        ("0 0 0/6 * * *", 6 * H),  # the deploy default
+        ("0 0/15 * * * *", 900),  # as often as before events
+        ("0 30 1,13 * * *", 12 * H),
+        ("0 0 9,17 * * *", 16 * H),  # uneven: the longest gap counts
+        ("0 0 3 * * 1", 7 * 86400),  # Mondays
+        ("0 0 9 * * 1-5", 3 * 86400),  # weekdays: Friday to Monday
+        ("0 0 0 1 1 *", 366 * 86400),  # yearly, across a leap year
+    ],
+)
+def test_the_longest_gap_between_sweeps(text, seconds):
+    assert interval_seconds(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["", "6", "6x", "0m", "* * * * *", "61 * * * * *", "0 0 0 30 2 *", "0 0 0 29 2 *"]
+)
+def test_what_is_not_a_cadence_is_refused_in_one_line(text):
+    with pytest.raises(InputError) as refused:
+        interval_seconds(text)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_setting_is_checked_and_reaches_the_policy():
+    settings = load_settings(env={"BYOK_SWEEP_INTERVAL": "0 0 0/6 * * *"})
+    assert policy_for(settings).sweep_interval == timedelta(hours=6)
+    assert policy_for(load_settings(env={})).sweep_interval == timedelta(0)  # continuous
+    with pytest.raises(ConfigError, match="sweep interval"):
+        load_settings(env={"BYOK_SWEEP_INTERVAL": "sometimes"})
+
+
+SIX_HOURS = Policy(sweep_interval=timedelta(hours=6))
+
+
+def test_a_renewal_that_would_fall_between_two_sweeps_is_done_now():
+    # 7 days and 4 hours left: the 7-day window opens before the next sweep, 6 hours away.
+    soon = facts(key(expires=NOW + timedelta(days=7, hours=4)))
+    assert d(soon).decision == OK  # continuous sweeps: not yet
+    early = d(soon, SIX_HOURS)
+    assert early.decision == RENEW and "before the next sweep" in early.reason
+    later = facts(key(expires=NOW + timedelta(days=7, hours=7)))
+    assert d(later, SIX_HOURS).decision == OK  # the next sweep is still in time
+    assert needs_details(soon.key, NOW, SIX_HOURS) and not needs_details(later.key, NOW, SIX_HOURS)
+
+
+def test_a_lease_shorter_than_the_cadence_is_reported_in_the_plan():
+    hourly = facts(key(expires=NOW + timedelta(minutes=50)), envelope=env(lease="1h"))
+    decision = d(hourly, SIX_HOURS)
+    assert decision.decision == RENEW
+    assert "shorter than the sweep interval 6h 0m" in decision.reason
+    assert any("lapses between sweeps" in n for n in decision.notes)
+    assert d(hourly).decision == OK and "sweep interval" not in d(hourly).reason  # continuous
+    daily = facts(key(expires=NOW + timedelta(days=2)), envelope=env(lease="30d"))
+    assert cadence_warning(d(daily, SIX_HOURS).lease, SIX_HOURS) is None

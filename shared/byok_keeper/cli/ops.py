@@ -141,7 +141,9 @@ def daemon_cmd(
     """Run the sweep on a schedule (APScheduler, jobs kept in SQLite) until SIGTERM.
 
     Also places a one-shot job at each key's renewal moment. One job at a time, coalesced,
-    with a misfire grace time; SIGTERM lets the key in flight finish, then exits 0.
+    with a misfire grace time; SIGTERM lets the key in flight finish, then exits 0. With
+    [[targets]] in the --config file every target is swept each run, in parallel; the health
+    file lists each target's status.
 
     \b
     Example:

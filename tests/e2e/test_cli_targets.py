@@ -120,7 +120,7 @@ def test_plan_sweep_and_narrowing_across_two_accounts_and_regions(cloud, env):
     }
 
 
-def test_key_commands_find_the_one_target_or_ask(cloud, env):
+def test_key_commands_find_the_one_target_or_ask(cloud, env, tmp_path):
     fra_key = enroll_in("fra", env)
     status = cli_json("status", fra_key, env=env)  # found in exactly one target
     assert status["kms"]["key_id"] == fra_key
@@ -136,6 +136,9 @@ def test_key_commands_find_the_one_target_or_ask(cloud, env):
 
     wrong = cli_json("status", fra_key, "--target", "hz", env=env)
     assert not wrong["kms"]  # --target is taken at its word: the key is not in hz
+
+    page = cli_json("report", "--html", str(tmp_path / "fra.html"), "--target", "fra", env=env)
+    assert page["target"] == "fra" and page["keys"] == 1
 
     create = run_cli(*enroll_args(), "--generate", env=env)
     assert create.returncode == 2

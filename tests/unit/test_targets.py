@@ -180,3 +180,10 @@ def test_parallel_targets_is_bounded_and_one_failure_stays_its_own():
 
 def test_settings_dataclass_is_untouched_by_targets():
     assert "targets" not in Settings.__dataclass_fields__
+
+
+def test_report_draws_one_target_and_asks_which(tmp_path, capsys):
+    code = main(["--config", _write(tmp_path, GOOD), "report", "--html", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "choose with --target (hz, fra)" in err

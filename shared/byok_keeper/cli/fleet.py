@@ -181,11 +181,22 @@ def sweep_cmd(
     help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m).",
 )
 @click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
+@click.option(
+    "--target",
+    "target_names",
+    multiple=True,
+    metavar="NAME",
+    help="The [[targets]] target to draw (one page per target; needed when several are "
+    "configured).",
+)
 @output_option
 @click.pass_obj
-def report_cmd(app: App, html_path: str, schedule: str, scan_account: bool) -> int:
+def report_cmd(
+    app: App, html_path: str, schedule: str, scan_account: bool, target_names: tuple[str, ...]
+) -> int:
     """Draw the fleet: every key on a time axis from now to its material expiry, grouped by
     decision, renewal windows shaded, holds and alerts marked, the next sweep. Changes nothing.
+    With [[targets]], one target per page (--target).
 
     \b
     Example:
@@ -194,7 +205,7 @@ def report_cmd(app: App, html_path: str, schedule: str, scan_account: bool) -> i
     from ..kms import READ_ONLY
     from ..report import build_report, render_html, write_html
 
-    deps = app.deps(READ_ONLY)
+    deps = app.key_deps(READ_ONLY, None, target_names)
     fleet = build_report(
         deps.gateway,
         deps.require_vault(),

@@ -357,3 +357,7 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
         assert invoked.count("byok-keeper-sweep") == 1
         assert invoked.count("byok-keeper-reimport") == 2
         assert _admin(cloud, "GET", "fc/deliveries") == []
+        # fra's key was reached through STS AssumeRole, by the deploying account's function role
+        assumed = {(c["account_id"], c["status"]) for c in cloud.calls()
+                   if c["action"] == "AssumeRole"}  # fmt: skip
+        assert assumed == {(a, 200)}

@@ -78,8 +78,12 @@ def test_plan_with_config_ships_the_file_and_prints_the_grant(monkeypatch, tmp_p
     monkeypatch.setattr(deploy, "_fc_client", lambda *args: Empty())
     shipped = {}
     real = deploy.deploy_v3
-    monkeypatch.setattr(deploy, "deploy_v3", lambda s, code, c, p: shipped.setdefault("c", code)
-                        and real(s, code, c, p))  # fmt: skip
+
+    def deploy_v3(state, code, client, plan):
+        shipped["code"] = code
+        return real(state, code, client, plan)
+
+    monkeypatch.setattr(deploy, "deploy_v3", deploy_v3)
     monkeypatch.setattr(deploy, "_exists", lambda call: None)
     code = tmp_path / "code.zip"
     with zipfile.ZipFile(code, "w") as zf:
@@ -90,7 +94,7 @@ def test_plan_with_config_ships_the_file_and_prints_the_grant(monkeypatch, tmp_p
                       "--config", str(config), "--plan"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0
-    with zipfile.ZipFile(io.BytesIO(shipped["c"])) as zf:
+    with zipfile.ZipFile(io.BytesIO(shipped["code"])) as zf:
         assert zf.read("byok-keeper.toml").decode() == TWO_TARGETS
         assert "sweep/index.py" in zf.namelist()
     (line,) = [x for x in out.splitlines() if x.startswith("plan: policy of ")]

@@ -3,7 +3,8 @@
     python deploy/deploy.py --code dist/byok-keeper-fc.zip \\
         --region cn-hangzhou --account-id 1234567890123456 \\
         [--template deploy/functions.yml] [--api 3.0|2.0] [--role ARN] \\
-        [--fc-endpoint http://127.0.0.1:PORT] [--parameter Name=Value ...] [--plan]
+        [--fc-endpoint http://127.0.0.1:PORT] [--parameter Name=Value ...] [--config FILE] \\
+        [--plan]
 
 What is deployed comes from deploy/functions.yml (the one source of truth; s.yaml and
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
@@ -21,19 +22,29 @@ EventBridge must be activated in the account, with its service-linked role
 AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); the trigger creates its rule on the
 default bus.
 
+Targets (many accounts and regions): --config FILE is the agent's settings file with
+[[targets]]. It is checked with the agent's own parsers before anything is created (a bad file:
+one line, exit 2), added to the code package as byok-keeper.toml, and named by BYOK_CONFIG on
+the sweep and reimport functions (the events function handles its own account only). Its
+role_arns fill the AssumeTargetRoles statement of deploy/ram-policy.json (sts:AssumeRole on
+exactly those roles; the statement is left out without any).
+
 Creates what is missing and updates what exists, so re-running is safe. --plan prints the
-changes and changes nothing. Credentials come from the standard Alibaba Cloud chain. The RAM
-role is not created here (that needs the RAM API): create it once with deploy/ram-policy.json
-(or deploy/terraform/) and pass its ARN as --role (default acs:ram::ACCOUNT:role/byok-keeper).
+changes and the role's rendered policy, and changes nothing. Credentials come from the
+standard Alibaba Cloud chain. The RAM role is not created here (that needs the RAM API): create
+it once with the policy --plan prints (or deploy/terraform/) and pass its ARN as --role
+(default acs:ram::ACCOUNT:role/byok-keeper).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +105,63 @@ def parameters(
     return params
 
 
+CONFIG_NAME = "byok-keeper.toml"  # the --config file's name in the package and in BYOK_CONFIG
+TARGETS_SID = "AssumeTargetRoles"
+TARGETS_PLACEHOLDER = "${target_role_arns}"
+
+
+def check_config(path: Path) -> tuple[bytes, list[str]]:
+    """The settings file's bytes and its targets' role ARNs (each once, in file order), checked
+    by the agent's own parsers (settings and ``[[targets]]``): a bad file is a ``DeployError``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.settings import load_settings
+    from byok_keeper.targets import load_targets
+
+    try:
+        text = path.read_bytes()
+        load_settings(env={}, config_path=str(path))
+        targets = load_targets(str(path), env={})
+    except OSError as exc:
+        raise DeployError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except ConfigError as exc:
+        raise DeployError(f"--config {path}: {exc}") from None
+    return text, list(dict.fromkeys(t.role_arn for t in targets if t.role_arn))
+
+
+def render_policy(template: str, values: dict[str, str], target_role_arns: list[str]) -> dict:
+    """deploy/ram-policy.json filled as Terraform's ``templatefile`` fills it (``${name}`` from
+    ``values``); the ``AssumeTargetRoles`` statement names exactly ``target_role_arns`` and is
+    left out without any: no targets, no ``sts:AssumeRole`` at all."""
+    text = template.replace(TARGETS_PLACEHOLDER, '","'.join(target_role_arns))
+
+    def repl(m: re.Match) -> str:
+        if m.group(1) not in values:
+            raise DeployError(f"ram-policy.json: no value for ${{{m.group(1)}}}")
+        return values[m.group(1)]
+
+    policy = json.loads(re.sub(r"\$\{(\w+)\}", repl, text))
+    policy["Statement"] = [
+        s for s in policy["Statement"] if s.get("Sid") != TARGETS_SID or target_role_arns
+    ]
+    return policy
+
+
+def with_config(code: bytes, config: bytes) -> bytes:
+    """The code package with the settings file added at its root as ``CONFIG_NAME`` (the
+    functions run in the code directory, so ``BYOK_CONFIG=byok-keeper.toml`` finds it)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(code)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if info.filename != CONFIG_NAME:
+                dst.writestr(info, src.read(info))
+        entry = zipfile.ZipInfo(CONFIG_NAME, date_time=(1980, 1, 1, 0, 0, 0))
+        entry.external_attr = 0o644 << 16
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        dst.writestr(entry, config)
+    return out.getvalue()
+
+
 TRIGGER_TYPES = ("timer", "eventbridge")
 
 
@@ -123,13 +191,20 @@ def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
 
 
 def desired_state(
-    source: dict, overrides: dict[str, str], region: str, account_id: str, api: str = "3.0"
+    source: dict,
+    overrides: dict[str, str],
+    region: str,
+    account_id: str,
+    api: str = "3.0",
+    target_role_arns: list[str] | None = None,
 ) -> dict[str, Any]:
     """What should exist: ``{"api", "service", "functions": {role: {...}}, "policy"}``.
 
     ``role`` is ``sweep``, ``reimport`` or ``events``; each function carries its FC name,
     handler, runtime, memory, timeout, RAM role, log and VPC config, environment, triggers (timer or
-    eventbridge), async config and reserved concurrency. Raises ``DeployError``.
+    eventbridge), async config and reserved concurrency. ``policy`` is the role's policy,
+    rendered (``render_policy``) with ``sts:AssumeRole`` on ``target_role_arns``. Raises
+    ``DeployError``.
     """
     if api not in APIS:
         raise DeployError(f"--api must be one of {', '.join(APIS)}")
@@ -190,7 +265,18 @@ def desired_state(
         "api": api,
         "service": prefix if api == "2.0" else None,
         "functions": functions,
-        "policy": source.get("Policy", ""),
+        "policy": render_policy(
+            (SOURCE.parent / source.get("Policy", "ram-policy.json")).read_text(),
+            {
+                "region": region,
+                "account_id": account_id,
+                "seal_kms_key_id": params["SealKmsKeyId"],
+                "log_project": params["LogProject"],
+                "log_store": params["LogStore"],
+                "function_prefix": prefix,
+            },
+            list(target_role_arns or []),
+        ),
         "parameters": params,
     }
 
@@ -432,6 +518,18 @@ def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
     return changes
 
 
+def _print_policy(state: dict[str, Any], plan: bool) -> None:
+    """The role's policy is not applied here (no RAM API): --plan prints it whole, a deploy
+    names the AssumeRole grant the role must carry."""
+    role = next(iter(state["functions"].values()))["role"]
+    statements = {s["Sid"]: s for s in state["policy"]["Statement"]}
+    arns = statements.get(TARGETS_SID, {}).get("Resource", [])
+    if plan:
+        print(f"plan: policy of {role} (not applied here): {json.dumps(state['policy'])}")
+    elif arns:
+        print(f"note: {role} must allow sts:AssumeRole on {', '.join(arns)} (--plan prints it)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -448,6 +546,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--role", help="RAM role ARN (the Role parameter; default byok-keeper)")
     parser.add_argument("--fc-endpoint", help="FC endpoint with scheme (aliyun-local for drills)")
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="settings file with [[targets]] (the agent's --config): checked first, shipped in "
+        f"the package as {CONFIG_NAME}, BYOK_CONFIG of sweep and reimport; its role_arns are "
+        "the policy's sts:AssumeRole resources",
+    )
     parser.add_argument("--plan", action="store_true", help="print the changes, change nothing")
     args = parser.parse_args(argv)
     try:
@@ -459,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides[name] = value
         if args.role:
             overrides["Role"] = args.role
+        if "ConfigFile" in overrides:
+            raise DeployError("ConfigFile is set by --config FILE, not by --parameter")
+        config, arns = (None, []) if args.config is None else check_config(args.config)
+        if config is not None:
+            overrides["ConfigFile"] = CONFIG_NAME
         try:
             source = yaml.safe_load(args.template.read_text())
             code = args.code.read_bytes()
@@ -466,12 +577,15 @@ def main(argv: list[str] | None = None) -> int:
             raise DeployError(f"cannot read {exc.filename}: {exc.strerror}") from None
         if not isinstance(source, dict) or "Functions" not in source:
             raise DeployError(f"{args.template} is not a byok-keeper functions file")
-        state = desired_state(source, overrides, args.region, args.account_id, args.api)
+        state = desired_state(source, overrides, args.region, args.account_id, args.api, arns)
+        if config is not None:
+            code = with_config(code, config)
         client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)
         run = deploy_v3 if args.api == "3.0" else deploy_v2
         try:
             for change in run(state, code, client, args.plan):
                 print(("plan: " if args.plan else "done: ") + change)
+            _print_policy(state, args.plan)
         except Exception as exc:
             from alibabacloud_tea_openapi.exceptions import ClientException
 

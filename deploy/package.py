@@ -1,13 +1,14 @@
 """Build the Function Compute code package: ``dist/byok-keeper-fc.zip``.
 
     python deploy/package.py [--output dist/byok-keeper-fc.zip] [--python-version 3.10]
-                             [--platform manylinux2014_x86_64] [--cache DIR]
+                             [--platform manylinux2014_x86_64] [--cache DIR] [--config FILE]
 
 Contents: ``sweep/``, ``reimport/`` and ``events/`` (from ``functions/``; handlers
 ``sweep.index.handler``, ``reimport.index.handler`` and ``events.index.handler``), the
 ``byok_keeper`` package, and every runtime dependency at the version pinned in
 ``constraints.txt``, as wheels for the target runtime (binary wheels for that platform and
-Python; pure-Python wheels built locally when only an sdist exists).
+Python; pure-Python wheels built locally when only an sdist exists). With ``--config FILE``
+(targets, issue 16), the settings file too, checked first, as ``byok-keeper.toml`` at the root.
 
 Supply chain: every file comes hash-checked against constraints.txt (``--require-hashes``),
 each wheel's version must equal its pin (else the build stops), and wheels are collected in a
@@ -36,6 +37,26 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 EXCLUDE = re.compile(r"(^|/)(__pycache__|[^/]+\.pyc|[^/]+\.pyo)(/|$)")
 FUNCTIONS = ("sweep", "reimport", "events")
+CONFIG_NAME = "byok-keeper.toml"  # --config FILE in the package; deploy.py's CONFIG_NAME
+
+
+def check_config(path: Path) -> bytes:
+    """The settings file, checked by the agent's parsers (settings and ``[[targets]]``) as
+    deploy.py --config checks it: a bad file stops the build with one line."""
+    sys.path.insert(0, str(ROOT / "shared"))
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.settings import load_settings
+    from byok_keeper.targets import load_targets
+
+    try:
+        text = path.read_bytes()
+        load_settings(env={}, config_path=str(path))
+        load_targets(str(path), env={})
+    except OSError as exc:
+        raise SystemExit(f"package.py: --config: cannot read {path}: {exc.strerror}") from None
+    except ConfigError as exc:
+        raise SystemExit(f"package.py: --config {path}: {exc}") from None
+    return text
 
 
 def _pip(*args: str) -> None:
@@ -195,14 +216,20 @@ def _select(wheels: list[Path], python_version: str) -> list[Path]:
     return sorted(chosen.values())
 
 
-def build(output: Path, python_version: str, platform: str, cache: Path | None) -> str:
+def build(
+    output: Path,
+    python_version: str,
+    platform: str,
+    cache: Path | None,
+    config: bytes | None = None,
+) -> str:
     with tempfile.TemporaryDirectory(prefix="byok-keeper-wheels-") as work:
         wheels = _select(fetch_wheels(Path(work), python_version, platform, cache), python_version)
-        return _zip(output, wheels)
+        return _zip(output, wheels, config)
 
 
-def _zip(output: Path, wheels: list[Path]) -> str:
-    files: dict[str, bytes] = {}
+def _zip(output: Path, wheels: list[Path], config: bytes | None = None) -> str:
+    files: dict[str, bytes] = {} if config is None else {CONFIG_NAME: config}
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as zf:
             for name in zf.namelist():
@@ -256,11 +283,19 @@ def main() -> int:
         help="pip's download cache (files are hash-checked on every build; wheels are collected "
         "in a fresh directory each time)",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"settings file with [[targets]], checked and added as {CONFIG_NAME} (for "
+        "Terraform's config_file and s.yaml's configFile; deploy.py --config adds it itself)",
+    )
     args = parser.parse_args()
     if not re.fullmatch(r"3\.\d{1,2}", args.python_version):
         parser.error("--python-version must look like 3.10")
+    config = None if args.config is None else check_config(args.config)
     try:
-        digest = build(args.output, args.python_version, args.platform, args.cache)
+        digest = build(args.output, args.python_version, args.platform, args.cache, config)
     except subprocess.CalledProcessError as exc:
         print(f"package.py: pip failed ({exc.returncode}); see its output above", file=sys.stderr)
         return 2

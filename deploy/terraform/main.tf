@@ -78,13 +78,21 @@ resource "alicloud_ram_role" "byok_keeper" {
 
 resource "alicloud_ram_policy" "byok_keeper" {
   policy_name = var.role_name
-  policy_document = templatefile("${path.module}/../ram-policy.json", {
-    region          = local.region
-    account_id      = local.account_id
-    seal_kms_key_id = var.seal_kms_key_id
-    log_project     = var.log_project
-    log_store       = var.log_store
-    function_prefix = var.function_prefix
+  # As deploy.py renders it: the AssumeTargetRoles statement names exactly var.target_role_arns
+  # and is left out without targets (no sts:AssumeRole at all).
+  policy_document = jsonencode({
+    Version = "1"
+    Statement = [
+      for s in jsondecode(templatefile("${path.module}/../ram-policy.json", {
+        region           = local.region
+        account_id       = local.account_id
+        seal_kms_key_id  = var.seal_kms_key_id
+        log_project      = var.log_project
+        log_store        = var.log_store
+        function_prefix  = var.function_prefix
+        target_role_arns = join("\",\"", var.target_role_arns)
+      })).Statement : s if s.Sid != "AssumeTargetRoles" || length(var.target_role_arns) > 0
+    ]
   })
   description = "byok-keeper least privilege (deploy/ram-policy.json)"
 }
@@ -122,8 +130,11 @@ resource "alicloud_fcv3_function" "sweep" {
     }
   }
   # The planner renews what would come due before the next run of this schedule.
-  environment_variables = merge(local.environment, { BYOK_SWEEP_INTERVAL = tostring(var.schedule) })
-  depends_on            = [alicloud_ram_role_policy_attachment.byok_keeper]
+  environment_variables = merge(local.environment, {
+    BYOK_SWEEP_INTERVAL = tostring(var.schedule)
+    BYOK_CONFIG         = var.config_file == "" ? "" : "byok-keeper.toml"
+  })
+  depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
 }
 
 resource "alicloud_fcv3_function" "reimport" {
@@ -153,6 +164,7 @@ resource "alicloud_fcv3_function" "reimport" {
   # Each capped instance takes its slice of the budgets: the fleet stays inside the share.
   environment_variables = merge(local.environment, {
     BYOK_BUDGET_INSTANCES = tostring(var.reimport_concurrency)
+    BYOK_CONFIG           = var.config_file == "" ? "" : "byok-keeper.toml"
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
 }

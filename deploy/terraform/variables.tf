@@ -150,3 +150,19 @@ variable "security_group_id" {
   type        = string
   default     = ""
 }
+
+variable "config_file" {
+  description = "Settings file with [[targets]] (issue 16); empty = no targets. The package must carry it: build it with `python deploy/package.py --config FILE` (checked, shipped as byok-keeper.toml, BYOK_CONFIG of sweep and reimport)."
+  type        = string
+  default     = ""
+}
+
+variable "target_role_arns" {
+  description = "The role_arn of every target in config_file: the role's sts:AssumeRole resources (none = no AssumeRole grant). `deploy.py --config FILE --plan` prints them."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.target_role_arns : can(regex("^acs:ram::[0-9]{16}:role/[A-Za-z0-9.@_-]{1,64}$", a))])
+    error_message = "Each target_role_arns entry is acs:ram::<16-digit account>:role/<name>."
+  }
+}

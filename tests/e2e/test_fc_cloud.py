@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from aliyun_local.server import LocalServer
 from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
@@ -285,3 +286,78 @@ def test_fc2_path_still_deploys_a_service_on_python310_and_restores(package, ser
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["result"]["ok"] is True
+
+
+TWO_ACCOUNTS = ("1234567890123456", "2222222222222222")  # the deploying account first
+TWO_REGIONS = ("cn-hangzhou", "eu-central-1")
+
+
+def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path, monkeypatch):
+    """deploy.py --config: the targets file checked, shipped and named by BYOK_CONFIG; the timer
+    sweeps both targets (the second through STS AssumeRole with the function role's
+    credentials) and each due key is restored by a reimport acting in its target."""
+    from alibabacloud_credentials.utils import auth_util
+
+    from byok_keeper.multi import target_deps
+    from byok_keeper.settings import load_settings
+    from byok_keeper.targets import load_targets
+
+    a, b = TWO_ACCOUNTS
+    runtimes = {"python3.12": sys.executable}
+    with LocalServer(accounts=list(TWO_ACCOUNTS), regions=list(TWO_REGIONS),
+                     fc_runtimes=runtimes) as cloud:  # fmt: skip
+        cloud.emulator.fc.retry_delay_seconds = 0.05
+        vault_dir, seal = tmp_path / "vault", tmp_path / "seal.key"
+        new_seal_key_file(seal)
+        config = tmp_path / "targets.toml"
+        r1, r2 = TWO_REGIONS
+        config.write_text(
+            f'[[targets]]\nname = "home"\nregion = "{r1}"\naccount_id = "{a}"\n'
+            f'kms_endpoint = "http://{cloud.kms_endpoints[r1]}"\n\n'
+            f'[[targets]]\nname = "fra"\nregion = "{r2}"\naccount_id = "{b}"\n'
+            f'role_arn = "acs:ram::{b}:role/byok-keeper"\n'
+            f'kms_endpoint = "http://{cloud.kms_endpoints[r2]}"\n'
+            f'sts_endpoint = "http://{cloud.sts_endpoint}"\n'
+        )
+        # One key per target, enrolled as the CLI would (the first account's keys).
+        monkeypatch.setattr(auth_util, "environment_access_key_id", "local")
+        monkeypatch.setattr(auth_util, "environment_access_key_secret", "local-secret")
+        monkeypatch.setattr(auth_util, "environment_security_token", None)
+        settings = load_settings({"vault": f"file://{vault_dir}", "seal_key_file": str(seal)},
+                                 env={}, config_path=str(config))  # fmt: skip
+        keys = {}
+        for target in load_targets(str(config), env={}):
+            deps = target_deps(settings, target, ENROLL)
+            keys[target.name] = enroll(
+                deps.gateway, deps.require_vault(), generate_material("EC_P256"),
+                lease=parse_lease("30d"),
+                create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"),
+            ).key_id  # fmt: skip
+
+        plan = _deploy(package[0], cloud, vault_dir, seal, "--config", str(config), "--plan")
+        assert f'"Resource": ["acs:ram::{b}:role/byok-keeper"]' in plan  # exactly the target's
+        assert cloud.emulator.fc.functions == {}
+        done = _deploy(package[0], cloud, vault_dir, seal, "--config", str(config))
+        assert f"must allow sts:AssumeRole on acs:ram::{b}:role/byok-keeper" in done
+        env = {n: f.env.get("BYOK_CONFIG") for (_s, n), f in
+               cloud.emulator.fc.functions.items()}  # fmt: skip
+        assert env == {
+            "byok-keeper-sweep": "byok-keeper.toml",
+            "byok-keeper-reimport": "byok-keeper.toml",
+            "byok-keeper-events": None,
+        }
+
+        for key_id in keys.values():
+            cloud.emulator.tenancy.find(key_id).delete_key_material(key_id)
+        _admin(cloud, "POST", "fc/fire/byok-keeper-sweep/schedule")
+        assert _admin(cloud, "POST", "fc/wait", {"timeout": 50})["idle"]
+        assert {n: cloud.key_view(k)["state"] for n, k in keys.items()} == {
+            "home": "Enabled", "fra": "Enabled"}  # fmt: skip
+        invoked = [i["function"] for i in _admin(cloud, "GET", "fc/invocations")]
+        assert invoked.count("byok-keeper-sweep") == 1
+        assert invoked.count("byok-keeper-reimport") == 2
+        assert _admin(cloud, "GET", "fc/deliveries") == []
+        # fra's key was reached through STS AssumeRole, by the deploying account's function role
+        assumed = {(c["account_id"], c["status"]) for c in cloud.calls()
+                   if c["action"] == "AssumeRole"}  # fmt: skip
+        assert assumed == {(a, 200)}

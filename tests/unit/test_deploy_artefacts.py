@@ -219,12 +219,16 @@ def from_terraform() -> dict[str, dict[str, Any]]:
         env_raw = body["environment_variables"]
         if env_raw == "${local.environment}":
             env = dict(tf.locals["environment"])
-        else:  # merge(local.environment, {NAME = tostring(var.x)})
+        else:  # merge(local.environment, {NAME = tostring(var.x)[, BYOK_CONFIG = ...]})
             m = re.fullmatch(
-                r"\$\{merge\(local\.environment, \{(\w+) = tostring\(var\.(\w+)\)\}\)\}", env_raw
+                r"\$\{merge\(local\.environment, \{(\w+) = tostring\(var\.(\w+)\)"
+                r'(, BYOK_CONFIG = var\.config_file == "" \? "" : "([\w.-]+)")?\}\)\}',
+                env_raw,
             )
             assert m, f"terraform: environment not evaluated here: {env_raw}"
             env = {**tf.locals["environment"], m.group(1): str(tf.variables[m.group(2)])}
+            if m.group(3):
+                env["BYOK_CONFIG"] = m.group(4) if tf.variables["config_file"] else ""
         log = body["log_config"][0]
         out[role] = {
             "name": tf.value(body["function_name"]),
@@ -380,7 +384,7 @@ def test_reimport_has_async_retries_and_an_on_failure_destination():
 # ---- the policy -------------------------------------------------------------------------------
 
 STATEMENTS = json.loads(POLICY_TEXT)["Statement"]
-ALLOWED_OTHER = {"fc:InvokeFunction", "log:PostLogStoreLogs"}
+ALLOWED_OTHER = {"fc:InvokeFunction", "log:PostLogStoreLogs", "sts:AssumeRole"}
 MANAGEMENT = {"DescribeKey", "ListResourceTags", "ListKeyVersions", "GetParametersForImport",
               "ImportKeyMaterial", "GetPublicKey"}  # fmt: skip
 
@@ -388,11 +392,16 @@ MANAGEMENT = {"DescribeKey", "ListResourceTags", "ListKeyVersions", "GetParamete
 def test_terraform_attaches_exactly_ram_policy_json_with_every_placeholder_filled():
     tf = Terraform(ROOT / "deploy" / "terraform")
     policy = tf.resource("alicloud_ram_policy", "byok_keeper")["policy_document"]
-    m = re.fullmatch(r'\$\{templatefile\("\$\{path\.module\}/\.\./ram-policy\.json", \{(.*)\}\)\}',
-                     policy)  # fmt: skip
+    # jsonencode of ram-policy.json's statements, AssumeTargetRoles only with target ARNs
+    m = re.fullmatch(r'\$\{jsonencode\(\{Version = "1", Statement = \[for s in jsondecode\('
+                     r'templatefile\("\$\{path\.module\}/\.\./ram-policy\.json", \{(.*)\}\)\)'
+                     r'\.Statement : s if s\.Sid != "AssumeTargetRoles" \|\| '
+                     r"length\(var\.target_role_arns\) > 0\]\}\)\}", policy)  # fmt: skip
     assert m, policy
-    given = {k for k, _ in re.findall(r"(\w+) = ([\w.]+)", m.group(1))}
+    given = {k for k, _ in re.findall(r"(\w+) = ([\w.]+|join\(.*?\))", m.group(1))}
     assert given == set(re.findall(r"\$\{(\w+)\}", POLICY_TEXT))
+    assert 'target_role_arns = join("\\",\\"", var.target_role_arns)' in m.group(1)
+    assert tf.variables["target_role_arns"] == [] and tf.variables["config_file"] == ""
     attach = tf.resource("alicloud_ram_role_policy_attachment", "byok_keeper")
     assert tf.value(attach["policy_type"]) == "Custom"
     assert SOURCE["Policy"] == "ram-policy.json"

@@ -12,7 +12,7 @@ from alibabacloud_kms20160120 import models as km
 
 from byok_keeper.material import load_private_key
 from tests.e2e.conftest import BIN, serve_subprocess, stop_served
-from tests.functional.conftest import create_external_key, describe, import_material
+from tests.functional.conftest import create_external_key, describe, import_material, make_client
 
 SCRIPT = str(BIN / "aliyun-local")
 
@@ -178,5 +178,24 @@ def test_event_delay_sets_the_eventbridge_delivery_delay_and_a_bad_one_exits_2()
     try:
         assert served.admin("events/config")["delivery_delay_seconds"] == 1.5
         assert served.admin("events") == []
+    finally:
+        assert stop_served(served)[0] == 0
+
+
+def test_wrapping_key_pool_makes_keys_before_serving_and_a_bad_size_exits_2(target_keys):
+    for bad in ("-1", "many", "100001"):
+        out = subprocess.run(
+            [SCRIPT, "serve", "--port", "0", "--wrapping-key-pool", bad],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert out.returncode == 2 and "--wrapping-key-pool" in out.stderr, bad
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    served = serve_subprocess("--wrapping-key-pool", "3")
+    try:  # every import still gets its own fresh wrapping key
+        kms = make_client(served)
+        key_id = create_external_key(kms, "EC_P256")
+        material = load_private_key(target_keys["EC_P256"], key_spec="EC_P256")
+        import_material(kms, key_id, material)
+        assert describe(kms, key_id).key_state == "Enabled"
     finally:
         assert stop_served(served)[0] == 0

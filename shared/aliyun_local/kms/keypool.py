@@ -79,7 +79,13 @@ class RsaKeyPool:
                     future = self._pending.popleft()
                 self._fill()
         der = future.result() if future is not None else _generate()
-        key = serialization.load_der_private_key(der, password=None)
+        # The key comes from our own helper process, just made with cryptography's generator:
+        # re-checking it on load (OpenSSL's RSA key check tests p and q for primality) cost
+        # ~55 ms of CPU under the GIL per GetParametersForImport, 80 % of a busy emulator's
+        # CPU (py-spy, bench/targets.py). Keys from anyone else are never loaded this way.
+        key = serialization.load_der_private_key(
+            der, password=None, unsafe_skip_rsa_key_validation=True
+        )
         assert isinstance(key, rsa.RSAPrivateKey)
         return key
 

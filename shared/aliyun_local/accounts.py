@@ -16,7 +16,6 @@ another's credentials (``Forbidden.KeyNotFound``), as in the real service.
 
 from __future__ import annotations
 
-import hmac
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +25,7 @@ from typing import Any
 from .errors import ApiError
 from .kms.errors import key_not_found
 from .kms.models import KmsBackend
+from .signing import check_security_token
 
 ACCOUNT_ID = re.compile(r"\A[0-9]{16}\Z")
 REGION_ID = re.compile(r"\A[a-z]+(-[a-z0-9]+)+\Z")
@@ -90,13 +90,7 @@ class Keyring:
 
     def check_token(self, access_key_id: str, token: str | None) -> None:
         principal = self.principal(access_key_id)
-        expected = principal.token
-        if expected is None and token is None:
-            return
-        if expected is None or token is None or not hmac.compare_digest(expected, token):
-            raise ApiError(
-                "InvalidSecurityToken.Mismatch", "Specified SecurityToken is not valid.", 400
-            )
+        check_security_token(principal.token, token)
         if principal.expires is not None and self._now() >= principal.expires:
             raise ApiError(
                 "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.", 403

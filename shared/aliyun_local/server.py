@@ -82,7 +82,7 @@ class Emulator:
         self.fc_role = {
             "access_key_id": FC_ROLE_ACCESS_KEY_ID,
             "access_key_secret": secrets.token_urlsafe(24),
-            "security_token": secrets.token_urlsafe(48),
+            "security_token": "CAIS" + secrets.token_urlsafe(48),  # shaped as STS's
         }
         self.credentials = keyring(
             accounts,

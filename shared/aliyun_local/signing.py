@@ -61,13 +61,38 @@ class Credentials:
         return secret
 
     def check_token(self, access_key_id: str, token: str | None) -> None:
-        expected = self.security_tokens.get(access_key_id)
-        if expected is None and token is None:
-            return
-        if expected is None or token is None or not hmac.compare_digest(expected, token):
+        check_security_token(self.security_tokens.get(access_key_id), token)
+
+
+# What an STS security token looks like: ``CAIS`` and Base64 (STS's tokens, as the SDK docs and
+# the OSS error pages show them; the emulator's own are ``CAIS`` and URL-safe Base64).
+_TOKEN_FORMAT = re.compile(r"\ACAIS[A-Za-z0-9+/=_-]{16,}\Z")
+
+
+def check_security_token(expected: str | None, token: str | None) -> None:
+    """Judge the security token a request carries against its access key's (None: the key is
+    long-term and has none), as the POP gateway does (docs/FIDELITY.md, "Accounts, regions and
+    STS"): the right token passes; none for a key that has one is ``MissingSecurityToken``; a
+    token that is not token-shaped is ``InvalidSecurityToken.Malformed``; a token-shaped one
+    that is not the key's (another key's, or any token on a long-term key) is
+    ``InvalidSecurityToken.MismatchWithAccessKey``. All HTTP 400. Expiry is the key store's."""
+    if token is None:
+        if expected is not None:
             raise ApiError(
-                "InvalidSecurityToken.Mismatch", "Specified SecurityToken is not valid.", 400
+                "MissingSecurityToken", "SecurityToken is mandatory for this action.", 400
             )
+        return
+    if expected is not None and hmac.compare_digest(expected.encode(), token.encode()):
+        return
+    if not _TOKEN_FORMAT.match(token):
+        raise ApiError(
+            "InvalidSecurityToken.Malformed", "Specified SecurityToken is malformed.", 400
+        )
+    raise ApiError(
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        "Specified SecurityToken mismatch with the AccessKey.",
+        400,
+    )
 
 
 def _bad_signature(detail: str) -> ApiError:

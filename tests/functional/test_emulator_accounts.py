@@ -252,21 +252,29 @@ def test_temporary_credentials_expire_on_the_emulator_clock(two):
     )
 
 
-def test_a_wrong_or_missing_security_token_is_refused(two):
+def test_a_wrong_missing_or_malformed_security_token_is_refused(two):
     creds = assume(two, A, B).credentials
-    forged = as_role(two, creds, R1, security_token=creds.security_token[:-2] + "xx")
-    assert refused(lambda: forged.list_keys(km.ListKeysRequest()))[0] == (
-        "InvalidSecurityToken.Mismatch"
-    )
+    other = assume(two, A, B).credentials  # a valid token, of another temporary key
+    mismatch = ("InvalidSecurityToken.MismatchWithAccessKey", 400)
+    for token in (creds.security_token[:-2] + "xx", other.security_token):
+        forged = as_role(two, creds, R1, security_token=token)
+        assert refused(lambda c=forged: c.list_keys(km.ListKeysRequest())) == mismatch
     bare = as_role(two, creds, R2, security_token=None)
-    assert refused(lambda: bare.list_keys(km.ListKeysRequest()))[0].startswith(
-        "InvalidSecurityToken"
-    )
-    # A long-term key with a token it does not have is refused too.
+    assert refused(lambda: bare.list_keys(km.ListKeysRequest())) == ("MissingSecurityToken", 400)
+    for token in ("not-a-token", "CAIS", creds.security_token + "!"):
+        odd = as_role(two, creds, R1, security_token=token)
+        assert refused(lambda c=odd: c.list_keys(km.ListKeysRequest())) == (
+            "InvalidSecurityToken.Malformed",
+            400,
+        )
+    # A long-term key with a token (it has none): the token is not the key's.
     stray = kms_client(two, A, R1, security_token=creds.security_token)
-    assert refused(lambda: stray.list_keys(km.ListKeysRequest()))[0].startswith(
-        "InvalidSecurityToken"
+    assert refused(lambda: stray.list_keys(km.ListKeysRequest())) == mismatch
+    odd = kms_client(two, A, R1, security_token="not-a-token")
+    assert refused(lambda: odd.list_keys(km.ListKeysRequest()))[0] == (
+        "InvalidSecurityToken.Malformed"
     )
+    assert key_ids(as_role(two, creds, R1)) == set()  # the right token still works
     # The reset forgets every temporary key.
     two.reset()
     assert refused(lambda: as_role(two, creds, R1).list_keys(km.ListKeysRequest())) == (
@@ -355,3 +363,33 @@ def test_the_older_rpc_v1_sdk_signs_with_temporary_credentials_too(two):
         "InvalidSecurityToken.Expired",
         403,
     )
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (None, "MissingSecurityToken"),
+        ("not-a-token", "InvalidSecurityToken.Malformed"),
+        ("other", "InvalidSecurityToken.MismatchWithAccessKey"),
+    ],
+)
+def test_the_older_rpc_v1_sdk_sees_the_same_security_token_codes(two, token, code):
+    from aliyunsdkcore.acs_exception.exceptions import ServerException as V1Error
+    from aliyunsdkcore.auth.credentials import AccessKeyCredential, StsTokenCredential
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkkms.request.v20160120 import ListKeysRequest
+
+    creds = assume(two, A, B).credentials
+    if token is None:
+        credential = AccessKeyCredential(creds.access_key_id, creds.access_key_secret)
+    else:
+        sent = assume(two, A, B).credentials.security_token if token == "other" else token
+        credential = StsTokenCredential(creds.access_key_id, creds.access_key_secret, sent)
+    host, port = two.kms_endpoints[R1].rsplit(":", 1)
+    client = AcsClient(region_id=R1, credential=credential, port=int(port))
+    request = ListKeysRequest.ListKeysRequest()
+    request.set_endpoint(host)
+    request.set_protocol_type("http")
+    with pytest.raises(V1Error) as exc:
+        client.do_action_with_exception(request)
+    assert (exc.value.get_error_code(), exc.value.get_http_status()) == (code, 400)

@@ -59,9 +59,13 @@ def test_reimport_handler_signs_with_the_contexts_sts_credentials(deployed, emul
     assert role["access_key_id"].startswith("STS.") and role["security_token"]
     emulator.emulator.kms.delete_key_material(key.key_id)
     # Another STS token on the context: KMS refuses the calls, so the context's token signs them.
-    context.credentials = types.SimpleNamespace(**{**role, "security_token": "not-the-roles"})
+    other = "CAIS" + "x" * 64  # token-shaped, but not the role's
+    context.credentials = types.SimpleNamespace(**{**role, "security_token": other})
     refused = fc.handle_reimport(_event(key.key_id), context)
-    assert (refused["ok"], refused["error_code"]) == (False, "InvalidSecurityToken.Mismatch")
+    assert (refused["ok"], refused["error_code"]) == (
+        False,
+        "InvalidSecurityToken.MismatchWithAccessKey",
+    )
     assert emulator.key_view(key.key_id)["state"] == "PendingImport"
     context.credentials = types.SimpleNamespace(**role)  # FC rotated them back: rebuilt
     result = fc.handle_reimport(_event(key.key_id), context)
@@ -105,7 +109,8 @@ def test_reimport_handler_on_python312_takes_sts_credentials_from_the_environmen
         assert result["ok"] and result["outcome"] == "restored"
         assert emulator.key_view(key.key_id)["state"] == "Enabled"
     else:
-        assert (result["ok"], result["error_code"]) == (False, "InvalidSecurityToken.Mismatch")
+        # "not-it" is no token at all: malformed, not merely another key's.
+        assert (result["ok"], result["error_code"]) == (False, "InvalidSecurityToken.Malformed")
         assert emulator.key_view(key.key_id)["state"] == "PendingImport"
 
 

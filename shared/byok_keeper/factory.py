@@ -6,6 +6,7 @@ from typing import Any
 
 from .kms import Allowlist, KmsGateway, RequestBudget, build_client
 from .settings import Settings
+from .sts import role_provider_of
 from .vault import Vault, build_sealer, build_store
 
 
@@ -29,7 +30,13 @@ def build_gateway(
         crypto_qps=budgets["crypto_qps"],
         tags_qps=budgets["tags_qps"],
     )
-    return KmsGateway(client, allowlist, region=settings.require_region(), budget=budget)
+    return KmsGateway(
+        client,
+        allowlist,
+        region=settings.require_region(),
+        budget=budget,
+        renewal=role_provider_of(credential),  # an assumed role: renewed when KMS refuses it
+    )
 
 
 def profile_credential(name: str) -> Any:

@@ -16,6 +16,13 @@ or less if ``Expiration`` says so against our wall clock): a KMS or STS clock th
 ours cannot make us keep credentials past their end. They are renewed ``REFRESH_MARGIN`` seconds
 before that end, by whichever caller first sees it (under a lock). The secret and token never
 appear in a repr, a log line or an error.
+
+KMS may still refuse them as expired before that (``InvalidSecurityToken.Expired``: the
+session ended earlier than its ``Expiration`` said, or a clock jumped). ``invalidate`` then
+drops the cached credentials -- only if they are still the ones the refused call was signed
+with, so when many threads see the refusal at once one of them drops them and the next
+``get_credentials`` assumes the role once; the KMS gateway does this and retries the call once
+(``kms.gateway``).
 """
 
 from __future__ import annotations
@@ -67,7 +74,11 @@ class AssumedRoleProvider:
         self._lock = threading.Lock()
         self._cached: Any = None
         self._refresh_at = 0.0
-        self.assumed = 0  # how many AssumeRole calls succeeded (tests, metrics)
+        self._served = threading.local()  # .generation: the credentials this thread last got
+        # How many AssumeRole calls succeeded (tests, metrics); also the generation of the
+        # cached credentials, which ``invalidate`` compares.
+        self.assumed = 0
+        self.invalidated = 0  # how many times cached credentials were dropped
 
     def __repr__(self) -> str:
         return f"AssumedRoleProvider(role_arn={self.role_arn!r}, session={self.session_name!r})"
@@ -79,7 +90,21 @@ class AssumedRoleProvider:
         with self._lock:
             if self._cached is None or self._clock() >= self._refresh_at:
                 self._cached = self._assume()
+            self._served.generation = self.assumed
             return self._cached
+
+    def invalidate(self, generation: int | None = None) -> bool:
+        """Drop the cached credentials if they are still ``generation`` (by default the ones
+        this thread was last given: those its refused call was signed with). True if dropped;
+        False if they were already dropped or renewed (by another thread), or never served."""
+        if generation is None:
+            generation = getattr(self._served, "generation", None)
+        with self._lock:
+            if generation is None or self._cached is None or generation != self.assumed:
+                return False
+            self._cached = None
+            self.invalidated += 1
+            return True
 
     async def get_credentials_async(self) -> Any:  # the SDK's async path; we never use it
         return self.get_credentials()
@@ -148,3 +173,10 @@ def assumed_role_credential(provider: AssumedRoleProvider) -> Any:
     from alibabacloud_credentials.client import Client as CredentialClient
 
     return CredentialClient(provider=provider)
+
+
+def role_provider_of(credential: Any) -> AssumedRoleProvider | None:
+    """The ``AssumedRoleProvider`` behind an ``assumed_role_credential`` (None for any other
+    credential). alibabacloud-credentials 1.0 keeps a provider at ``cloud_credential.provider``."""
+    provider = getattr(getattr(credential, "cloud_credential", None), "provider", None)
+    return provider if isinstance(provider, AssumedRoleProvider) else None

@@ -23,6 +23,7 @@ from .budget import RequestBudget, RetryPolicy
 from .client import build_client, split_endpoint, static_credential
 from .errors import (
     ActionNotAllowed,
+    AssumedRoleExpired,
     ClockSkewError,
     CredentialsMissing,
     KmsApiError,
@@ -62,6 +63,7 @@ __all__ = [
     "SWEEP",
     "ActionNotAllowed",
     "Allowlist",
+    "AssumedRoleExpired",
     "ClockSkewError",
     "CredentialsMissing",
     "DataKey",

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..domain import KMS_TIME_FORMAT
-from ..errors import ConfigError, ExecutionError
+from ..errors import ByokError, ConfigError, ExecutionError
 from .types import Allowlist
 
 
@@ -94,6 +94,27 @@ class ClockSkewError(NoKmsAccess):
         )
 
 
+CREDENTIALS_EXPIRED = "InvalidSecurityToken.Expired"
+
+
+class AssumedRoleExpired(NoKmsAccess):
+    """KMS refused a target's assumed-role credentials as expired (``InvalidSecurityToken.Expired``)
+    and again right after the role was assumed anew: every call of the target would fail the
+    same way, so the target's run stops with this one reason (no loop of AssumeRoles)."""
+
+    code = CREDENTIALS_EXPIRED
+
+    def __init__(self, action: str, role_arn: str) -> None:
+        self.action = action
+        self.role_arn = role_arn
+        super().__init__(
+            f"KMS {action} refused the credentials of role {role_arn} as expired "
+            f"({CREDENTIALS_EXPIRED}), also just after assuming the role anew: STS's and "
+            "KMS's clocks disagree or the role's sessions end at once; check the role's maximum "
+            "session duration and this host's time synchronisation"
+        )
+
+
 class ActionNotAllowed(ExecutionError):
     """A caller asked for an action outside its allowlist: a bug, refused before the SDK."""
 
@@ -141,3 +162,10 @@ def describe_transport(exc: BaseException) -> str:
 def is_credential_error(exc: BaseException) -> bool:
     inner = getattr(exc, "inner_exception", None) or exc
     return any(type(e).__name__ == "CredentialException" for e in (exc, inner))
+
+
+def own_error(exc: BaseException) -> ByokError | None:
+    """Our own error raised inside the SDK call (by our credential provider, e.g. a role that
+    could not be assumed), which the SDK wraps (``UnretryableException.inner_exception``)."""
+    inner = getattr(exc, "inner_exception", None) or exc
+    return inner if isinstance(inner, ByokError) else None

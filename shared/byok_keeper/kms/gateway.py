@@ -4,6 +4,10 @@
   allowlist (invariant 1: never rotate, never delete), spends the request budget, retries what
   may be retried, reads KMS's clock from the ``Date`` header and translates SDK exceptions into
   ``KmsApiError`` / ``KmsUnavailable``.
+* Signed with an assumed role (``renewal``, ``byok_keeper.sts``), a call KMS refuses as
+  ``InvalidSecurityToken.Expired`` drops those credentials and is sent once more with the role
+  assumed anew (the refused call was not executed, so any action may be); refused again, it is
+  ``AssumedRoleExpired``. Other credentials get no such retry.
 * Results are our frozen dataclasses (``types.py``, ``byok_keeper.domain``), never SDK models.
 * The SDK is imported at module level here and in ``calls.py`` (the data-plane half of the
   gateway, a mixin) only; ``client.py`` imports it inside its builders.
@@ -18,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from alibabacloud_kms20160120 import models as km
 from alibabacloud_kms20160120.client import Client
@@ -36,7 +40,9 @@ from ..tags import check_tags
 from .budget import RequestBudget, RetryPolicy
 from .calls import DataPlaneCalls
 from .errors import (
+    CREDENTIALS_EXPIRED,
     ActionNotAllowed,
+    AssumedRoleExpired,
     ClockSkewError,
     CredentialsMissing,
     KmsUnavailable,
@@ -44,11 +50,20 @@ from .errors import (
     code_of,
     describe_transport,
     is_credential_error,
+    own_error,
 )
 from .types import FORBIDDEN, NOT_IDEMPOTENT, Allowlist, ImportParameters
 
 _log = get_logger("byok_keeper.kms")  # debug: one line per KMS attempt, names and codes only
 _MAX_CACHED_VERSIONS = 100_000
+
+
+class Renewal(Protocol):
+    """Credentials that can be dropped and fetched anew (``sts.AssumedRoleProvider``)."""
+
+    role_arn: str
+
+    def invalidate(self) -> bool: ...
 
 
 class KmsGateway(DataPlaneCalls):
@@ -64,8 +79,10 @@ class KmsGateway(DataPlaneCalls):
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Any = None,
+        renewal: Renewal | None = None,
     ) -> None:
         self._client = client
+        self._renewal = renewal  # the assumed role signing ``client``, if any
         self.allowlist = allowlist
         self.region = region
         self.budget = budget or RequestBudget(sleep=sleep)
@@ -91,6 +108,7 @@ class KmsGateway(DataPlaneCalls):
             retry=self.retry,
             sleep=self._sleep,
             rng=self._rng,
+            renewal=self._renewal,
         )
         other._clock_offset = self._clock_offset
         other._versions = self._versions
@@ -123,6 +141,7 @@ class KmsGateway(DataPlaneCalls):
         if action not in self.allowlist.actions or action in FORBIDDEN:
             raise ActionNotAllowed(action, self.allowlist)
         attempt = 0
+        renewed = False  # the credentials were refused as expired once and assumed anew
         while True:
             attempt += 1
             error: Exception | None = None
@@ -142,7 +161,13 @@ class KmsGateway(DataPlaneCalls):
                 error = api_error(action, exc)
                 if error.code == "InvalidTimeStamp.Expired":
                     raise ClockSkewError(action) from None
-                if error.throttled:
+                renewing = error.code == CREDENTIALS_EXPIRED and self._renewal is not None
+                if renewing:
+                    if renewed:
+                        raise AssumedRoleExpired(action, self._renewal.role_arn) from None
+                    self._renew(action)  # not executed: once more, at once, role assumed anew
+                    renewed = True
+                elif error.throttled:
                     # Throttled calls were not executed: retry any action, CreateKey included.
                     with self._stats_lock:
                         self.stats["throttled"] += 1
@@ -150,10 +175,13 @@ class KmsGateway(DataPlaneCalls):
                     raise error from None
                 elif action in NOT_IDEMPOTENT:
                     raise error from None  # a 5xx may have done the work: never do it twice
-                delay = self._backoff(attempt)
+                delay = 0.0 if renewing else self._backoff(attempt)
             except Exception as exc:  # transport: refused, reset, timeout, non-JSON body
                 if is_credential_error(exc):
                     raise CredentialsMissing() from None
+                ours = own_error(exc)  # our credential provider's (sts.AssumeRoleFailed)
+                if ours is not None:
+                    raise ours from None  # STS's reason, not KMS's; the next call assumes anew
                 error = KmsUnavailable(action, describe_transport(exc))
                 if action in NOT_IDEMPOTENT:
                     raise error from None
@@ -166,7 +194,7 @@ class KmsGateway(DataPlaneCalls):
             finally:
                 if error is not None:
                     self._count(action, code_of(error))
-            last = attempt >= self.retry.max_attempts
+            last = attempt >= self.retry.max_attempts + renewed  # the renewal's own try
             _log.debug("kms_call", action=action, attempt=attempt, result=code_of(error),
                        retry=not last)  # fmt: skip
             if last:
@@ -174,6 +202,14 @@ class KmsGateway(DataPlaneCalls):
             with self._stats_lock:
                 self.stats["retries"] += 1
             self._sleep(delay)
+
+    def _renew(self, action: str) -> None:
+        """Drop the refused assumed-role credentials (unless another thread already has) so the
+        next attempt assumes the role anew; one warning line, no credential text."""
+        assert self._renewal is not None
+        dropped = self._renewal.invalidate()
+        _log.warning("assumed_role_expired", action=action, role_arn=self._renewal.role_arn,
+                     code=CREDENTIALS_EXPIRED, dropped=dropped, retry=True)  # fmt: skip
 
     def _count(self, action: str, code: str) -> None:
         with self._stats_lock:

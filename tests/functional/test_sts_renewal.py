@@ -1,0 +1,211 @@
+"""A target's assumed role refused as expired mid-run (issue 16): KMS answers
+``InvalidSecurityToken.Expired`` for credentials our own clock still holds fresh (the emulator's
+clock jumped past the session's end). The agent drops them, assumes the role once more and
+retries the call once; refused again, the target stops with one clear error. Real SDKs, real
+STS and KMS of aliyun-local serving two accounts."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from alibabacloud_credentials.utils import auth_util
+from structlog.testing import capture_logs
+
+from aliyun_local.server import LocalServer
+from byok_keeper.enroll import CreateRequest, enroll
+from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
+from byok_keeper.kms import ENROLL, READ_ONLY, AssumedRoleExpired, KmsApiError, static_credential
+from byok_keeper.lease import parse_lease
+from byok_keeper.material import generate_material
+from byok_keeper.multi import target_deps
+from byok_keeper.settings import load_settings
+from byok_keeper.sts import AssumedRoleProvider, AssumeRoleFailed, role_provider_of
+from byok_keeper.targets import load_targets
+from byok_keeper.vault.sealers import new_seal_key_file
+
+A, B = "1111111111111111", "2222222222222222"
+R1 = "cn-hangzhou"
+EXPIRED = "InvalidSecurityToken.Expired"
+KEYS = 6  # more than one sweep thread meets the refusal at once (concurrency 8)
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with LocalServer(accounts=[A, B], regions=[R1]) as server:
+        yield server
+
+
+@pytest.fixture
+def world(cloud, tmp_path, monkeypatch):
+    """Settings with two targets in R1: ``hz`` (account A, long-term keys) and ``fra``
+    (account B through its role); ``KEYS`` keys enrolled in ``fra``."""
+    cloud.reset()
+    new_seal_key_file(tmp_path / "seal.key")
+    for name in ("BYOK_KMS_ENDPOINT", "BYOK_VAULT", "BYOK_SEAL_KEY_FILE", "BYOK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(auth_util, "environment_access_key_id", "local")
+    monkeypatch.setattr(auth_util, "environment_access_key_secret", "local-secret")
+    monkeypatch.setattr(auth_util, "environment_security_token", None)
+    path = tmp_path / "byok.toml"
+    path.write_text(f"""
+vault = "file://{tmp_path / "vault"}"
+seal_key_file = "{tmp_path / "seal.key"}"
+
+[[targets]]
+name = "hz"
+region = "{R1}"
+account_id = "{A}"
+kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
+
+[[targets]]
+name = "fra"
+region = "{R1}"
+account_id = "{B}"
+role_arn = "acs:ram::{B}:role/byok-keeper"
+kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
+sts_endpoint = "http://{cloud.sts_endpoint}"
+""")
+    settings = load_settings({}, env={}, config_path=str(path))
+    targets = {t.name: t for t in load_targets(str(path), env={})}
+    deps = target_deps(settings, targets["fra"], ENROLL)
+    create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
+    keys = [
+        enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
+               lease=parse_lease("30d"), create=create).key_id
+        for _ in range(KEYS)
+    ]  # fmt: skip
+    return settings, targets, keys
+
+
+def _calls(cloud: LocalServer, action: str | None, code: str | None = None) -> int:
+    return sum(
+        1 for c in cloud.calls() if action in (None, c["action"]) and code in (None, c["code"])
+    )
+
+
+def _lose_material(cloud: LocalServer, key_id: str) -> None:
+    cloud.emulator.tenancy.find(key_id).delete_key_material(key_id)
+
+
+def test_a_sweep_recovers_when_its_role_is_refused_as_expired_between_runs(cloud, world):
+    settings, targets, keys = world
+    cache = TargetDepsCache(settings)  # one Deps for the daemon's life, as run_daemon keeps it
+    _lose_material(cloud, keys[0])
+    result, runs = sweep_all(cache, [targets["fra"]], trigger="test", actor="t")
+    assert runs[0].ok and result.summary().get("restored") == 1
+    assumed = _calls(cloud, "AssumeRole")
+    # The role's session ends (KMS's clock), 59 minutes before our clock would renew it.
+    cloud.advance_clock(3601)
+    _lose_material(cloud, keys[1])
+    with capture_logs() as logs:
+        result, runs = sweep_all(cache, [targets["fra"]], trigger="test", actor="t")
+    assert runs[0].ok, runs[0].error
+    assert result.summary().get("restored") == 1
+    assert {cloud.key_view(k)["state"] for k in keys} == {"Enabled"}
+    # Several threads were refused at once; the role was assumed exactly once more.
+    assert _calls(cloud, "AssumeRole") == assumed + 1
+    refused = _calls(cloud, None, EXPIRED)
+    assert 1 <= refused <= KEYS
+    provider = role_provider_of(cache.get(targets["fra"]).credential)
+    assert provider is not None and provider.invalidated == 1
+    lines = [e for e in logs if e["event"] == "assumed_role_expired"]
+    assert len(lines) == refused and sum(e["dropped"] for e in lines) == 1
+    assert all(e["role_arn"] == targets["fra"].role_arn for e in lines)
+    secret = provider.get_credentials()
+    shown = repr(lines)
+    assert secret.get_security_token() not in shown
+    assert secret.get_access_key_secret() not in shown
+
+
+def test_the_same_deps_recovers_between_two_operations(cloud, world):
+    settings, targets, keys = world
+    deps = target_deps(settings, targets["fra"], READ_ONLY)
+    assert deps.gateway.describe_key(keys[0]).key_state == "Enabled"
+    cloud.advance_clock(3601)
+    assumed = _calls(cloud, "AssumeRole")
+    # The retry is signed with the new credentials: KMS accepts it (the old ones stay refused).
+    assert deps.gateway.describe_key(keys[1]).key_state == "Enabled"
+    assert _calls(cloud, "AssumeRole") == assumed + 1
+    assert _calls(cloud, "DescribeKey", EXPIRED) == 1
+    assert deps.gateway.describe_key(keys[2]).key_state == "Enabled"  # no more renewals
+    assert _calls(cloud, "AssumeRole") == assumed + 1
+
+
+def test_a_second_refusal_after_assuming_anew_is_one_clear_error(cloud, world):
+    settings, targets, keys = world
+    deps = target_deps(settings, targets["fra"], READ_ONLY)
+    assumed, described = _calls(cloud, "AssumeRole"), _calls(cloud, "DescribeKey")
+    cloud.set_faults(fail_next={"DescribeKey": [EXPIRED] * 3})
+    with pytest.raises(AssumedRoleExpired) as exc:
+        deps.gateway.describe_key(keys[0])
+    assert exc.value.code == EXPIRED and targets["fra"].role_arn in str(exc.value)
+    assert "also just after assuming the role anew" in str(exc.value)
+    # Bounded: two attempts, one AssumeRole, the third fault still pending.
+    assert _calls(cloud, "DescribeKey") == described + 2
+    assert _calls(cloud, "AssumeRole") == assumed + 1
+    assert cloud.emulator.faults.to_json()["fail_next"] == {"DescribeKey": [EXPIRED]}
+
+
+def test_a_role_that_cannot_be_assumed_anew_fails_the_call_with_stss_reason(cloud, world):
+    settings, targets, keys = world
+    deps = target_deps(settings, targets["fra"], READ_ONLY)
+    cloud.advance_clock(3601)
+    assumed = _calls(cloud, "AssumeRole")
+    cloud.set_faults(fail_next={"AssumeRole": ["EntityNotExist.Role"]})
+    with pytest.raises(AssumeRoleFailed, match="cannot assume .*: EntityNotExist.Role"):
+        deps.gateway.describe_key(keys[0])
+    assert _calls(cloud, "AssumeRole") == assumed + 1  # not retried as if KMS were down
+    assert deps.gateway.describe_key(keys[0]).key_state == "Enabled"  # STS is back
+    assert _calls(cloud, "AssumeRole") == assumed + 2
+
+
+def test_long_term_credentials_are_not_retried(cloud, world):
+    settings, targets, _keys = world
+    deps = target_deps(settings, targets["hz"], READ_ONLY)
+    assert role_provider_of(deps.credential) is None
+    listed, assumed = _calls(cloud, "ListKeys"), _calls(cloud, "AssumeRole")
+    cloud.set_faults(fail_next={"ListKeys": [EXPIRED] * 2})
+    with pytest.raises(KmsApiError) as exc:
+        deps.gateway.list_keys()
+    assert not isinstance(exc.value, AssumedRoleExpired)
+    assert (exc.value.code, exc.value.status) == (EXPIRED, 403)
+    assert _calls(cloud, "ListKeys") == listed + 1
+    assert _calls(cloud, "AssumeRole") == assumed
+
+
+def test_invalidate_drops_the_credentials_once_when_many_threads_ask(cloud):
+    cloud.reset()
+    provider = AssumedRoleProvider(
+        role_arn=f"acs:ram::{B}:role/byok-keeper",
+        session_name="byok-keeper-fra",
+        region=R1,
+        endpoint=f"http://{cloud.sts_endpoint}",
+        base_credential=static_credential("local", "local-secret"),
+    )
+    assert provider.invalidate() is False  # this thread was never served
+    first = provider.get_credentials()
+    threads_n = 8
+    barrier = threading.Barrier(threads_n)
+    dropped: list[bool] = []
+    lock = threading.Lock()
+
+    def refused_caller() -> None:
+        provider.get_credentials()  # signed a call with generation 1 ...
+        barrier.wait(timeout=30)  # ... which KMS refused, in every thread at once
+        result = provider.invalidate()
+        with lock:
+            dropped.append(result)
+
+    workers = [threading.Thread(target=refused_caller) for _ in range(threads_n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert sorted(dropped) == [False] * (threads_n - 1) + [True]
+    second = provider.get_credentials()
+    assert provider.assumed == 2 and second.get_access_key_id() != first.get_access_key_id()
+    # Late refusals of generation 1 cannot drop generation 2.
+    assert provider.invalidate(generation=1) is False
+    assert provider.get_credentials() is second and provider.assumed == 2
+    assert provider.invalidate() is True and provider.invalidated == 2  # this thread's: 2

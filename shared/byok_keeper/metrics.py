@@ -17,6 +17,9 @@ and the gateway's per-action request counts; nothing here calls KMS or reads a c
   included; ``code`` is ``OK`` or the error code.
 * ``byok_keeper_reestablish_total{outcome}`` (counter): re-establish attempts of due keys.
 
+With ``[[targets]]`` the daemon keeps one ``FleetMetrics`` per target (``target=``): every
+sample then also carries ``target``, ``region`` and ``account_id`` (``target_metrics``).
+
 A key already without material (a held or alerting PendingImport key) has lapsed already: it is
 counted in ``byok_keeper_keys``, not in the first lapse. A sweep reads a key's tags only once it
 is due, so a held key enters the first lapse when it enters its renewal window (default 7 days,

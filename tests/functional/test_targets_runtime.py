@@ -307,3 +307,60 @@ def test_fc_reads_a_relative_byok_config_from_its_code_package_not_the_cwd(tmp_p
     monkeypatch.chdir(elsewhere)  # the CLI and daemon: relative to the current directory
     with pytest.raises(ConfigError, match="byok-keeper.toml is not valid TOML"):
         load_targets(env={"BYOK_CONFIG": "byok-keeper.toml"})  # the cwd's (broken) file
+
+
+def test_target_metrics_keep_a_failing_targets_last_picture_and_leave_the_others(cloud, world):
+    """The daemon's per-target metrics after a real sweep of both targets, then fra failing
+    alone, then the whole sweep failing: each target's series move on their own."""
+    from datetime import datetime, timedelta, timezone
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
+    from byok_keeper.multi import TargetRun
+    from byok_keeper.target_metrics import TargetsMetrics
+
+    def scrape() -> dict[str, dict[tuple, float]]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(metrics)
+        out: dict[str, dict[tuple, float]] = {}
+        for family in text_string_to_metric_families(generate_latest(registry).decode()):
+            for s in family.samples:
+                labels = s.labels
+                key = (labels["target"], labels.get("decision") or labels.get("result", ""))
+                out.setdefault(s.name, {})[key] = s.value
+        return out
+
+    path, keys = world
+    _delete_all(cloud, {"fra": keys["fra"]})
+    settings = load_settings({}, env={}, config_path=str(path))
+    targets = load_targets(str(path), env={})
+    cache = TargetDepsCache(settings)
+    metrics = TargetsMetrics(targets)
+    assert scrape() == {}  # nothing observed yet: no series
+
+    def gateway_of(target):
+        deps = cache.peek(target)
+        return None if deps is None else deps.gateway
+
+    t0 = datetime.now(timezone.utc)
+    _result, runs = sweep_all(cache, targets, trigger="test", actor="t")
+    metrics.observe_runs(runs, gateway_of=gateway_of, failed_at=t0)
+    first = scrape()
+    assert first["byok_keeper_keys"][("fra", "REIMPORT")] == 1
+    assert first["byok_keeper_keys"][("hz", "OK")] == 1
+
+    t1 = t0 + timedelta(minutes=15)
+    metrics.observe_runs([TargetRun(targets[1], error="cannot assume")], gateway_of=gateway_of,
+                         failed_at=t1)  # fmt: skip
+    second = scrape()
+    assert second["byok_keeper_last_sweep_timestamp_seconds"][("fra", "error")] == t1.timestamp()
+    assert ("hz", "error") not in second["byok_keeper_last_sweep_timestamp_seconds"]
+    assert second["byok_keeper_keys"] == first["byok_keeper_keys"]  # the last known picture
+
+    t2 = t1 + timedelta(minutes=15)
+    metrics.observe_error(t2)
+    last = scrape()["byok_keeper_last_sweep_timestamp_seconds"]
+    assert last[("hz", "error")] == last[("fra", "error")] == t2.timestamp()
+    assert last[("hz", "ok")] == first["byok_keeper_last_sweep_timestamp_seconds"][("hz", "ok")]

@@ -25,7 +25,8 @@ default bus.
 Targets (many accounts and regions): --config FILE is the agent's settings file with
 [[targets]]. It is checked with the agent's own parsers before anything is created (a bad file:
 one line, exit 2), added to the code package as byok-keeper.toml, and named by BYOK_CONFIG on
-the sweep and reimport functions (the events function handles its own account only). Its
+the sweep and reimport functions (the events function handles its own account only); the
+handlers read it from the code package, not from their working directory. Its
 role_arns fill the AssumeTargetRoles statement of deploy/ram-policy.json (sts:AssumeRole on
 exactly those roles; the statement is left out without any).
 
@@ -148,8 +149,9 @@ def render_policy(template: str, values: dict[str, str], target_role_arns: list[
 
 
 def with_config(code: bytes, config: bytes) -> bytes:
-    """The code package with the settings file added at its root as ``CONFIG_NAME`` (the
-    functions run in the code directory, so ``BYOK_CONFIG=byok-keeper.toml`` finds it)."""
+    """The code package with the settings file added at its root as ``CONFIG_NAME``, beside
+    ``byok_keeper/``: the FC handlers resolve the relative ``BYOK_CONFIG=byok-keeper.toml``
+    against that directory, whatever FC's working directory (``byok_keeper.fc.anchor_config``)."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(code)) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():

@@ -10,7 +10,9 @@
   runs one catch-up sweep, not a storm.
 * SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
 * ``--health-file``: JSON with the last run's time, outcome and summary, written atomically.
-* ``--metrics-addr HOST:PORT``: Prometheus metrics of the last sweep (``byok_keeper.metrics``).
+* ``--metrics-addr HOST:PORT``: Prometheus metrics of the last sweep (``byok_keeper.metrics``);
+  with targets one series per target, labelled ``target``, ``region`` and ``account_id``
+  (``target_metrics``).
 * With ``[[targets]]`` (issue 16) each run sweeps every target in parallel
   (``fleet_sweep``); the health file lists each target's status, and a target that fails makes
   the outcome ``failed`` without stopping the others (it is retried next run).
@@ -54,6 +56,7 @@ class DaemonState:
     targets: tuple = ()  # issue 16: every target swept (fleet_sweep); none: the global Deps
     cache: Any = None  # fleet_sweep.TargetDepsCache, with targets
     target_status: list = field(default_factory=list)
+    target_runs: list = field(default_factory=list)  # the last sweep's multi.TargetRun each
 
 
 _STATE: DaemonState | None = None
@@ -180,6 +183,7 @@ def _sweep(rt: DaemonState, deps: Deps, trigger: str):
         result, runs = sweep_all(
             rt.cache, rt.targets, trigger=f"daemon-{trigger}", actor="daemon", log=log.warning
         )
+        rt.target_runs = list(runs)
         rt.target_status = [r.status() for r in runs]
         for run in runs:
             if not run.ok:
@@ -202,13 +206,25 @@ def _sweep(rt: DaemonState, deps: Deps, trigger: str):
 def _observe(result, started: datetime) -> None:
     from .metrics import error_figures, fleet_figures
 
-    metrics = _state().metrics
+    rt = _state()
+    metrics = rt.metrics
     if metrics is None:
+        return
+    if rt.targets:  # each target's own figures, under its own labels (target_metrics)
+        if result is None:
+            metrics.observe_error(started)
+        else:
+            metrics.observe_runs(rt.target_runs, gateway_of=_gateway_of, failed_at=started)
         return
     if result is None:
         metrics.observe(error_figures(started))
     else:
         metrics.observe(fleet_figures(result.decisions, result.outcomes, now=result.now))
+
+
+def _gateway_of(target) -> Any:
+    deps = _state().cache.peek(target)
+    return None if deps is None else deps.gateway
 
 
 def _schedule_renewals(result) -> None:
@@ -240,8 +256,13 @@ def _serve_metrics(rt: DaemonState, metrics_addr: str) -> None:
     from .metrics import FleetMetrics, parse_addr, serve
 
     parse_addr(metrics_addr)  # a bad address is a usage error before anything runs
-    deps = rt.deps
-    rt.metrics = FleetMetrics(deps.gateway, region=deps.region, account_id=deps.account_id)
+    if rt.targets:
+        from .target_metrics import TargetsMetrics
+
+        rt.metrics = TargetsMetrics(rt.targets)
+    else:
+        deps = rt.deps
+        rt.metrics = FleetMetrics(deps.gateway, region=deps.region, account_id=deps.account_id)
     _server, bound = serve(rt.metrics, metrics_addr)
     log.info("metrics_serving", addr=bound, path="/metrics")
 
@@ -281,8 +302,9 @@ def run_daemon(
 
 
 def _targets_state(settings: Settings, targets: tuple, health_file: Path | None) -> DaemonState:
-    """With targets: every target swept; the first whose ``Deps`` build serves the metrics'
-    and renewal jobs' clock (a target that cannot be reached now is retried each sweep)."""
+    """With targets: every target swept; the first whose ``Deps`` build serves the renewal
+    jobs' clock (a target that cannot be reached now is retried each sweep). Metrics are per
+    target, each from its own gateway (``target_metrics``)."""
     from .errors import ExecutionError
     from .fleet_sweep import TargetDepsCache
 

@@ -28,7 +28,9 @@ import functools
 import json
 import os
 import threading
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -296,17 +298,39 @@ def _claims(event: bytes | str | dict) -> dict[str, str]:
     return out
 
 
+def code_root() -> Path:
+    """The deployed code package's root: the directory holding ``byok_keeper/``, where
+    ``deploy/package.py`` also puts the handlers' directories and ``byok-keeper.toml``."""
+    return Path(__file__).resolve().parent.parent
+
+
+def anchor_config(env: MutableMapping[str, str] | None = None) -> None:
+    """Make a relative ``BYOK_CONFIG`` absolute against the code package (``code_root``).
+
+    deploy.py ships ``--config`` in the package and sets ``BYOK_CONFIG=byok-keeper.toml``. FC
+    documents where the code is (``FC_FUNC_CODE_PATH``, "the code deployment directory", i.e.
+    ``/code``) but not the handler's working directory (docs/FIDELITY.md), so the FC handlers
+    never read the settings file relative to it. The CLI and daemon are not FC: for them a
+    relative ``BYOK_CONFIG`` stays relative to the current directory (they never call this)."""
+    env = os.environ if env is None else env
+    path = env.get("BYOK_CONFIG")
+    if path and not os.path.isabs(path):
+        env["BYOK_CONFIG"] = str(code_root() / path)
+
+
 def _request_id(context: Any) -> str:
     return str(getattr(context, "request_id", "") or "")
 
 
 def _with_request_id(handler):
-    """Bind the FC request id to every log line (ours and the SDK's) while ``handler`` runs."""
+    """Bind the FC request id to every log line (ours and the SDK's) while ``handler`` runs;
+    a relative ``BYOK_CONFIG`` is read from the code package (``anchor_config``)."""
 
     @functools.wraps(handler)
     def wrapper(event: bytes | str | dict, context: Any) -> dict[str, Any]:
         from structlog.contextvars import bound_contextvars
 
+        anchor_config()
         with bound_contextvars(fc_request_id=_request_id(context)):
             return handler(event, context)
 

@@ -52,10 +52,11 @@ def deployment_from(context: Any) -> Deployment:
 def handler(event: bytes | str | dict | list, context: Any) -> dict[str, Any]:
     from structlog.contextvars import bound_contextvars
 
-    from .fc import configure_logging
+    from .fc import anchor_config, configure_logging
     from .hardening import harden_process
 
     harden_process()  # no core dumps, not dumpable, no SDK debug output
+    anchor_config()  # a relative BYOK_CONFIG names a file of the code package
     configure_logging()  # JSON from the first line, before any dependency is built
     with bound_contextvars(fc_request_id=_request_id(context)):
         return _handle(event, context)

@@ -37,6 +37,11 @@ class TargetDepsCache:
         with self._lock:
             return self._deps.setdefault(target.name, deps)
 
+    def peek(self, target: Target) -> Deps | None:
+        """The target's ``Deps`` if already built (never builds one)."""
+        with self._lock:
+            return self._deps.get(target.name)
+
 
 def merge(runs: Sequence[TargetRun[SweepResult]]) -> SweepResult:
     """The targets' results as one (decisions and outcomes of all; calls summed)."""

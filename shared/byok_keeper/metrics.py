@@ -17,6 +17,9 @@ and the gateway's per-action request counts; nothing here calls KMS or reads a c
   included; ``code`` is ``OK`` or the error code.
 * ``byok_keeper_reestablish_total{outcome}`` (counter): re-establish attempts of due keys.
 
+With ``[[targets]]`` the daemon keeps one ``FleetMetrics`` per target (``target=``): every
+sample then also carries ``target``, ``region`` and ``account_id`` (``target_metrics``).
+
 A key already without material (a held or alerting PendingImport key) has lapsed already: it is
 counted in ``byok_keeper_keys``, not in the first lapse. A sweep reads a key's tags only once it
 is due, so a held key enters the first lapse when it enters its renewal window (default 7 days,
@@ -165,10 +168,15 @@ class FleetMetrics:
     Thread-safe: the scheduler's job thread writes, the HTTP server's threads read. Also a
     ``prometheus_client`` collector (``collect``)."""
 
-    def __init__(self, gateway: Any, *, region: str, account_id: str = "") -> None:
-        self._gateway = gateway
+    def __init__(
+        self, gateway: Any, *, region: str, account_id: str = "", target: str = ""
+    ) -> None:
+        self.gateway = gateway  # whose request counts are read; None: none yet
         self._region = region
         self._account_id = account_id
+        # With a target (``[[targets]]``, issue 16) every sample carries ``target``, ``region``
+        # and ``account_id``; without, the exposition is exactly the single-account one.
+        self._target = target
         self._lock = threading.Lock()
         self._figures: FleetFigures | None = None
         self._last_sweep: dict[str, float] = {}
@@ -186,7 +194,7 @@ class FleetMetrics:
     def samples(self) -> list[Sample]:
         with self._lock:
             figures, last, counts = self._figures, dict(self._last_sweep), dict(self._reestablish)
-        requests = _requests(self._gateway)
+        requests = _requests(self.gateway)
         out = [Sample(LAST_SWEEP, (("result", r),), t) for r, t in sorted(last.items())]
         out += [
             Sample(KMS_REQUESTS, (("action", a), ("code", c)), n)
@@ -195,26 +203,42 @@ class FleetMetrics:
         out += [Sample(REESTABLISH, (("outcome", o),), n) for o, n in sorted(counts.items())]
         if figures is not None:
             out += figure_samples(figures, region=self._region, account_id=self._account_id)
-        return out
+        if not self._target:
+            return out
+        where = (("target", self._target), ("region", self._region))
+        where += (("account_id", self._account_id),)
+        return [
+            Sample(s.name, where + tuple(kv for kv in s.labels if kv[0] not in _WHERE), s.value)
+            for s in out
+        ]
 
     def collect(self) -> Iterator[Any]:
         """prometheus_client's collector interface: one family per metric name."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        return families(self.samples())
 
-        by_name: dict[str, list[Sample]] = {name: [] for name in METRIC_NAMES}
-        for s in self.samples():
-            by_name[s.name].append(s)
-        for name, samples in by_name.items():
-            labels = [k for k, _ in samples[0].labels] if samples else []
-            if _TYPE.get(name) == "counter":
-                family: Any = CounterMetricFamily(
-                    name.removesuffix("_total"), _HELP[name], labels=labels
-                )
-            else:
-                family = GaugeMetricFamily(name, _HELP[name], labels=labels)
-            for s in samples:
-                family.add_metric([v for _, v in s.labels], s.value)
-            yield family
+
+_WHERE = ("target", "region", "account_id")
+
+
+def families(samples: Iterable[Sample]) -> Iterator[Any]:
+    """The samples as ``prometheus_client`` metric families: one per metric name (so HELP and
+    TYPE appear once however many targets' samples it holds); every family, even empty."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    by_name: dict[str, list[Sample]] = {name: [] for name in METRIC_NAMES}
+    for s in samples:
+        by_name[s.name].append(s)
+    for name, group in by_name.items():
+        labels = [k for k, _ in group[0].labels] if group else []
+        if _TYPE.get(name) == "counter":
+            family: Any = CounterMetricFamily(
+                name.removesuffix("_total"), _HELP[name], labels=labels
+            )
+        else:
+            family = GaugeMetricFamily(name, _HELP[name], labels=labels)
+        for s in group:
+            family.add_metric([v for _, v in s.labels], s.value)
+        yield family
 
 
 def figure_samples(figures: FleetFigures, *, region: str, account_id: str) -> list[Sample]:

@@ -4,14 +4,20 @@ aliyun-local, the second reached through STS AssumeRole with the first account's
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+import urllib.request
 
 import pytest
 from alibabacloud_kms20160120 import models as km
 from alibabacloud_kms20160120.client import Client as KmsClient
 from alibabacloud_tea_openapi.models import Config
+from prometheus_client.parser import text_string_to_metric_families
 
 from aliyun_local.server import LocalServer
-from tests.e2e.conftest import cli_env_for, enroll_args, run_cli
+from byok_keeper.metrics import METRIC_NAMES
+from tests.e2e.conftest import BIN, cli_env_for, enroll_args, run_cli
 
 A, B = "1111111111111111", "2222222222222222"
 R1, R2 = "cn-hangzhou", "eu-central-1"
@@ -178,3 +184,83 @@ def test_daemon_once_covers_every_target(cloud, env, tmp_path):
     assert [(t["target"], t["ok"]) for t in health["targets"]] == [("hz", True), ("fra", True)]
     assert cloud.key_view(fra_key)["state"] == "Enabled"
     assert cloud.key_view(hz_key)["state"] == "Enabled"
+
+
+def _scrape_text(addr: str) -> str:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as answer:
+        return answer.read().decode()
+
+
+def _series(text: str) -> dict[str, dict[tuple, float]]:
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def _where(target: str, **labels: str) -> tuple:
+    account, region = {"hz": (A, R1), "fra": (B, R2), "nope": (B, R2)}[target]
+    return tuple(sorted({"target": target, "region": region, "account_id": account,
+                         **labels}.items()))  # fmt: skip
+
+
+def test_daemon_metrics_carry_each_targets_labels_and_a_failing_target_shows(cloud, env, tmp_path):
+    """/metrics over HTTP after one sweep of hz and fra (and nope, whose role cannot be
+    assumed): one series per target with that target's own figures and labels."""
+    hz_key = enroll_in("hz", env)
+    fra_key = enroll_in("fra", env)
+    as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=fra_key))
+    env = {**env, "BYOK_CONFIG": env["BYOK_CONFIG"].replace("byok.toml", "broken.toml")}
+    args = [str(BIN / "byok-keeper"), "daemon", "--schedule", "@every 1h",
+            "--state-dir", str(tmp_path / "state"), "--metrics-addr", "127.0.0.1:0"]  # fmt: skip
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        addr = None
+        for line in proc.stderr:  # the daemon names the port it bound
+            if '"metrics_serving"' in line:
+                addr = json.loads(line)["addr"]
+                break
+        assert addr, "the daemon never said where it serves metrics"
+        deadline = time.monotonic() + 60
+        text = _scrape_text(addr)
+        while "byok_keeper_keys{" not in text and time.monotonic() < deadline:
+            time.sleep(0.25)
+            text = _scrape_text(addr)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+
+    for name in METRIC_NAMES:  # one family each, whatever the number of targets
+        assert text.count(f"# HELP {name} ") == 1, name
+        assert text.count(f"# TYPE {name} ") == 1, name
+    got = _series(text)
+    keys = got["byok_keeper_keys"]
+    assert keys[_where("hz", decision="OK")] == 1 and keys[_where("hz", decision="REIMPORT")] == 0
+    assert keys[_where("fra", decision="REIMPORT")] == 1 and keys[_where("fra", decision="OK")] == 0
+    assert not any(dict(k)["target"] == "nope" for k in keys)  # never swept: no picture
+    expiry = got["byok_keeper_material_expiry_timestamp_seconds"]
+    assert set(expiry) == {
+        _where("hz", key_id=hz_key, key_spec="EC_P256"),
+        _where("fra", key_id=fra_key, key_spec="EC_P256"),
+    }
+    assert expiry[_where("fra", key_id=fra_key, key_spec="EC_P256")] == pytest.approx(
+        time.time() + 30 * 86400, abs=300
+    )
+    assert got["byok_keeper_reestablish_total"] == {_where("fra", outcome="restored"): 1.0}
+    last = got["byok_keeper_last_sweep_timestamp_seconds"]
+    assert set(last) == {
+        _where("hz", result="ok"),
+        _where("fra", result="ok"),
+        _where("nope", result="error"),
+    }
+    assert all(abs(when - time.time()) < 120 for when in last.values())
+    lapse = got["byok_keeper_seconds_until_first_lapse"]
+    assert lapse == {_where("hz"): float("inf"), _where("fra"): float("inf")}
+    requests = got["byok_keeper_kms_requests_total"]
+    imports = {dict(k)["target"]: v for k, v in requests.items()
+               if ("action", "ImportKeyMaterial") in k}  # fmt: skip
+    assert imports == {"fra": 1.0}  # each target's own gateway: the import was fra's alone
+    assert requests[_where("hz", action="DescribeKey", code="OK")] >= 1

@@ -295,7 +295,9 @@ TWO_REGIONS = ("cn-hangzhou", "eu-central-1")
 def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path, monkeypatch):
     """deploy.py --config: the targets file checked, shipped and named by BYOK_CONFIG; the timer
     sweeps both targets (the second through STS AssumeRole with the function role's
-    credentials) and each due key is restored by a reimport acting in its target."""
+    credentials) and each due key is restored by a reimport acting in its target. The
+    functions run with a working directory that is not their code directory (FC documents the
+    code's place, not the working directory): the relative BYOK_CONFIG is still found."""
     from alibabacloud_credentials.utils import auth_util
 
     from byok_keeper.multi import target_deps
@@ -307,6 +309,9 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
     with LocalServer(accounts=list(TWO_ACCOUNTS), regions=list(TWO_REGIONS),
                      fc_runtimes=runtimes) as cloud:  # fmt: skip
         cloud.emulator.fc.retry_delay_seconds = 0.05
+        elsewhere = tmp_path / "elsewhere"  # no byok-keeper.toml here
+        elsewhere.mkdir()
+        cloud.emulator.fc.working_dir = str(elsewhere)
         vault_dir, seal = tmp_path / "vault", tmp_path / "seal.key"
         new_seal_key_file(seal)
         config = tmp_path / "targets.toml"

@@ -5,6 +5,10 @@ both targets (each sees its own keys); a target whose role cannot be assumed fai
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -265,3 +269,98 @@ def test_a_key_found_in_several_targets_is_ambiguous(cloud, world, tmp_path, cap
     assert code == 2
     assert f"{keys['hz']} is in several targets (hz, hz-twin): choose with --target" in err
     assert main(["--config", str(doubled), "status", keys["hz"], "--target", "hz-twin"]) == 0
+
+
+def test_fc_reads_a_relative_byok_config_from_its_code_package_not_the_cwd(tmp_path, monkeypatch):
+    """deploy.py sets BYOK_CONFIG=byok-keeper.toml beside byok_keeper/ in the package; FC does
+    not document the handler's working directory, so the handlers resolve it against the
+    package. A copy of the package runs with another working directory (holding a broken file
+    of the same name, never read); the CLI's rule is unchanged: relative to its directory."""
+    code = tmp_path / "code"
+    shutil.copytree(Path(fc.__file__).parent, code / "byok_keeper",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (code / "byok-keeper.toml").write_text(
+        f'[[targets]]\nname = "hz"\nregion = "{R1}"\naccount_id = "{A}"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "byok-keeper.toml").write_text("not = [toml")
+    probe = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from byok_keeper import fc; "
+        "fc.anchor_config(); from byok_keeper.fc_targets import configured_targets; "
+        "print(fc.__file__); print(os.environ['BYOK_CONFIG']); "
+        "print(*[t.name for t in configured_targets()])"
+    )
+    env = {**os.environ, "BYOK_CONFIG": "byok-keeper.toml"}
+    out = subprocess.run([sys.executable, "-c", probe, str(code)], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    module, config, names = out.stdout.splitlines()
+    assert Path(module).resolve() == (code / "byok_keeper" / "fc.py").resolve()  # the copy ran
+    assert Path(config) == (code / "byok-keeper.toml").resolve() and names == "hz"
+
+    absolute = {"BYOK_CONFIG": str(elsewhere / "byok-keeper.toml")}
+    fc.anchor_config(absolute)
+    assert absolute == {"BYOK_CONFIG": str(elsewhere / "byok-keeper.toml")}  # left alone
+    from byok_keeper.errors import ConfigError
+
+    monkeypatch.chdir(elsewhere)  # the CLI and daemon: relative to the current directory
+    with pytest.raises(ConfigError, match="byok-keeper.toml is not valid TOML"):
+        load_targets(env={"BYOK_CONFIG": "byok-keeper.toml"})  # the cwd's (broken) file
+
+
+def test_target_metrics_keep_a_failing_targets_last_picture_and_leave_the_others(cloud, world):
+    """The daemon's per-target metrics after a real sweep of both targets, then fra failing
+    alone, then the whole sweep failing: each target's series move on their own."""
+    from datetime import datetime, timedelta, timezone
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
+    from byok_keeper.multi import TargetRun
+    from byok_keeper.target_metrics import TargetsMetrics
+
+    def scrape() -> dict[str, dict[tuple, float]]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(metrics)
+        out: dict[str, dict[tuple, float]] = {}
+        for family in text_string_to_metric_families(generate_latest(registry).decode()):
+            for s in family.samples:
+                labels = s.labels
+                key = (labels["target"], labels.get("decision") or labels.get("result", ""))
+                out.setdefault(s.name, {})[key] = s.value
+        return out
+
+    path, keys = world
+    _delete_all(cloud, {"fra": keys["fra"]})
+    settings = load_settings({}, env={}, config_path=str(path))
+    targets = load_targets(str(path), env={})
+    cache = TargetDepsCache(settings)
+    metrics = TargetsMetrics(targets)
+    assert scrape() == {}  # nothing observed yet: no series
+
+    def gateway_of(target):
+        deps = cache.peek(target)
+        return None if deps is None else deps.gateway
+
+    t0 = datetime.now(timezone.utc)
+    _result, runs = sweep_all(cache, targets, trigger="test", actor="t")
+    metrics.observe_runs(runs, gateway_of=gateway_of, failed_at=t0)
+    first = scrape()
+    assert first["byok_keeper_keys"][("fra", "REIMPORT")] == 1
+    assert first["byok_keeper_keys"][("hz", "OK")] == 1
+
+    t1 = t0 + timedelta(minutes=15)
+    metrics.observe_runs([TargetRun(targets[1], error="cannot assume")], gateway_of=gateway_of,
+                         failed_at=t1)  # fmt: skip
+    second = scrape()
+    assert second["byok_keeper_last_sweep_timestamp_seconds"][("fra", "error")] == t1.timestamp()
+    assert ("hz", "error") not in second["byok_keeper_last_sweep_timestamp_seconds"]
+    assert second["byok_keeper_keys"] == first["byok_keeper_keys"]  # the last known picture
+
+    t2 = t1 + timedelta(minutes=15)
+    metrics.observe_error(t2)
+    last = scrape()["byok_keeper_last_sweep_timestamp_seconds"]
+    assert last[("hz", "error")] == last[("fra", "error")] == t2.timestamp()
+    assert last[("hz", "ok")] == first["byok_keeper_last_sweep_timestamp_seconds"][("hz", "ok")]

@@ -197,6 +197,10 @@ class FcBackend:
         )
         self._last_fired: dict[tuple[str, str, str], float] = {}
         self.retry_delay_seconds = 0.2
+        # The instances' working directory; None: the code directory. FC documents where the
+        # code is (FC_FUNC_CODE_PATH, /code), not the working directory, so a test sets another
+        # one to show a function does not depend on it (docs/FIDELITY.md).
+        self.working_dir: str | None = None
         for t in self._threads:
             t.start()
 
@@ -549,7 +553,16 @@ class FcBackend:
             "ALIBABA_CLOUD_SECURITY_TOKEN": self.role_credentials["security_token"],
         }
         proc = subprocess.Popen(
-            [python, "-I", "-S", WORKER, str(fn.code_dir), module, function],
+            [
+                python,
+                "-I",
+                "-S",
+                WORKER,
+                str(fn.code_dir),
+                module,
+                function,
+                self.working_dir or str(fn.code_dir),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """An FC instance: runs one function's handler, invocation after invocation, until killed.
 
-Started by aliyun-local as ``python -I -S worker.py CODE_DIR MODULE FUNCTION``: isolated mode,
+Started by aliyun-local as ``python -I -S worker.py CODE_DIR MODULE FUNCTION [WORKDIR]`` (the
+working directory: the code directory unless the emulator's ``working_dir`` says): isolated mode,
 no site-packages, so only the deployed code (and the standard library) is importable, as on FC.
 Protocol: one JSON line per invocation on stdin; one JSON line per answer on the original
 stdout (the handler's own prints go to stderr, like FC's function log).
@@ -48,7 +49,7 @@ def _runtime_log_handler():
 def main() -> None:
     code_dir, module_name, function_name = sys.argv[1:4]
     sys.path.insert(0, code_dir)
-    os.chdir(code_dir)
+    os.chdir(sys.argv[4] if len(sys.argv) > 4 else code_dir)
     protocol = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), encoding="utf-8", write_through=True)
     os.dup2(2, 1)  # the handler's prints go to the function log
     sys.stdout = sys.stderr

@@ -49,6 +49,16 @@ def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.C
     )
 
 
+@pytest.fixture(scope="session")
+def package(tmp_path_factory):
+    """The FC code package (deploy/package.py for this interpreter) and its sha256, built once
+    for every FC module of the session (tests/e2e/fc_cloud.py)."""
+    from tests.e2e.fc_cloud import package_zip
+
+    path = tmp_path_factory.mktemp("pkg") / "byok-keeper-fc.zip"
+    return path, package_zip(path)
+
+
 @pytest.fixture(scope="module")
 def served(kms_profile):
     # FC runtimes this machine may lack run under the interpreter running the tests (the

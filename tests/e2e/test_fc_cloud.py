@@ -5,12 +5,9 @@ through the real alibabacloud-fc20230330 SDK (the default), and FC 2.0 (`--api 2
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
 import sys
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -21,51 +18,28 @@ from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
-from byok_keeper.specs import HARDWARE_ONLY
-from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.e2e.conftest import run_cli
-from tests.functional.conftest import describe, make_client, make_gateway
+from tests.e2e.fc_cloud import (
+    admin,
+    deploy_package,
+    enroll_keys,
+    fc3_client,
+    fc_cli_env,
+    package_zip,
+)
+from tests.functional.conftest import describe, make_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 pytestmark = pytest.mark.slow
 
 
-def _package(output: Path) -> str:
-    # Built for this interpreter: the emulator maps the FC runtimes to it (tests/e2e/conftest.py),
-    # as `aliyun-local serve --fc-runtime python3.12=...` does for a drill.
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy" / "package.py"),
-            "--output",
-            str(output),
-            "--python-version",
-            PY,
-            "--cache",
-            str(ROOT / "dist" / ".wheels"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return hashlib.sha256(output.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pkg") / "byok-keeper-fc.zip"
-    digest = _package(path)
-    return path, digest
-
-
 # Two hash-checked builds from the package registry: minutes each on a loaded 2-core machine.
 @pytest.mark.timeout(1200)
 def test_package_is_reproducible_and_handlers_import_from_the_zip_alone(package, tmp_path):
     path, digest = package
-    assert _package(tmp_path / "again.zip") == digest
+    assert package_zip(tmp_path / "again.zip") == digest
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
@@ -86,120 +60,27 @@ def test_package_is_reproducible_and_handlers_import_from_the_zip_alone(package,
     assert out.stdout.split() == ["sweep.index", "reimport.index"]
 
 
-def _deploy(package_path: Path, served, vault_dir: Path, seal: Path, *extra: str) -> str:
-    args = [
-        sys.executable,
-        str(ROOT / "deploy" / "deploy.py"),
-        "--code",
-        str(package_path),
-        "--region",
-        served.region,
-        "--account-id",
-        "1234567890123456",
-        "--fc-endpoint",
-        f"http://{served.endpoint}",
-        "--parameter",
-        f"KmsEndpoint=http://{served.endpoint}",
-        "--parameter",
-        f"FcEndpoint=http://{served.endpoint}",
-        "--parameter",
-        f"VaultUri=file://{vault_dir}",
-        "--parameter",
-        f"SealKeyFile={seal}",
-        "--parameter",
-        "Dispatch=fc-async",
-        "--parameter",
-        "Schedule=0 0 0 1 1 *",  # never by itself: the tests fire it
-        "--parameter",
-        "SweepInterval=15m",  # the cadence the planner assumes: as if fired every 15 minutes
-        *extra,
-    ]
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID="local", ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret")
-    out = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
-
-
-def _admin(served, method, path, body=None):
-    req = urllib.request.Request(
-        f"{served.url}/_local/{path}",
-        method=method,
-        data=json.dumps(body or {}).encode() if method == "POST" else None,
-    )
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        return json.loads(resp.read())
-
-
-def _enroll(served, tmp_path, specs):
-    served.reset()
-    served.emulator.fc.retry_delay_seconds = 0.05
-    vault_dir, seal = tmp_path / "vault", tmp_path / "seal.key"
-    new_seal_key_file(seal)
-    vault = Vault(FileStore(vault_dir), LocalKeySealer.from_file(seal))
-    gateway = make_gateway(served, ENROLL)
-    keys = {}
-    for spec, lease in specs:
-        instance = "kst-local-hardware" if spec in HARDWARE_ONLY else "kst-local-software"
-        keys[spec] = enroll(
-            gateway,
-            vault,
-            generate_material(spec),
-            lease=parse_lease(lease),
-            create=CreateRequest(spec, "SIGN/VERIFY", instance),
-        )
-    return vault_dir, seal, keys
-
-
-def _cli_env(served, **extra):
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(
-        ALIBABA_CLOUD_ACCESS_KEY_ID="local",
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET="local-secret",
-        ALIBABA_CLOUD_REGION_ID=served.region,
-        BYOK_FC_ENDPOINT=f"http://{served.endpoint}",
-        BYOK_ACCOUNT_ID="1234567890123456",
-        **extra,
-    )
-    return env
-
-
-def _fc3_client(served):
-    from alibabacloud_fc20230330.client import Client
-    from alibabacloud_tea_openapi.models import Config
-
-    return Client(
-        Config(
-            access_key_id="local",
-            access_key_secret="local-secret",
-            endpoint=served.endpoint,
-            protocol="http",
-            region_id=served.region,
-        )
-    )
-
-
 def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, tmp_path):
     from alibabacloud_fc20230330 import models as fc
 
     path, _digest = package
     specs = (("RSA_2048", "30d"), ("EC_P256", "1h"), ("EC_P256K", "1h"), ("EC_SM2", "30d"))
-    vault_dir, seal, keys = _enroll(served, tmp_path, specs)
+    vault_dir, seal, keys = enroll_keys(served, tmp_path, specs)
     cap = ("--parameter", "ReimportConcurrency=2")
 
-    plan = _deploy(path, served, vault_dir, seal, *cap, "--plan")
+    plan = deploy_package(path, served, vault_dir, seal, *cap, "--plan")
     assert "plan: create function byok-keeper-sweep (sweep.index.handler, python3.12)" in plan
     assert "plan: put concurrency byok-keeper-reimport (reserved 2)" in plan
     assert "create timer byok-keeper-sweep/schedule" in plan
     assert served.emulator.fc.functions == {}  # --plan changed nothing
-    done = _deploy(path, served, vault_dir, seal, *cap)
+    done = deploy_package(path, served, vault_dir, seal, *cap)
     assert "done: create function byok-keeper-reimport" in done
-    again = _deploy(path, served, vault_dir, seal, *cap)  # idempotent re-deploy
+    again = deploy_package(path, served, vault_dir, seal, *cap)  # idempotent re-deploy
     assert "done: update function byok-keeper-sweep" in again
     assert "done: update timer byok-keeper-sweep/schedule" in again
 
     # What FC 3.0 now holds, read back through Alibaba's own SDK.
-    client = _fc3_client(served)
+    client = fc3_client(served)
     reimport = client.get_function("byok-keeper-reimport", fc.GetFunctionRequest()).body
     assert reimport.runtime == "python3.12" and reimport.handler == "reimport.index.handler"
     assert reimport.role == "acs:ram::1234567890123456:role/byok-keeper"
@@ -215,13 +96,13 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
 
     served.emulator.kms.delete_key_material(keys["RSA_2048"].key_id)
     served.advance_clock(2 * 3600)  # the EC keys' 1 h leases lapse
-    _admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
-    assert _admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
+    admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
+    assert admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
     kms = make_client(served)
     for spec, _lease in specs:
         assert describe(kms, keys[spec].key_id).key_state == "Enabled", spec
         assert served.key_view(keys[spec].key_id)["material_fingerprint"] == keys[spec].fingerprint
-    invoked = [i["function"] for i in _admin(served, "GET", "fc/invocations")]
+    invoked = [i["function"] for i in admin(served, "GET", "fc/invocations")]
     assert invoked.count("byok-keeper-sweep") == 1 and invoked.count("byok-keeper-reimport") == 3
     assert served.emulator.fc.peak_concurrency[("", "byok-keeper-reimport")] <= 2
     assert any(c["action"] == "ImportKeyMaterial" for c in served.calls())
@@ -229,9 +110,9 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     # A key KMS keeps failing: the reimport raises, FC retries, then delivers to OnFailure.
     served.emulator.kms.delete_key_material(keys["EC_SM2"].key_id)
     served.set_faults(fail_next={"GetParametersForImport": ["ServiceUnavailableTemporary"] * 40})
-    _admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
-    assert _admin(served, "POST", "fc/wait", {"timeout": 240})["idle"]
-    (delivery,) = _admin(served, "GET", "fc/deliveries")
+    admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
+    assert admin(served, "POST", "fc/wait", {"timeout": 240})["idle"]
+    (delivery,) = admin(served, "GET", "fc/deliveries")
     assert delivery["kind"] == "OnFailure" and delivery["function"] == "byok-keeper-reimport"
     assert delivery["attempts"] == 4  # the first try and AsyncRetries: 3
     assert json.loads(delivery["event"])["key_id"] == keys["EC_SM2"].key_id
@@ -239,7 +120,7 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     served.set_faults()
 
     # On call, with only fc:InvokeFunction: the same core through the deployed FC 3.0 function.
-    env = _cli_env(served)
+    env = fc_cli_env(served)
     out = run_cli(
         "invoke", "reimport", keys["EC_SM2"].key_id, "--reason", "INC-7", "--output", "json",
         env=env,
@@ -249,7 +130,7 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     dry = run_cli("invoke", "sweep", "--dry-run", "--output", "json", env=env)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert json.loads(dry.stdout)["result"]["dry_run"] is True
-    logs = "\n".join(_admin(served, "GET", "fc/logs"))
+    logs = "\n".join(admin(served, "GET", "fc/logs"))
     for result in keys.values():
         assert result.fingerprint in logs  # the canonical lines made it to the function log
     # Each line once, as our JSON (the runtime's own root handler was replaced), with the FC
@@ -261,28 +142,28 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
 
 def test_fc2_path_still_deploys_a_service_on_python310_and_restores(package, served, tmp_path):
     path, _digest = package
-    vault_dir, seal, keys = _enroll(served, tmp_path, (("EC_P256", "30d"),))
-    done = _deploy(path, served, vault_dir, seal, "--api", "2.0")
+    vault_dir, seal, keys = enroll_keys(served, tmp_path, (("EC_P256", "30d"),))
+    done = deploy_package(path, served, vault_dir, seal, "--api", "2.0")
     assert "done: create service byok-keeper" in done
     assert "done: create function byok-keeper/reimport (reimport.index.handler, python3.10)" in done
     assert served.emulator.fc.functions[("byok-keeper", "sweep")].runtime == "python3.10"
     # The cap the budget slice assumes: FC 2.0's on-demand maximum instance count.
     assert "done: put on-demand config byok-keeper/reimport (maximum instances 5)" in done
     assert served.emulator.fc.concurrency[("byok-keeper", "reimport")] == 5
-    assert "update function byok-keeper/sweep" in _deploy(
+    assert "update function byok-keeper/sweep" in deploy_package(
         path, served, vault_dir, seal, "--api", "2.0"
     )
 
     key = keys["EC_P256"]
     served.emulator.kms.delete_key_material(key.key_id)
-    _admin(served, "POST", "fc/fire/byok-keeper/schedule")
-    assert _admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
+    admin(served, "POST", "fc/fire/byok-keeper/schedule")
+    assert admin(served, "POST", "fc/wait", {"timeout": 120})["idle"]
     assert describe(make_client(served), key.key_id).key_state == "Enabled"
-    invoked = [i["function"] for i in _admin(served, "GET", "fc/invocations")]
+    invoked = [i["function"] for i in admin(served, "GET", "fc/invocations")]
     assert invoked == ["sweep", "reimport"]
     out = run_cli(
         "invoke", "reimport", key.key_id, "--reason", "INC-8", "--output", "json",
-        env=_cli_env(served, BYOK_FC_API="2.0"),
+        env=fc_cli_env(served, BYOK_FC_API="2.0"),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["result"]["ok"] is True
@@ -339,10 +220,10 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
                 create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"),
             ).key_id  # fmt: skip
 
-        plan = _deploy(package[0], cloud, vault_dir, seal, "--config", str(config), "--plan")
+        plan = deploy_package(package[0], cloud, vault_dir, seal, "--config", str(config), "--plan")
         assert f'"Resource": ["acs:ram::{b}:role/byok-keeper"]' in plan  # exactly the target's
         assert cloud.emulator.fc.functions == {}
-        done = _deploy(package[0], cloud, vault_dir, seal, "--config", str(config))
+        done = deploy_package(package[0], cloud, vault_dir, seal, "--config", str(config))
         assert f"must allow sts:AssumeRole on acs:ram::{b}:role/byok-keeper" in done
         env = {n: f.env.get("BYOK_CONFIG") for (_s, n), f in
                cloud.emulator.fc.functions.items()}  # fmt: skip
@@ -354,14 +235,14 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
 
         for key_id in keys.values():
             cloud.emulator.tenancy.find(key_id).delete_key_material(key_id)
-        _admin(cloud, "POST", "fc/fire/byok-keeper-sweep/schedule")
-        assert _admin(cloud, "POST", "fc/wait", {"timeout": 50})["idle"]
+        admin(cloud, "POST", "fc/fire/byok-keeper-sweep/schedule")
+        assert admin(cloud, "POST", "fc/wait", {"timeout": 50})["idle"]
         assert {n: cloud.key_view(k)["state"] for n, k in keys.items()} == {
             "home": "Enabled", "fra": "Enabled"}  # fmt: skip
-        invoked = [i["function"] for i in _admin(cloud, "GET", "fc/invocations")]
+        invoked = [i["function"] for i in admin(cloud, "GET", "fc/invocations")]
         assert invoked.count("byok-keeper-sweep") == 1
         assert invoked.count("byok-keeper-reimport") == 2
-        assert _admin(cloud, "GET", "fc/deliveries") == []
+        assert admin(cloud, "GET", "fc/deliveries") == []
         # fra's key was reached through STS AssumeRole, by the deploying account's function role
         assumed = {(c["account_id"], c["status"]) for c in cloud.calls()
                    if c["action"] == "AssumeRole"}  # fmt: skip

@@ -23,7 +23,7 @@ from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from tests.e2e.conftest import run_cli
-from tests.e2e.test_fc_cloud import _admin, _cli_env, _deploy, _enroll, _fc3_client, _package
+from tests.e2e.fc_cloud import admin, deploy_package, enroll_keys, fc3_client, fc_cli_env
 from tests.functional.conftest import describe, make_client, make_gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.every_profile]
@@ -33,17 +33,10 @@ EVENTS = "byok-keeper-events"
 SOURCES = {"default": "acs.actiontrail", "strict": "acs.kms"}
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pkg") / "byok-keeper-fc.zip"
-    _package(path)
-    return path
-
-
 @pytest.fixture
 def deployed(package, served, tmp_path):
     """Four enrolled keys, the three functions deployed, the events trigger live."""
-    vault_dir, seal, _none = _enroll(served, tmp_path, ())  # reset, a fresh seal key
+    vault_dir, seal, _none = enroll_keys(served, tmp_path, ())  # reset, a fresh seal key
     keys = []
     vault = Vault(FileStore(vault_dir), LocalKeySealer.from_file(seal))
     gateway = make_gateway(served, ENROLL)
@@ -57,7 +50,7 @@ def deployed(package, served, tmp_path):
                 create=CreateRequest(spec, "SIGN/VERIFY", "kst-local-software"),
             )
         )
-    done = _deploy(package, served, vault_dir, seal)
+    done = deploy_package(package[0], served, vault_dir, seal)
     assert "eventbridge trigger" in done and "byok-keeper-events" in done
     assert served.wait_events(timeout=60)
     return keys, vault_dir, seal
@@ -77,7 +70,7 @@ def _actions(served, since: int, key_id: str) -> list[str]:
 
 def _settle(served) -> None:
     assert served.wait_events(timeout=180)
-    assert _admin(served, "POST", "fc/wait", {"timeout": 180})["idle"]
+    assert admin(served, "POST", "fc/wait", {"timeout": 180})["idle"]
 
 
 def _event_lines(served, until=lambda lines: True, timeout: float = 20.0) -> list[dict]:
@@ -93,7 +86,7 @@ def _event_lines(served, until=lambda lines: True, timeout: float = 20.0) -> lis
 
 def _json_lines(served) -> list[dict]:
     out = []
-    for line in _admin(served, "GET", "fc/logs"):
+    for line in admin(served, "GET", "fc/logs"):
         text = line.split(": ", 1)[-1]
         if text.startswith("{"):
             try:
@@ -121,7 +114,7 @@ def test_deletions_are_restored_by_events_once_each_with_no_timer_and_no_loop(
         assert _imports(served, start, key.key_id) == 1  # exactly one import per deletion
     assert _actions(served, start, keys[3].key_id) == []  # nothing fleet-wide
     assert served.emulator.clock.offset == offset  # no clock moved
-    invoked = [i["function"] for i in _admin(served, "GET", "fc/invocations")]
+    invoked = [i["function"] for i in admin(served, "GET", "fc/invocations")]
     assert "byok-keeper-sweep" not in invoked and "byok-keeper-reimport" not in invoked
     assert invoked.count(EVENTS) == 3
 
@@ -150,7 +143,7 @@ def test_a_held_key_stays_deleted_and_operators_are_not_fought(deployed, served)
     keys, _vault, _seal = deployed
     kms = make_client(served)
     held, disabled, doomed = keys[0], keys[1], keys[2]
-    env = _cli_env(served, BYOK_KMS_ENDPOINT=f"http://{served.endpoint}")
+    env = fc_cli_env(served, BYOK_KMS_ENDPOINT=f"http://{served.endpoint}")
     out = run_cli("hold", held.key_id, "--reason", "INC-9 kill switch", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     _settle(served)  # the hold's TagResource: a re-plan, one look, nothing else
@@ -210,7 +203,7 @@ def test_a_forged_event_invoked_directly_costs_one_describe(deployed, served):
         },
     }
     start = len(served.calls())
-    answer = _fc3_client(served).invoke_function(
+    answer = fc3_client(served).invoke_function(
         EVENTS, fc.InvokeFunctionRequest(body=json.dumps(forged).encode())
     )
     result = json.loads(answer.body.read())

@@ -185,8 +185,10 @@ class Faults:
             wait = bucket.take()
             if wait:
                 raise throttled(int(wait * 1000) + 1, throttling)
-        with self._lock:
-            codes = self.fail_next.get(action)
+        with self._lock:  # "Action@<account id>" first: that account's calls only
+            account = scope[0] if isinstance(scope, tuple) and scope else None
+            codes = self.fail_next.get(f"{action}@{account}") if account else None
+            codes = codes or self.fail_next.get(action)
             code = codes.pop(0) if codes else None
         if code in TRANSPORT_FAULTS:
             return code

@@ -5,6 +5,7 @@ file, metrics and renewal jobs beside each target's own status."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -67,7 +68,8 @@ def sweep_all(
     actor: str,
     log: Callable[..., Any] | None = None,
 ) -> tuple[SweepResult, list[TargetRun[SweepResult]]]:
-    """Sweep every target in parallel; a target that fails is its own failed run."""
+    """Sweep every target in parallel; a target that fails is its own failed run. Each line a
+    target's sweep logs (``clock_skew``, ``kms_access_lost``) names it (``target``)."""
     settings = cache.settings
 
     def work(target: Target) -> SweepResult:
@@ -80,7 +82,7 @@ def sweep_all(
             audit=deps.audit,
             trigger=trigger,
             actor=actor,
-            log=log,
+            log=None if log is None else functools.partial(log, target=target.name),
         )
 
     runs = run_targets(targets, work, concurrency=settings.concurrency)

@@ -153,7 +153,13 @@ class Applier(Protocol):
 
 @dataclass
 class InlineApplier:
-    """Re-establish due keys here, ``concurrency`` at a time."""
+    """Re-establish due keys here, ``concurrency`` at a time.
+
+    ``NoKmsAccess`` while applying (a clock KMS refuses, assumed-role credentials refused as
+    expired even just after assuming the role anew, credentials gone) is not about one key:
+    that key fails with the reason, keys already in flight finish, and every key not yet
+    started is reported ``skipped`` ("not attempted: <reason>", the same ``error_code``) without
+    a call to KMS -- as discovery stops with the one reason. ``stopped`` keeps the reason."""
 
     gateway: KmsGateway
     vault: Vault
@@ -161,16 +167,24 @@ class InlineApplier:
     concurrency: int = 8
     on_outcome: Callable[[Outcome], None] | None = None
     final: bool = True
+    stopped: NoKmsAccess | None = None
 
     def _one(self, d: Decision) -> Outcome:
+        lost = self.stopped
+        if lost is not None:  # another key lost KMS access: do not try this one
+            reason = f"not attempted: {lost}"
+            return Outcome(d.key_id, d.decision, SKIPPED, reason, 0, error_code=type(lost).__name__)
         try:
             return reestablish(
                 self.gateway, self.vault, d.key_id, decision=d.decision, dry_run=self.dry_run
             )
         except NoKmsAccess as exc:  # lost mid-run (clock jumped, credentials revoked)
+            if self.stopped is None:
+                self.stopped = exc
             return Outcome(d.key_id, d.decision, FAILED, str(exc), 0, error_code=type(exc).__name__)
 
     def apply(self, due: list[Decision]) -> list[Outcome]:
+        self.stopped = None
         outcomes = []
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             for outcome in pool.map(self._one, due):
@@ -244,6 +258,11 @@ def run_sweep(
     ]
     outcomes += [_static(d) for d in decisions if not d.due]
     outcomes += applier.apply([d for d in decisions if d.due])
+    lost = getattr(applier, "stopped", None)
+    if lost is not None and log is not None:
+        skipped = sum(1 for o in outcomes if o.reason.startswith("not attempted: "))
+        log("kms_access_lost", error=str(lost)[:300], error_type=type(lost).__name__,
+            not_attempted=skipped)  # fmt: skip
     if applier.final:
         for o in outcomes:  # one canonical line per key per run
             audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())

@@ -351,3 +351,27 @@ def test_one_fault_at_each_vault_step_of_an_enrollment(secrets_world, kms, actio
     assert keys == 2  # the sealing key and exactly one enrolled key
     assert _assert_identical(emulator, result.key_id, material)["state"] == "Enabled"
     assert vault.get(result.key_id).header.first_imported_at
+
+
+def test_kms_access_lost_mid_apply_stops_the_run_with_one_reason(world):
+    """A ``NoKmsAccess`` while re-establishing (here KMS refusing the request time on the first
+    key's GetParametersForImport) is not about that key: it fails, and no further key is
+    attempted -- each is reported skipped, "not attempted", with the same reason and code."""
+    emulator, vault, _, sweeper = world
+    keys = [_due_key(world, "GetParametersForImport")[0] for _ in range(3)]
+    emulator.emulator.calls.clear()
+    emulator.set_faults(fail_next={"GetParametersForImport": ["InvalidTimeStamp.Expired"]})
+    logged = []
+    result = run_sweep(sweeper, vault, concurrency=1, log=lambda e, **kw: logged.append((e, kw)))
+    by_outcome = sorted((o.outcome, o.error_code) for o in result.outcomes)
+    assert by_outcome == [("failed", "ClockSkewError")] + [("skipped", "ClockSkewError")] * 2
+    skipped = [o for o in result.outcomes if o.outcome == "skipped"]
+    assert all(o.reason.startswith("not attempted: KMS refused the request time") for o in skipped)
+    assert result.summary() == {"failed": 1, "skipped": 2} and len(result.failed) == 1
+    # One key reached the apply calls; the others none (3 DescribeKeys of discovery, 1 more).
+    assert [c["action"] for c in emulator.calls()].count("GetParametersForImport") == 1
+    assert [c["action"] for c in emulator.calls()].count("DescribeKey") == 4
+    assert [e for e, _ in logged if e == "kms_access_lost"] == ["kms_access_lost"]
+    assert {emulator.key_view(k)["state"] for k in keys} == {"PendingImport"}
+    again = run_sweep(sweeper, vault)  # the next run restores them all
+    assert again.summary() == {"restored": 3}

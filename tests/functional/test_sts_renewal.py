@@ -6,6 +6,7 @@ STS and KMS of aliyun-local serving two accounts."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -209,3 +210,67 @@ def test_invalidate_drops_the_credentials_once_when_many_threads_ask(cloud):
     assert provider.invalidate(generation=1) is False
     assert provider.get_credentials() is second and provider.assumed == 2
     assert provider.invalidate() is True and provider.invalidated == 2  # this thread's: 2
+
+
+def _lose_all(cloud: LocalServer, settings, target, keys: list[str], more: int) -> list[str]:
+    """Enroll ``more`` keys in ``target``; every key of ``keys`` and those lose their material."""
+    deps = target_deps(settings, target, ENROLL)
+    create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
+    keys = keys + [
+        enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
+               lease=parse_lease("30d"), create=create).key_id
+        for _ in range(more)
+    ]  # fmt: skip
+    for key_id in keys:
+        _lose_material(cloud, key_id)
+    return keys
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_a_role_refused_twice_while_applying_stops_that_target_only(cloud, world, concurrency):
+    """KMS refuses ``fra``'s assumed-role credentials as expired on its first import's
+    GetParametersForImport, and again after the role is assumed anew (injected for account B
+    only): the key in hand fails with ``AssumedRoleExpired``, no key of ``fra`` not yet started
+    is attempted (each ``skipped``, "not attempted", same reason), the refusal costs at most one
+    AssumeRole per key in flight, and ``hz`` restores its keys."""
+    settings, targets, keys = world
+    settings = dataclasses.replace(settings, concurrency=concurrency)
+    cache = TargetDepsCache(settings)
+    fra_keys = _lose_all(cloud, settings, targets["fra"], keys, 0)
+    hz_keys = _lose_all(cloud, settings, targets["hz"], [], 2)
+    cache.get(targets["fra"])  # the role assumed once, before the count
+    cloud.emulator.calls.clear()
+    assumed = _calls(cloud, "AssumeRole")
+    cloud.set_faults(fail_next={f"GetParametersForImport@{B}": [EXPIRED] * (2 * KEYS)})
+    logged: list[tuple[str, dict]] = []
+    result, runs = sweep_all(cache, [targets["hz"], targets["fra"]], trigger="t", actor="t",
+                             log=lambda event, **kw: logged.append((event, kw)))  # fmt: skip
+    status = {r.target.name: r for r in runs}
+    assert status["hz"].ok and status["fra"].ok
+    hz = {o.key_id: o for o in status["hz"].value.outcomes}
+    assert {hz[k].outcome for k in hz_keys} == {"restored"}
+    fra = status["fra"].value.outcomes
+    assert {o.key_id for o in fra} == set(fra_keys)
+    failed = [o for o in fra if o.outcome == "failed"]
+    skipped = [o for o in fra if o.outcome == "skipped"]
+    assert failed and len(failed) + len(skipped) == KEYS
+    assert {o.error_code for o in fra} == {"AssumedRoleExpired"}
+    assert all(o.reason == f"not attempted: {failed[0].reason}" for o in skipped)
+    # Every key fra attempted was refused twice; none reached ImportKeyMaterial.
+    gpfi = [c for c in cloud.calls() if c["action"] == "GetParametersForImport"]
+    assert sum(1 for c in gpfi if c["account_id"] == B) == 2 * len(failed)
+    assert not [c for c in cloud.calls() if c["action"] == "ImportKeyMaterial"
+                and c["account_id"] == B]  # fmt: skip
+    assert {cloud.key_view(k)["state"] for k in fra_keys} == {"PendingImport"}
+    renewed = _calls(cloud, "AssumeRole") - assumed
+    assert 1 <= renewed <= len(failed)
+    if concurrency == 1:  # one key at a time: exactly one key tried, one AssumeRole more
+        assert (len(failed), renewed) == (1, 1)
+    lost = [kw for event, kw in logged if event == "kms_access_lost"]
+    expected = {"target": "fra", "error": failed[0].reason[:300]}
+    assert lost == [{**expected, "error_type": "AssumedRoleExpired", "not_attempted": len(skipped)}]
+    # The merged result fails (exit 1), and the next sweep, KMS accepting again, restores fra.
+    assert result.failed
+    cloud.set_faults()
+    again, runs = sweep_all(cache, [targets["fra"]], trigger="t", actor="t")
+    assert runs[0].ok and again.summary() == {"restored": KEYS}

@@ -5,7 +5,11 @@
   not owned by the running user or is writable by group or others (``check_state_dir``).
 * ``sweep`` runs on ``--schedule`` (5-field crontab in UTC, or ``@every 15m``; default every 15
   minutes); after each sweep a one-shot ``renew:<key>`` job is (re)placed at each key's renewal
-  moment, so a renewal does not wait for the next tick.
+  moment, so a renewal does not wait for the next tick. With targets the job is
+  ``renew:<target>:<key>``: its moment is read against that target's KMS clock (its own
+  gateway's offset) and the job sweeps that target only, with its own ``Deps`` (credentials,
+  budget); a job naming a target no longer configured (or one stored before targets) sweeps
+  every target.
 * ``max_instances=1``, coalescing and a misfire grace time: a sleeping laptop or a restart
   runs one catch-up sweep, not a storm.
 * SIGTERM/SIGINT: stop scheduling, let the job in flight finish, exit 0.
@@ -136,16 +140,17 @@ def write_health(path: Path | None, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
-    """The job: one sweep, the health file, and the next renewal jobs."""
+def scheduled_sweep(trigger: str = "schedule", target: str | None = None) -> dict[str, Any]:
+    """The job: one sweep (of ``target`` alone for its renewal job), the health file, and the
+    next renewal jobs."""
     rt = _state()
     with rt.lock:  # the sweep job and renewal jobs never overlap
         if rt.stopping:  # submitted just before SIGTERM: nothing to do
             return {"outcome": "skipped", "note": "the daemon is stopping"}
         started = datetime.now(timezone.utc)
-        deps = rt.deps
+        only = _only(rt, target)
         try:
-            result = _sweep(rt, deps, trigger)
+            result = _sweep(rt, rt.deps, trigger, only)
         except Exception as exc:  # the daemon keeps running; the health file says what happened
             log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
             _observe(None, started)
@@ -168,6 +173,8 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
         }
         if rt.targets:
             payload["targets"] = rt.target_status
+        if only:
+            payload["swept"] = [t.name for t in only]
         write_health(rt.health_file, payload)
         log.info("sweep_done", **payload)
         _observe(result, started)
@@ -175,16 +182,33 @@ def scheduled_sweep(trigger: str = "schedule") -> dict[str, Any]:
         return payload
 
 
-def _sweep(rt: DaemonState, deps: Deps, trigger: str):
-    """One sweep: of the global ``Deps``, or of every target (each its own status)."""
+def _only(rt: DaemonState, target: str | None) -> tuple:
+    """The target a renewal job names, if it is still configured (else: every target)."""
+    if target is None or not rt.targets:
+        return ()
+    found = tuple(t for t in rt.targets if t.name == target)
+    if not found:
+        log.warning("renewal_target_unknown", target=target, note="sweeping every target")
+    return found
+
+
+def _sweep(rt: DaemonState, deps: Deps, trigger: str, only: tuple = ()):
+    """One sweep: of the global ``Deps``, or of every target (each its own status), or of
+    ``only`` those (a renewal job's target: the others keep their last status)."""
     if rt.targets:
         from .fleet_sweep import sweep_all
 
         result, runs = sweep_all(
-            rt.cache, rt.targets, trigger=f"daemon-{trigger}", actor="daemon", log=log.warning
+            rt.cache,
+            only or rt.targets,
+            trigger=f"daemon-{trigger}",
+            actor="daemon",
+            log=log.warning,
         )
         rt.target_runs = list(runs)
-        rt.target_status = [r.status() for r in runs]
+        known = {s["target"]: s for s in rt.target_status} if only else {}
+        known.update({r.target.name: r.status() for r in runs})
+        rt.target_status = [known[t.name] for t in rt.targets if t.name in known]
         for run in runs:
             if not run.ok:
                 log.error("target_failed", target=run.target.name, error=run.error)
@@ -228,28 +252,49 @@ def _gateway_of(target) -> Any:
 
 
 def _schedule_renewals(result) -> None:
-    from .plan import renewal_window
-
+    """A one-shot job at each key's renewal moment: without targets from ``result`` and the
+    global gateway's clock; with targets from each target's own run, its own gateway's clock
+    offset and policy, the job naming its target."""
     rt = _state()
     if rt.scheduler is None or rt.stopping:
         return
+    if not rt.targets:
+        _renewal_jobs(result.decisions, rt.deps, None)
+        return
+    for run in rt.target_runs:
+        deps = rt.cache.peek(run.target)
+        if run.ok and run.value is not None and deps is not None:
+            _renewal_jobs(run.value.decisions, deps, run.target.name)
+
+
+def _renewal_jobs(decisions, deps: Deps, target: str | None) -> None:
+    from .plan import renewal_window
+
     now = datetime.now(timezone.utc)
-    offset = timedelta(seconds=rt.deps.gateway.clock_offset or 0)
-    for d in result.decisions:
+    offset = timedelta(seconds=deps.gateway.clock_offset or 0)  # this KMS's clock vs ours
+    for d in decisions:
         if d.material_expire_time is None or d.decision not in ("OK", "RENEW"):
             continue
         # Local time of the renewal moment (KMS's clock may differ from ours).
-        when = d.material_expire_time - renewal_window(rt.deps.policy, d.lease) - offset
+        when = d.material_expire_time - renewal_window(deps.policy, d.lease) - offset
         if when <= now:
             continue
-        rt.scheduler.add_job(
+        kwargs: dict[str, Any] = {"trigger": "renewal"}
+        if target is not None:  # key ids are unique per account and region, not across targets
+            kwargs["target"] = target
+        _state().scheduler.add_job(
             "byok_keeper.daemon:scheduled_sweep",
             "date",
             run_date=when,
-            id=f"renew:{d.key_id}",
+            id=renewal_job_id(d.key_id, target),
             replace_existing=True,
-            kwargs={"trigger": "renewal"},
+            kwargs=kwargs,
         )
+
+
+def renewal_job_id(key_id: str, target: str | None = None) -> str:
+    """``renew:<key>``, or ``renew:<target>:<key>`` with targets."""
+    return f"renew:{key_id}" if target is None else f"renew:{target}:{key_id}"
 
 
 def _serve_metrics(rt: DaemonState, metrics_addr: str) -> None:
@@ -302,9 +347,9 @@ def run_daemon(
 
 
 def _targets_state(settings: Settings, targets: tuple, health_file: Path | None) -> DaemonState:
-    """With targets: every target swept; the first whose ``Deps`` build serves the renewal
-    jobs' clock (a target that cannot be reached now is retried each sweep). Metrics are per
-    target, each from its own gateway (``target_metrics``)."""
+    """With targets: every target swept; at least one target's ``Deps`` must build now (a
+    target that cannot be reached now is retried each sweep). Each renewal job reads its own
+    target's clock; metrics are per target, each from its own gateway (``target_metrics``)."""
     from .errors import ExecutionError
     from .fleet_sweep import TargetDepsCache
 

@@ -12,7 +12,8 @@ and the gateway's per-action request counts; nothing here calls KMS or reads a c
 * ``byok_keeper_last_sweep_timestamp_seconds{result}`` (gauge): when a sweep last ended ``ok``,
   ``failed``, ``dry-run`` or ``error`` (stopped before planning).
 * ``byok_keeper_seconds_until_first_lapse`` (gauge): the soonest expiry among keys nothing will
-  renew (HOLD, ALERT, or failed this sweep); +Inf when there is none.
+  renew (HOLD, ALERT, failed this sweep, or not attempted once KMS access was lost); +Inf when
+  there is none.
 * ``byok_keeper_kms_requests_total{action,code}`` (counter): every KMS attempt, retries
   included; ``code`` is ``OK`` or the error code.
 * ``byok_keeper_reestablish_total{outcome}`` (counter): re-establish attempts of due keys.
@@ -128,7 +129,9 @@ def fleet_figures(
         if expiry is None:
             continue
         expiries.append(KeyExpiry(d.key_id, d.key_spec, expiry))
-        unrenewed = _effective(d, outcome) in (HOLD, ALERT) or (outcome and outcome.failed)
+        unrenewed = _effective(d, outcome) in (HOLD, ALERT) or (
+            outcome is not None and (outcome.failed or outcome.not_attempted)
+        )
         if unrenewed and (lapse is None or expiry < lapse[0]):
             lapse = (expiry, d.key_id)
     planned = {d.key_id: d.decision for d in decisions}

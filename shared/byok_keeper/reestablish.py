@@ -53,6 +53,8 @@ RESTORED, RENEWED, HELD, SKIPPED, FAILED, DRY_RUN = (
     OutcomeKind.DRY_RUN,
 )
 
+NOT_ATTEMPTED = "not attempted: "  # a skipped due key's reason, before why
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -73,6 +75,11 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.outcome == FAILED
+
+    @property
+    def not_attempted(self) -> bool:
+        """A due key left alone because KMS access was lost (``sweep.InlineApplier``)."""
+        return self.outcome == SKIPPED and self.reason.startswith(NOT_ATTEMPTED)
 
     def to_json(self) -> dict:
         return {

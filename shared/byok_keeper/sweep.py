@@ -35,7 +35,7 @@ from .plan import (
     needs_details,
     plan,
 )
-from .reestablish import FAILED, HELD, SKIPPED, Outcome, reestablish
+from .reestablish import FAILED, HELD, NOT_ATTEMPTED, SKIPPED, Outcome, reestablish
 from .vault import Vault
 
 CLOCK_SKEW_WARNING_SECONDS = 60
@@ -172,7 +172,7 @@ class InlineApplier:
     def _one(self, d: Decision) -> Outcome:
         lost = self.stopped
         if lost is not None:  # another key lost KMS access: do not try this one
-            reason = f"not attempted: {lost}"
+            reason = f"{NOT_ATTEMPTED}{lost}"
             return Outcome(d.key_id, d.decision, SKIPPED, reason, 0, error_code=type(lost).__name__)
         try:
             return reestablish(
@@ -260,7 +260,7 @@ def run_sweep(
     outcomes += applier.apply([d for d in decisions if d.due])
     lost = getattr(applier, "stopped", None)
     if lost is not None and log is not None:
-        skipped = sum(1 for o in outcomes if o.reason.startswith("not attempted: "))
+        skipped = sum(1 for o in outcomes if o.not_attempted)
         log("kms_access_lost", error=str(lost)[:300], error_type=type(lost).__name__,
             not_attempted=skipped)  # fmt: skip
     if applier.final:

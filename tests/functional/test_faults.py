@@ -375,3 +375,24 @@ def test_kms_access_lost_mid_apply_stops_the_run_with_one_reason(world):
     assert {emulator.key_view(k)["state"] for k in keys} == {"PendingImport"}
     again = run_sweep(sweeper, vault)  # the next run restores them all
     assert again.summary() == {"restored": 3}
+
+
+def test_a_renewal_not_attempted_after_kms_access_was_lost_counts_toward_the_first_lapse(world):
+    """Two keys due for renewal (Enabled); KMS refuses the request time on the first one's
+    GetPublicKey: the other is not attempted, and the metrics count it as a key nothing will
+    renew (``byok_keeper_seconds_until_first_lapse``), as they count the failed one."""
+    from byok_keeper.metrics import fleet_figures
+
+    emulator, vault, _, sweeper = world
+    for _ in range(2):
+        enroll_key(world, lease="14d")
+    emulator.advance_clock(8 * 86400)  # both inside their renewal window
+    emulator.set_faults(fail_next={"GetPublicKey": ["InvalidTimeStamp.Expired"]})
+    result = run_sweep(sweeper, vault, concurrency=1)
+    assert result.summary() == {"failed": 1, "skipped": 1}
+    (left,) = [o for o in result.outcomes if o.not_attempted]
+    assert left.error_code == "ClockSkewError" and left.decision == "RENEW"
+    decision = [d for d in result.decisions if d.key_id == left.key_id]
+    figures = fleet_figures(decision, [left], now=result.now)
+    assert figures.first_lapse_key_id == left.key_id
+    assert figures.first_lapse == decision[0].material_expire_time

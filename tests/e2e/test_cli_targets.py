@@ -172,6 +172,44 @@ def test_a_target_whose_role_cannot_be_assumed_is_reported_and_the_others_run(cl
     assert ok.returncode == 0, ok.stderr
 
 
+def test_a_role_refused_twice_while_applying_stops_only_that_targets_keys(cloud, env):
+    """fra's assumed-role credentials refused as expired on its first GetParametersForImport,
+    and again once the role is assumed anew (aliyun-local's fail_next for account B only): the
+    sweep fails that key, attempts no other fra key (each ``skipped``, "not attempted", with
+    the one reason and code, in the JSON), restores hz's key, and exits 1."""
+    hz_key = enroll_in("hz", env)
+    fra_keys = [enroll_in("fra", env) for _ in range(3)]
+    cloud.emulator.tenancy.find(hz_key).delete_key_material(hz_key)
+    for key_id in fra_keys:
+        as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
+    cloud.emulator.calls.clear()
+    expired = "InvalidSecurityToken.Expired"
+    cloud.set_faults(fail_next={f"GetParametersForImport@{B}": [expired] * 6})
+    out = run_cli("sweep", "--concurrency", "1", "--output", "json", env=env)
+    assert out.returncode == 1, out.stderr
+    sweep = json.loads(out.stdout)
+    assert all(t["ok"] for t in sweep["targets"])
+    fra = {o["key_id"]: o for o in sweep["outcomes"] if o["target"] == "fra"}
+    assert set(fra) == set(fra_keys)
+    (failed,) = [o for o in fra.values() if o["outcome"] == "failed"]
+    assert failed["error_code"] == "AssumedRoleExpired" and expired in failed["reason"]
+    skipped = [o for o in fra.values() if o["outcome"] == "skipped"]
+    assert len(skipped) == 2
+    assert {(o["error_code"], o["reason"]) for o in skipped} == {
+        ("AssumedRoleExpired", "not attempted: " + failed["reason"])
+    }
+    hz = [o for o in sweep["outcomes"] if o["target"] == "hz"]
+    assert [(o["key_id"], o["outcome"]) for o in hz] == [(hz_key, "restored")]
+    assert sweep["summary"] == {"failed": 1, "skipped": 2, "restored": 1}
+    # One AssumeRole to start the target, one after the first refusal; no fra import.
+    calls = cloud.calls()
+    assert sum(1 for c in calls if c["action"] == "AssumeRole") == 2
+    assert not [c for c in calls if c["action"] == "ImportKeyMaterial" and c["account_id"] == B]
+    lost = [line for line in out.stderr.splitlines() if "kms_access_lost" in line]
+    assert len(lost) == 1 and "fra" in lost[0]
+    assert {cloud.key_view(k)["state"] for k in fra_keys} == {"PendingImport"}
+
+
 def test_daemon_once_covers_every_target(cloud, env, tmp_path):
     hz_key = enroll_in("hz", env)
     fra_key = enroll_in("fra", env)

@@ -113,7 +113,7 @@ def sweep_targets(
             audit=deps.audit,
             trigger="cli",
             actor=local_actor(),
-            log=log.warning,
+            log=log.bind(target=target.name).warning,  # clock_skew, kms_access_lost
         )
 
     runs = run_targets(targets, work, concurrency=per_target)

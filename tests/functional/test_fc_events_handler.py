@@ -5,6 +5,7 @@ issue 15: aliyun-local's emitter and rules, then tests/e2e)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,86 @@ def test_kms_unavailable_raises_and_the_retry_is_not_dropped(deployed, emulator)
     emulator.set_faults()
     result = fc_events.handler(payload, context)  # FC's retry of the same event
     assert result["results"][0]["outcome"] == "restored"
+
+
+# ---- the SLS alert rules over the lines the handler really writes ------------------------------
+
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "alerts" / "sls-alerts.json"
+_CONDITION = re.compile(r"json_extract_scalar\(message, '\$\.([\w.]+)'\) = '([^']*)'")
+
+
+def _scalar(line: dict, path: str) -> str | None:
+    """SLS's ``json_extract_scalar(message, '$.a.b')``: a scalar as text, else NULL."""
+    value: object = line
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
+
+
+def selects(query: str, line: dict) -> bool:
+    """Whether ``query``'s WHERE clause keeps ``line``: a conjunction of
+    ``json_extract_scalar(message, '$.f') = 'v'``, the only form the events rules may use (so
+    that this evaluation is the query's)."""
+    where = query.split(" where ", 1)[1].split(" group by ", 1)[0]
+    terms = where.split(" and ")
+    parsed = [_CONDITION.fullmatch(t) for t in terms]
+    assert all(parsed), [t for t, m in zip(terms, parsed, strict=True) if not m]
+    return all(_scalar(line, m[1]) == m[2] for m in parsed if m)
+
+
+def test_the_sls_rules_fire_on_the_lines_the_handler_writes(deployed, emulator, capfd):
+    """Every kind of line the handler writes, as FC ships it to the Logstore (one JSON line of
+    stdout/stderr is one log's ``message``), against the two rules over the events function:
+    byok-keeper-key-deletion-or-disable keeps exactly the ScheduleKeyDeletion and DisableKey
+    alerts, byok-keeper-event-refused exactly the refused and KMS-failed events."""
+    context, key_id = deployed
+    foreign = json.loads(event(emulator, "DeleteKeyMaterial", key_id))
+    foreign["aliyunaccountid"] = "9999999999999999"
+    payloads = [
+        event(emulator, "ScheduleKeyDeletion", key_id),  # alert
+        event(emulator, "DisableKey", key_id),  # alert
+        event(emulator, "DeleteKeyMaterial", key_id),  # looked (healthy)
+        event(emulator, "ImportKeyMaterial", key_id),  # ignored
+        json.dumps(foreign).encode(),  # refused: another account
+        event(emulator, "DeleteKeyMaterial", "../" + key_id),  # refused: no key id
+        b"{not json",  # refused
+    ]
+    capfd.readouterr()
+    for payload in payloads:
+        fc_events.handler(payload, context)
+    fc_events.handler(payloads[2], context)  # a duplicate
+    emulator.set_faults(fail_next={"DescribeKey": ["InvalidParameter"]})
+    failed = fc_events.handler(event(emulator, "DeleteKeyMaterial", key_id), context)
+    emulator.set_faults()
+    assert failed["results"][0]["outcome"] == "failed", failed  # KMS refused the look for good
+    out, err = capfd.readouterr()
+    lines = [json.loads(x) for x in (out + err).splitlines() if x.startswith("{")]
+    events = [x for x in lines if x.get("event") == "event"]
+    outcomes = sorted(x["outcome"] for x in events)
+    assert outcomes == sorted(["alert", "alert", "looked", "ignored", "duplicate"] +
+                              ["failed"] * 4)  # fmt: skip
+
+    queries = {a["name"]: a["configuration"]["queryList"][0]["query"]
+               for a in json.loads(ALERTS.read_text())["alerts"]}  # fmt: skip
+    over_events = {n for n, q in queries.items() if "'$.event') = 'event'" in q}
+    assert over_events == {"byok-keeper-key-deletion-or-disable", "byok-keeper-event-refused"}
+    kept = {}
+    for name in over_events:
+        query = queries[name]
+        kept[name] = [x for x in lines if selects(query, x)]
+        for path in set(re.findall(r"'\$\.([\w.]+)'", query)):  # every field read is written
+            assert any(_scalar(x, path) is not None for x in kept[name]), (name, path)
+    destroyed = kept["byok-keeper-key-deletion-or-disable"]
+    assert sorted(x["event_name"] for x in destroyed) == ["DisableKey", "ScheduleKeyDeletion"]
+    assert {x["key_id"] for x in destroyed} == {key_id}  # the group's fields are there
+    assert all(x["level"] == "warning" and x["claimed_by"] for x in destroyed)
+    refused = kept["byok-keeper-event-refused"]
+    codes = sorted(x["error_code"] for x in refused)
+    assert codes == ["InvalidParameter"] + ["PermanentEventError"] * 3
+    assert all(x["alert"] is True for x in destroyed + refused)

@@ -46,6 +46,8 @@ def test_sls_rules_are_create_alert_bodies():
         "byok-keeper-key-failed",
         "byok-keeper-no-successful-sweep",
         "byok-keeper-first-lapse-within-7-days",
+        "byok-keeper-key-deletion-or-disable",
+        "byok-keeper-event-refused",
     ]
     for alert in doc["alerts"]:
         config = alert["configuration"]
@@ -57,8 +59,23 @@ def test_sls_rules_are_create_alert_bodies():
         for severity in config["severityConfigurations"]:
             used = set(re.findall(r"[a-z_]+", severity["evalCondition"]["condition"]))
             assert used and used <= aliases, (alert["name"], used, aliases)
+        # Grouped rules group by columns the query selects and groups by.
+        group = config["groupConfiguration"]
+        assert group["type"] in ("no_group", "custom"), alert["name"]
+        if group["type"] == "custom":
+            grouped = query["query"].split(" group by ")[1].split(", ")
+            assert group["fields"] == grouped and set(grouped) <= aliases, alert["name"]
+        assert alert["description"] == config["annotations"][1]["value"], alert["name"]
     no_sweep = doc["alerts"][1]["configuration"]
     assert no_sweep["noDataFire"] is True  # no log at all is a dead agent too
     assert no_sweep["queryList"][0]["start"] == "-12h"  # 2 x the 6-hour default (issue 15)
     first_lapse = doc["alerts"][2]["configuration"]
     assert first_lapse["queryList"][0]["start"] == "-7h"  # sees the last sweep's metrics line
+    # The events function's rules: an act is not resolved by time passing, so no "resolved";
+    # a destroyed or disabled key is critical, one alert per key and call, minutes at most.
+    destroy, refused = doc["alerts"][3]["configuration"], doc["alerts"][4]["configuration"]
+    assert destroy["sendResolved"] is False and refused["sendResolved"] is False
+    assert destroy["severityConfigurations"][0]["severity"] == 10
+    assert destroy["groupConfiguration"]["fields"] == ["key_id", "event_name"]
+    assert doc["alerts"][3]["schedule"]["interval"] == "1m"
+    assert refused["severityConfigurations"][0]["severity"] == 8

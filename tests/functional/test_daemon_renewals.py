@@ -14,7 +14,6 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from alibabacloud_credentials.utils import auth_util
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aliyun_local.server import LocalServer
@@ -26,11 +25,9 @@ from byok_keeper.material import generate_material
 from byok_keeper.multi import target_deps
 from byok_keeper.settings import load_settings
 from byok_keeper.targets import load_targets
-from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import describe, make_client
+from tests.functional.two_targets import R1, R2, A, B, base_credentials, targets_toml
 
-A, B = "1111111111111111", "2222222222222222"
-R1, R2 = "cn-hangzhou", "eu-central-1"
 DAY = 86400
 IDS = "renew:hz:{hz} renew:fra:{fra} renew:fra:{fra90}"
 
@@ -46,31 +43,9 @@ def world(cloud, tmp_path, monkeypatch):
     """Targets ``hz`` (account A in R1, long-term keys) and ``fra`` (account B in R2, its role);
     one key with a 30-day lease enrolled in each, and in ``fra`` one more with 90 days."""
     cloud.reset()
-    new_seal_key_file(tmp_path / "seal.key")
-    for name in ("BYOK_KMS_ENDPOINT", "BYOK_VAULT", "BYOK_SEAL_KEY_FILE", "BYOK_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(auth_util, "environment_access_key_id", "local")
-    monkeypatch.setattr(auth_util, "environment_access_key_secret", "local-secret")
-    monkeypatch.setattr(auth_util, "environment_security_token", None)
+    base_credentials(monkeypatch, tmp_path)
     path = tmp_path / "byok.toml"
-    path.write_text(f"""
-vault = "file://{tmp_path / "vault"}"
-seal_key_file = "{tmp_path / "seal.key"}"
-
-[[targets]]
-name = "hz"
-region = "{R1}"
-account_id = "{A}"
-kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
-
-[[targets]]
-name = "fra"
-region = "{R2}"
-account_id = "{B}"
-role_arn = "acs:ram::{B}:role/byok-keeper"
-kms_endpoint = "http://{cloud.kms_endpoints[R2]}"
-sts_endpoint = "http://{cloud.sts_endpoint}"
-""")
+    path.write_text(targets_toml(cloud, tmp_path))
     settings = load_settings({}, env={}, config_path=str(path))
     targets = load_targets(str(path), env={})
     keys = {}

@@ -10,7 +10,6 @@ import dataclasses
 import threading
 
 import pytest
-from alibabacloud_credentials.utils import auth_util
 from structlog.testing import capture_logs
 
 from aliyun_local.server import LocalServer
@@ -23,10 +22,8 @@ from byok_keeper.multi import target_deps
 from byok_keeper.settings import load_settings
 from byok_keeper.sts import AssumedRoleProvider, AssumeRoleFailed, role_provider_of
 from byok_keeper.targets import load_targets
-from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional.two_targets import R1, A, B, base_credentials, targets_toml
 
-A, B = "1111111111111111", "2222222222222222"
-R1 = "cn-hangzhou"
 EXPIRED = "InvalidSecurityToken.Expired"
 KEYS = 6  # more than one sweep thread meets the refusal at once (concurrency 8)
 
@@ -42,31 +39,9 @@ def world(cloud, tmp_path, monkeypatch):
     """Settings with two targets in R1: ``hz`` (account A, long-term keys) and ``fra``
     (account B through its role); ``KEYS`` keys enrolled in ``fra``."""
     cloud.reset()
-    new_seal_key_file(tmp_path / "seal.key")
-    for name in ("BYOK_KMS_ENDPOINT", "BYOK_VAULT", "BYOK_SEAL_KEY_FILE", "BYOK_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(auth_util, "environment_access_key_id", "local")
-    monkeypatch.setattr(auth_util, "environment_access_key_secret", "local-secret")
-    monkeypatch.setattr(auth_util, "environment_security_token", None)
+    base_credentials(monkeypatch, tmp_path)
     path = tmp_path / "byok.toml"
-    path.write_text(f"""
-vault = "file://{tmp_path / "vault"}"
-seal_key_file = "{tmp_path / "seal.key"}"
-
-[[targets]]
-name = "hz"
-region = "{R1}"
-account_id = "{A}"
-kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
-
-[[targets]]
-name = "fra"
-region = "{R1}"
-account_id = "{B}"
-role_arn = "acs:ram::{B}:role/byok-keeper"
-kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
-sts_endpoint = "http://{cloud.sts_endpoint}"
-""")
+    path.write_text(targets_toml(cloud, tmp_path, fra_region=R1))
     settings = load_settings({}, env={}, config_path=str(path))
     targets = {t.name: t for t in load_targets(str(path), env={})}
     deps = target_deps(settings, targets["fra"], ENROLL)

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from alibabacloud_credentials.utils import auth_util
 
 from aliyun_local.server import LocalServer
 from byok_keeper import fc, fc_targets
@@ -24,11 +23,9 @@ from byok_keeper.material import generate_material
 from byok_keeper.multi import target_deps
 from byok_keeper.settings import load_settings
 from byok_keeper.targets import load_targets
-from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import fc_context
+from tests.functional.two_targets import R1, R2, A, B, base_credentials, targets_toml
 
-A, B = "1111111111111111", "2222222222222222"
-R1, R2 = "cn-hangzhou", "eu-central-1"
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
@@ -39,24 +36,7 @@ def cloud():
 
 
 def _toml(cloud: LocalServer, tmp_path: Path, *, broken: bool) -> Path:
-    text = f"""
-vault = "file://{tmp_path / "vault"}"
-seal_key_file = "{tmp_path / "seal.key"}"
-
-[[targets]]
-name = "hz"
-region = "{R1}"
-account_id = "{A}"
-kms_endpoint = "http://{cloud.kms_endpoints[R1]}"
-
-[[targets]]
-name = "fra"
-region = "{R2}"
-account_id = "{B}"
-role_arn = "acs:ram::{B}:role/byok-keeper"
-kms_endpoint = "http://{cloud.kms_endpoints[R2]}"
-sts_endpoint = "http://{cloud.sts_endpoint}"
-"""
+    text = targets_toml(cloud, tmp_path)
     if broken:
         text += (
             text[text.index('[[targets]]\nname = "fra"') :]
@@ -72,13 +52,7 @@ sts_endpoint = "http://{cloud.sts_endpoint}"
 def world(cloud, tmp_path, monkeypatch):
     """A key enrolled in each target, its material then deleted; the settings file."""
     cloud.reset()
-    new_seal_key_file(tmp_path / "seal.key")
-    for name in ("BYOK_KMS_ENDPOINT", "BYOK_VAULT", "BYOK_SEAL_KEY_FILE", "BYOK_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    # The credential chain read the environment at import: the first account's keys.
-    monkeypatch.setattr(auth_util, "environment_access_key_id", "local")
-    monkeypatch.setattr(auth_util, "environment_access_key_secret", "local-secret")
-    monkeypatch.setattr(auth_util, "environment_security_token", None)
+    base_credentials(monkeypatch, tmp_path)
     path = _toml(cloud, tmp_path, broken=False)
     _toml(cloud, tmp_path, broken=True)
     settings = load_settings({}, env={}, config_path=str(path))

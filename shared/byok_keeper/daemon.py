@@ -336,13 +336,18 @@ def run_daemon(
         rt = _STATE = _targets_state(settings, targets, health_file)
     else:
         rt = _STATE = DaemonState(build_deps(settings, SWEEP), health_file)
-    if metrics_addr and not once:
-        _serve_metrics(rt, metrics_addr)
     if once:
         return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
+    # SIGTERM/SIGINT stop cleanly from here on, even before the scheduler runs (a stop while
+    # metrics are already served but the job store is still opening exits 0, not by signal).
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if metrics_addr:
+        _serve_metrics(rt, metrics_addr)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     check_state_dir(state_dir)
-    _run_scheduled(rt, trigger, schedule, state_dir)
+    _run_scheduled(rt, trigger, schedule, state_dir, stop)
     return 0
 
 
@@ -365,7 +370,9 @@ def _targets_state(settings: Settings, targets: tuple, health_file: Path | None)
     raise ExecutionError(f"no target could be reached: {'; '.join(failures)}")
 
 
-def _run_scheduled(rt: DaemonState, trigger: Any, schedule: str, state_dir: Path) -> None:
+def _run_scheduled(
+    rt: DaemonState, trigger: Any, schedule: str, state_dir: Path, stop: threading.Event
+) -> None:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -375,9 +382,9 @@ def _run_scheduled(rt: DaemonState, trigger: Any, schedule: str, state_dir: Path
         timezone=timezone.utc,
     )
     rt.scheduler = scheduler
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    if stop.is_set():  # stopped while starting: nothing has run, nothing to wait for
+        log.info("daemon_stopping", note="stopped before the first sweep")
+        return
     scheduler.start()
     scheduler.add_job(
         "byok_keeper.daemon:scheduled_sweep",

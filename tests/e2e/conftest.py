@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,40 @@ def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.C
         env=env,
         timeout=timeout,
     )
+
+
+def daemon_metrics(env: dict[str, str], state_dir, ready: str, timeout: float = 60) -> str:
+    """Start ``byok-keeper daemon --metrics-addr 127.0.0.1:0``, scrape ``/metrics`` over HTTP
+    (checking it is Prometheus text) until ``ready`` appears or ``timeout`` passes, stop it with
+    SIGTERM (it must exit 0) and return the last text scraped. ``ready`` names a sample (e.g.
+    ``byok_keeper_keys{``): a family's HELP line is there before the first sweep has ended."""
+    args = [str(BIN / "byok-keeper"), "daemon", "--schedule", "@every 1h",
+            "--state-dir", str(state_dir), "--metrics-addr", "127.0.0.1:0"]  # fmt: skip
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        addr = None
+        for line in proc.stderr:  # the daemon names the port it bound
+            if '"metrics_serving"' in line:
+                addr = json.loads(line)["addr"]
+                break
+        assert addr, "the daemon never said where it serves metrics"
+        deadline = time.monotonic() + timeout
+        text = _scrape_metrics(addr)
+        while ready not in text and time.monotonic() < deadline:
+            time.sleep(0.25)
+            text = _scrape_metrics(addr)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    return text
+
+
+def _scrape_metrics(addr: str) -> str:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        return answer.read().decode()
 
 
 @pytest.fixture(scope="session")

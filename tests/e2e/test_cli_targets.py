@@ -4,10 +4,7 @@ aliyun-local, the second reached through STS AssumeRole with the first account's
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
-import urllib.request
 
 import pytest
 from alibabacloud_kms20160120 import models as km
@@ -17,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aliyun_local.server import LocalServer
 from byok_keeper.metrics import METRIC_NAMES
-from tests.e2e.conftest import BIN, cli_env_for, enroll_args, run_cli
+from tests.e2e.conftest import cli_env_for, daemon_metrics, enroll_args, run_cli
 
 A, B = "1111111111111111", "2222222222222222"
 R1, R2 = "cn-hangzhou", "eu-central-1"
@@ -224,11 +221,6 @@ def test_daemon_once_covers_every_target(cloud, env, tmp_path):
     assert cloud.key_view(hz_key)["state"] == "Enabled"
 
 
-def _scrape_text(addr: str) -> str:
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as answer:
-        return answer.read().decode()
-
-
 def _series(text: str) -> dict[str, dict[tuple, float]]:
     out: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(text):
@@ -250,26 +242,7 @@ def test_daemon_metrics_carry_each_targets_labels_and_a_failing_target_shows(clo
     fra_key = enroll_in("fra", env)
     as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=fra_key))
     env = {**env, "BYOK_CONFIG": env["BYOK_CONFIG"].replace("byok.toml", "broken.toml")}
-    args = [str(BIN / "byok-keeper"), "daemon", "--schedule", "@every 1h",
-            "--state-dir", str(tmp_path / "state"), "--metrics-addr", "127.0.0.1:0"]  # fmt: skip
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    try:
-        addr = None
-        for line in proc.stderr:  # the daemon names the port it bound
-            if '"metrics_serving"' in line:
-                addr = json.loads(line)["addr"]
-                break
-        assert addr, "the daemon never said where it serves metrics"
-        deadline = time.monotonic() + 60
-        text = _scrape_text(addr)
-        while "byok_keeper_keys{" not in text and time.monotonic() < deadline:
-            time.sleep(0.25)
-            text = _scrape_text(addr)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err[-2000:]
+    text = daemon_metrics(env, tmp_path / "state", ready="byok_keeper_keys{")
 
     for name in METRIC_NAMES:  # one family each, whatever the number of targets
         assert text.count(f"# HELP {name} ") == 1, name

@@ -51,12 +51,14 @@ def merge(runs: Sequence[TargetRun[SweepResult]]) -> SweepResult:
     for result in done:
         for action, n in result.stats.items():
             stats[action] = stats.get(action, 0) + n
+    stopped = [f"{r.target.name}: {r.value.stopped}" for r in runs if r.value and r.value.stopped]
     return SweepResult(
         now=max((r.now for r in done), default=datetime.now(timezone.utc)),
         decisions=tuple(d for r in done for d in r.decisions),
         outcomes=tuple(o for r in done for o in r.outcomes),
         dry_run=any(r.dry_run for r in done),
         stats=stats,
+        stopped="; ".join(stopped) or None,
     )
 
 

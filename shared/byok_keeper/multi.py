@@ -42,12 +42,16 @@ class TargetRun(Generic[T]):
         return self.error is None
 
     def status(self) -> dict[str, Any]:
+        """The target's row in JSON outputs and health.json. A sweep that lost KMS access while
+        applying (``SweepResult.stopped``: its other keys not attempted) ran, but the target
+        is not ok: the row says why."""
+        stopped = getattr(self.value, "stopped", None)
         return {
             "target": self.target.name,
             "account_id": self.target.account_id,
             "region": self.target.region,
-            "ok": self.ok,
-            "error": self.error,
+            "ok": self.ok and not stopped,
+            "error": self.error or stopped,
         }
 
 

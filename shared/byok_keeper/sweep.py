@@ -48,6 +48,7 @@ class SweepResult:
     outcomes: tuple[Outcome, ...]
     dry_run: bool
     stats: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None  # KMS access lost while applying: why the rest was not attempted
 
     @property
     def failed(self) -> list[Outcome]:
@@ -266,7 +267,8 @@ def run_sweep(
     if applier.final:
         for o in outcomes:  # one canonical line per key per run
             audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
-    return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats))
+    return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats),
+                       stopped=str(lost)[:300] if lost is not None else None)  # fmt: skip
 
 
 def _warn_cadence(

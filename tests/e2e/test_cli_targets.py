@@ -185,7 +185,9 @@ def test_a_role_refused_twice_while_applying_stops_only_that_targets_keys(cloud,
     out = run_cli("sweep", "--concurrency", "1", "--output", "json", env=env)
     assert out.returncode == 1, out.stderr
     sweep = json.loads(out.stdout)
-    assert all(t["ok"] for t in sweep["targets"])
+    status = {t["target"]: t for t in sweep["targets"]}
+    assert status["hz"]["ok"] and status["hz"]["error"] is None
+    assert not status["fra"]["ok"] and expired in status["fra"]["error"]  # ran, then stopped
     fra = {o["key_id"]: o for o in sweep["outcomes"] if o["target"] == "fra"}
     assert set(fra) == set(fra_keys)
     (failed,) = [o for o in fra.values() if o["outcome"] == "failed"]

@@ -18,6 +18,7 @@ from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional import sls_rules
 from tests.functional.conftest import fc_context, make_gateway
 
 pytestmark = pytest.mark.every_profile
@@ -136,34 +137,6 @@ def test_kms_unavailable_raises_and_the_retry_is_not_dropped(deployed, emulator)
 
 # ---- the SLS alert rules over the lines the handler really writes ------------------------------
 
-ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "alerts" / "sls-alerts.json"
-_CONDITION = re.compile(r"json_extract_scalar\(message, '\$\.([\w.]+)'\) = '([^']*)'")
-
-
-def _scalar(line: dict, path: str) -> str | None:
-    """SLS's ``json_extract_scalar(message, '$.a.b')``: a scalar as text, else NULL."""
-    value: object = line
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    return str(value)
-
-
-def selects(query: str, line: dict) -> bool:
-    """Whether ``query``'s WHERE clause keeps ``line``: a conjunction of
-    ``json_extract_scalar(message, '$.f') = 'v'``, the only form the events rules may use (so
-    that this evaluation is the query's)."""
-    where = query.split(" where ", 1)[1].split(" group by ", 1)[0]
-    terms = where.split(" and ")
-    parsed = [_CONDITION.fullmatch(t) for t in terms]
-    assert all(parsed), [t for t, m in zip(terms, parsed, strict=True) if not m]
-    return all(_scalar(line, m[1]) == m[2] for m in parsed if m)
-
 
 def test_the_sls_rules_fire_on_the_lines_the_handler_writes(deployed, emulator, capfd):
     """Every kind of line the handler writes, as FC ships it to the Logstore (one JSON line of
@@ -197,16 +170,15 @@ def test_the_sls_rules_fire_on_the_lines_the_handler_writes(deployed, emulator, 
     assert outcomes == sorted(["alert", "alert", "looked", "ignored", "duplicate"] +
                               ["failed"] * 4)  # fmt: skip
 
-    queries = {a["name"]: a["configuration"]["queryList"][0]["query"]
-               for a in json.loads(ALERTS.read_text())["alerts"]}  # fmt: skip
+    queries = sls_rules.queries()
     over_events = {n for n, q in queries.items() if "'$.event') = 'event'" in q}
     assert over_events == {"byok-keeper-key-deletion-or-disable", "byok-keeper-event-refused"}
     kept = {}
     for name in over_events:
         query = queries[name]
-        kept[name] = [x for x in lines if selects(query, x)]
+        kept[name] = [x for x in lines if sls_rules.selects(query, x)]
         for path in set(re.findall(r"'\$\.([\w.]+)'", query)):  # every field read is written
-            assert any(_scalar(x, path) is not None for x in kept[name]), (name, path)
+            assert any(sls_rules.scalar(x, path) is not None for x in kept[name]), (name, path)
     destroyed = kept["byok-keeper-key-deletion-or-disable"]
     assert sorted(x["event_name"] for x in destroyed) == ["DisableKey", "ScheduleKeyDeletion"]
     assert {x["key_id"] for x in destroyed} == {key_id}  # the group's fields are there

@@ -12,12 +12,18 @@ settings file whose ``[[targets]]`` it covers.
 Each target's ``Deps`` is kept per warm instance (``fc.Runtime.targets_cache``), its role
 assumed with the function role's credentials. One target failing is its own entry in the
 answer; the others still run.
+
+Every target's run logs exactly one ``metrics`` line naming it (``metrics.run_line``): also a
+target whose ``Deps`` cannot be built (role not assumable, region unreachable) and one whose
+fanned-out invocation could not be sent, as ``result: error`` with no requests, so the SLS
+rules grouped by target (deploy/alerts/sls-alerts.json) see it failing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from typing import Any
 
 from .errors import ByokError
@@ -48,6 +54,7 @@ def _fc_client(cache: Any, context: Any) -> Any:
 
 def _fan_out(cache: Any, targets: tuple[Target, ...], options: dict, context: Any) -> dict:
     from .dispatch import FcTarget, InvokeError, invoke
+    from .metrics import error_line
 
     client = _fc_client(cache, context)
     function = FcTarget.from_settings(cache.settings)
@@ -58,8 +65,12 @@ def _fan_out(cache: Any, targets: tuple[Target, ...], options: dict, context: An
         try:
             answer = invoke(client, function, "sweep", event, asynchronous=True)
             sent[target.name] = {"ok": True, "request_id": answer["request_id"]}
-        except InvokeError as exc:
+        except InvokeError as exc:  # that target will not run: its metrics line says so
             sent[target.name] = {"ok": False, "error": str(exc)}
+            where = {"region": target.region, "account_id": target.account_id}
+            error_line(
+                datetime.now(timezone.utc), **where, target=target.name, dispatch="per-target"
+            )
     return {
         "ok": all(v["ok"] for v in sent.values()),
         "dispatch": "per-target",
@@ -72,7 +83,7 @@ def sweep_targets(
 ) -> dict[str, Any]:
     """The sweep function with targets: fan out, or sweep the (few, or named) targets here."""
     from .dispatch import dispatch_sweep
-    from .metrics import run_line
+    from .metrics import error_line, run_line
 
     try:
         chosen = select(targets, [options["target"]] if "target" in options else [])
@@ -85,8 +96,14 @@ def sweep_targets(
     fc_client = None if inline else _fc_client(cache, context)
 
     def work(target: Target) -> dict:
-        deps = cache.get(target)
-        with run_line(deps.gateway, region=deps.region, account_id=deps.account_id) as m:
+        try:
+            deps = cache.get(target)
+        except BaseException:  # no Deps, no run: its one metrics line still says so (SLS)
+            where = {"region": target.region, "account_id": target.account_id}
+            error_line(datetime.now(timezone.utc), **where, target=target.name)
+            raise
+        where = {"region": deps.region, "account_id": deps.account_id, "target": target.name}
+        with run_line(deps.gateway, **where) as m:
             return dispatch_sweep(
                 deps,
                 options,

@@ -311,16 +311,20 @@ def line_fields(
     *,
     region: str,
     account_id: str,
+    target: str = "",
     dispatch: str = "",
 ) -> dict[str, Any]:
     """The ``metrics`` log line's fields: this run's figures and its KMS requests.
 
+    ``target`` is the ``[[targets]]`` name the run swept, ``""`` without targets (the SLS
+    rules group by it, so one target's success does not hide another's failure).
     Field names avoid the redaction processor's secret words (``material``, ``token``...)."""
     lapse = figures.seconds_until_first_lapse
     shown = figures.expiries[:LINE_EXPIRIES]
     return {
         "result": figures.result,
         "sweep_timestamp_seconds": round(figures.at.timestamp(), 3),
+        "target": target,
         "region": region,
         "account_id": account_id,
         "dispatch": dispatch,
@@ -358,13 +362,12 @@ class RunLine:
 
 
 @contextmanager
-def run_line(gateway: Any, *, region: str, account_id: str, log: Any = None) -> Iterator[RunLine]:
+def run_line(
+    gateway: Any, *, region: str, account_id: str, target: str = "", log: Any = None
+) -> Iterator[RunLine]:
     """Log one ``metrics`` line when the block ends: the figures it observed, and the KMS
     requests made inside it (a warm gateway's counts are cumulative, so the line has the
     difference). A block that raises logs ``result=error`` and re-raises."""
-    from .logs import get_logger
-
-    log = log or get_logger("byok_keeper.metrics")
     before = _requests(gateway)
     run = RunLine()
     try:
@@ -377,9 +380,21 @@ def run_line(gateway: Any, *, region: str, account_id: str, log: Any = None) -> 
     finally:
         after = _requests(gateway)
         spent = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
-        log.info(
-            "metrics",
-            **line_fields(
-                figures, spent, region=region, account_id=account_id, dispatch=run.dispatch
-            ),
-        )
+        where = {"region": region, "account_id": account_id, "target": target}
+        _log_line(log, line_fields(figures, spent, **where, dispatch=run.dispatch))
+
+
+def error_line(
+    now: datetime, *, region: str, account_id: str, target: str = "", dispatch: str = ""
+) -> None:
+    """The ``metrics`` line of a run that could not start (its target's role not assumable,
+    its region unreachable: no gateway, so no KMS clock and no requests). ``now`` is the
+    caller's clock."""
+    where = {"region": region, "account_id": account_id, "target": target}
+    _log_line(None, line_fields(error_figures(now), {}, **where, dispatch=dispatch))
+
+
+def _log_line(log: Any, fields: dict[str, Any]) -> None:
+    from .logs import get_logger
+
+    (log or get_logger("byok_keeper.metrics")).info("metrics", **fields)

@@ -27,6 +27,7 @@ from byok_keeper.metrics import (
 from byok_keeper.plan import DECISIONS
 from byok_keeper.reestablish import FAILED
 from byok_keeper.sweep import run_sweep
+from tests.functional import sls_rules
 from tests.functional.conftest import build_world, enroll_key, fc_context, skew_local_clock
 
 DAY = 86400
@@ -156,6 +157,8 @@ def test_fc_sweep_logs_one_metrics_line(fleet, emulator, tmp_path, monkeypatch, 
     assert line["first_lapse_key_id"] == ids["held"]
     assert line["seconds_until_first_lapse"] == pytest.approx(4 * DAY, abs=120)
     assert line["account_id"] == "1234567890123456" and line["region"] == "cn-hangzhou"
+    assert line["target"] == ""  # no [[targets]]: the SLS rules' one group
+    assert sls_rules.firing_groups("byok-keeper-no-successful-sweep", [line]) == {"": False}
     imports = [r for r in line["kms_requests"] if r["action"] == "ImportKeyMaterial"]
     assert imports == [{"action": "ImportKeyMaterial", "code": "OK", "count": 2}]
     assert {e["key_id"] for e in line["expiries"]} == set(ids.values())
@@ -167,8 +170,9 @@ def test_fc_sweep_logs_one_metrics_line(fleet, emulator, tmp_path, monkeypatch, 
     skew_local_clock(mocker, 3600)
     with capture_logs() as logs, pytest.raises(fc.RetryableFailure):
         fc.handle_sweep(b"", context)
-    (line,) = [e for e in logs if e["event"] == "metrics"]
-    assert line["result"] == "error" and line["keys_total"] == 0
+    (error,) = [e for e in logs if e["event"] == "metrics"]
+    assert error["result"] == "error" and error["keys_total"] == 0 and error["target"] == ""
+    assert sls_rules.firing_groups("byok-keeper-no-successful-sweep", [error]) == {"": True}
 
 
 def _sls_queries_read_real_fields(metrics_line: dict, key_lines: list[dict]) -> None:

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from aliyun_local.server import LocalServer
 from byok_keeper import fc, fc_targets
 from byok_keeper.daemon import run_daemon
+from byok_keeper.dispatch import InvokeError
 from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
@@ -23,6 +25,7 @@ from byok_keeper.material import generate_material
 from byok_keeper.multi import target_deps
 from byok_keeper.settings import load_settings
 from byok_keeper.targets import load_targets
+from tests.functional import sls_rules
 from tests.functional.conftest import fc_context
 from tests.functional.two_targets import R1, R2, A, B, base_credentials, targets_toml
 
@@ -134,6 +137,52 @@ def test_the_fc_sweep_handler_sweeps_every_target_inline(cloud, deployed):
     assert unknown["ok"] is False and "unknown target 'elsewhere'" in unknown["message"]
 
 
+def _sweep_lines(context) -> tuple[dict, list[dict]]:
+    """One sweep function run: its answer and the ``metrics`` lines it logged (each made one
+    JSON line, as FC ships it to the Logstore)."""
+    with capture_logs() as logs:
+        answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
+    lines = [json.loads(json.dumps(x)) for x in logs if x["event"] == "metrics"]
+    return answer, lines
+
+
+def test_every_target_writes_one_metrics_line_and_sls_sees_the_failing_one(
+    cloud, deployed, monkeypatch
+):
+    """Two targets, the second's role not assumable: each writes one ``metrics`` line naming
+    it, the failing one ``result: error`` (no Deps, no requests), and the SLS rule
+    byok-keeper-no-successful-sweep, grouped by target, fires for it alone."""
+    context, keys = deployed
+    path = Path(os.environ["BYOK_CONFIG"])
+    broken = path.with_name("fra-broken.toml")
+    broken.write_text(path.read_text().replace("role/byok-keeper", "role/not-there"))
+    monkeypatch.setenv("BYOK_CONFIG", str(broken))
+    _delete_all(cloud, keys)
+    answer, first = _sweep_lines(context)
+    assert answer["ok"] is False and answer["targets"]["hz"]["ok"]
+    assert "cannot assume" in answer["targets"]["fra"]["error"]
+    by_target = {x["target"]: x for x in first}
+    assert len(first) == 2 and set(by_target) == {"hz", "fra"}
+    hz, fra = by_target["hz"], by_target["fra"]
+    assert (hz["result"], hz["region"], hz["account_id"]) == ("ok", R1, A)
+    assert hz["reestablish"] == {"restored": 1} and hz["kms_requests"]
+    assert (fra["result"], fra["region"], fra["account_id"]) == ("error", R2, B)
+    assert fra["keys_total"] == 0 and fra["kms_requests"] == [] and fra["expiries"] == []
+    assert fra["seconds_until_first_lapse"] is None
+    rule = "byok-keeper-no-successful-sweep"
+    assert sls_rules.firing_groups(rule, first) == {"hz": False, "fra": True}
+    # The rule without its grouping (one count over every line) would not have fired.
+    assert sum(x["result"] == "ok" for x in first) == 1
+
+    # The role fixed, the next run's ok line clears the target within the same window.
+    monkeypatch.setenv("BYOK_CONFIG", str(path))
+    fc.RUNTIME = fc.Runtime()
+    answer, second = _sweep_lines(context)
+    assert answer["ok"], answer
+    assert sorted(x["target"] for x in second) == ["fra", "hz"]
+    assert sls_rules.firing_groups(rule, first + second) == {"hz": False, "fra": False}
+
+
 def test_a_sweep_event_naming_a_target_without_targets_is_a_bad_event(deployed, monkeypatch):
     context, _keys = deployed
     monkeypatch.delenv("BYOK_CONFIG")
@@ -162,6 +211,19 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
         ("sweep", "hz", True),
         ("sweep", "fra", True),
     ]
+    # An invocation that cannot be sent: that target will not run, its error line says so.
+
+    def refuse_fra(client, function, role, event, *, asynchronous):
+        if json.loads(event["payload"])["target"] == "fra":
+            raise InvokeError("FC refused the invocation")
+        return {"request_id": "req"}
+
+    mocker.patch("byok_keeper.dispatch.invoke", refuse_fra)
+    with capture_logs() as logs:
+        answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
+    assert answer["ok"] is False and answer["targets"]["fra"]["ok"] is False
+    (line,) = [x for x in logs if x["event"] == "metrics"]
+    assert (line["target"], line["result"], line["dispatch"]) == ("fra", "error", "per-target")
     # Each fanned-out invocation sweeps its one target; due keys dispatch with the target.
     _delete_all(cloud, {"fra": keys["fra"]})
     monkeypatch.setenv("BYOK_DISPATCH", "fc-async")

@@ -69,8 +69,15 @@ def test_sls_rules_are_create_alert_bodies():
     no_sweep = doc["alerts"][1]["configuration"]
     assert no_sweep["noDataFire"] is True  # no log at all is a dead agent too
     assert no_sweep["queryList"][0]["start"] == "-12h"  # 2 x the 6-hour default (issue 15)
+    # One group per target (issue 16): a target with only error lines fires though others
+    # succeed; without targets every line's target is "" (one group, as before).
+    assert no_sweep["groupConfiguration"] == {"type": "custom", "fields": ["target"]}
+    assert "'$.target') as target" in no_sweep["queryList"][0]["query"]
     first_lapse = doc["alerts"][2]["configuration"]
     assert first_lapse["queryList"][0]["start"] == "-7h"  # sees the last sweep's metrics line
+    # The minimum over every target's lines (none can hide another's lapse), naming its target.
+    assert first_lapse["groupConfiguration"]["type"] == "no_group"
+    assert "as first_lapse_target" in first_lapse["queryList"][0]["query"]
     # The events function's rules: an act is not resolved by time passing, so no "resolved";
     # a destroyed or disabled key is critical, one alert per key and call, minutes at most.
     destroy, refused = doc["alerts"][3]["configuration"], doc["alerts"][4]["configuration"]

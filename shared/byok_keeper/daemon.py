@@ -153,7 +153,7 @@ def scheduled_sweep(trigger: str = "schedule", target: str | None = None) -> dic
             result = _sweep(rt, rt.deps, trigger, only)
         except Exception as exc:  # the daemon keeps running; the health file says what happened
             log.error("sweep_failed", error=str(exc)[:300], error_type=type(exc).__name__)
-            _observe(None, started)
+            _observe(None, started, only)
             payload = {
                 "last_run": format_kms_time(started),
                 "outcome": "error",
@@ -227,7 +227,9 @@ def _sweep(rt: DaemonState, deps: Deps, trigger: str, only: tuple = ()):
     )
 
 
-def _observe(result, started: datetime) -> None:
+def _observe(result, started: datetime, only: tuple = ()) -> None:
+    """The run's figures into the metrics; ``result`` None: it failed as a whole (with targets,
+    an error for the targets it was sweeping: ``only`` those, else every one)."""
     from .metrics import error_figures, fleet_figures
 
     rt = _state()
@@ -236,7 +238,7 @@ def _observe(result, started: datetime) -> None:
         return
     if rt.targets:  # each target's own figures, under its own labels (target_metrics)
         if result is None:
-            metrics.observe_error(started)
+            metrics.observe_error(started, only=[t.name for t in only])
         else:
             metrics.observe_runs(rt.target_runs, gateway_of=_gateway_of, failed_at=started)
         return

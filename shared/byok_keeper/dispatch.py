@@ -19,6 +19,7 @@ from typing import Any
 from .audit import AuditLog
 from .errors import ConfigError, ExecutionError
 from .kms import split_endpoint
+from .logs import get_logger
 from .plan import Decision
 from .reestablish import FAILED, Outcome
 from .runtime import Deps
@@ -227,6 +228,7 @@ def dispatch_sweep(
     settings = deps.settings
     inline = settings.dispatch == "inline" or options["dry_run"]
     applier = None if inline else fc_async_applier(deps, context_request_id, target_name, fc_client)
+    log = get_logger("byok_keeper.sweep")  # clock_skew, kms_access_lost: as the CLI logs them
     result = run_sweep(
         deps.gateway,
         deps.require_vault(),
@@ -238,6 +240,7 @@ def dispatch_sweep(
         trigger="fc-timer",
         actor=context_request_id or "fc",
         applier=applier,
+        log=(log.bind(target=target_name) if target_name else log).warning,
     )
     if applier is None:
         if on_result is not None:
@@ -247,6 +250,7 @@ def dispatch_sweep(
             "dispatch": "inline",
             "dry_run": options["dry_run"],
             "summary": result.summary(),
+            "stopped": result.stopped,
             "failed": [o.key_id for o in result.failed],
         }
     failed = [o for o in result.outcomes if o.failed]  # not described, or not sent

@@ -54,7 +54,7 @@ def _fc_client(cache: Any, context: Any) -> Any:
 
 def _fan_out(cache: Any, targets: tuple[Target, ...], options: dict, context: Any) -> dict:
     from .dispatch import FcTarget, InvokeError, invoke
-    from .metrics import error_line
+    from .metrics import bare_line
 
     client = _fc_client(cache, context)
     function = FcTarget.from_settings(cache.settings)
@@ -62,15 +62,15 @@ def _fan_out(cache: Any, targets: tuple[Target, ...], options: dict, context: An
     for target in targets:
         payload = {"target": target.name, "scan_account": options["scan_account"]}
         event = {"triggerName": "byok-keeper-targets", "payload": json.dumps(payload)}
+        where = {"region": target.region, "account_id": target.account_id, "target": target.name}
         try:
             answer = invoke(client, function, "sweep", event, asynchronous=True)
             sent[target.name] = {"ok": True, "request_id": answer["request_id"]}
+            result = "dispatched"  # its own invocation writes its line; this one makes it seen
         except InvokeError as exc:  # that target will not run: its metrics line says so
             sent[target.name] = {"ok": False, "error": str(exc)}
-            where = {"region": target.region, "account_id": target.account_id}
-            error_line(
-                datetime.now(timezone.utc), **where, target=target.name, dispatch="per-target"
-            )
+            result = "error"
+        bare_line(datetime.now(timezone.utc), result, **where, dispatch="per-target")
     return {
         "ok": all(v["ok"] for v in sent.values()),
         "dispatch": "per-target",
@@ -83,7 +83,7 @@ def sweep_targets(
 ) -> dict[str, Any]:
     """The sweep function with targets: fan out, or sweep the (few, or named) targets here."""
     from .dispatch import dispatch_sweep
-    from .metrics import error_line, run_line
+    from .metrics import bare_line, run_line
 
     try:
         chosen = select(targets, [options["target"]] if "target" in options else [])
@@ -100,7 +100,7 @@ def sweep_targets(
             deps = cache.get(target)
         except BaseException:  # no Deps, no run: its one metrics line still says so (SLS)
             where = {"region": target.region, "account_id": target.account_id}
-            error_line(datetime.now(timezone.utc), **where, target=target.name)
+            bare_line(datetime.now(timezone.utc), "error", **where, target=target.name)
             raise
         where = {"region": deps.region, "account_id": deps.account_id, "target": target.name}
         with run_line(deps.gateway, **where) as m:

@@ -384,14 +384,23 @@ def run_line(
         _log_line(log, line_fields(figures, spent, **where, dispatch=run.dispatch))
 
 
-def error_line(
-    now: datetime, *, region: str, account_id: str, target: str = "", dispatch: str = ""
+def bare_line(
+    now: datetime,
+    result: str,
+    *,
+    region: str,
+    account_id: str,
+    target: str = "",
+    dispatch: str = "",
 ) -> None:
-    """The ``metrics`` line of a run that could not start (its target's role not assumable,
-    its region unreachable: no gateway, so no KMS clock and no requests). ``now`` is the
-    caller's clock."""
+    """A ``metrics`` line without figures or requests: ``error``, a run that could not start
+    (its target's role not assumable, its region unreachable: no gateway, so no KMS clock);
+    ``dispatched``, the fan-out sent that target its own invocation (which writes the target's
+    real line; should it die unlogged, this line still makes the target a group of the SLS
+    rules, with no ok run). ``now`` is the caller's clock."""
+    figures = FleetFigures(now, result, {}, (), None, "")
     where = {"region": region, "account_id": account_id, "target": target}
-    _log_line(None, line_fields(error_figures(now), {}, **where, dispatch=dispatch))
+    _log_line(None, line_fields(figures, {}, **where, dispatch=dispatch))
 
 
 def _log_line(log: Any, fields: dict[str, Any]) -> None:

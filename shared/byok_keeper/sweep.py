@@ -168,7 +168,7 @@ class InlineApplier:
     concurrency: int = 8
     on_outcome: Callable[[Outcome], None] | None = None
     final: bool = True
-    stopped: NoKmsAccess | None = None
+    stopped: NoKmsAccess | None = field(default=None, init=False)
 
     def _one(self, d: Decision) -> Outcome:
         lost = self.stopped

@@ -53,10 +53,12 @@ class TargetsMetrics:
             result = run.value
             metrics.observe(fleet_figures(result.decisions, result.outcomes, now=result.now))
 
-    def observe_error(self, at: datetime) -> None:
-        """The whole sweep stopped before any target ran: an error for every target."""
-        for metrics in self._metrics.values():
-            metrics.observe(error_figures(at))
+    def observe_error(self, at: datetime, only: Sequence[str] = ()) -> None:
+        """The whole sweep stopped before any target ran: an error for every target it was
+        sweeping (``only`` those names, a renewal job's target; else every target)."""
+        for name, metrics in self._metrics.items():
+            if not only or name in only:
+                metrics.observe(error_figures(at))
 
     def samples(self) -> list[Sample]:
         return [s for metrics in self._metrics.values() for s in metrics.samples()]

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -57,24 +58,34 @@ def daemon_metrics(env: dict[str, str], state_dir, ready: str, timeout: float = 
     ``byok_keeper_keys{``): a family's HELP line is there before the first sweep has ended."""
     args = [str(BIN / "byok-keeper"), "daemon", "--schedule", "@every 1h",
             "--state-dir", str(state_dir), "--metrics-addr", "127.0.0.1:0"]  # fmt: skip
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
-    try:
-        addr = None
-        for line in proc.stderr:  # the daemon names the port it bound
+    lines: list[str] = []
+    served = threading.Event()
+
+    def read() -> None:  # all of stderr, always: a full pipe would stall the daemon
+        for line in proc.stderr:
+            lines.append(line)
             if '"metrics_serving"' in line:
-                addr = json.loads(line)["addr"]
-                break
-        assert addr, "the daemon never said where it serves metrics"
+                served.set()
+        served.set()  # EOF: it exited
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        served.wait(timeout)
+        found = [json.loads(x)["addr"] for x in lines if '"metrics_serving"' in x]
+        assert found, "the daemon never said where it serves metrics: " + "".join(lines)[-2000:]
         deadline = time.monotonic() + timeout
-        text = _scrape_metrics(addr)
+        text = _scrape_metrics(found[0])
         while ready not in text and time.monotonic() < deadline:
             time.sleep(0.25)
-            text = _scrape_metrics(addr)
+            text = _scrape_metrics(found[0])
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err[-2000:]
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines)[-2000:]
     return text
 
 

@@ -205,12 +205,23 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
 
     mocker.patch("byok_keeper.dispatch.invoke", fake_invoke)
     monkeypatch.setenv("BYOK_FC_ENDPOINT", f"http://{cloud.endpoint}")
-    answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
+    with capture_logs() as logs:
+        answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
     assert answer["ok"] and answer["dispatch"] == "per-target"
     assert [(r, p["target"], a) for r, p, a in sent] == [
         ("sweep", "hz", True),
         ("sweep", "fra", True),
     ]
+    # The parent's own line per target ("dispatched"): should an invocation die before it logs,
+    # its target is still a group of the SLS rule, with no ok run, and it fires.
+    dispatched = [x for x in logs if x["event"] == "metrics"]
+    assert [(x["target"], x["result"]) for x in dispatched] == [
+        ("hz", "dispatched"),
+        ("fra", "dispatched"),
+    ]
+    ok_hz = {**dispatched[0], "result": "ok"}  # hz's invocation logged its run, fra's died
+    rule = "byok-keeper-no-successful-sweep"
+    assert sls_rules.firing_groups(rule, [*dispatched, ok_hz]) == {"hz": False, "fra": True}
     # An invocation that cannot be sent: that target will not run, its error line says so.
 
     def refuse_fra(client, function, role, event, *, asynchronous):
@@ -222,8 +233,8 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
     with capture_logs() as logs:
         answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
     assert answer["ok"] is False and answer["targets"]["fra"]["ok"] is False
-    (line,) = [x for x in logs if x["event"] == "metrics"]
-    assert (line["target"], line["result"], line["dispatch"]) == ("fra", "error", "per-target")
+    lines = [(x["target"], x["result"], x["dispatch"]) for x in logs if x["event"] == "metrics"]
+    assert lines == [("hz", "dispatched", "per-target"), ("fra", "error", "per-target")]
     # Each fanned-out invocation sweeps its one target; due keys dispatch with the target.
     _delete_all(cloud, {"fra": keys["fra"]})
     monkeypatch.setenv("BYOK_DISPATCH", "fc-async")
@@ -394,6 +405,11 @@ def test_target_metrics_keep_a_failing_targets_last_picture_and_leave_the_others
     assert second["byok_keeper_last_sweep_timestamp_seconds"][("fra", "error")] == t1.timestamp()
     assert ("hz", "error") not in second["byok_keeper_last_sweep_timestamp_seconds"]
     assert second["byok_keeper_keys"] == first["byok_keeper_keys"]  # the last known picture
+
+    t1b = t1 + timedelta(minutes=5)  # a renewal job of hz alone failed as a whole
+    metrics.observe_error(t1b, only=["hz"])
+    errors = scrape()["byok_keeper_last_sweep_timestamp_seconds"]
+    assert (errors[("hz", "error")], errors[("fra", "error")]) == (t1b.timestamp(), t1.timestamp())
 
     t2 = t1 + timedelta(minutes=15)
     metrics.observe_error(t2)

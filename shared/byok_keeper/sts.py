@@ -31,7 +31,8 @@ no answer at all is transient and retried inside ``_assume`` -- ``ASSUME_ATTEMPT
 credentials) is permanent and fails at once (docs/FIDELITY.md, "STS errors"). A refresh that
 still fails transiently while the cached credentials have not yet reached their real end (only
 the refresh margin has passed) keeps serving them, with one ``assumed_role_refresh_failed``
-warning, and tries STS again ``RETRY_REFRESH_AFTER`` seconds later (not at every call). The
+warning, and tries STS again ``RETRY_REFRESH_AFTER`` seconds later (not at every call).
+Threads that waited behind a failed refresh share its failure. The
 KMS gateway turns a failure raised inside a KMS call into ``kms.RoleUnavailable`` (a
 ``NoKmsAccess``): the target's run stops with that one reason.
 """
@@ -138,9 +139,9 @@ class AssumedRoleProvider:
         return "byok_keeper_assume_role"
 
     def get_credentials(self) -> Any:
-        """The cached credentials, renewed when due. Threads that waited behind a refresh that
-        failed get its failure without asking STS again: one refresh costs at most
-        ``ASSUME_ATTEMPTS`` AssumeRoles however many threads need it."""
+        """The cached credentials, renewed when due. Threads already waiting behind a refresh
+        that fails get its failure without asking STS again (a caller arriving after it asks
+        anew): the keys in flight of a sweep do not each repeat the refresh's retries."""
         seen = self._refreshes  # an int read: refreshes finished before this call waited
         with self._lock:
             failed = self._failure

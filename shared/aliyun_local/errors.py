@@ -84,6 +84,10 @@ KNOWN_CODES: dict[str, int] = {
     "Throttling.Api": 400,
     "InternalFailure": 500,
     "ServiceUnavailableTemporary": 503,
+    "InternalError": 500,  # STS's 5xx codes (docs/FIDELITY.md, "STS errors")
+    "ServiceUnavailable": 503,
+    "EntityNotExist.Role": 403,  # as the emulated STS answers it
+    "NoPermission": 403,
 }
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .kms import Allowlist, KmsGateway, RequestBudget, build_client
 from .settings import Settings
-from .sts import role_provider_of
 from .vault import Vault, build_sealer, build_store
+
+if TYPE_CHECKING:
+    from .kms.gateway import Renewal
 
 
 def build_gateway(
-    settings: Settings, allowlist: Allowlist, *, credential: Any = None
+    settings: Settings,
+    allowlist: Allowlist,
+    *,
+    credential: Any = None,
+    renewal: Renewal | None = None,
 ) -> KmsGateway:
+    """The KMS gateway under ``allowlist``, signed with ``credential`` (else a profile's or the
+    default chain). ``renewal``: the assumed role behind ``credential``
+    (``sts.AssumedRoleProvider``, passed by ``multi.target_deps``), dropped and assumed anew
+    when KMS refuses its credentials as expired."""
     if credential is None and settings.profile:
         credential = profile_credential(settings.profile)
     client = build_client(
@@ -35,7 +45,7 @@ def build_gateway(
         allowlist,
         region=settings.require_region(),
         budget=budget,
-        renewal=role_provider_of(credential),  # an assumed role: renewed when KMS refuses it
+        renewal=renewal,
     )
 
 

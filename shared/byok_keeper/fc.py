@@ -46,6 +46,9 @@ _RETRYABLE_CODES = frozenset(
         "InternalFailure",
         "ServiceUnavailableTemporary",
         "ExpiredImportToken",
+        # The target's role could not be assumed anew (kms.RoleUnavailable, a NoKmsAccess):
+        # FC retries, as when building the target's Deps fails on its role.
+        "RoleUnavailable",
     }
 )
 

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .audit import AuditLog
 from .errors import ByokError, InputError
@@ -23,6 +23,9 @@ from .runtime import Deps, build_deps
 from .settings import Settings
 from .targets import Target, target_settings
 from .vault import Vault
+
+if TYPE_CHECKING:
+    from .sts import AssumedRoleProvider
 
 T = TypeVar("T")
 MAX_TOTAL_CONCURRENCY = 64
@@ -60,12 +63,15 @@ def parallel_targets(n_targets: int, concurrency: int) -> int:
     return max(1, min(n_targets, MAX_TOTAL_CONCURRENCY // max(1, concurrency)))
 
 
-def target_credential(settings: Settings, target: Target, base: Any = None) -> Any:
-    """The credential a target's clients sign with: ``base`` (the chain, a profile, FC's
-    context) or, with ``role_arn``, the role assumed with it -- assumed here, at once, so a
-    role that cannot be assumed fails this target before any KMS call."""
+def target_signing(
+    settings: Settings, target: Target, base: Any = None
+) -> tuple[Any, AssumedRoleProvider | None]:
+    """(credential, role provider) a target's clients sign with: ``base`` (the chain, a
+    profile, FC's context) and no provider; or, with ``role_arn``, the role assumed with it --
+    assumed here, at once, so a role that cannot be assumed fails this target before any KMS
+    call -- and its provider, which the gateway renews when KMS refuses it as expired."""
     if not target.role_arn:
-        return base
+        return base, None
     from .factory import profile_credential
     from .sts import AssumedRoleProvider, assumed_role_credential
 
@@ -79,7 +85,7 @@ def target_credential(settings: Settings, target: Target, base: Any = None) -> A
         base_credential=base,
     )
     provider.get_credentials()
-    return assumed_role_credential(provider)
+    return assumed_role_credential(provider), provider
 
 
 def target_deps(
@@ -93,13 +99,15 @@ def target_deps(
     """``Deps`` for one target: its settings, its credential, its own budget. On the global
     file vault (the target names none of its own) it sees only its account's and region's
     keys; a ``kms-secrets://`` vault lives in each target's own KMS, so it is never shared."""
+    signing, renewal = target_signing(settings, target, credential)
     deps = build_deps(
         target_settings(settings, target),
         allowlist,
-        credential=target_credential(settings, target, credential),
+        credential=signing,
         with_vault=with_vault,
         region=target.region,
         account_id=target.account_id,
+        renewal=renewal,
     )
     if deps.vault is not None and not target.vault and deps.vault.uri.startswith("file:"):
         deps = dataclasses.replace(deps, vault=TargetVault(deps.vault, target))

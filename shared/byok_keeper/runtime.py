@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audit import AuditLog
 from .factory import build_gateway, build_vault
@@ -21,6 +21,9 @@ from .kms import Allowlist, KmsGateway
 from .plan import Policy
 from .settings import Settings
 from .vault import Vault
+
+if TYPE_CHECKING:
+    from .kms.gateway import Renewal
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Deps:
     region: str
     account_id: str
     credential: Any = None  # the STS credential FC passed, for the FC client too
+    renewal: Renewal | None = None  # the target's assumed role behind ``credential``, if any
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -62,10 +66,12 @@ def build_deps(
     with_vault: bool = True,
     region: str | None = None,
     account_id: str | None = None,
+    renewal: Renewal | None = None,
 ) -> Deps:
     """Dependencies under ``allowlist``. ``region``/``account_id`` override the settings' (FC
-    takes them from its context); ``credential`` signs KMS (and FC) calls when given."""
-    gateway = build_gateway(settings, allowlist, credential=credential)
+    takes them from its context); ``credential`` signs KMS (and FC) calls when given;
+    ``renewal`` is the assumed role behind it (``multi.target_deps``)."""
+    gateway = build_gateway(settings, allowlist, credential=credential, renewal=renewal)
     return Deps(
         settings=settings,
         gateway=gateway,
@@ -75,6 +81,7 @@ def build_deps(
         region=region or settings.region or "",
         account_id=account_id or settings.account_id or "",
         credential=credential,
+        renewal=renewal,
     )
 
 

@@ -15,12 +15,20 @@ from structlog.testing import capture_logs
 from aliyun_local.server import LocalServer
 from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
-from byok_keeper.kms import ENROLL, READ_ONLY, AssumedRoleExpired, KmsApiError, static_credential
+from byok_keeper.kms import (
+    ENROLL,
+    READ_ONLY,
+    AssumedRoleExpired,
+    KmsApiError,
+    NoKmsAccess,
+    RoleUnavailable,
+    static_credential,
+)
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.multi import target_deps
 from byok_keeper.settings import load_settings
-from byok_keeper.sts import AssumedRoleProvider, AssumeRoleFailed, role_provider_of
+from byok_keeper.sts import AssumedRoleProvider
 from byok_keeper.targets import load_targets
 from tests.functional.two_targets import R1, A, B, base_credentials, targets_toml
 
@@ -83,7 +91,7 @@ def test_a_sweep_recovers_when_its_role_is_refused_as_expired_between_runs(cloud
     assert _calls(cloud, "AssumeRole") == assumed + 1
     refused = _calls(cloud, None, EXPIRED)
     assert 1 <= refused <= KEYS
-    provider = role_provider_of(cache.get(targets["fra"]).credential)
+    provider = cache.get(targets["fra"]).renewal
     assert provider is not None and provider.invalidated == 1
     lines = [e for e in logs if e["event"] == "assumed_role_expired"]
     assert len(lines) == refused and sum(e["dropped"] for e in lines) == 1
@@ -128,10 +136,15 @@ def test_a_role_that_cannot_be_assumed_anew_fails_the_call_with_stss_reason(clou
     deps = target_deps(settings, targets["fra"], READ_ONLY)
     cloud.advance_clock(3601)
     assumed = _calls(cloud, "AssumeRole")
-    cloud.set_faults(fail_next={"AssumeRole": ["EntityNotExist.Role"]})
-    with pytest.raises(AssumeRoleFailed, match="cannot assume .*: EntityNotExist.Role"):
+    cloud.set_faults(fail_next={"AssumeRole": ["EntityNotExist.Role"] * 2})
+    with pytest.raises(RoleUnavailable, match="cannot assume .*: EntityNotExist.Role") as exc:
         deps.gateway.describe_key(keys[0])
-    assert _calls(cloud, "AssumeRole") == assumed + 1  # not retried as if KMS were down
+    assert isinstance(exc.value, NoKmsAccess)  # the target stops, not one key fails
+    assert (exc.value.code, exc.value.role_arn) == ("EntityNotExist.Role", targets["fra"].role_arn)
+    assert exc.value.transient is False
+    # Permanent: one AssumeRole, not retried by STS's provider nor as if KMS were down.
+    assert _calls(cloud, "AssumeRole") == assumed + 1
+    cloud.set_faults()
     assert deps.gateway.describe_key(keys[0]).key_state == "Enabled"  # STS is back
     assert _calls(cloud, "AssumeRole") == assumed + 2
 
@@ -139,7 +152,7 @@ def test_a_role_that_cannot_be_assumed_anew_fails_the_call_with_stss_reason(clou
 def test_long_term_credentials_are_not_retried(cloud, world):
     settings, targets, _keys = world
     deps = target_deps(settings, targets["hz"], READ_ONLY)
-    assert role_provider_of(deps.credential) is None
+    assert deps.renewal is None and deps.gateway.renewal is None
     listed, assumed = _calls(cloud, "ListKeys"), _calls(cloud, "AssumeRole")
     cloud.set_faults(fail_next={"ListKeys": [EXPIRED] * 2})
     with pytest.raises(KmsApiError) as exc:

@@ -29,6 +29,7 @@ from .errors import (
     KmsApiError,
     KmsUnavailable,
     NoKmsAccess,
+    RoleUnavailable,
     is_throttling,
 )
 from .types import (
@@ -75,6 +76,7 @@ __all__ = [
     "NoKmsAccess",
     "RequestBudget",
     "RetryPolicy",
+    "RoleUnavailable",
     "SecretValue",
     "build_client",
     "format_kms_time",

@@ -115,6 +115,24 @@ class AssumedRoleExpired(NoKmsAccess):
         )
 
 
+class RoleUnavailable(NoKmsAccess):
+    """A target's role could not be assumed anew while a KMS call needed fresh credentials: STS
+    refused (``EntityNotExist.Role``, ``NoPermission``...) or stayed throttled, failing or
+    unreachable after its own retries (``byok_keeper.sts``). Every call of the target would need
+    the same role, so its run stops with this one reason (no AssumeRole per remaining key).
+    ``code`` is STS's, ``transient`` whether a later run may succeed without a change; the
+    message keeps STS's reason and the role ARN, never a credential."""
+
+    def __init__(self, action: str, role_arn: str, code: str, *, transient: bool = False) -> None:
+        self.action = action
+        self.role_arn = role_arn
+        self.code = code
+        self.transient = transient
+        super().__init__(
+            f"cannot assume {role_arn}: {code} (STS, renewing the credentials for KMS {action})"
+        )
+
+
 class ActionNotAllowed(ExecutionError):
     """A caller asked for an action outside its allowlist: a bug, refused before the SDK."""
 

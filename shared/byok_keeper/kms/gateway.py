@@ -7,7 +7,10 @@
 * Signed with an assumed role (``renewal``, ``byok_keeper.sts``), a call KMS refuses as
   ``InvalidSecurityToken.Expired`` drops those credentials and is sent once more with the role
   assumed anew (the refused call was not executed, so any action may be); refused again, it is
-  ``AssumedRoleExpired``. Other credentials get no such retry.
+  ``AssumedRoleExpired``. Other credentials get no such retry. A role that cannot be assumed
+  anew inside a call (STS refused, or stayed unavailable through ``sts``'s own retries) is
+  ``RoleUnavailable``, a ``NoKmsAccess``: the target stops with STS's reason, and the call is
+  not retried here (``sts`` already retried what was transient).
 * Results are our frozen dataclasses (``types.py``, ``byok_keeper.domain``), never SDK models.
 * The SDK is imported at module level here and in ``calls.py`` (the data-plane half of the
   gateway, a mixin) only; ``client.py`` imports it inside its builders.
@@ -46,6 +49,7 @@ from .errors import (
     ClockSkewError,
     CredentialsMissing,
     KmsUnavailable,
+    RoleUnavailable,
     api_error,
     code_of,
     describe_transport,
@@ -64,6 +68,8 @@ class Renewal(Protocol):
     role_arn: str
 
     def invalidate(self) -> bool: ...
+
+    def get_credentials(self) -> Any: ...
 
 
 class KmsGateway(DataPlaneCalls):
@@ -113,6 +119,11 @@ class KmsGateway(DataPlaneCalls):
         other._clock_offset = self._clock_offset
         other._versions = self._versions
         return other
+
+    @property
+    def renewal(self) -> Renewal | None:
+        """The assumed role signing this gateway's calls (None for other credentials)."""
+        return self._renewal
 
     # -- the clock --
 
@@ -181,7 +192,7 @@ class KmsGateway(DataPlaneCalls):
                     raise CredentialsMissing() from None
                 ours = own_error(exc)  # our credential provider's (sts.AssumeRoleFailed)
                 if ours is not None:
-                    raise ours from None  # STS's reason, not KMS's; the next call assumes anew
+                    raise self._role_error(action, ours) from None  # STS's reason, not KMS's
                 error = KmsUnavailable(action, describe_transport(exc))
                 if action in NOT_IDEMPOTENT:
                     raise error from None
@@ -210,6 +221,19 @@ class KmsGateway(DataPlaneCalls):
         dropped = self._renewal.invalidate()
         _log.warning("assumed_role_expired", action=action, role_arn=self._renewal.role_arn,
                      code=CREDENTIALS_EXPIRED, dropped=dropped, retry=True)  # fmt: skip
+
+    def _role_error(self, action: str, error: Exception) -> Exception:
+        """The error to raise for ``error`` raised by our credential provider inside a call:
+        the assumed role not assumable is ``RoleUnavailable`` (the target stops); anything
+        else of ours as it is. The next call assumes anew."""
+        role_arn = getattr(error, "role_arn", None)
+        if self._renewal is None or not role_arn:
+            return error
+        code = str(getattr(error, "code", "") or type(error).__name__)
+        transient = bool(getattr(error, "transient", False))
+        _log.warning("assumed_role_unavailable", action=action, role_arn=role_arn, code=code,
+                     transient=transient)  # fmt: skip
+        return RoleUnavailable(action, role_arn, code, transient=transient)
 
     def _count(self, action: str, code: str) -> None:
         with self._stats_lock:

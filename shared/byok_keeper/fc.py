@@ -9,7 +9,9 @@ Failure semantics of ``reimport`` (what FC's async retries and the OnFailure des
 
 * **raises** ``RetryableFailure`` -- KMS throttled (``Rejected.Throttling`` or any
   ``Throttling*`` code), answered 5xx, or could not be reached; an
-  expired import token that also failed on the fresh retry. FC retries the invocation
+  expired import token that also failed on the fresh retry; KMS unusable as a whole
+  (``NoKmsAccess``: a refused clock, a target's role STS will not renew, ``RoleUnavailable``,
+  or its credentials refused as expired twice). FC retries the invocation
   (``MaxAsyncRetryAttempts``) and, when retries are exhausted, delivers it to OnFailure.
 * **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, an event asking to
   override a hold, the key is on hold, pending deletion, not enrolled or its enrollment is

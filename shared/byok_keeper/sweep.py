@@ -157,7 +157,8 @@ class InlineApplier:
     """Re-establish due keys here, ``concurrency`` at a time.
 
     ``NoKmsAccess`` while applying (a clock KMS refuses, assumed-role credentials refused as
-    expired even just after assuming the role anew, credentials gone) is not about one key:
+    expired even just after assuming the role anew, a role STS will not renew, credentials
+    gone) is not about one key:
     that key fails with the reason, keys already in flight finish, and every key not yet
     started is reported ``skipped`` ("not attempted: <reason>", the same ``error_code``) without
     a call to KMS -- as discovery stops with the one reason. ``stopped`` keeps the reason."""

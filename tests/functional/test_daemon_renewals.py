@@ -18,15 +18,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from aliyun_local.server import LocalServer
 from byok_keeper import daemon
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.multi import target_deps
-from byok_keeper.settings import load_settings
-from byok_keeper.targets import load_targets
 from tests.functional.conftest import describe, make_client
-from tests.functional.two_targets import R1, R2, A, B, base_credentials, targets_toml
+from tests.functional.two_targets import (
+    R1,
+    R2,
+    A,
+    B,
+    base_credentials,
+    enroll_in,
+    load_world,
+)
 
 DAY = 86400
 IDS = "renew:hz:{hz} renew:fra:{fra} renew:fra:{fra90}"
@@ -44,23 +45,12 @@ def world(cloud, tmp_path, monkeypatch):
     one key with a 30-day lease enrolled in each, and in ``fra`` one more with 90 days."""
     cloud.reset()
     base_credentials(monkeypatch, tmp_path)
-    path = tmp_path / "byok.toml"
-    path.write_text(targets_toml(cloud, tmp_path))
-    settings = load_settings({}, env={}, config_path=str(path))
-    targets = load_targets(str(path), env={})
+    _path, settings, targets = load_world(cloud, tmp_path)
     keys = {}
     for target, name, lease in zip(
         (*targets, targets[1]), ("hz", "fra", "fra90"), ("30d", "30d", "90d"), strict=True
     ):
-        deps = target_deps(settings, target, ENROLL)
-        create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
-        keys[name] = enroll(
-            deps.gateway,
-            deps.require_vault(),
-            generate_material("EC_P256"),
-            lease=parse_lease(lease),
-            create=create,
-        ).key_id
+        (keys[name],) = enroll_in(settings, target, lease=lease)
     return settings, targets, keys
 
 

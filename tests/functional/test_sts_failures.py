@@ -16,17 +16,18 @@ from structlog.testing import capture_logs
 
 from aliyun_local.server import LocalServer
 from byok_keeper import fc
-from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
-from byok_keeper.kms import ENROLL, RoleUnavailable, static_credential
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.multi import target_deps
-from byok_keeper.settings import load_settings
+from byok_keeper.kms import RoleUnavailable, static_credential
 from byok_keeper.sts import ASSUME_ATTEMPTS, ASSUME_BACKOFF, AssumedRoleProvider, AssumeRoleFailed
-from byok_keeper.targets import load_targets
 from tests.functional.conftest import fc_context
-from tests.functional.two_targets import R1, A, B, base_credentials, targets_toml
+from tests.functional.two_targets import (
+    R1,
+    A,
+    B,
+    base_credentials,
+    enroll_in,
+    load_world,
+)
 
 EXPIRED = "InvalidSecurityToken.Expired"
 KEYS = 5
@@ -44,19 +45,9 @@ def world(cloud, tmp_path, monkeypatch):
     role); ``KEYS`` keys in ``fra`` and two in ``hz``, every one without its material (due)."""
     cloud.reset()
     base_credentials(monkeypatch, tmp_path)
-    path = tmp_path / "byok.toml"
-    path.write_text(targets_toml(cloud, tmp_path, fra_region=R1))
-    settings = load_settings({}, env={}, config_path=str(path))
-    targets = {t.name: t for t in load_targets(str(path), env={})}
-    create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
-    keys: dict[str, list[str]] = {}
-    for name, n in (("fra", KEYS), ("hz", 2)):
-        deps = target_deps(settings, targets[name], ENROLL)
-        keys[name] = [
-            enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
-                   lease=parse_lease("30d"), create=create).key_id
-            for _ in range(n)
-        ]  # fmt: skip
+    path, settings, loaded = load_world(cloud, tmp_path, fra_region=R1)
+    targets = {t.name: t for t in loaded}
+    keys = {name: enroll_in(settings, targets[name], n) for name, n in (("fra", KEYS), ("hz", 2))}
     for key_id in keys["fra"] + keys["hz"]:
         cloud.emulator.tenancy.find(key_id).delete_key_material(key_id)
     return path, settings, targets, keys

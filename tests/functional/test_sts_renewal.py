@@ -27,10 +27,15 @@ from byok_keeper.kms import (
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.multi import target_deps
-from byok_keeper.settings import load_settings
 from byok_keeper.sts import AssumedRoleProvider
-from byok_keeper.targets import load_targets
-from tests.functional.two_targets import R1, A, B, base_credentials, targets_toml
+from tests.functional.two_targets import (
+    R1,
+    A,
+    B,
+    base_credentials,
+    enroll_in,
+    load_world,
+)
 
 EXPIRED = "InvalidSecurityToken.Expired"
 KEYS = 6  # more than one sweep thread meets the refusal at once (concurrency 8)
@@ -48,17 +53,9 @@ def world(cloud, tmp_path, monkeypatch):
     (account B through its role); ``KEYS`` keys enrolled in ``fra``."""
     cloud.reset()
     base_credentials(monkeypatch, tmp_path)
-    path = tmp_path / "byok.toml"
-    path.write_text(targets_toml(cloud, tmp_path, fra_region=R1))
-    settings = load_settings({}, env={}, config_path=str(path))
-    targets = {t.name: t for t in load_targets(str(path), env={})}
-    deps = target_deps(settings, targets["fra"], ENROLL)
-    create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
-    keys = [
-        enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
-               lease=parse_lease("30d"), create=create).key_id
-        for _ in range(KEYS)
-    ]  # fmt: skip
+    _path, settings, loaded = load_world(cloud, tmp_path, fra_region=R1)
+    targets = {t.name: t for t in loaded}
+    keys = enroll_in(settings, targets["fra"], KEYS)
     return settings, targets, keys
 
 

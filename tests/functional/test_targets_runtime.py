@@ -18,16 +18,19 @@ from aliyun_local.server import LocalServer
 from byok_keeper import fc, fc_targets
 from byok_keeper.daemon import run_daemon
 from byok_keeper.dispatch import InvokeError
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.multi import target_deps
 from byok_keeper.settings import load_settings
 from byok_keeper.targets import load_targets
 from tests.functional import sls_rules
 from tests.functional.conftest import fc_context
-from tests.functional.two_targets import R1, R2, A, B, base_credentials, targets_toml
+from tests.functional.two_targets import (
+    R1,
+    R2,
+    A,
+    B,
+    base_credentials,
+    enroll_in,
+    targets_toml,
+)
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -59,15 +62,7 @@ def world(cloud, tmp_path, monkeypatch):
     path = _toml(cloud, tmp_path, broken=False)
     _toml(cloud, tmp_path, broken=True)
     settings = load_settings({}, env={}, config_path=str(path))
-    keys = {}
-    for target in load_targets(str(path), env={}):
-        deps = target_deps(settings, target, ENROLL)
-        create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
-        material = generate_material("EC_P256")
-        result = enroll(
-            deps.gateway, deps.require_vault(), material, lease=parse_lease("30d"), create=create
-        )
-        keys[target.name] = result.key_id
+    keys = {t.name: enroll_in(settings, t)[0] for t in load_targets(str(path), env={})}
     return path, keys
 
 

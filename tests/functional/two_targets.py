@@ -48,3 +48,32 @@ role_arn = "acs:ram::{B}:role/byok-keeper"
 kms_endpoint = "http://{cloud.kms_endpoints[fra_region]}"
 sts_endpoint = "http://{cloud.sts_endpoint}"
 """
+
+
+def load_world(cloud: LocalServer, tmp_path: Path, *, fra_region: str = R2):
+    """``targets_toml`` written to ``tmp_path/byok.toml`` and read back:
+    ``(path, settings, targets)``, the targets in file order (``hz``, ``fra``)."""
+    from byok_keeper.settings import load_settings
+    from byok_keeper.targets import load_targets
+
+    path = tmp_path / "byok.toml"
+    path.write_text(targets_toml(cloud, tmp_path, fra_region=fra_region))
+    return path, load_settings({}, env={}, config_path=str(path)), load_targets(str(path), env={})
+
+
+def enroll_in(settings, target, count: int = 1, lease: str = "30d") -> list[str]:
+    """``count`` new EC_P256 keys enrolled in ``target`` (its own credentials, vault and KMS
+    software instance) with ``lease``; their ids."""
+    from byok_keeper.enroll import CreateRequest, enroll
+    from byok_keeper.kms import ENROLL
+    from byok_keeper.lease import parse_lease
+    from byok_keeper.material import generate_material
+    from byok_keeper.multi import target_deps
+
+    deps = target_deps(settings, target, ENROLL)
+    create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")
+    return [
+        enroll(deps.gateway, deps.require_vault(), generate_material("EC_P256"),
+               lease=parse_lease(lease), create=create).key_id
+        for _ in range(count)
+    ]  # fmt: skip

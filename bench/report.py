@@ -2,7 +2,7 @@
 headless Chromium screenshot of it (Debian's chromium; make chromium).
 
     python bench/report.py --keys 5000
-    python bench/report.py --keys 40 --png docs/report.png     # the README's screenshot
+    python bench/report.py --keys 40 --png docs/report.png     # docs/OPERATE.md's screenshot
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ OpenSSL pipeline (openssl rand + pkeyutl + enc as subprocesses, as the seed runs
     python bench/wrap.py [--seconds 1.0] [--json]
 
 Both sides wrap the same material under the same wrapping public key. The ratio is ours/OpenSSL
-(higher is better for us). Results depend on the machine; the README lists one run.
+(higher is better for us). Results depend on the machine; docs/PERFORMANCE.md lists one run.
 """
 
 from __future__ import annotations

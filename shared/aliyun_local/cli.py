@@ -28,7 +28,7 @@ aliyun-local serves a faithful local Alibaba Cloud KMS (API 2016-01-20) over HTT
 alibabacloud-kms20160120 SDK (ACS3-HMAC-SHA256) and the older aliyun-python-sdk-kms (RPC v1,
 HMAC-SHA1) run against it unchanged. Key import really unwraps and checks material; signatures
 and ciphertexts are real; the clock, latency, quotas and failures are under test control through
-the unsigned admin API under /_local/ (see README.md, "aliyun-local").
+the unsigned admin API under /_local/ (see docs/EMULATOR.md).
 """
 
 SERVE_EPILOG = """\

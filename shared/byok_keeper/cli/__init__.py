@@ -43,7 +43,7 @@ Settings come from flags, then the environment, then --config FILE (TOML):
 Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN, --profile NAME (the
 aliyun CLI's ~/.aliyun/config.json, which also gives the region), or an instance/OIDC role.
 Many accounts and regions: [[targets]] tables in the --config file (name, region, account_id,
-role_arn, ...; see the README); plan, sweep and verify cover every target, --target NAME
+role_arn, ...; see docs/TARGETS.md); plan, sweep and verify cover every target, --target NAME
 narrows; enroll, reimport, status, hold and release take --target when the key is ambiguous.
 Exit codes: 0 ok or nothing pending; 1 a failure (a key failed, KMS unreachable, an unexpected
 error); 2 usage, configuration or input error; 3 plan: work is pending.

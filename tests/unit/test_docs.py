@@ -257,3 +257,32 @@ def test_slug_follows_githubs_rules():
     assert slug("Run unattended: Function Compute") == "run-unattended-function-compute"
     assert slug("`byok-keeper` and [links](x.md)") == "byok-keeper-and-links"
     assert slug("Exit codes (0/1/2/3)") == "exit-codes-0123"
+
+
+def test_readme_is_a_front_page_linking_every_docs_page():
+    readme = read_page(ROOT / "README.md")
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300, "README.md: at most 300 lines"
+    linked = {target.partition("#")[0] for _, target in links(readme)}
+    unlinked = [
+        p.name for p in sorted((ROOT / "docs").glob("*.md")) if f"docs/{p.name}" not in linked
+    ]
+    assert unlinked == [], "pages README.md does not link (add them to 'Read more')"
+
+
+def _command_names(command: click.Command, path: tuple[str, ...] = ()) -> list[str]:
+    names = [" ".join(path)] if path else []
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            names += _command_names(sub, (*path, name))
+    return names
+
+
+def test_reference_names_every_command_and_global_flag_of_the_live_cli():
+    reference = read_page(ROOT / "docs" / "REFERENCE.md")
+    spans = [span for _, line in reference.prose for _, span in _CODE_SPAN.findall(line)]
+    starts = {" ".join(span.split()[:n]) for span in spans for n in (1, 2)}
+    missing = [name for name in _command_names(cli) if name not in starts]
+    assert missing == [], "commands docs/REFERENCE.md's table lacks"
+    tokens = {token for span in spans for token in re.split(r"[\s/=]+", span)}
+    flags = [name for name in _options(cli) if name.startswith("--") and name not in tokens]
+    assert flags == [], "global flags docs/REFERENCE.md lacks"

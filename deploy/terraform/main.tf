@@ -12,7 +12,9 @@ terraform {
   required_providers {
     alicloud = {
       source  = "aliyun/alicloud"
-      version = ">= 1.228.0" # the fcv3 resources arrived in 1.228.0
+      # alicloud_ram_role's role_name and assume_role_policy_document arrived in 1.252.0 (older
+      # providers know only name/document); the fcv3 resources in 1.228.0. docs/FIDELITY.md.
+      version = ">= 1.252.0"
     }
   }
 }

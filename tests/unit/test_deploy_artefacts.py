@@ -455,6 +455,19 @@ def test_the_role_is_the_same_everywhere():
     assert plan_role.endswith(f":role/{s_vars['roleName']}")
 
 
+def test_terraform_requires_the_provider_that_has_what_it_uses():
+    # alicloud_ram_role's role_name/assume_role_policy_document arrived in provider 1.252.0
+    # (docs/FIDELITY.md, "Deployment artefacts"); an older provider would refuse the module.
+    doc = hcl2.loads((ROOT / "deploy" / "terraform" / "main.tf").read_text())
+    (block,) = doc["terraform"][0]["required_providers"]
+    floor = re.fullmatch(r'">= (\d+)\.(\d+)\.(\d+)"', block["alicloud"]["version"])
+    assert floor, block["alicloud"]["version"]
+    assert tuple(map(int, floor.groups())) >= (1, 252, 0)
+    role = Terraform(ROOT / "deploy" / "terraform").resource("alicloud_ram_role", "byok_keeper")
+    assert {"role_name", "assume_role_policy_document"} <= set(role)
+    assert not {"name", "document"} & set(role)
+
+
 def test_an_fc_refusal_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):
     from alibabacloud_tea_openapi.exceptions import ClientException
 

@@ -10,16 +10,17 @@ What is deployed comes from deploy/functions.yml (the one source of truth; s.yam
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
 <FunctionPrefix>-sweep, <FunctionPrefix>-reimport and <FunctionPrefix>-events, each with its
 role, log config, environment and VPC; runtime python3.12; the sweep's timer trigger; the events
-function's EventBridge trigger (triggerType eventbridge: ActionTrail KMS calls of this account
-and region, by event name); the reimport and events functions' async invoke config (retries,
-OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for accounts still
-on FC 2.0 services): the service <FunctionPrefix> holding functions sweep, reimport and events,
-runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
-EventBridgeTriggerConfig) and async config, and the cap as each function's on-demand
-maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
+function's EventBridge triggers (triggerType eventbridge: ActionTrail KMS calls of this account
+and region, by event name, two rules as EventBridge takes at most 5 expressions per pattern
+field: a longer field is refused here); the reimport and events functions' async invoke config
+(retries, OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for
+accounts still on FC 2.0 services): the service <FunctionPrefix> holding functions sweep,
+reimport and events, runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0
+documents the same EventBridgeTriggerConfig) and async config, and the cap as each function's
+on-demand maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
 
 EventBridge must be activated in the account, with its service-linked role
-AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); the trigger creates its rule on the
+AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); each trigger creates its rule on the
 default bus.
 
 Targets (many accounts and regions): --config FILE is the agent's settings file with
@@ -165,6 +166,22 @@ def with_config(code: bytes, config: bytes) -> bytes:
 
 
 TRIGGER_TYPES = ("timer", "eventbridge")
+# EventBridge's limits page: at most 5 expressions per field of an event pattern (the ROS
+# ALIYUN::EventBridge::Rule page: "up to five values"); a longer list is split over triggers.
+MAX_EXPRESSIONS_PER_FIELD = 5
+
+
+def _check_pattern_fields(where: str, pattern: dict[str, Any], path: str = "") -> None:
+    """Refuse a pattern field EventBridge would refuse: more than 5 expressions in its list."""
+    for name, rule in pattern.items():
+        field = f"{path}.{name}" if path else name
+        if isinstance(rule, dict):
+            _check_pattern_fields(where, rule, field)
+        elif isinstance(rule, list) and len(rule) > MAX_EXPRESSIONS_PER_FIELD:
+            raise DeployError(
+                f"{where}: EventPattern field {field} has {len(rule)} expressions; EventBridge "
+                f"takes at most {MAX_EXPRESSIONS_PER_FIELD} per field (split it over triggers)"
+            )
 
 
 def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +200,7 @@ def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
     pattern = t.get("EventPattern")
     if not isinstance(pattern, dict) or not pattern:
         raise DeployError(f"{role} trigger {name}: EventPattern must be a non-empty mapping")
+    _check_pattern_fields(f"{role} trigger {name}", pattern)
     return {
         "type": kind,
         "enable": bool(t.get("Enable", True)),

@@ -8,7 +8,8 @@ matched against every enabled trigger when it arrives; a match is delivered afte
 invocation queue, so its retries and destinations apply. ``/_local/events`` shows every event
 with its deliveries. Event patterns: exact values, ``prefix``, ``suffix``, ``contains``,
 ``anything-but`` (a value, a list or a prefix), ``exists``, nested objects; ``numeric`` and
-``cidr`` are refused at trigger creation as not emulated (docs/FIDELITY.md, "Events").
+``cidr`` are refused at trigger creation as not emulated (docs/FIDELITY.md, "Events"). A field
+with more than 5 expressions is refused, as EventBridge's limits page says it is.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ DEFAULT_DELIVERY_DELAY = 0.2
 _OPERATORS = ("prefix", "suffix", "contains", "anything-but", "exists")
 _NOT_EMULATED = ("numeric", "cidr")
 _SCHEMAS = ("CloudEvents", "RawData")
+# EventBridge's limits page: "Expressions per field in stringExpression mode: 5".
+MAX_EXPRESSIONS_PER_FIELD = 5
 
 
 class PatternError(ValueError):
@@ -52,6 +55,11 @@ def check_pattern(pattern: Any, path: str = "") -> None:
             continue
         if not isinstance(rule, list) or not rule:
             raise PatternError(f"{where}: a non-empty list of values or operators is expected")
+        if len(rule) > MAX_EXPRESSIONS_PER_FIELD:
+            raise PatternError(
+                f"{where}: {len(rule)} expressions, EventBridge takes at most "
+                f"{MAX_EXPRESSIONS_PER_FIELD} per field"
+            )
         for item in rule:
             if not isinstance(item, dict):
                 continue  # an exact value: string, number, true/false or null

@@ -275,6 +275,35 @@ def test_a_disabled_trigger_or_an_unemulated_operator(server, clients, target_ke
     assert all(not e["deliveries"] for e in server.events())
 
 
+SIX_KMS_CALLS = ["DeleteKeyMaterial", "ScheduleKeyDeletion", "DisableKey", "CancelKeyDeletion",
+                 "TagResource", "UntagResource"]  # fmt: skip
+
+
+def test_a_rule_over_eventbridges_5_expressions_per_field_is_refused(server, clients):
+    # EventBridge's limits page: at most 5 expressions per field. The events function's first
+    # rule named six calls in one field; a real account would refuse it, so does aliyun-local.
+    fc_client, _kms = clients
+    over = {**KMS_DELETIONS, "data": {"serviceName": ["Kms"], "eventName": SIX_KMS_CALLS}}
+    with pytest.raises(ClientException) as refused:
+        create_eventbridge_trigger(fc_client, over, name="six")
+    assert refused.value.status_code == 400
+    assert "data.eventName: 6 expressions" in refused.value.message
+    assert "at most 5" in refused.value.message
+    split = [SIX_KMS_CALLS[:4], SIX_KMS_CALLS[4:]]
+    for i, names in enumerate(split):  # the same calls over two rules: accepted
+        pattern = {**KMS_DELETIONS, "data": {"serviceName": ["Kms"], "eventName": names}}
+        create_eventbridge_trigger(fc_client, pattern, name=f"part-{i}")
+    # An update cannot sneak past the limit either.
+    body = fc.UpdateTriggerInput(
+        trigger_config=json.dumps({"eventRuleFilterPattern": json.dumps(over)})
+    )
+    with pytest.raises(ClientException, match="at most 5"):
+        fc_client.update_trigger("recorder", "part-0", fc.UpdateTriggerRequest(body=body))
+    names = [t.trigger_name for t in fc_client.list_triggers("recorder", fc.ListTriggersRequest()
+                                                             ).body.triggers]  # fmt: skip
+    assert sorted(names) == ["part-0", "part-1"]
+
+
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
@@ -323,6 +352,8 @@ def test_event_patterns(pattern, expected):
         {"n": [{"exists": "yes"}]},
         {"n": [{"prefix": "a", "suffix": "b"}]},
         {"n": [{"wildcard": "*"}]},
+        {"n": ["a", "b", "c", "d", "e", "f"]},  # EventBridge: at most 5 expressions per field
+        {"data": {"n": [{"prefix": p} for p in "abcdef"]}},
     ],
 )
 def test_patterns_aliyun_local_cannot_evaluate_are_refused(pattern):

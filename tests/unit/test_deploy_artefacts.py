@@ -333,21 +333,54 @@ def test_timer_is_a_six_field_utc_cron_every_6_hours_and_still_a_parameter():
     assert often["functions"]["sweep"]["triggers"]["schedule"]["cron"] == "0 0/15 * * * *"
 
 
-def test_the_events_rule_matches_this_account_region_and_exactly_the_classified_calls():
-    (trigger,) = _plan()["functions"]["events"]["triggers"].values()
-    assert trigger["type"] == "eventbridge" and trigger["enable"] and trigger["async"]
-    assert trigger["source_type"] == "Default"
-    pattern = json.loads(trigger["pattern"])
-    assert pattern["source"] == list(SOURCES)  # both disputed spellings (FIDELITY)
-    assert pattern["type"] == list(TYPES)
-    assert pattern["aliyunaccountid"] == [ACCOUNT]
-    assert pattern["data"]["serviceName"] == ["Kms"] and pattern["data"]["acsRegion"] == [REGION]
-    assert pattern["data"]["eventName"] == list(EVENT_NAMES)
-    assert "ImportKeyMaterial" not in pattern["data"]["eventName"]  # our own restores: no loop
-    config = json.loads(deploy._trigger_config(trigger))
-    assert config["eventSourceConfig"] == {"eventSourceType": "Default"}
-    assert json.loads(config["eventRuleFilterPattern"]) == pattern
-    assert config["triggerEnable"] is True and config["asyncInvocationType"] is True
+def test_the_events_rules_match_this_account_region_and_exactly_the_classified_calls():
+    triggers = _plan()["functions"]["events"]["triggers"]
+    assert set(triggers) == {"actiontrail", "actiontrail-tags"}
+    names: list[str] = []
+    for trigger in triggers.values():
+        assert trigger["type"] == "eventbridge" and trigger["enable"] and trigger["async"]
+        assert trigger["source_type"] == "Default"
+        pattern = json.loads(trigger["pattern"])
+        assert pattern["source"] == list(SOURCES)  # both disputed spellings (FIDELITY)
+        assert pattern["type"] == list(TYPES)
+        assert pattern["aliyunaccountid"] == [ACCOUNT]
+        assert pattern["data"]["serviceName"] == ["Kms"]
+        assert pattern["data"]["acsRegion"] == [REGION]
+        names += pattern["data"]["eventName"]
+        config = json.loads(deploy._trigger_config(trigger))
+        assert config["eventSourceConfig"] == {"eventSourceType": "Default"}
+        assert json.loads(config["eventRuleFilterPattern"]) == pattern
+        assert config["triggerEnable"] is True
+    # Every classified call exactly once (no event lost, none delivered twice), and never
+    # ImportKeyMaterial: our own restores must not trigger anything.
+    assert sorted(names) == sorted(EVENT_NAMES) and len(names) == len(set(names))
+    assert "ImportKeyMaterial" not in names
+
+
+def _fields(pattern: dict[str, Any], path: str = "") -> dict[str, list]:
+    out: dict[str, list] = {}
+    for name, rule in pattern.items():
+        where = f"{path}.{name}" if path else name
+        out.update(_fields(rule, where) if isinstance(rule, dict) else {where: rule})
+    return out
+
+
+@pytest.mark.parametrize("artefact", [from_plan, from_s_yaml, from_terraform],
+                         ids=["functions.yml", "s.yaml", "terraform"])  # fmt: skip
+def test_every_rule_stays_within_eventbridges_5_expressions_per_field(artefact):
+    rules = [r[0] for fn in artefact().values() for r in fn["events"].values()]
+    assert len(rules) == 2
+    for pattern in rules:
+        for field, rule in _fields(pattern).items():
+            assert len(rule) <= deploy.MAX_EXPRESSIONS_PER_FIELD, field
+
+
+def test_deploy_refuses_a_rule_over_eventbridges_limit_before_anything_is_created():
+    source = json.loads(json.dumps(SOURCE))
+    triggers = source["Functions"]["events"]["Triggers"]
+    triggers["actiontrail"]["EventPattern"]["data"]["eventName"] = list(EVENT_NAMES)  # six
+    with pytest.raises(deploy.DeployError, match=r"data\.eventName has 6 expressions.*at most 5"):
+        deploy.desired_state(source, {}, REGION, ACCOUNT)
 
 
 def test_the_events_function_is_capped_and_takes_its_budget_slice():

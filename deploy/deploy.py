@@ -184,9 +184,18 @@ def _check_pattern_fields(where: str, pattern: dict[str, Any], path: str = "") -
             )
 
 
-def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
+def async_invocation_type(asynchronous: bool, api: str) -> bool:
+    """The ``asyncInvocationType`` that asks FC for an asynchronous invocation (its retries and
+    OnFailure) or a synchronous one. Disputed (docs/FIDELITY.md, "Events"): FC 3.0's current
+    EventBridgeTriggerConfig page and SDK 4.8.3 read ``true`` as synchronous, FC 2.0's page as
+    asynchronous. Each API gets the value its own documentation gives."""
+    return asynchronous if api == "2.0" else not asynchronous
+
+
+def _trigger(role: str, name: str, t: dict[str, Any], api: str = "3.0") -> dict[str, Any]:
     """A trigger of functions.yml in the plan's shape: a timer (cron, payload) or an EventBridge
-    trigger (the event pattern as compact JSON, async invocation, the event source type)."""
+    trigger (the event pattern as compact JSON, whether the invocation is asynchronous and the
+    ``asyncInvocationType`` that says so to ``api``, the event source type)."""
     kind = t.get("Type")
     if kind not in TRIGGER_TYPES:
         raise DeployError(f"{role} trigger {name}: Type must be one of {', '.join(TRIGGER_TYPES)}")
@@ -201,10 +210,12 @@ def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(pattern, dict) or not pattern:
         raise DeployError(f"{role} trigger {name}: EventPattern must be a non-empty mapping")
     _check_pattern_fields(f"{role} trigger {name}", pattern)
+    asynchronous = bool(t.get("AsyncInvocation", True))
     return {
         "type": kind,
         "enable": bool(t.get("Enable", True)),
-        "async": bool(t.get("AsyncInvocation", True)),
+        "async": asynchronous,
+        "async_invocation_type": async_invocation_type(asynchronous, api),
         "source_type": str(t.get("EventSourceType", "Default")),
         "pattern": json.dumps(pattern, separators=(",", ":")),
     }
@@ -263,7 +274,8 @@ def desired_state(
             "vpc_config": vpc_config,
             "environment": env,
             "triggers": {
-                name: _trigger(role, name, t) for name, t in (spec.get("Triggers") or {}).items()
+                name: _trigger(role, name, t, api)
+                for name, t in (spec.get("Triggers") or {}).items()
             },
             "async": None
             if not async_config
@@ -333,7 +345,7 @@ def _trigger_config(trigger: dict[str, Any]) -> str:
     return json.dumps(
         {
             "triggerEnable": trigger["enable"],
-            "asyncInvocationType": trigger["async"],
+            "asyncInvocationType": trigger["async_invocation_type"],
             "eventSourceConfig": {"eventSourceType": trigger["source_type"]},
             "eventRuleFilterPattern": trigger["pattern"],
         }

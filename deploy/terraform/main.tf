@@ -255,7 +255,7 @@ resource "alicloud_fcv3_trigger" "actiontrail" {
   qualifier     = "LATEST"
   trigger_config = jsonencode({
     triggerEnable          = true
-    asyncInvocationType    = true
+    asyncInvocationType    = false # FC 3.0: true = synchronous; false gets async retries, OnFailure
     eventSourceConfig      = { eventSourceType = "Default" }
     eventRuleFilterPattern = jsonencode(local.event_pattern)
   })
@@ -269,7 +269,7 @@ resource "alicloud_fcv3_trigger" "actiontrail_tags" {
   qualifier     = "LATEST"
   trigger_config = jsonencode({
     triggerEnable          = true
-    asyncInvocationType    = true
+    asyncInvocationType    = false # FC 3.0: true = synchronous; false gets async retries, OnFailure
     eventSourceConfig      = { eventSourceType = "Default" }
     eventRuleFilterPattern = jsonencode(local.tag_event_pattern)
   })

@@ -31,6 +31,9 @@ import json
 def handler(event, context):
     print("EVENT " + json.dumps(json.loads(event)), flush=True)
     return "recorded"
+
+def failing(event, context):
+    raise RuntimeError("KMS could not be used")
 """
 # The pattern the events function is meant to use: KMS write calls delivered by ActionTrail,
 # whichever of the two documented sources EventBridge puts on them.
@@ -83,18 +86,23 @@ def clients(server):
 
 
 def create_eventbridge_trigger(
-    fc_client: FcClient, pattern: dict, name: str = "kms-events", schema: str = "CloudEvents"
+    fc_client: FcClient,
+    pattern: dict,
+    name: str = "kms-events",
+    schema: str = "CloudEvents",
+    async_invocation_type: bool = True,
+    function: str = "recorder",
 ):
     """How a deployment wires the events function: an FC 3.0 ``eventbridge`` trigger."""
     config = {
         "triggerEnable": True,
-        "asyncInvocationType": True,
+        "asyncInvocationType": async_invocation_type,
         "eventRuleFilterPattern": json.dumps(pattern),
         "eventSourceConfig": {"eventSourceType": "Default"},
         "eventSinkConfig": {"deliveryOption": {"mode": "event-driven", "eventSchema": schema}},
     }
     return fc_client.create_trigger(
-        "recorder",
+        function,
         fc.CreateTriggerRequest(
             body=fc.CreateTriggerInput(
                 trigger_name=name,
@@ -273,6 +281,55 @@ def test_a_disabled_trigger_or_an_unemulated_operator(server, clients, target_ke
     kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
     assert server.wait_events(timeout=10)
     assert all(not e["deliveries"] for e in server.events())
+
+
+ON_FAILURE = "acs:mns:cn-hangzhou:1234567890123456:/topics/byok-keeper-failures/messages"
+
+
+@pytest.mark.parametrize(
+    ("reading", "flag", "invocation"),
+    [
+        ("true-is-sync", False, "async"),  # FC 3.0's page and SDK: what deploy.py sends
+        ("true-is-sync", True, "sync"),
+        ("true-is-async", False, "sync"),  # FC 2.0's reading: the deployed value goes sync
+        ("true-is-async", True, "async"),
+    ],
+)
+def test_async_invocation_type_is_read_as_the_setting_says(
+    server, clients, target_keys, reading, flag, invocation
+):
+    # Asynchronous: FC's async queue, its retries and OnFailure. Synchronous: one invocation,
+    # neither (EventBridge's own retry is not emulated). docs/FIDELITY.md, "Events".
+    fc_client, kms = clients
+    server.emulator.fc.retry_delay_seconds = 0.01
+    server.emulator.kms.settings.update({"eventbridge_async_invocation_type": reading})
+    body = fc.CreateFunctionInput(function_name="failing", handler="index.failing",
+                                  runtime="python3.12", code=fc.InputCodeLocation(zip_file=_zip()),
+                                  timeout=30)  # fmt: skip
+    fc_client.create_function(fc.CreateFunctionRequest(body=body))
+    destination = fc.DestinationConfig(on_failure=fc.Destination(destination=ON_FAILURE))
+    config = fc.PutAsyncInvokeConfigInput(
+        max_async_retry_attempts=1, destination_config=destination
+    )
+    fc_client.put_async_invoke_config("failing", fc.PutAsyncInvokeConfigRequest(body=config))
+    create_eventbridge_trigger(fc_client, KMS_DELETIONS, async_invocation_type=flag,
+                               function="failing")  # fmt: skip
+    key_id = _external_key(kms, target_keys)
+
+    kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
+    assert server.wait_events(timeout=30)
+
+    (entry,) = [e for e in server.events() if e["event_name"] == "DeleteKeyMaterial"]
+    (delivery,) = entry["deliveries"]
+    assert (delivery["invocation"], delivery["state"]) == (invocation, "failed")
+    failures = [d for d in server.emulator.fc.deliveries if d.function == "failing"]
+    if invocation == "async":
+        assert delivery["attempts"] == 2  # one retry, then OnFailure
+        assert [(d.kind, d.destination, d.attempts) for d in failures] == [
+            ("OnFailure", ON_FAILURE, 2)
+        ]
+    else:
+        assert delivery["attempts"] == 1 and failures == []
 
 
 SIX_KMS_CALLS = ["DeleteKeyMaterial", "ScheduleKeyDeletion", "DisableKey", "CancelKeyDeletion",

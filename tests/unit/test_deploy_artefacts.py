@@ -1,7 +1,9 @@
 """One source of truth: deploy.py's plan (from deploy/functions.yml), s.yaml (Serverless Devs,
-fc3) and deploy/terraform/ (alicloud fcv3 resources) must agree on function names, handlers,
-runtime, environment, schedule, the events function's EventBridge rule, async retries,
-concurrency and the role's policy. And the policy (deploy/ram-policy.json) is least privilege.
+fc3), deploy/terraform/ (alicloud fcv3 resources) and template.yml (ROS, rendered from
+functions.yml by deploy/ros.py; tests/unit/ros_template.py reads it back) must agree on function
+names, handlers, runtime, environment, schedule, the events function's EventBridge rule, async
+retries, concurrency and the role's policy. And the policy (deploy/ram-policy.json) is least
+privilege.
 
 Terraform is parsed with python-hcl2; its expressions are evaluated only as far as this module
 uses them (variables, locals, string interpolation, jsonencode of the timer and of the
@@ -23,6 +25,7 @@ import yaml
 
 from byok_keeper.events import EVENT_NAMES, SOURCES, TYPES
 from byok_keeper.kms import FORBIDDEN, SWEEP
+from tests.unit.ros_template import Ros, from_ros
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION, ACCOUNT = "cn-hangzhou", "1234567890123456"
@@ -273,10 +276,66 @@ def from_terraform() -> dict[str, dict[str, Any]]:
     return out
 
 
+# ---- ROS (template.yml) -----------------------------------------------------------------------
+
+_ros_spec = importlib.util.spec_from_file_location("deploy_ros", ROOT / "deploy" / "ros.py")
+ros = importlib.util.module_from_spec(_ros_spec)
+_ros_spec.loader.exec_module(ros)
+
+
+def from_template() -> dict[str, dict[str, Any]]:
+    return from_ros(ROOT / "template.yml", REGION, ACCOUNT)
+
+
+def test_template_yml_is_what_ros_py_renders_from_functions_yml():
+    # Generated, never edited: a change to functions.yml or ram-policy.json reaches template.yml
+    # by `make template`, and this fails until it has.
+    assert (ROOT / "template.yml").read_text() == ros.render()
+    doc = yaml.safe_load((ROOT / "template.yml").read_text())
+    assert doc["ROSTemplateFormatVersion"] == "2015-09-01"
+    kinds = {r["Type"] for r in doc["Resources"].values()}
+    assert kinds == {"ALIYUN::RAM::Role", "ALIYUN::MNS::Topic", "ALIYUN::FC3::Function",
+                     "ALIYUN::FC3::Trigger", "ALIYUN::FC3::AsyncInvokeConfig",
+                     "ALIYUN::FC3::ConcurrencyConfig"}  # fmt: skip
+    assert not set(doc["Parameters"]) & set(doc["Resources"])  # one namespace in ROS
+
+
+@pytest.mark.parametrize("arns", [[], ["acs:ram::2222222222222222:role/byok-target"]])
+def test_the_ros_role_carries_ram_policy_json_as_deploy_py_renders_it(arns):
+    template = Ros(ROOT / "template.yml", REGION, ACCOUNT, TargetRoleArns=",".join(arns))
+    assert (
+        template.policy()
+        == deploy.desired_state(SOURCE, {}, REGION, ACCOUNT, "3.0", arns)["policy"]
+    )
+    ((_name, role),) = template.of_type("ALIYUN::RAM::Role")
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": ["fc.aliyuncs.com"]
+    }
+    (topic,) = [p["TopicName"] for _n, p in template.of_type("ALIYUN::MNS::Topic")]
+    assert from_plan()["reimport"]["async"][2].endswith(f"/topics/{topic}/messages")
+
+
+def test_ros_refuses_a_policy_placeholder_it_has_no_parameter_for():
+    renderer = ros.Renderer(SOURCE, POLICY_TEXT.replace("${log_store}", "${no_such_thing}"))
+    with pytest.raises(ros.RosError, match="no parameter for"):
+        renderer.render()
+
+
+def test_an_empty_sweep_interval_means_the_schedule_in_ros_too():
+    env = lambda t: dict(t.of_type("ALIYUN::FC3::Function")[0][1]["EnvironmentVariables"])  # noqa: E731
+    assert (
+        env(Ros(ROOT / "template.yml", REGION, ACCOUNT))["BYOK_SWEEP_INTERVAL"]
+        == (from_plan()["sweep"]["environment"]["BYOK_SWEEP_INTERVAL"])
+    )
+    given = Ros(ROOT / "template.yml", REGION, ACCOUNT, SweepInterval="15m")
+    assert env(given)["BYOK_SWEEP_INTERVAL"] == "15m"
+
+
 # ---- the agreement ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("artefact", [from_s_yaml, from_terraform], ids=["s.yaml", "terraform"])
+@pytest.mark.parametrize("artefact", [from_s_yaml, from_terraform, from_template],
+                         ids=["s.yaml", "terraform", "template.yml"])  # fmt: skip
 def test_artefact_agrees_with_deploy_plan(artefact):
     expected, actual = from_plan(), artefact()
     assert set(actual) == set(expected) == {"sweep", "reimport", "events"}
@@ -381,8 +440,8 @@ def _fields(pattern: dict[str, Any], path: str = "") -> dict[str, list]:
     return out
 
 
-@pytest.mark.parametrize("artefact", [from_plan, from_s_yaml, from_terraform],
-                         ids=["functions.yml", "s.yaml", "terraform"])  # fmt: skip
+@pytest.mark.parametrize("artefact", [from_plan, from_s_yaml, from_terraform, from_template],
+                         ids=["functions.yml", "s.yaml", "terraform", "template.yml"])  # fmt: skip
 def test_every_rule_stays_within_eventbridges_5_expressions_per_field(artefact):
     rules = [r[0] for fn in artefact().values() for r in fn["events"].values()]
     assert len(rules) == 2
@@ -502,6 +561,7 @@ def test_the_role_is_the_same_everywhere():
     plan_role = _plan()["functions"]["sweep"]["role"]
     assert plan_role == f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
     assert plan_role.endswith(f":role/{s_vars['roleName']}")
+    assert {fn["role"] for fn in from_template().values()} == {plan_role}
 
 
 def test_terraform_requires_the_provider_that_has_what_it_uses():

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .fc.models import FcBackend
 
 MAX_EVENTS_KEPT = 10_000
+MAX_SYNC_DELIVERIES = 4  # synchronous invocations in flight at once; more wait their turn
 DEFAULT_DELIVERY_DELAY = 0.2
 _OPERATORS = ("prefix", "suffix", "contains", "anything-but", "exists")
 _NOT_EMULATED = ("numeric", "cidr")
@@ -212,6 +214,7 @@ class EventBus:
         self._generation = 0  # bumped by reset: a delivery popped before it is dropped
         self._wake = threading.Condition(self._lock)
         self._stop = False
+        self._sync = ThreadPoolExecutor(MAX_SYNC_DELIVERIES, thread_name_prefix="eventbridge-sync")
         self._thread = threading.Thread(target=self._loop, name="eventbridge", daemon=True)
         self._thread.start()
 
@@ -240,6 +243,7 @@ class EventBus:
             self._stop = True
             self._wake.notify_all()
         self._thread.join(timeout=5)
+        self._sync.shutdown(wait=False, cancel_futures=True)
 
     def publish(self, event: dict[str, Any]) -> None:
         """Record ``event`` and schedule its delivery to every enabled trigger it matches."""
@@ -313,9 +317,7 @@ class EventBus:
         if delivery["invocation"] == "sync":
             with self._lock:
                 delivery.update(delivered_at=_wall(), state="invoking")
-            threading.Thread(
-                target=self._invoke_sync, args=(delivery, payload), name="eventbridge-sync"
-            ).start()
+            self._sync.submit(self._invoke_sync, delivery, payload)
             return
         try:
             request_id = self.fc.invoke_async(delivery["service"], delivery["function"], payload)

@@ -42,6 +42,10 @@ demo: $(STAMP)
 package: $(STAMP)
 	$(BIN)/python deploy/package.py --output dist/byok-keeper-fc.zip
 
+# template.yml, the ROS template, rendered from deploy/functions.yml and deploy/ram-policy.json
+template: $(STAMP)
+	$(BIN)/python deploy/ros.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check shared functions tests bench deploy
 	$(BIN)/ruff format --check shared functions tests bench deploy

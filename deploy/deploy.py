@@ -10,16 +10,17 @@ What is deployed comes from deploy/functions.yml (the one source of truth; s.yam
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
 <FunctionPrefix>-sweep, <FunctionPrefix>-reimport and <FunctionPrefix>-events, each with its
 role, log config, environment and VPC; runtime python3.12; the sweep's timer trigger; the events
-function's EventBridge trigger (triggerType eventbridge: ActionTrail KMS calls of this account
-and region, by event name); the reimport and events functions' async invoke config (retries,
-OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for accounts still
-on FC 2.0 services): the service <FunctionPrefix> holding functions sweep, reimport and events,
-runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
-EventBridgeTriggerConfig) and async config, and the cap as each function's on-demand
-maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
+function's EventBridge triggers (triggerType eventbridge: ActionTrail KMS calls of this account
+and region, by event name, two rules as EventBridge takes at most 5 expressions per pattern
+field: a longer field is refused here); the reimport and events functions' async invoke config
+(retries, OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for
+accounts still on FC 2.0 services): the service <FunctionPrefix> holding functions sweep,
+reimport and events, runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0
+documents the same EventBridgeTriggerConfig) and async config, and the cap as each function's
+on-demand maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
 
 EventBridge must be activated in the account, with its service-linked role
-AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); the trigger creates its rule on the
+AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); each trigger creates its rule on the
 default bus.
 
 Targets (many accounts and regions): --config FILE is the agent's settings file with
@@ -165,11 +166,36 @@ def with_config(code: bytes, config: bytes) -> bytes:
 
 
 TRIGGER_TYPES = ("timer", "eventbridge")
+# EventBridge's limits page: at most 5 expressions per field of an event pattern (the ROS
+# ALIYUN::EventBridge::Rule page: "up to five values"); a longer list is split over triggers.
+MAX_EXPRESSIONS_PER_FIELD = 5
 
 
-def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
+def _check_pattern_fields(where: str, pattern: dict[str, Any], path: str = "") -> None:
+    """Refuse a pattern field EventBridge would refuse: more than 5 expressions in its list."""
+    for name, rule in pattern.items():
+        field = f"{path}.{name}" if path else name
+        if isinstance(rule, dict):
+            _check_pattern_fields(where, rule, field)
+        elif isinstance(rule, list) and len(rule) > MAX_EXPRESSIONS_PER_FIELD:
+            raise DeployError(
+                f"{where}: EventPattern field {field} has {len(rule)} expressions; EventBridge "
+                f"takes at most {MAX_EXPRESSIONS_PER_FIELD} per field (split it over triggers)"
+            )
+
+
+def async_invocation_type(asynchronous: bool, api: str) -> bool:
+    """The ``asyncInvocationType`` that asks FC for an asynchronous invocation (its retries and
+    OnFailure) or a synchronous one. Disputed (docs/FIDELITY.md, "Events"): FC 3.0's current
+    EventBridgeTriggerConfig page and SDK 4.8.3 read ``true`` as synchronous, FC 2.0's page as
+    asynchronous. Each API gets the value its own documentation gives."""
+    return asynchronous if api == "2.0" else not asynchronous
+
+
+def _trigger(role: str, name: str, t: dict[str, Any], api: str = "3.0") -> dict[str, Any]:
     """A trigger of functions.yml in the plan's shape: a timer (cron, payload) or an EventBridge
-    trigger (the event pattern as compact JSON, async invocation, the event source type)."""
+    trigger (the event pattern as compact JSON, whether the invocation is asynchronous and the
+    ``asyncInvocationType`` that says so to ``api``, the event source type)."""
     kind = t.get("Type")
     if kind not in TRIGGER_TYPES:
         raise DeployError(f"{role} trigger {name}: Type must be one of {', '.join(TRIGGER_TYPES)}")
@@ -183,10 +209,13 @@ def _trigger(role: str, name: str, t: dict[str, Any]) -> dict[str, Any]:
     pattern = t.get("EventPattern")
     if not isinstance(pattern, dict) or not pattern:
         raise DeployError(f"{role} trigger {name}: EventPattern must be a non-empty mapping")
+    _check_pattern_fields(f"{role} trigger {name}", pattern)
+    asynchronous = bool(t.get("AsyncInvocation", True))
     return {
         "type": kind,
         "enable": bool(t.get("Enable", True)),
-        "async": bool(t.get("AsyncInvocation", True)),
+        "async": asynchronous,
+        "async_invocation_type": async_invocation_type(asynchronous, api),
         "source_type": str(t.get("EventSourceType", "Default")),
         "pattern": json.dumps(pattern, separators=(",", ":")),
     }
@@ -245,7 +274,8 @@ def desired_state(
             "vpc_config": vpc_config,
             "environment": env,
             "triggers": {
-                name: _trigger(role, name, t) for name, t in (spec.get("Triggers") or {}).items()
+                name: _trigger(role, name, t, api)
+                for name, t in (spec.get("Triggers") or {}).items()
             },
             "async": None
             if not async_config
@@ -315,7 +345,7 @@ def _trigger_config(trigger: dict[str, Any]) -> str:
     return json.dumps(
         {
             "triggerEnable": trigger["enable"],
-            "asyncInvocationType": trigger["async"],
+            "asyncInvocationType": trigger["async_invocation_type"],
             "eventSourceConfig": {"eventSourceType": trigger["source_type"]},
             "eventRuleFilterPattern": trigger["pattern"],
         }

@@ -1,6 +1,6 @@
 # byok-keeper on Function Compute 3.0 with the alicloud provider: the RAM role and its policy,
-# the sweep, reimport and events functions, the sweep's timer, the events function's EventBridge
-# trigger (ActionTrail KMS calls), async invoke configs and reserved concurrency. Same content as deploy/functions.yml (the source of truth, which
+# the sweep, reimport and events functions, the sweep's timer, the events function's two EventBridge
+# triggers (ActionTrail KMS calls), async invoke configs and reserved concurrency. Same content as deploy/functions.yml (the source of truth, which
 # deploy/deploy.py applies through the FC API) and s.yaml (Serverless Devs).
 #
 #   make package && cd deploy/terraform && terraform init && terraform apply
@@ -12,7 +12,9 @@ terraform {
   required_providers {
     alicloud = {
       source  = "aliyun/alicloud"
-      version = ">= 1.228.0" # the fcv3 resources arrived in 1.228.0
+      # alicloud_ram_role's role_name and assume_role_policy_document arrived in 1.252.0 (older
+      # providers know only name/document); the fcv3 resources in 1.228.0. docs/FIDELITY.md.
+      version = ">= 1.252.0"
     }
   }
 }
@@ -46,9 +48,10 @@ locals {
     BYOK_ACCOUNT_ID         = local.account_id
   }
 
-  # The events function's EventBridge rule: ActionTrail KMS calls of this account and region,
-  # by name; never ImportKeyMaterial (byok_keeper.events.EVENT_NAMES is this list); both
-  # documented source/type spellings (docs/FIDELITY.md: disputed).
+  # The events function's EventBridge rules: ActionTrail KMS calls of this account and region,
+  # by name; never ImportKeyMaterial (together they name byok_keeper.events.EVENT_NAMES, each
+  # once: EventBridge takes at most 5 expressions per pattern field); both documented
+  # source/type spellings (docs/FIDELITY.md: disputed).
   event_pattern = {
     source          = ["acs.actiontrail", "acs.kms"]
     type            = ["actiontrail:ActionTrail:ApiCall", "kms:ActionTrail:ApiCall"]
@@ -56,7 +59,17 @@ locals {
     data = {
       serviceName = ["Kms"]
       acsRegion   = [local.region]
-      eventName   = ["DeleteKeyMaterial", "ScheduleKeyDeletion", "DisableKey", "CancelKeyDeletion", "TagResource", "UntagResource"]
+      eventName   = ["DeleteKeyMaterial", "ScheduleKeyDeletion", "DisableKey", "CancelKeyDeletion"]
+    }
+  }
+  tag_event_pattern = {
+    source          = ["acs.actiontrail", "acs.kms"]
+    type            = ["actiontrail:ActionTrail:ApiCall", "kms:ActionTrail:ApiCall"]
+    aliyunaccountid = [local.account_id]
+    data = {
+      serviceName = ["Kms"]
+      acsRegion   = [local.region]
+      eventName   = ["TagResource", "UntagResource"]
     }
   }
 }
@@ -242,9 +255,23 @@ resource "alicloud_fcv3_trigger" "actiontrail" {
   qualifier     = "LATEST"
   trigger_config = jsonencode({
     triggerEnable          = true
-    asyncInvocationType    = true
+    asyncInvocationType    = false # FC 3.0: true = synchronous; false gets async retries, OnFailure
     eventSourceConfig      = { eventSourceType = "Default" }
     eventRuleFilterPattern = jsonencode(local.event_pattern)
+  })
+  depends_on = [alicloud_event_bridge_service_linked_role.send_to_fc]
+}
+
+resource "alicloud_fcv3_trigger" "actiontrail_tags" {
+  function_name = alicloud_fcv3_function.events.function_name
+  trigger_name  = "actiontrail-tags"
+  trigger_type  = "eventbridge"
+  qualifier     = "LATEST"
+  trigger_config = jsonencode({
+    triggerEnable          = true
+    asyncInvocationType    = false # FC 3.0: true = synchronous; false gets async retries, OnFailure
+    eventSourceConfig      = { eventSourceType = "Default" }
+    eventRuleFilterPattern = jsonencode(local.tag_event_pattern)
   })
   depends_on = [alicloud_event_bridge_service_linked_role.send_to_fc]
 }

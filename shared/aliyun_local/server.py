@@ -93,7 +93,11 @@ class Emulator:
         self.fc = FcBackend(
             region=region, account_id=account_id, credentials=self.fc_role, runtimes=fc_runtimes
         )
-        self.events = EventBus(self.fc, delivery_delay=event_delivery_delay)
+        self.events = EventBus(
+            self.fc,
+            delivery_delay=event_delivery_delay,
+            reading=lambda: self.kms.settings.eventbridge_async_invocation_type,
+        )
         self.clock = Clock()
         self.faults = Faults()
         self.calls = CallLog(scoped=len(accounts) > 1 or len(regions) > 1)

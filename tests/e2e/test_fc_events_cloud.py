@@ -5,8 +5,11 @@ records -> EventBridge -> FC's async queue -> the deployed function -> the key r
 The sweep's timer is set to once a year and never fired, and the clock never moves: whatever is
 restored here was restored by an event. Run under both emulator profiles: ``default`` publishes
 KMS calls as ``acs.actiontrail``/``actiontrail:ActionTrail:ApiCall``, ``strict`` as
-``acs.kms``/``kms:ActionTrail:ApiCall`` (the disputed spelling, docs/FIDELITY.md), and the one
-deployed rule must catch both."""
+``acs.kms``/``kms:ActionTrail:ApiCall`` (the disputed spelling, docs/FIDELITY.md), and the
+deployed rules must catch both. The deployed ``asyncInvocationType`` (false: asynchronous under
+FC 3.0's reading) is read as FC 3.0's current page says under ``default`` (deliveries go through
+FC's async queue, its retries and OnFailure) and as FC 2.0's under ``strict`` (synchronous, one
+invocation each): the events path restores the keys either way."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.every_profile]
 SPECS = (("EC_P256", "30d"), ("EC_P256K", "30d"), ("RSA_2048", "30d"), ("EC_P256", "90d"))
 EVENTS = "byok-keeper-events"
 SOURCES = {"default": "acs.actiontrail", "strict": "acs.kms"}
+INVOCATION = {"default": "async", "strict": "sync"}  # the eventbridge_async_invocation_type
 
 
 @pytest.fixture
@@ -121,6 +125,9 @@ def test_deletions_are_restored_by_events_once_each_with_no_timer_and_no_loop(
     deletions = [e for e in served.events() if e["event_name"] == "DeleteKeyMaterial"]
     assert {e["source"] for e in deletions} == {SOURCES[kms_profile]}
     assert all(d["state"] == "succeeded" for e in deletions for d in e["deliveries"])
+    invocations = {d["invocation"] for e in deletions for d in e["deliveries"]}
+    assert invocations == {INVOCATION[kms_profile]}
+    assert all(d["trigger"] == "actiontrail" for e in deletions for d in e["deliveries"])
     # The function's own writes (ImportKeyMaterial, under its role) were recorded and matched
     # nothing: no loop. After settling, nothing further happens.
     own = [e for e in served.events() if e["event_name"] == "ImportKeyMaterial"][-3:]
@@ -147,6 +154,8 @@ def test_a_held_key_stays_deleted_and_operators_are_not_fought(deployed, served)
     out = run_cli("hold", held.key_id, "--reason", "INC-9 kill switch", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     _settle(served)  # the hold's TagResource: a re-plan, one look, nothing else
+    hold_event = [e for e in served.events() if e["event_name"] == "TagResource"][-1]
+    assert [d["trigger"] for d in hold_event["deliveries"]] == ["actiontrail-tags"]  # once
     start = len(served.calls())
 
     kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=held.key_id))

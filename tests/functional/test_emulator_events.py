@@ -31,6 +31,9 @@ import json
 def handler(event, context):
     print("EVENT " + json.dumps(json.loads(event)), flush=True)
     return "recorded"
+
+def failing(event, context):
+    raise RuntimeError("KMS could not be used")
 """
 # The pattern the events function is meant to use: KMS write calls delivered by ActionTrail,
 # whichever of the two documented sources EventBridge puts on them.
@@ -83,18 +86,23 @@ def clients(server):
 
 
 def create_eventbridge_trigger(
-    fc_client: FcClient, pattern: dict, name: str = "kms-events", schema: str = "CloudEvents"
+    fc_client: FcClient,
+    pattern: dict,
+    name: str = "kms-events",
+    schema: str = "CloudEvents",
+    async_invocation_type: bool = True,
+    function: str = "recorder",
 ):
     """How a deployment wires the events function: an FC 3.0 ``eventbridge`` trigger."""
     config = {
         "triggerEnable": True,
-        "asyncInvocationType": True,
+        "asyncInvocationType": async_invocation_type,
         "eventRuleFilterPattern": json.dumps(pattern),
         "eventSourceConfig": {"eventSourceType": "Default"},
         "eventSinkConfig": {"deliveryOption": {"mode": "event-driven", "eventSchema": schema}},
     }
     return fc_client.create_trigger(
-        "recorder",
+        function,
         fc.CreateTriggerRequest(
             body=fc.CreateTriggerInput(
                 trigger_name=name,
@@ -275,6 +283,84 @@ def test_a_disabled_trigger_or_an_unemulated_operator(server, clients, target_ke
     assert all(not e["deliveries"] for e in server.events())
 
 
+ON_FAILURE = "acs:mns:cn-hangzhou:1234567890123456:/topics/byok-keeper-failures/messages"
+
+
+@pytest.mark.parametrize(
+    ("reading", "flag", "invocation"),
+    [
+        ("true-is-sync", False, "async"),  # FC 3.0's page and SDK: what deploy.py sends
+        ("true-is-sync", True, "sync"),
+        ("true-is-async", False, "sync"),  # FC 2.0's reading: the deployed value goes sync
+        ("true-is-async", True, "async"),
+    ],
+)
+def test_async_invocation_type_is_read_as_the_setting_says(
+    server, clients, target_keys, reading, flag, invocation
+):
+    # Asynchronous: FC's async queue, its retries and OnFailure. Synchronous: one invocation,
+    # neither (EventBridge's own retry is not emulated). docs/FIDELITY.md, "Events".
+    fc_client, kms = clients
+    server.emulator.fc.retry_delay_seconds = 0.01
+    server.emulator.kms.settings.update({"eventbridge_async_invocation_type": reading})
+    body = fc.CreateFunctionInput(function_name="failing", handler="index.failing",
+                                  runtime="python3.12", code=fc.InputCodeLocation(zip_file=_zip()),
+                                  timeout=30)  # fmt: skip
+    fc_client.create_function(fc.CreateFunctionRequest(body=body))
+    destination = fc.DestinationConfig(on_failure=fc.Destination(destination=ON_FAILURE))
+    config = fc.PutAsyncInvokeConfigInput(
+        max_async_retry_attempts=1, destination_config=destination
+    )
+    fc_client.put_async_invoke_config("failing", fc.PutAsyncInvokeConfigRequest(body=config))
+    create_eventbridge_trigger(fc_client, KMS_DELETIONS, async_invocation_type=flag,
+                               function="failing")  # fmt: skip
+    key_id = _external_key(kms, target_keys)
+
+    kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
+    assert server.wait_events(timeout=30)
+
+    (entry,) = [e for e in server.events() if e["event_name"] == "DeleteKeyMaterial"]
+    (delivery,) = entry["deliveries"]
+    assert (delivery["invocation"], delivery["state"]) == (invocation, "failed")
+    failures = [d for d in server.emulator.fc.deliveries if d.function == "failing"]
+    if invocation == "async":
+        assert delivery["attempts"] == 2  # one retry, then OnFailure
+        assert [(d.kind, d.destination, d.attempts) for d in failures] == [
+            ("OnFailure", ON_FAILURE, 2)
+        ]
+    else:
+        assert delivery["attempts"] == 1 and failures == []
+
+
+SIX_KMS_CALLS = ["DeleteKeyMaterial", "ScheduleKeyDeletion", "DisableKey", "CancelKeyDeletion",
+                 "TagResource", "UntagResource"]  # fmt: skip
+
+
+def test_a_rule_over_eventbridges_5_expressions_per_field_is_refused(server, clients):
+    # EventBridge's limits page: at most 5 expressions per field. The events function's first
+    # rule named six calls in one field; a real account would refuse it, so does aliyun-local.
+    fc_client, _kms = clients
+    over = {**KMS_DELETIONS, "data": {"serviceName": ["Kms"], "eventName": SIX_KMS_CALLS}}
+    with pytest.raises(ClientException) as refused:
+        create_eventbridge_trigger(fc_client, over, name="six")
+    assert refused.value.status_code == 400
+    assert "data.eventName: 6 expressions" in refused.value.message
+    assert "at most 5" in refused.value.message
+    split = [SIX_KMS_CALLS[:4], SIX_KMS_CALLS[4:]]
+    for i, names in enumerate(split):  # the same calls over two rules: accepted
+        pattern = {**KMS_DELETIONS, "data": {"serviceName": ["Kms"], "eventName": names}}
+        create_eventbridge_trigger(fc_client, pattern, name=f"part-{i}")
+    # An update cannot sneak past the limit either.
+    body = fc.UpdateTriggerInput(
+        trigger_config=json.dumps({"eventRuleFilterPattern": json.dumps(over)})
+    )
+    with pytest.raises(ClientException, match="at most 5"):
+        fc_client.update_trigger("recorder", "part-0", fc.UpdateTriggerRequest(body=body))
+    names = [t.trigger_name for t in fc_client.list_triggers("recorder", fc.ListTriggersRequest()
+                                                             ).body.triggers]  # fmt: skip
+    assert sorted(names) == ["part-0", "part-1"]
+
+
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
@@ -323,6 +409,8 @@ def test_event_patterns(pattern, expected):
         {"n": [{"exists": "yes"}]},
         {"n": [{"prefix": "a", "suffix": "b"}]},
         {"n": [{"wildcard": "*"}]},
+        {"n": ["a", "b", "c", "d", "e", "f"]},  # EventBridge: at most 5 expressions per field
+        {"data": {"n": [{"prefix": p} for p in "abcdef"]}},
     ],
 )
 def test_patterns_aliyun_local_cannot_evaluate_are_refused(pattern):

@@ -252,7 +252,7 @@ def test_the_role_gets_only_the_crypto_actions_the_canary_uses_on_managed_keys()
     from byok_keeper.kms import SWEEP
 
     root = Path(__file__).resolve().parents[2]
-    # The one policy document: deploy.py, s.yaml and Terraform all use it (template.yml retired).
+    # The one policy document: deploy.py, s.yaml, Terraform and template.yml (rendered from it).
     policies = {
         "ram-policy.json": json.loads((root / "deploy" / "ram-policy.json").read_text())[
             "Statement"

@@ -1,7 +1,9 @@
 """One source of truth: deploy.py's plan (from deploy/functions.yml), s.yaml (Serverless Devs,
-fc3) and deploy/terraform/ (alicloud fcv3 resources) must agree on function names, handlers,
-runtime, environment, schedule, the events function's EventBridge rule, async retries,
-concurrency and the role's policy. And the policy (deploy/ram-policy.json) is least privilege.
+fc3), deploy/terraform/ (alicloud fcv3 resources) and template.yml (ROS, rendered from
+functions.yml by deploy/ros.py; tests/unit/ros_template.py reads it back) must agree on function
+names, handlers, runtime, environment, schedule, the events function's EventBridge rule, async
+retries, concurrency and the role's policy. And the policy (deploy/ram-policy.json) is least
+privilege.
 
 Terraform is parsed with python-hcl2; its expressions are evaluated only as far as this module
 uses them (variables, locals, string interpolation, jsonencode of the timer and of the
@@ -23,6 +25,7 @@ import yaml
 
 from byok_keeper.events import EVENT_NAMES, SOURCES, TYPES
 from byok_keeper.kms import FORBIDDEN, SWEEP
+from tests.unit.ros_template import Ros, from_ros
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION, ACCOUNT = "cn-hangzhou", "1234567890123456"
@@ -56,7 +59,12 @@ def from_plan() -> dict[str, dict[str, Any]]:
                     n: t["cron"] for n, t in fn["triggers"].items() if t["type"] == "timer"
                 },
                 "events": {
-                    n: (json.loads(t["pattern"]), t["async"], t["enable"], t["source_type"])
+                    n: (
+                        json.loads(t["pattern"]),
+                        t["async_invocation_type"],
+                        t["enable"],
+                        t["source_type"],
+                    )
                     for n, t in fn["triggers"].items()
                     if t["type"] == "eventbridge"
                 },
@@ -268,10 +276,66 @@ def from_terraform() -> dict[str, dict[str, Any]]:
     return out
 
 
+# ---- ROS (template.yml) -----------------------------------------------------------------------
+
+_ros_spec = importlib.util.spec_from_file_location("deploy_ros", ROOT / "deploy" / "ros.py")
+ros = importlib.util.module_from_spec(_ros_spec)
+_ros_spec.loader.exec_module(ros)
+
+
+def from_template() -> dict[str, dict[str, Any]]:
+    return from_ros(ROOT / "template.yml", REGION, ACCOUNT)
+
+
+def test_template_yml_is_what_ros_py_renders_from_functions_yml():
+    # Generated, never edited: a change to functions.yml or ram-policy.json reaches template.yml
+    # by `make template`, and this fails until it has.
+    assert (ROOT / "template.yml").read_text() == ros.render()
+    doc = yaml.safe_load((ROOT / "template.yml").read_text())
+    assert doc["ROSTemplateFormatVersion"] == "2015-09-01"
+    kinds = {r["Type"] for r in doc["Resources"].values()}
+    assert kinds == {"ALIYUN::RAM::Role", "ALIYUN::MNS::Topic", "ALIYUN::FC3::Function",
+                     "ALIYUN::FC3::Trigger", "ALIYUN::FC3::AsyncInvokeConfig",
+                     "ALIYUN::FC3::ConcurrencyConfig"}  # fmt: skip
+    assert not set(doc["Parameters"]) & set(doc["Resources"])  # one namespace in ROS
+
+
+@pytest.mark.parametrize("arns", [[], ["acs:ram::2222222222222222:role/byok-target"]])
+def test_the_ros_role_carries_ram_policy_json_as_deploy_py_renders_it(arns):
+    template = Ros(ROOT / "template.yml", REGION, ACCOUNT, TargetRoleArns=",".join(arns))
+    assert (
+        template.policy()
+        == deploy.desired_state(SOURCE, {}, REGION, ACCOUNT, "3.0", arns)["policy"]
+    )
+    ((_name, role),) = template.of_type("ALIYUN::RAM::Role")
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": ["fc.aliyuncs.com"]
+    }
+    (topic,) = [p["TopicName"] for _n, p in template.of_type("ALIYUN::MNS::Topic")]
+    assert from_plan()["reimport"]["async"][2].endswith(f"/topics/{topic}/messages")
+
+
+def test_ros_refuses_a_policy_placeholder_it_has_no_parameter_for():
+    renderer = ros.Renderer(SOURCE, POLICY_TEXT.replace("${log_store}", "${no_such_thing}"))
+    with pytest.raises(ros.RosError, match="no parameter for"):
+        renderer.render()
+
+
+def test_an_empty_sweep_interval_means_the_schedule_in_ros_too():
+    env = lambda t: dict(t.of_type("ALIYUN::FC3::Function")[0][1]["EnvironmentVariables"])  # noqa: E731
+    assert (
+        env(Ros(ROOT / "template.yml", REGION, ACCOUNT))["BYOK_SWEEP_INTERVAL"]
+        == (from_plan()["sweep"]["environment"]["BYOK_SWEEP_INTERVAL"])
+    )
+    given = Ros(ROOT / "template.yml", REGION, ACCOUNT, SweepInterval="15m")
+    assert env(given)["BYOK_SWEEP_INTERVAL"] == "15m"
+
+
 # ---- the agreement ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("artefact", [from_s_yaml, from_terraform], ids=["s.yaml", "terraform"])
+@pytest.mark.parametrize("artefact", [from_s_yaml, from_terraform, from_template],
+                         ids=["s.yaml", "terraform", "template.yml"])  # fmt: skip
 def test_artefact_agrees_with_deploy_plan(artefact):
     expected, actual = from_plan(), artefact()
     assert set(actual) == set(expected) == {"sweep", "reimport", "events"}
@@ -300,6 +364,15 @@ def test_fc2_plan_is_a_service_on_python310():
         ("events", "events", "python3.10"),
     }
     assert state["functions"]["sweep"]["environment"]["BYOK_FC_API"] == "2.0"
+
+
+@pytest.mark.parametrize(("api", "wire"), [("3.0", False), ("2.0", True)])
+def test_events_are_invoked_asynchronously_in_each_apis_own_reading(api, wire):
+    # asyncInvocationType: FC 3.0's page and SDK read true as synchronous, FC 2.0's page as
+    # asynchronous (docs/FIDELITY.md, disputed); each API gets the value that means async.
+    for trigger in _plan(api)["functions"]["events"]["triggers"].values():
+        assert trigger["async"] is True
+        assert json.loads(deploy._trigger_config(trigger))["asyncInvocationType"] is wire
 
 
 def test_every_parameter_is_used():
@@ -333,21 +406,56 @@ def test_timer_is_a_six_field_utc_cron_every_6_hours_and_still_a_parameter():
     assert often["functions"]["sweep"]["triggers"]["schedule"]["cron"] == "0 0/15 * * * *"
 
 
-def test_the_events_rule_matches_this_account_region_and_exactly_the_classified_calls():
-    (trigger,) = _plan()["functions"]["events"]["triggers"].values()
-    assert trigger["type"] == "eventbridge" and trigger["enable"] and trigger["async"]
-    assert trigger["source_type"] == "Default"
-    pattern = json.loads(trigger["pattern"])
-    assert pattern["source"] == list(SOURCES)  # both disputed spellings (FIDELITY)
-    assert pattern["type"] == list(TYPES)
-    assert pattern["aliyunaccountid"] == [ACCOUNT]
-    assert pattern["data"]["serviceName"] == ["Kms"] and pattern["data"]["acsRegion"] == [REGION]
-    assert pattern["data"]["eventName"] == list(EVENT_NAMES)
-    assert "ImportKeyMaterial" not in pattern["data"]["eventName"]  # our own restores: no loop
-    config = json.loads(deploy._trigger_config(trigger))
-    assert config["eventSourceConfig"] == {"eventSourceType": "Default"}
-    assert json.loads(config["eventRuleFilterPattern"]) == pattern
-    assert config["triggerEnable"] is True and config["asyncInvocationType"] is True
+def test_the_events_rules_match_this_account_region_and_exactly_the_classified_calls():
+    triggers = _plan()["functions"]["events"]["triggers"]
+    assert set(triggers) == {"actiontrail", "actiontrail-tags"}
+    names: list[str] = []
+    for trigger in triggers.values():
+        assert trigger["type"] == "eventbridge" and trigger["enable"] and trigger["async"]
+        assert trigger["source_type"] == "Default"
+        pattern = json.loads(trigger["pattern"])
+        assert pattern["source"] == list(SOURCES)  # both disputed spellings (FIDELITY)
+        assert pattern["type"] == list(TYPES)
+        assert pattern["aliyunaccountid"] == [ACCOUNT]
+        assert pattern["data"]["serviceName"] == ["Kms"]
+        assert pattern["data"]["acsRegion"] == [REGION]
+        names += pattern["data"]["eventName"]
+        config = json.loads(deploy._trigger_config(trigger))
+        assert config["eventSourceConfig"] == {"eventSourceType": "Default"}
+        assert json.loads(config["eventRuleFilterPattern"]) == pattern
+        assert config["triggerEnable"] is True
+        # Asynchronous (FC's retries and OnFailure) under FC 3.0's reading: false.
+        assert config["asyncInvocationType"] is False
+    # Every classified call exactly once (no event lost, none delivered twice), and never
+    # ImportKeyMaterial: our own restores must not trigger anything.
+    assert sorted(names) == sorted(EVENT_NAMES) and len(names) == len(set(names))
+    assert "ImportKeyMaterial" not in names
+
+
+def _fields(pattern: dict[str, Any], path: str = "") -> dict[str, list]:
+    out: dict[str, list] = {}
+    for name, rule in pattern.items():
+        where = f"{path}.{name}" if path else name
+        out.update(_fields(rule, where) if isinstance(rule, dict) else {where: rule})
+    return out
+
+
+@pytest.mark.parametrize("artefact", [from_plan, from_s_yaml, from_terraform, from_template],
+                         ids=["functions.yml", "s.yaml", "terraform", "template.yml"])  # fmt: skip
+def test_every_rule_stays_within_eventbridges_5_expressions_per_field(artefact):
+    rules = [r[0] for fn in artefact().values() for r in fn["events"].values()]
+    assert len(rules) == 2
+    for pattern in rules:
+        for field, rule in _fields(pattern).items():
+            assert len(rule) <= deploy.MAX_EXPRESSIONS_PER_FIELD, field
+
+
+def test_deploy_refuses_a_rule_over_eventbridges_limit_before_anything_is_created():
+    source = json.loads(json.dumps(SOURCE))
+    triggers = source["Functions"]["events"]["Triggers"]
+    triggers["actiontrail"]["EventPattern"]["data"]["eventName"] = list(EVENT_NAMES)  # six
+    with pytest.raises(deploy.DeployError, match=r"data\.eventName has 6 expressions.*at most 5"):
+        deploy.desired_state(source, {}, REGION, ACCOUNT)
 
 
 def test_the_events_function_is_capped_and_takes_its_budget_slice():
@@ -453,6 +561,20 @@ def test_the_role_is_the_same_everywhere():
     plan_role = _plan()["functions"]["sweep"]["role"]
     assert plan_role == f"acs:ram::{ACCOUNT}:role/{tf.variables['role_name']}"
     assert plan_role.endswith(f":role/{s_vars['roleName']}")
+    assert {fn["role"] for fn in from_template().values()} == {plan_role}
+
+
+def test_terraform_requires_the_provider_that_has_what_it_uses():
+    # alicloud_ram_role's role_name/assume_role_policy_document arrived in provider 1.252.0
+    # (docs/FIDELITY.md, "Deployment artefacts"); an older provider would refuse the module.
+    doc = hcl2.loads((ROOT / "deploy" / "terraform" / "main.tf").read_text())
+    (block,) = doc["terraform"][0]["required_providers"]
+    floor = re.fullmatch(r'">= (\d+)\.(\d+)\.(\d+)"', block["alicloud"]["version"])
+    assert floor, block["alicloud"]["version"]
+    assert tuple(map(int, floor.groups())) >= (1, 252, 0)
+    role = Terraform(ROOT / "deploy" / "terraform").resource("alicloud_ram_role", "byok_keeper")
+    assert {"role_name", "assume_role_policy_document"} <= set(role)
+    assert not {"name", "document"} & set(role)
 
 
 def test_an_fc_refusal_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):

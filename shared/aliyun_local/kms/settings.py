@@ -92,6 +92,15 @@ SETTINGS: dict[str, Setting] = {
             "EventBridge's ActionTrail page: source acs.actiontrail, type "
             "actiontrail:ActionTrail:ApiCall; its KMS page: type kms:ActionTrail:ApiCall",
         ),
+        Setting(
+            "eventbridge_async_invocation_type",
+            ("true-is-sync", "true-is-async"),
+            "true-is-sync",
+            "true-is-async",
+            "an FC 3.0 eventbridge trigger's asyncInvocationType: FC 3.0's current struct page "
+            "and SDK 4.8.3 read true as synchronous; FC 2.0's page (and an older FC 3.0 one) "
+            "as asynchronous",
+        ),
     )
 }
 PROFILES = ("default", "strict")

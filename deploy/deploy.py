@@ -276,6 +276,7 @@ def desired_state(
                 "log_project": params["LogProject"],
                 "log_store": params["LogStore"],
                 "function_prefix": prefix,
+                "failure_topic": params["FailureTopic"],
             },
             list(target_role_arns or []),
         ),

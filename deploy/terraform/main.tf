@@ -90,6 +90,7 @@ resource "alicloud_ram_policy" "byok_keeper" {
         log_project      = var.log_project
         log_store        = var.log_store
         function_prefix  = var.function_prefix
+        failure_topic    = var.failure_topic
         target_role_arns = join("\",\"", var.target_role_arns)
       })).Statement : s if s.Sid != "AssumeTargetRoles" || length(var.target_role_arns) > 0
     ]

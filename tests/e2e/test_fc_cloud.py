@@ -27,6 +27,7 @@ from tests.e2e.fc_cloud import (
     fc3_client,
     fc_cli_env,
     package_zip,
+    planned_policies,
 )
 from tests.functional.conftest import describe, make_client
 
@@ -75,6 +76,10 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     assert served.emulator.fc.functions == {}  # --plan changed nothing
     done = deploy_package(path, served, vault_dir, seal, *cap)
     assert "done: create function byok-keeper-reimport" in done
+    # The role carries the policy --plan rendered (applied by Terraform or by hand on a real
+    # account): FC checks it before publishing to the OnFailure topic.
+    role, policies = planned_policies(plan)
+    admin(served, "POST", "ram/roles", {"role": role, "policies": policies})
     again = deploy_package(path, served, vault_dir, seal, *cap)  # idempotent re-deploy
     assert "done: update function byok-keeper-sweep" in again
     assert "done: update timer byok-keeper-sweep/schedule" in again
@@ -117,6 +122,19 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     assert delivery["attempts"] == 4  # the first try and AsyncRetries: 3
     assert json.loads(delivery["event"])["key_id"] == keys["EC_SM2"].key_id
     assert delivery["destination"].startswith("acs:mns:cn-hangzhou:1234567890123456:/topics/")
+    # The same failure under a role without mns:PublishMessage on the topic: FC cannot publish
+    # it, so nothing is delivered and the function's log says why.
+    (document,) = policies
+    document = {**document, "Statement": [s for s in document["Statement"]
+                                          if "mns:PublishMessage" not in s["Action"]]}  # fmt: skip
+    admin(served, "POST", "ram/roles", {"role": role, "policies": [document]})
+    served.set_faults(fail_next={"GetParametersForImport": ["ServiceUnavailableTemporary"] * 40})
+    admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
+    assert admin(served, "POST", "fc/wait", {"timeout": 240})["idle"]
+    assert len(admin(served, "GET", "fc/deliveries")) == 1  # still only the first
+    logs = admin(served, "GET", "fc/logs")
+    refused = [line for line in logs if "destination" in line and "is not allowed" in line]
+    assert len(refused) == 1 and role in refused[0] and delivery["destination"] in refused[0]
     served.set_faults()
 
     # On call, with only fc:InvokeFunction: the same core through the deployed FC 3.0 function.

@@ -12,7 +12,9 @@ deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
 role, log config, environment and VPC; runtime python3.12; the sweep's timer trigger; the events
 function's EventBridge trigger (triggerType eventbridge: ActionTrail KMS calls of this account
 and region, by event name); the reimport and events functions' async invoke config (retries,
-OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for accounts still
+OnFailure); every function's reserved concurrency, its instances splitting their percent of the
+KMS budgets (refused when a function has no cap or the percents add up to more than 100:
+deploy/README.md, "Budgets"). FC 2.0 (alibabacloud-fc-open20210406, for accounts still
 on FC 2.0 services): the service <FunctionPrefix> holding functions sweep, reimport and events,
 runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
 EventBridgeTriggerConfig) and async config, and the cap as each function's on-demand
@@ -164,6 +166,23 @@ def with_config(code: bytes, config: bytes) -> bytes:
     return out.getvalue()
 
 
+def check_budgets(functions: dict[str, dict[str, Any]]) -> None:
+    """Every instance of every function that may run at once stays inside the configured share
+    of the KMS quotas: each function is capped (reserved concurrency), its instances split
+    ``BYOK_BUDGET_PERCENT`` of the share (``BYOK_BUDGET_INSTANCES`` = its cap), and the percents
+    add up to at most 100 (deploy/README.md, "Budgets"). Raises ``DeployError``."""
+    total = 0
+    for role, fn in functions.items():
+        env, cap = fn["environment"], fn["reserved_concurrency"]
+        if cap is None:
+            raise DeployError(f"{role}: no ReservedConcurrency, so its KMS budget multiplies")
+        if env.get("BYOK_BUDGET_INSTANCES") != str(cap):
+            raise DeployError(f"{role}: BYOK_BUDGET_INSTANCES must be its ReservedConcurrency")
+        total += _int(env.get("BYOK_BUDGET_PERCENT"), f"{role} budget percent", 1, 100)
+    if total > 100:
+        raise DeployError(f"the functions' budget percents add up to {total}, more than 100")
+
+
 TRIGGER_TYPES = ("timer", "eventbridge")
 
 
@@ -258,6 +277,7 @@ def desired_state(
             if concurrency is None
             else _int(concurrency, f"{role} ReservedConcurrency", 1, 1000),
         }
+    check_budgets(functions)
     if api == "2.0":
         for role, fn in functions.items():
             fn["name"] = role

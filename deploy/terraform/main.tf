@@ -132,8 +132,10 @@ resource "alicloud_fcv3_function" "sweep" {
   }
   # The planner renews what would come due before the next run of this schedule.
   environment_variables = merge(local.environment, {
-    BYOK_SWEEP_INTERVAL = tostring(var.schedule)
-    BYOK_CONFIG         = var.config_file == "" ? "" : "byok-keeper.toml"
+    BYOK_SWEEP_INTERVAL   = tostring(var.schedule)
+    BYOK_BUDGET_INSTANCES = tostring(var.sweep_concurrency)
+    BYOK_BUDGET_PERCENT   = tostring(var.sweep_budget_percent)
+    BYOK_CONFIG           = var.config_file == "" ? "" : "byok-keeper.toml"
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
 }
@@ -165,6 +167,7 @@ resource "alicloud_fcv3_function" "reimport" {
   # Each capped instance takes its slice of the budgets: the fleet stays inside the share.
   environment_variables = merge(local.environment, {
     BYOK_BUDGET_INSTANCES = tostring(var.reimport_concurrency)
+    BYOK_BUDGET_PERCENT   = tostring(var.reimport_budget_percent)
     BYOK_CONFIG           = var.config_file == "" ? "" : "byok-keeper.toml"
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
@@ -191,6 +194,11 @@ resource "alicloud_fcv3_async_invoke_config" "reimport" {
       destination = "acs:mns:${local.region}:${local.account_id}:/topics/${var.failure_topic}/messages"
     }
   }
+}
+
+resource "alicloud_fcv3_concurrency_config" "sweep" {
+  function_name        = alicloud_fcv3_function.sweep.function_name
+  reserved_concurrency = var.sweep_concurrency
 }
 
 resource "alicloud_fcv3_concurrency_config" "reimport" {
@@ -226,6 +234,7 @@ resource "alicloud_fcv3_function" "events" {
   }
   environment_variables = merge(local.environment, {
     BYOK_BUDGET_INSTANCES = tostring(var.events_concurrency)
+    BYOK_BUDGET_PERCENT   = tostring(var.events_budget_percent)
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
 }

@@ -91,6 +91,30 @@ variable "write_qps" {
   default     = "15"
 }
 
+variable "sweep_concurrency" {
+  description = "Reserved concurrency of the sweep (the timer's and an on-call sweep at once); each instance gets sweep_budget_percent of the budgets divided by it."
+  type        = number
+  default     = 2
+}
+
+variable "sweep_budget_percent" {
+  description = "Percent of the budgets the sweep's instances split (the three percents add up to at most 100; deploy/README.md, Budgets)."
+  type        = number
+  default     = 40
+}
+
+variable "reimport_budget_percent" {
+  description = "Percent of the budgets the reimport instances split."
+  type        = number
+  default     = 40
+}
+
+variable "events_budget_percent" {
+  description = "Percent of the budgets the events function's instances split."
+  type        = number
+  default     = 20
+}
+
 variable "reimport_concurrency" {
   description = "Reserved concurrency of reimport; each instance gets the budgets divided by it."
   type        = number

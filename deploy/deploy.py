@@ -33,10 +33,11 @@ role_arns fill the AssumeTargetRoles statement of deploy/ram-policy.json (sts:As
 exactly those roles; the statement is left out without any).
 
 Creates what is missing and updates what exists, so re-running is safe. --plan prints the
-changes and the role's rendered policy, and changes nothing. Credentials come from the
-standard Alibaba Cloud chain. The RAM role is not created here (that needs the RAM API): create
-it once with the policy --plan prints (or deploy/terraform/) and pass its ARN as --role
-(default acs:ram::ACCOUNT:role/byok-keeper).
+changes and the role's rendered policy, and changes nothing. Bad input (a --code file that is
+not the code package, no credentials) is one line and exit 2, before FC is called. Credentials
+come from the standard Alibaba Cloud chain. The RAM role is not created here (that needs the RAM
+API): create it once with the policy --plan prints (or deploy/terraform/) and pass its ARN as
+--role (default acs:ram::ACCOUNT:role/byok-keeper).
 """
 
 from __future__ import annotations
@@ -148,6 +149,26 @@ def render_policy(template: str, values: dict[str, str], target_role_arns: list[
         s for s in policy["Statement"] if s.get("Sid") != TARGETS_SID or target_role_arns
     ]
     return policy
+
+
+NO_CREDENTIALS = (
+    "no Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET, or an aliyun CLI profile, or run with an instance role"
+)
+
+
+def check_code(code: bytes, path: Path, state: dict[str, Any]) -> None:
+    """The code package is a zip holding every planned handler's module (``make package``
+    builds one); anything else is a ``DeployError`` before FC is called."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(code)) as zf:
+            names = set(zf.namelist())
+    except zipfile.BadZipFile:
+        raise DeployError(f"--code {path} is not a zip archive (make package builds one)") from None
+    for fn in state["functions"].values():
+        module = fn["handler"].rsplit(".", 1)[0].replace(".", "/") + ".py"
+        if module not in names:
+            raise DeployError(f"--code {path} holds no {module} for {fn['handler']}")
 
 
 def with_config(code: bytes, config: bytes) -> bytes:
@@ -601,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(source, dict) or "Functions" not in source:
             raise DeployError(f"{args.template} is not a byok-keeper functions file")
         state = desired_state(source, overrides, args.region, args.account_id, args.api, arns)
+        check_code(code, args.code, state)
         if config is not None:
             code = with_config(code, config)
         client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)
@@ -612,6 +634,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             from alibabacloud_tea_openapi.exceptions import ClientException
 
+            from byok_keeper.kms.errors import is_credential_error
+
+            if is_credential_error(exc):  # the chain's own text runs to several screens
+                raise DeployError(NO_CREDENTIALS) from None
             if not isinstance(exc, ClientException):
                 raise
             # e.g. an eventbridge trigger where EventBridge is not activated or lacks its

@@ -14,6 +14,7 @@ import ast
 import importlib.util
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -454,7 +455,9 @@ def test_an_fc_refusal_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(deploy, "_fc_client", lambda *args: Refusing())
     code = tmp_path / "code.zip"
-    code.write_bytes(b"PK")
+    with zipfile.ZipFile(code, "w") as zf:  # a package holding the three handlers' modules
+        for role in ("sweep", "reimport", "events"):
+            zf.writestr(f"{role}/index.py", "")
     rc = deploy.main(["--code", str(code), "--region", REGION, "--account-id", ACCOUNT])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "Forbidden.EventBridge" in err

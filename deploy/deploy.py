@@ -4,12 +4,13 @@
         --region cn-hangzhou --account-id 1234567890123456 \\
         [--template deploy/functions.yml] [--api 3.0|2.0] [--role ARN] \\
         [--fc-endpoint http://127.0.0.1:PORT] [--parameter Name=Value ...] [--config FILE] \\
-        [--plan]
+        [--pin-keys] [--plan]
 
 What is deployed comes from deploy/functions.yml (the one source of truth; s.yaml and
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
 <FunctionPrefix>-sweep, <FunctionPrefix>-reimport and <FunctionPrefix>-events, each with its
-role, log config, environment and VPC; runtime python3.12; the sweep's timer trigger; the events
+role, log config, environment and VPC; the Runtime parameter's runtime (python3.12, or
+python3.10 where 3.12 is still preview); the sweep's timer trigger; the events
 function's EventBridge trigger (triggerType eventbridge: ActionTrail KMS calls of this account
 and region, by event name); the reimport and events functions' async invoke config (retries,
 OnFailure); every function's reserved concurrency, its instances splitting their percent of the
@@ -33,11 +34,14 @@ role_arns fill the AssumeTargetRoles statement of deploy/ram-policy.json (sts:As
 exactly those roles; the statement is left out without any).
 
 Creates what is missing and updates what exists, so re-running is safe. --plan prints the
-changes and the role's rendered policy, and changes nothing. Bad input (a --code file that is
-not the code package, no credentials) is one line and exit 2, before FC is called. Credentials
-come from the standard Alibaba Cloud chain. The RAM role is not created here (that needs the RAM
-API): create it once with the policy --plan prints (or deploy/terraform/) and pass its ARN as
---role (default acs:ram::ACCOUNT:role/byok-keeper).
+changes and the role's rendered policy (one line per RAM policy document, each at most 6,144
+characters), and changes nothing. --pin-keys grants GetParametersForImport and
+ImportKeyMaterial on exactly the keys the vault holds instead of key/* (re-render after every
+enrollment; docs/SECURITY.md). Bad input (a --code file that is not the code package, no
+credentials, an environment FC would refuse) is one line and exit 2, before FC is called.
+Credentials come from the standard Alibaba Cloud chain. The RAM role is not created here (that
+needs the RAM API): create it once with the policy --plan prints (or deploy/terraform/) and pass
+its ARN as --role (default acs:ram::ACCOUNT:role/byok-keeper).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rampolicy, beside this script
+from rampolicy import PolicyError, compact, key_arn, pin_imports, split_policy
 
 SOURCE = Path(__file__).resolve().with_name("functions.yml")
 FC2_RUNTIME = "python3.10"  # FC 2.0's runtime list stops there
@@ -204,6 +211,25 @@ def check_budgets(functions: dict[str, dict[str, Any]]) -> None:
         raise DeployError(f"the functions' budget percents add up to {total}, more than 100")
 
 
+MAX_ENVIRONMENT_BYTES = 4096  # FC: all of a function's variables together (docs/FIDELITY.md)
+
+
+def check_environment(functions: dict[str, dict[str, Any]]) -> None:
+    """FC reserves variable names starting ``FC_`` and takes at most 4 KB of variables per
+    function, counted here as the compact JSON map the API carries (the stricter reading: FC's
+    page does not say how it counts). Raises ``DeployError`` before anything is created."""
+    for role, fn in functions.items():
+        env = fn["environment"]
+        reserved = sorted(k for k in env if k.upper().startswith("FC_"))
+        if reserved:
+            raise DeployError(f"{role}: environment names starting FC_ are FC's: {reserved[0]}")
+        size = len(json.dumps(env, separators=(",", ":")).encode())
+        if size > MAX_ENVIRONMENT_BYTES:
+            raise DeployError(
+                f"{role}: environment is {size} bytes, FC takes at most {MAX_ENVIRONMENT_BYTES}"
+            )
+
+
 TRIGGER_TYPES = ("timer", "eventbridge")
 
 
@@ -304,7 +330,8 @@ def desired_state(
             fn["name"] = role
             fn["runtime"] = FC2_RUNTIME
             fn["environment"].update(BYOK_FC_API="2.0", BYOK_FC_SERVICE=prefix)
-    return {
+    check_environment(functions)
+    state = {
         "api": api,
         "service": prefix if api == "2.0" else None,
         "functions": functions,
@@ -323,6 +350,44 @@ def desired_state(
         ),
         "parameters": params,
     }
+    return with_policies(state)
+
+
+def with_policies(state: dict[str, Any], pinned_key_ids: list[str] | None = None) -> dict:
+    """``state`` with ``policies``: its policy as documents RAM accepts (``split_policy``), and
+    with ``pinned_key_ids`` (``--pin-keys``) GetParametersForImport and ImportKeyMaterial
+    granted on exactly those keys of the deployment's account and region (``pin_imports``).
+    Raises ``DeployError``."""
+    policy = state["policy"]
+    if pinned_key_ids is not None:
+        where = (state["parameters"]["Region"], state["parameters"]["AccountId"])
+        policy = pin_imports(policy, [key_arn(*where, k) for k in pinned_key_ids])
+    try:
+        return {**state, "policy": policy, "policies": split_policy(policy)}
+    except PolicyError as exc:
+        raise DeployError(f"ram-policy.json: {exc}") from None
+
+
+def enrolled_key_ids(params: dict[str, str], region: str) -> list[str]:
+    """The vault's inventory (the ``VaultUri`` parameter), listed as the agent lists it, for
+    ``--pin-keys``: nothing is unsealed. Raises ``DeployError``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
+    from byok_keeper.errors import ByokError
+    from byok_keeper.factory import build_gateway
+    from byok_keeper.kms import READ_ONLY
+    from byok_keeper.settings import load_settings
+    from byok_keeper.vault import build_store
+
+    uri = params["VaultUri"]
+    try:
+        settings = load_settings(
+            {"vault": uri, "region": region, "kms_endpoint": params["KmsEndpoint"] or None},
+            env={},
+        )
+        gateway = build_gateway(settings, READ_ONLY) if uri.startswith("kms-secrets:") else None
+        return sorted(build_store(uri, gateway).list_key_ids())
+    except ByokError as exc:
+        raise DeployError(f"--pin-keys: reading the vault {uri}: {exc}") from None
 
 
 def _fc_client(endpoint: str | None, region: str, account_id: str, api: str):
@@ -563,14 +628,20 @@ def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
 
 
 def _print_policy(state: dict[str, Any], plan: bool) -> None:
-    """The role's policy is not applied here (no RAM API): --plan prints it whole, a deploy
-    names the AssumeRole grant the role must carry."""
+    """The role's policy is not applied here (no RAM API): --plan prints each document RAM
+    takes (one line each, compact JSON: at most 6,144 characters), a deploy names the
+    AssumeRole grant the role must carry."""
     role = next(iter(state["functions"].values()))["role"]
-    statements = {s["Sid"]: s for s in state["policy"]["Statement"]}
-    arns = statements.get(TARGETS_SID, {}).get("Resource", [])
+    arns = [r for s in state["policy"]["Statement"] if "sts:AssumeRole" in s["Action"]
+            for r in s["Resource"]]  # fmt: skip
+    documents = state["policies"]
     if plan:
-        print(f"plan: policy of {role} (not applied here): {json.dumps(state['policy'])}")
-    elif arns:
+        for i, document in enumerate(documents, 1):
+            which = "policy" if len(documents) == 1 else f"policy {i}/{len(documents)}"
+            print(f"plan: {which} of {role} (not applied here): {compact(document)}")
+    elif len(documents) > 1:
+        print(f"note: {role} needs {len(documents)} policy documents (--plan prints them)")
+    if arns and not plan:
         print(f"note: {role} must allow sts:AssumeRole on {', '.join(arns)} (--plan prints it)")
 
 
@@ -598,6 +669,13 @@ def main(argv: list[str] | None = None) -> int:
         f"the package as {CONFIG_NAME}, BYOK_CONFIG of sweep and reimport; its role_arns are "
         "the policy's sts:AssumeRole resources",
     )
+    parser.add_argument(
+        "--pin-keys",
+        action="store_true",
+        help="grant GetParametersForImport and ImportKeyMaterial on exactly the keys the vault "
+        "(VaultUri) holds, not on key/*; re-render and re-apply after every enrollment "
+        "(docs/SECURITY.md)",
+    )
     parser.add_argument("--plan", action="store_true", help="print the changes, change nothing")
     args = parser.parse_args(argv)
     try:
@@ -623,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
             raise DeployError(f"{args.template} is not a byok-keeper functions file")
         state = desired_state(source, overrides, args.region, args.account_id, args.api, arns)
         check_code(code, args.code, state)
+        if args.pin_keys:
+            state = with_policies(state, enrolled_key_ids(state["parameters"], args.region))
         if config is not None:
             code = with_config(code, config)
         client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)

@@ -26,7 +26,7 @@ data "alicloud_regions" "current" {
 locals {
   region     = data.alicloud_regions.current.regions[0].id
   account_id = data.alicloud_account.current.id
-  runtime    = "python3.12"
+  runtime    = var.runtime
 
   environment = {
     BYOK_KMS_ENDPOINT       = var.kms_endpoint

@@ -18,6 +18,7 @@ from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
+from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.e2e.conftest import run_cli
 from tests.e2e.fc_cloud import (
@@ -29,7 +30,7 @@ from tests.e2e.fc_cloud import (
     package_zip,
     planned_policies,
 )
-from tests.functional.conftest import describe, make_client
+from tests.functional.conftest import describe, make_client, make_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -80,6 +81,24 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     # account): FC checks it before publishing to the OnFailure topic.
     role, policies = planned_policies(plan)
     admin(served, "POST", "ram/roles", {"role": role, "policies": policies})
+
+    # --pin-keys: the import grants name exactly the vault's keys, and the next enrollment
+    # shows up when the policy is rendered again (docs/SECURITY.md, "Pinning the import grants").
+    def pinned_arns() -> list[str]:
+        _role, (document,) = planned_policies(
+            deploy_package(path, served, vault_dir, seal, *cap, "--pin-keys", "--plan")
+        )
+        (imports,) = [s for s in document["Statement"] if "kms:ImportKeyMaterial" in s["Action"]]
+        return imports["Resource"]
+
+    arn = "acs:kms:cn-hangzhou:1234567890123456:key/{}".format
+    assert pinned_arns() == sorted(arn(k.key_id) for k in keys.values())
+    later = enroll(
+        make_gateway(served, ENROLL), Vault(FileStore(vault_dir), LocalKeySealer.from_file(seal)),
+        generate_material("EC_P256"), lease=parse_lease("30d"),
+        create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"),
+    )  # fmt: skip
+    assert pinned_arns() == sorted([arn(later.key_id)] + [arn(k.key_id) for k in keys.values()])
     again = deploy_package(path, served, vault_dir, seal, *cap)  # idempotent re-deploy
     assert "done: update function byok-keeper-sweep" in again
     assert "done: update timer byok-keeper-sweep/schedule" in again
@@ -237,7 +256,7 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
             ).key_id  # fmt: skip
 
         plan = deploy_package(package[0], cloud, vault_dir, seal, "--config", str(config), "--plan")
-        assert f'"Resource": ["acs:ram::{b}:role/byok-keeper"]' in plan  # exactly the target's
+        assert f'"Resource":["acs:ram::{b}:role/byok-keeper"]' in plan  # exactly the target's
         assert cloud.emulator.fc.functions == {}
         done = deploy_package(package[0], cloud, vault_dir, seal, "--config", str(config))
         assert f"must allow sts:AssumeRole on acs:ram::{b}:role/byok-keeper" in done

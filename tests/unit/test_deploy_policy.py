@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ REGION, ACCOUNT = "cn-hangzhou", "1234567890123456"
 _spec = importlib.util.spec_from_file_location("deploy_script", ROOT / "deploy" / "deploy.py")
 deploy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(deploy)
+rampolicy = sys.modules["rampolicy"]  # deploy.py's sibling, imported by it
 SOURCE = yaml.safe_load((ROOT / "deploy" / "functions.yml").read_text())
 
 
@@ -86,3 +90,141 @@ def test_failures_may_be_published_to_exactly_the_on_failure_topic():
         assert set(publish["Resource"]) == destinations
         mns = {a for s in state["policy"]["Statement"] for a in s["Action"] if a.startswith("mns")}
         assert mns == {"mns:PublishMessage"}
+
+
+# ---- RAM's document limit (issue 26) -----------------------------------------------------------
+
+LIMIT = 6144  # RAM CreatePolicy: PolicyDocument of 1 to 6,144 characters (docs/FIDELITY.md)
+
+
+def _grants(statements: list[dict]) -> set[tuple]:
+    return {(s["Effect"], a, r, json.dumps(s.get("Condition"), sort_keys=True))
+            for s in statements for a in s["Action"] for r in s["Resource"]}  # fmt: skip
+
+
+def _targets(n: int) -> list[str]:
+    return [f"acs:ram::{1000000000000000 + i}:role/byok-keeper" for i in range(n)]
+
+
+@pytest.mark.parametrize("targets", [0, 2, 100, 400])
+def test_the_policy_is_rendered_as_documents_ram_accepts_granting_exactly_the_same(targets):
+    state = deploy.desired_state(SOURCE, {}, REGION, ACCOUNT, "3.0", _targets(targets))
+    documents = state["policies"]
+    assert all(len(rampolicy.compact(d)) <= LIMIT for d in documents)
+    everything = [s for d in documents for s in d["Statement"]]
+    assert _grants(everything) == _grants(state["policy"]["Statement"])
+    for d in documents:
+        sids = [s["Sid"] for s in d["Statement"]]
+        assert len(sids) == len(set(sids))
+    whole = len(rampolicy.compact(state["policy"]))
+    assert (len(documents) > 1) == (whole > LIMIT)
+    if targets == 100:  # about 90 target roles fit one document: 100 do not
+        assert whole > LIMIT and len(documents) == 2
+
+
+def test_plan_prints_each_document_on_its_own_line_within_the_limit(monkeypatch, tmp_path, capsys):
+    class Empty:
+        def get_function(self, *args):
+            return None
+
+    monkeypatch.setattr(deploy, "_fc_client", lambda *args: Empty())
+    monkeypatch.setattr(deploy, "_exists", lambda call: None)
+    code = tmp_path / "code.zip"
+    with zipfile.ZipFile(code, "w") as zf:
+        for role in ("sweep", "reimport", "events"):
+            zf.writestr(f"{role}/index.py", "")
+    config = tmp_path / "byok.toml"
+    config.write_text("".join(
+        f'[[targets]]\nname = "t{i}"\nregion = "cn-shanghai"\n'
+        f'account_id = "{arn.split(":")[3]}"\nrole_arn = "{arn}"\n\n'
+        for i, arn in enumerate(_targets(100))
+    ))  # fmt: skip
+    rc = deploy.main(["--code", str(code), "--region", REGION, "--account-id", ACCOUNT,
+                      "--config", str(config), "--plan"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = [x for x in out.splitlines() if x.startswith("plan: policy ")]
+    assert [x.split(" of ")[0] for x in lines] == ["plan: policy 1/2", "plan: policy 2/2"]
+    documents = [json.loads(x.split("(not applied here): ", 1)[1]) for x in lines]
+    assert all(len(rampolicy.compact(d)) <= LIMIT for d in documents)
+    assumed = {r for d in documents for s in d["Statement"] if "sts:AssumeRole" in s["Action"]
+               for r in s["Resource"]}  # fmt: skip
+    assert assumed == set(_targets(100))
+
+
+def test_one_resource_too_long_for_any_document_is_refused():
+    policy = {"Version": "1", "Statement": [
+        {"Sid": "Huge", "Effect": "Allow", "Action": ["kms:DescribeKey"],
+         "Resource": ["acs:kms:x:1:key/" + "k" * LIMIT]}]}  # fmt: skip
+    with pytest.raises(rampolicy.PolicyError, match="Huge"):
+        rampolicy.split_policy(policy)
+
+
+# ---- pinning the import grants to the enrolled keys (issue 25) ---------------------------------
+
+IMPORTS = {"kms:GetParametersForImport", "kms:ImportKeyMaterial"}
+
+
+def test_by_default_the_role_may_import_into_any_key_of_the_account_and_region():
+    # The default deployment keeps key/* (docs/SECURITY.md states what that allows).
+    policy = _state()["policy"]
+    (manage,) = [s for s in policy["Statement"] if IMPORTS <= set(s["Action"])]
+    assert manage["Resource"] == [f"acs:kms:{REGION}:{ACCOUNT}:key/*"]
+
+
+@pytest.mark.parametrize("keys", [["key-a", "key-b"], []], ids=["two-keys", "empty-vault"])
+def test_pinned_imports_name_exactly_the_enrolled_keys(keys):
+    state = deploy.with_policies(_state(), keys)
+    statements = state["policy"]["Statement"]
+    importing = [s for s in statements if IMPORTS & set(s["Action"])]
+    arns = {f"acs:kms:{REGION}:{ACCOUNT}:key/{k}" for k in keys}
+    if keys:
+        (pinned,) = importing
+        assert set(pinned["Action"]) == IMPORTS and set(pinned["Resource"]) == arns
+    else:
+        assert importing == []  # nothing enrolled: no import grant at all
+    # Everything else is untouched: the reads still cover key/*.
+    (manage,) = [s for s in statements if s["Sid"] == "ManageImportedKeys"]
+    assert "kms:DescribeKey" in manage["Action"] and not IMPORTS & set(manage["Action"])
+    assert manage["Resource"] == [f"acs:kms:{REGION}:{ACCOUNT}:key/*"]
+    assert _grants(statements) - _grants(_state()["policy"]["Statement"]) == {
+        ("Allow", a, arn, "null") for a in IMPORTS for arn in arns
+    }
+
+
+def test_pin_keys_reads_the_file_vault_and_refuses_one_it_cannot_read(tmp_path):
+    vault = tmp_path / "vault"
+    params = {**_state()["parameters"], "VaultUri": f"file://{vault}"}
+    vault.mkdir()
+    assert deploy.enrolled_key_ids(params, REGION) == []
+    with pytest.raises(deploy.DeployError, match="--pin-keys: reading the vault"):
+        deploy.enrolled_key_ids({**params, "VaultUri": "nowhere://x"}, REGION)
+
+
+# ---- FC's environment limits and the runtime (issue 26) ----------------------------------------
+
+
+def test_deploy_refuses_more_than_4kb_of_environment_before_anything_is_created():
+    state = _state(VaultUri="file:///" + "v" * 3550)  # just under 4 KB with the rest: accepted
+    size = len(json.dumps(state["functions"]["sweep"]["environment"], separators=(",", ":")))
+    assert 4000 < size <= deploy.MAX_ENVIRONMENT_BYTES
+    with pytest.raises(deploy.DeployError, match=r"sweep: environment is \d+ bytes, FC takes"):
+        _state(VaultUri="file:///" + "v" * 3600)
+
+
+def test_deploy_refuses_environment_names_fc_reserves():
+    source = json.loads(json.dumps(SOURCE))
+    source["Functions"]["events"]["Environment"]["FC_FUNC_CODE_PATH"] = "/elsewhere"
+    with pytest.raises(deploy.DeployError, match="events: environment names starting FC_"):
+        deploy.desired_state(source, {}, REGION, ACCOUNT)
+
+
+@pytest.mark.parametrize("runtime", ["python3.12", "python3.10"])
+def test_the_runtime_is_a_parameter_with_python310_as_the_fallback(runtime):
+    state = _state(Runtime=runtime)
+    assert {fn["runtime"] for fn in state["functions"].values()} == {runtime}
+
+
+def test_a_runtime_fc_does_not_list_is_refused():
+    with pytest.raises(deploy.DeployError, match="Runtime must be one of python3.12, python3.10"):
+        _state(Runtime="python3.9")

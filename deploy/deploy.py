@@ -4,20 +4,23 @@
         --region cn-hangzhou --account-id 1234567890123456 \\
         [--template deploy/functions.yml] [--api 3.0|2.0] [--role ARN] \\
         [--fc-endpoint http://127.0.0.1:PORT] [--parameter Name=Value ...] [--config FILE] \\
-        [--plan]
+        [--pin-keys] [--plan]
 
 What is deployed comes from deploy/functions.yml (the one source of truth; s.yaml and
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
 <FunctionPrefix>-sweep, <FunctionPrefix>-reimport and <FunctionPrefix>-events, each with its
-role, log config, environment and VPC; runtime python3.12; the sweep's timer trigger; the events
+role, log config, environment and VPC; the Runtime parameter's runtime (python3.12, or
+python3.10 where 3.12 is still preview); the sweep's timer trigger; the events
 function's EventBridge triggers (triggerType eventbridge: ActionTrail KMS calls of this account
 and region, by event name, two rules as EventBridge takes at most 5 expressions per pattern
-field: a longer field is refused here); the reimport and events functions' async invoke config
-(retries, OnFailure) and reserved concurrency. FC 2.0 (alibabacloud-fc-open20210406, for
-accounts still on FC 2.0 services): the service <FunctionPrefix> holding functions sweep,
-reimport and events, runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0
-documents the same EventBridgeTriggerConfig) and async config, and the cap as each function's
-on-demand maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
+field: a longer field is refused here); the reimport and events functions' async invoke config (retries,
+OnFailure); every function's reserved concurrency, its instances splitting their percent of the
+KMS budgets (refused when a function has no cap or the percents add up to more than 100:
+deploy/README.md, "Budgets"). FC 2.0 (alibabacloud-fc-open20210406, for accounts still
+on FC 2.0 services): the service <FunctionPrefix> holding functions sweep, reimport and events,
+runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
+EventBridgeTriggerConfig) and async config, and the cap as each function's on-demand
+maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
 
 EventBridge must be activated in the account, with its service-linked role
 AliyunServiceRoleForEventBridgeSendToFC (deploy/README.md); each trigger creates its rule on the
@@ -32,10 +35,14 @@ role_arns fill the AssumeTargetRoles statement of deploy/ram-policy.json (sts:As
 exactly those roles; the statement is left out without any).
 
 Creates what is missing and updates what exists, so re-running is safe. --plan prints the
-changes and the role's rendered policy, and changes nothing. Credentials come from the
-standard Alibaba Cloud chain. The RAM role is not created here (that needs the RAM API): create
-it once with the policy --plan prints (or deploy/terraform/) and pass its ARN as --role
-(default acs:ram::ACCOUNT:role/byok-keeper).
+changes and the role's rendered policy (one line per RAM policy document, each at most 6,144
+characters), and changes nothing. --pin-keys grants GetParametersForImport and
+ImportKeyMaterial on exactly the keys the vault holds instead of key/* (re-render after every
+enrollment; docs/SECURITY.md). Bad input (a --code file that is not the code package, no
+credentials, an environment FC would refuse) is one line and exit 2, before FC is called.
+Credentials come from the standard Alibaba Cloud chain. The RAM role is not created here (that
+needs the RAM API): create it once with the policy --plan prints (or deploy/terraform/) and pass
+its ARN as --role (default acs:ram::ACCOUNT:role/byok-keeper).
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rampolicy, beside this script
+from rampolicy import PolicyError, compact, key_arn, pin_imports, split_policy
 
 SOURCE = Path(__file__).resolve().with_name("functions.yml")
 FC2_RUNTIME = "python3.10"  # FC 2.0's runtime list stops there
@@ -149,6 +159,26 @@ def render_policy(template: str, values: dict[str, str], target_role_arns: list[
     return policy
 
 
+NO_CREDENTIALS = (
+    "no Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET, or an aliyun CLI profile, or run with an instance role"
+)
+
+
+def check_code(code: bytes, path: Path, state: dict[str, Any]) -> None:
+    """The code package is a zip holding every planned handler's module (``make package``
+    builds one); anything else is a ``DeployError`` before FC is called."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(code)) as zf:
+            names = set(zf.namelist())
+    except zipfile.BadZipFile:
+        raise DeployError(f"--code {path} is not a zip archive (make package builds one)") from None
+    for fn in state["functions"].values():
+        module = fn["handler"].rsplit(".", 1)[0].replace(".", "/") + ".py"
+        if module not in names:
+            raise DeployError(f"--code {path} holds no {module} for {fn['handler']}")
+
+
 def with_config(code: bytes, config: bytes) -> bytes:
     """The code package with the settings file added at its root as ``CONFIG_NAME``, beside
     ``byok_keeper/``: the FC handlers resolve the relative ``BYOK_CONFIG=byok-keeper.toml``
@@ -163,6 +193,42 @@ def with_config(code: bytes, config: bytes) -> bytes:
         entry.compress_type = zipfile.ZIP_DEFLATED
         dst.writestr(entry, config)
     return out.getvalue()
+
+
+def check_budgets(functions: dict[str, dict[str, Any]]) -> None:
+    """Every instance of every function that may run at once stays inside the configured share
+    of the KMS quotas: each function is capped (reserved concurrency), its instances split
+    ``BYOK_BUDGET_PERCENT`` of the share (``BYOK_BUDGET_INSTANCES`` = its cap), and the percents
+    add up to at most 100 (deploy/README.md, "Budgets"). Raises ``DeployError``."""
+    total = 0
+    for role, fn in functions.items():
+        env, cap = fn["environment"], fn["reserved_concurrency"]
+        if cap is None:
+            raise DeployError(f"{role}: no ReservedConcurrency, so its KMS budget multiplies")
+        if env.get("BYOK_BUDGET_INSTANCES") != str(cap):
+            raise DeployError(f"{role}: BYOK_BUDGET_INSTANCES must be its ReservedConcurrency")
+        total += _int(env.get("BYOK_BUDGET_PERCENT"), f"{role} budget percent", 1, 100)
+    if total > 100:
+        raise DeployError(f"the functions' budget percents add up to {total}, more than 100")
+
+
+MAX_ENVIRONMENT_BYTES = 4096  # FC: all of a function's variables together (docs/FIDELITY.md)
+
+
+def check_environment(functions: dict[str, dict[str, Any]]) -> None:
+    """FC reserves variable names starting ``FC_`` and takes at most 4 KB of variables per
+    function, counted here as the compact JSON map the API carries (the stricter reading: FC's
+    page does not say how it counts). Raises ``DeployError`` before anything is created."""
+    for role, fn in functions.items():
+        env = fn["environment"]
+        reserved = sorted(k for k in env if k.upper().startswith("FC_"))
+        if reserved:
+            raise DeployError(f"{role}: environment names starting FC_ are FC's: {reserved[0]}")
+        size = len(json.dumps(env, separators=(",", ":")).encode())
+        if size > MAX_ENVIRONMENT_BYTES:
+            raise DeployError(
+                f"{role}: environment is {size} bytes, FC takes at most {MAX_ENVIRONMENT_BYTES}"
+            )
 
 
 TRIGGER_TYPES = ("timer", "eventbridge")
@@ -288,12 +354,14 @@ def desired_state(
             if concurrency is None
             else _int(concurrency, f"{role} ReservedConcurrency", 1, 1000),
         }
+    check_budgets(functions)
     if api == "2.0":
         for role, fn in functions.items():
             fn["name"] = role
             fn["runtime"] = FC2_RUNTIME
             fn["environment"].update(BYOK_FC_API="2.0", BYOK_FC_SERVICE=prefix)
-    return {
+    check_environment(functions)
+    state = {
         "api": api,
         "service": prefix if api == "2.0" else None,
         "functions": functions,
@@ -306,11 +374,50 @@ def desired_state(
                 "log_project": params["LogProject"],
                 "log_store": params["LogStore"],
                 "function_prefix": prefix,
+                "failure_topic": params["FailureTopic"],
             },
             list(target_role_arns or []),
         ),
         "parameters": params,
     }
+    return with_policies(state)
+
+
+def with_policies(state: dict[str, Any], pinned_key_ids: list[str] | None = None) -> dict:
+    """``state`` with ``policies``: its policy as documents RAM accepts (``split_policy``), and
+    with ``pinned_key_ids`` (``--pin-keys``) GetParametersForImport and ImportKeyMaterial
+    granted on exactly those keys of the deployment's account and region (``pin_imports``).
+    Raises ``DeployError``."""
+    policy = state["policy"]
+    if pinned_key_ids is not None:
+        where = (state["parameters"]["Region"], state["parameters"]["AccountId"])
+        policy = pin_imports(policy, [key_arn(*where, k) for k in pinned_key_ids])
+    try:
+        return {**state, "policy": policy, "policies": split_policy(policy)}
+    except PolicyError as exc:
+        raise DeployError(f"ram-policy.json: {exc}") from None
+
+
+def enrolled_key_ids(params: dict[str, str], region: str) -> list[str]:
+    """The vault's inventory (the ``VaultUri`` parameter), listed as the agent lists it, for
+    ``--pin-keys``: nothing is unsealed. Raises ``DeployError``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
+    from byok_keeper.errors import ByokError
+    from byok_keeper.factory import build_gateway
+    from byok_keeper.kms import READ_ONLY
+    from byok_keeper.settings import load_settings
+    from byok_keeper.vault import build_store
+
+    uri = params["VaultUri"]
+    try:
+        settings = load_settings(
+            {"vault": uri, "region": region, "kms_endpoint": params["KmsEndpoint"] or None},
+            env={},
+        )
+        gateway = build_gateway(settings, READ_ONLY) if uri.startswith("kms-secrets:") else None
+        return sorted(build_store(uri, gateway).list_key_ids())
+    except ByokError as exc:
+        raise DeployError(f"--pin-keys: reading the vault {uri}: {exc}") from None
 
 
 def _fc_client(endpoint: str | None, region: str, account_id: str, api: str):
@@ -551,14 +658,20 @@ def deploy_v2(state: dict[str, Any], code: bytes, client, plan: bool) -> list[st
 
 
 def _print_policy(state: dict[str, Any], plan: bool) -> None:
-    """The role's policy is not applied here (no RAM API): --plan prints it whole, a deploy
-    names the AssumeRole grant the role must carry."""
+    """The role's policy is not applied here (no RAM API): --plan prints each document RAM
+    takes (one line each, compact JSON: at most 6,144 characters), a deploy names the
+    AssumeRole grant the role must carry."""
     role = next(iter(state["functions"].values()))["role"]
-    statements = {s["Sid"]: s for s in state["policy"]["Statement"]}
-    arns = statements.get(TARGETS_SID, {}).get("Resource", [])
+    arns = [r for s in state["policy"]["Statement"] if "sts:AssumeRole" in s["Action"]
+            for r in s["Resource"]]  # fmt: skip
+    documents = state["policies"]
     if plan:
-        print(f"plan: policy of {role} (not applied here): {json.dumps(state['policy'])}")
-    elif arns:
+        for i, document in enumerate(documents, 1):
+            which = "policy" if len(documents) == 1 else f"policy {i}/{len(documents)}"
+            print(f"plan: {which} of {role} (not applied here): {compact(document)}")
+    elif len(documents) > 1:
+        print(f"note: {role} needs {len(documents)} policy documents (--plan prints them)")
+    if arns and not plan:
         print(f"note: {role} must allow sts:AssumeRole on {', '.join(arns)} (--plan prints it)")
 
 
@@ -586,6 +699,13 @@ def main(argv: list[str] | None = None) -> int:
         f"the package as {CONFIG_NAME}, BYOK_CONFIG of sweep and reimport; its role_arns are "
         "the policy's sts:AssumeRole resources",
     )
+    parser.add_argument(
+        "--pin-keys",
+        action="store_true",
+        help="grant GetParametersForImport and ImportKeyMaterial on exactly the keys the vault "
+        "(VaultUri) holds, not on key/*; re-render and re-apply after every enrollment "
+        "(docs/SECURITY.md)",
+    )
     parser.add_argument("--plan", action="store_true", help="print the changes, change nothing")
     args = parser.parse_args(argv)
     try:
@@ -610,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(source, dict) or "Functions" not in source:
             raise DeployError(f"{args.template} is not a byok-keeper functions file")
         state = desired_state(source, overrides, args.region, args.account_id, args.api, arns)
+        check_code(code, args.code, state)
+        if args.pin_keys:
+            state = with_policies(state, enrolled_key_ids(state["parameters"], args.region))
         if config is not None:
             code = with_config(code, config)
         client = _fc_client(args.fc_endpoint, args.region, args.account_id, args.api)
@@ -621,6 +744,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             from alibabacloud_tea_openapi.exceptions import ClientException
 
+            from byok_keeper.kms.errors import is_credential_error
+
+            if is_credential_error(exc):  # the chain's own text runs to several screens
+                raise DeployError(NO_CREDENTIALS) from None
             if not isinstance(exc, ClientException):
                 raise
             # e.g. an eventbridge trigger where EventBridge is not activated or lacks its

@@ -28,7 +28,7 @@ data "alicloud_regions" "current" {
 locals {
   region     = data.alicloud_regions.current.regions[0].id
   account_id = data.alicloud_account.current.id
-  runtime    = "python3.12"
+  runtime    = var.runtime
 
   environment = {
     BYOK_KMS_ENDPOINT       = var.kms_endpoint
@@ -103,6 +103,7 @@ resource "alicloud_ram_policy" "byok_keeper" {
         log_project      = var.log_project
         log_store        = var.log_store
         function_prefix  = var.function_prefix
+        failure_topic    = var.failure_topic
         target_role_arns = join("\",\"", var.target_role_arns)
       })).Statement : s if s.Sid != "AssumeTargetRoles" || length(var.target_role_arns) > 0
     ]
@@ -144,8 +145,10 @@ resource "alicloud_fcv3_function" "sweep" {
   }
   # The planner renews what would come due before the next run of this schedule.
   environment_variables = merge(local.environment, {
-    BYOK_SWEEP_INTERVAL = tostring(var.schedule)
-    BYOK_CONFIG         = var.config_file == "" ? "" : "byok-keeper.toml"
+    BYOK_SWEEP_INTERVAL   = tostring(var.schedule)
+    BYOK_BUDGET_INSTANCES = tostring(var.sweep_concurrency)
+    BYOK_BUDGET_PERCENT   = tostring(var.sweep_budget_percent)
+    BYOK_CONFIG           = var.config_file == "" ? "" : "byok-keeper.toml"
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
 }
@@ -177,6 +180,7 @@ resource "alicloud_fcv3_function" "reimport" {
   # Each capped instance takes its slice of the budgets: the fleet stays inside the share.
   environment_variables = merge(local.environment, {
     BYOK_BUDGET_INSTANCES = tostring(var.reimport_concurrency)
+    BYOK_BUDGET_PERCENT   = tostring(var.reimport_budget_percent)
     BYOK_CONFIG           = var.config_file == "" ? "" : "byok-keeper.toml"
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
@@ -203,6 +207,11 @@ resource "alicloud_fcv3_async_invoke_config" "reimport" {
       destination = "acs:mns:${local.region}:${local.account_id}:/topics/${var.failure_topic}/messages"
     }
   }
+}
+
+resource "alicloud_fcv3_concurrency_config" "sweep" {
+  function_name        = alicloud_fcv3_function.sweep.function_name
+  reserved_concurrency = var.sweep_concurrency
 }
 
 resource "alicloud_fcv3_concurrency_config" "reimport" {
@@ -238,6 +247,7 @@ resource "alicloud_fcv3_function" "events" {
   }
   environment_variables = merge(local.environment, {
     BYOK_BUDGET_INSTANCES = tostring(var.events_concurrency)
+    BYOK_BUDGET_PERCENT   = tostring(var.events_budget_percent)
   })
   depends_on = [alicloud_ram_role_policy_attachment.byok_keeper]
 }

@@ -91,6 +91,40 @@ variable "write_qps" {
   default     = "15"
 }
 
+variable "runtime" {
+  description = "FC 3.0 runtime of every function: python3.12, or python3.10 where 3.12 is still preview (package with deploy/package.py --python-version 3.10)."
+  type        = string
+  default     = "python3.12"
+  validation {
+    condition     = contains(["python3.12", "python3.10"], var.runtime)
+    error_message = "runtime must be python3.12 or python3.10."
+  }
+}
+
+variable "sweep_concurrency" {
+  description = "Reserved concurrency of the sweep (the timer's and an on-call sweep at once); each instance gets sweep_budget_percent of the budgets divided by it."
+  type        = number
+  default     = 2
+}
+
+variable "sweep_budget_percent" {
+  description = "Percent of the budgets the sweep's instances split (the three percents add up to at most 100; deploy/README.md, Budgets)."
+  type        = number
+  default     = 40
+}
+
+variable "reimport_budget_percent" {
+  description = "Percent of the budgets the reimport instances split."
+  type        = number
+  default     = 40
+}
+
+variable "events_budget_percent" {
+  description = "Percent of the budgets the events function's instances split."
+  type        = number
+  default     = 20
+}
+
 variable "reimport_concurrency" {
   description = "Reserved concurrency of reimport; each instance gets the budgets divided by it."
   type        = number

@@ -412,6 +412,10 @@ class Emulator:
                 return 200, self.events.config()
             if route == "events/wait" and method == "POST":
                 return 200, {"idle": self.events.wait_idle(float(data.get("timeout", 30)))}
+            if route == "ram/roles":
+                if method == "POST":
+                    self.fc.ram.attach(data.get("role"), data.get("policies"))
+                return 200, self.fc.ram.view()
             if route == "fc/deliveries" and method == "GET":
                 return 200, [d.view() for d in self.fc.deliveries]
             if route == "fc/invocations" and method == "GET":
@@ -707,6 +711,11 @@ class LocalServer:
     def events(self) -> list[dict[str, Any]]:
         """``GET /_local/events``: the ActionTrail events emitted, with their deliveries."""
         return self.emulator.events.view()
+
+    def attach_role_policies(self, role: str, policies: list[dict[str, Any]]) -> None:
+        """``POST /_local/ram/roles``: the policy documents ``role`` carries, which FC checks
+        before delivering to an async destination (``aliyun_local.ram``)."""
+        self.emulator.fc.ram.attach(role, policies)
 
     def set_event_delay(self, seconds: float) -> None:
         self.emulator.events.set_delay(seconds)

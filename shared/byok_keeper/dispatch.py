@@ -30,6 +30,15 @@ class InvokeError(ExecutionError):
     """An FC invocation could not be sent or failed."""
 
 
+# The deployed functions ``invoke`` may call, by role. The functions' own RAM role is granted
+# fc:InvokeFunction on exactly these (deploy/ram-policy.json, FanOut): the sweep sends one async
+# ``reimport`` per due key (fc-async) and, with many targets, one async ``sweep`` per target
+# (``fc_targets``); tests/unit/test_deploy_artefacts.py reads the calls and checks the policy.
+REIMPORT = "reimport"
+SWEEP = "sweep"
+INVOKABLE = (REIMPORT, SWEEP)
+
+
 @dataclass(frozen=True)
 class FcTarget:
     """Where the deployed functions are: FC 3.0 names carry the prefix, FC 2.0 a service."""
@@ -87,6 +96,8 @@ def build_fc_client(
 def invoke(client, target: FcTarget, role: str, event: dict, *, asynchronous: bool) -> dict:
     """Invoke the deployed ``role`` function (``sweep`` or ``reimport``) of ``target``;
     returns ``{"status", "request_id", "result"}``. Raises ``InvokeError``."""
+    if role not in INVOKABLE:
+        raise InvokeError(f"invoking {role!r}: not a function byok-keeper invokes")
     from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
     from darabonba.runtime import RuntimeOptions
 
@@ -156,7 +167,7 @@ class FcAsyncApplier:
         if self.target_name:
             event["target"] = self.target_name
         try:
-            sent = invoke(self.client, self.target, "reimport", event, asynchronous=True)
+            sent = invoke(self.client, self.target, REIMPORT, event, asynchronous=True)
             return decision.key_id, sent["request_id"] or "sent"
         except InvokeError as exc:
             return decision.key_id, f"error: {exc}"

@@ -53,7 +53,7 @@ def _fc_client(cache: Any, context: Any) -> Any:
 
 
 def _fan_out(cache: Any, targets: tuple[Target, ...], options: dict, context: Any) -> dict:
-    from .dispatch import FcTarget, InvokeError, invoke
+    from .dispatch import SWEEP, FcTarget, InvokeError, invoke
     from .metrics import bare_line
 
     client = _fc_client(cache, context)
@@ -64,7 +64,7 @@ def _fan_out(cache: Any, targets: tuple[Target, ...], options: dict, context: An
         event = {"triggerName": "byok-keeper-targets", "payload": json.dumps(payload)}
         where = {"region": target.region, "account_id": target.account_id, "target": target.name}
         try:
-            answer = invoke(client, function, "sweep", event, asynchronous=True)
+            answer = invoke(client, function, SWEEP, event, asynchronous=True)
             sent[target.name] = {"ok": True, "request_id": answer["request_id"]}
             result = "dispatched"  # its own invocation writes its line; this one makes it seen
         except InvokeError as exc:  # that target will not run: its metrics line says so

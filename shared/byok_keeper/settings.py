@@ -27,6 +27,7 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | FC function prefix| --fc-prefix         | BYOK_FC_PREFIX           | fc_prefix         |
 | FC 2.0 service    | --fc-service        | BYOK_FC_SERVICE          | fc_service        |
 | budget instances  | --budget-instances  | BYOK_BUDGET_INSTANCES    | budget_instances  |
+| budget percent    | --budget-percent    | BYOK_BUDGET_PERCENT      | budget_percent    |
 | account id        | --account-id        | BYOK_ACCOUNT_ID          | account_id        |
 | KMS read timeout  | --kms-timeout       | BYOK_KMS_TIMEOUT         | kms_timeout       |
 | sweep interval    | --sweep-interval    | BYOK_SWEEP_INTERVAL      | sweep_interval    |
@@ -39,7 +40,10 @@ default) or ``2.0`` (functions ``sweep`` and ``reimport`` in the service ``fc_se
 ``budget_instances`` is how many processes share the request budgets above: each gateway this
 process builds gets the budgets divided by it. The deployment sets it on the ``reimport``
 function to that function's reserved concurrency, so a full fan-out of capped instances stays
-inside the configured share of the account's quota.
+inside the configured share of the account's quota. ``budget_percent`` (1-100, default 100) is
+the part of the share those processes split: the deployment gives sweep, reimport and events
+each a part, so every instance of every function at once stays inside the share
+(deploy/README.md, "Budgets").
 
 ``sweep_interval`` is the longest gap between two full sweeps (``15m``, ``6h``, or the FC timer
 schedule itself: ``@every 6h``, ``0 0 0/6 * * *``; see ``cadence``). The planner renews a key
@@ -100,6 +104,7 @@ ENV = {
     "fc_api": "BYOK_FC_API",
     "fc_prefix": "BYOK_FC_PREFIX",
     "budget_instances": "BYOK_BUDGET_INSTANCES",
+    "budget_percent": "BYOK_BUDGET_PERCENT",
     "account_id": "BYOK_ACCOUNT_ID",
     "kms_timeout": "BYOK_KMS_TIMEOUT",
     "sweep_interval": "BYOK_SWEEP_INTERVAL",
@@ -139,6 +144,7 @@ class Settings:
     fc_api: str = "3.0"
     fc_prefix: str = "byok-keeper"
     budget_instances: int = 1
+    budget_percent: int = 100  # the part of the share this function's instances split
     account_id: str | None = None
     kms_timeout: float = 30.0  # seconds to wait for one KMS answer before retrying
     sweep_interval: str = ""  # the longest gap between sweeps; "" = continuous (cadence.py)
@@ -153,7 +159,8 @@ class Settings:
         return self.region
 
     def instance_budgets(self) -> dict[str, float]:
-        """This process's request budgets: the configured share over ``budget_instances``."""
+        """This process's request budgets: ``budget_percent`` of the configured share, over
+        ``budget_instances``."""
         share = {
             "read_qps": self.read_qps,
             "write_qps": self.write_qps,
@@ -161,7 +168,8 @@ class Settings:
             "crypto_qps": self.crypto_qps,
             "tags_qps": self.tags_qps,
         }
-        return {k: v / self.budget_instances for k, v in share.items()}
+        part = self.budget_percent / 100 / self.budget_instances
+        return {k: v * part for k, v in share.items()}
 
     @property
     def sweep_interval_seconds(self) -> int:
@@ -188,12 +196,12 @@ def _coerce(name: str, value: Any) -> Any:
         if not 0 < number <= limit:
             raise ConfigError(f"{name} must be between 0 and {limit}")
         return number
-    if name in ("concurrency", "dispatch_batch", "budget_instances"):
+    if name in ("concurrency", "dispatch_batch", "budget_instances", "budget_percent"):
         try:
             number = int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be an integer, not {value!r}") from None
-        limit = 64 if name == "concurrency" else 1000
+        limit = {"concurrency": 64, "budget_percent": 100}.get(name, 1000)
         if not 1 <= number <= limit:
             raise ConfigError(f"{name} must be between 1 and {limit}")
         return number

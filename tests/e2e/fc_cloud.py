@@ -83,6 +83,12 @@ def deploy_package(package_path: Path, served, vault_dir: Path, seal: Path, *ext
     return out.stdout
 
 
+def planned_policies(plan: str) -> tuple[str, list[dict]]:
+    """The role and its policy documents as ``deploy.py --plan`` prints them."""
+    role, _, document = plan.split("plan: policy of ", 1)[1].partition(" (not applied here): ")
+    return role, [json.loads(document.splitlines()[0])]
+
+
 def admin(served, method, path, body=None):
     req = urllib.request.Request(
         f"{served.url}/_local/{path}",

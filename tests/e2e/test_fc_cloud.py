@@ -18,6 +18,7 @@ from byok_keeper.enroll import CreateRequest, enroll
 from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
+from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.e2e.conftest import run_cli
 from tests.e2e.fc_cloud import (
@@ -27,8 +28,9 @@ from tests.e2e.fc_cloud import (
     fc3_client,
     fc_cli_env,
     package_zip,
+    planned_policies,
 )
-from tests.functional.conftest import describe, make_client
+from tests.functional.conftest import describe, make_client, make_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -75,6 +77,28 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     assert served.emulator.fc.functions == {}  # --plan changed nothing
     done = deploy_package(path, served, vault_dir, seal, *cap)
     assert "done: create function byok-keeper-reimport" in done
+    # The role carries the policy --plan rendered (applied by Terraform or by hand on a real
+    # account): FC checks it before publishing to the OnFailure topic.
+    role, policies = planned_policies(plan)
+    admin(served, "POST", "ram/roles", {"role": role, "policies": policies})
+
+    # --pin-keys: the import grants name exactly the vault's keys, and the next enrollment
+    # shows up when the policy is rendered again (docs/SECURITY.md, "Pinning the import grants").
+    def pinned_arns() -> list[str]:
+        _role, (document,) = planned_policies(
+            deploy_package(path, served, vault_dir, seal, *cap, "--pin-keys", "--plan")
+        )
+        (imports,) = [s for s in document["Statement"] if "kms:ImportKeyMaterial" in s["Action"]]
+        return imports["Resource"]
+
+    arn = "acs:kms:cn-hangzhou:1234567890123456:key/{}".format
+    assert pinned_arns() == sorted(arn(k.key_id) for k in keys.values())
+    later = enroll(
+        make_gateway(served, ENROLL), Vault(FileStore(vault_dir), LocalKeySealer.from_file(seal)),
+        generate_material("EC_P256"), lease=parse_lease("30d"),
+        create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"),
+    )  # fmt: skip
+    assert pinned_arns() == sorted([arn(later.key_id)] + [arn(k.key_id) for k in keys.values()])
     again = deploy_package(path, served, vault_dir, seal, *cap)  # idempotent re-deploy
     assert "done: update function byok-keeper-sweep" in again
     assert "done: update timer byok-keeper-sweep/schedule" in again
@@ -87,12 +111,10 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     assert reimport.log_config.project == "byok-keeper"
     assert reimport.environment_variables["BYOK_BUDGET_INSTANCES"] == "2"
     assert client.get_concurrency_config("byok-keeper-reimport").body.reserved_concurrency == 2
-    assert (
-        "BYOK_BUDGET_INSTANCES"
-        not in client.get_function(
-            "byok-keeper-sweep", fc.GetFunctionRequest()
-        ).body.environment_variables
-    )
+    # The sweep is capped too (the timer's and an on-call sweep at once), with its own slice.
+    sweep_env = client.get_function("byok-keeper-sweep", fc.GetFunctionRequest()).body
+    assert sweep_env.environment_variables["BYOK_BUDGET_INSTANCES"] == "2"
+    assert client.get_concurrency_config("byok-keeper-sweep").body.reserved_concurrency == 2
 
     served.emulator.kms.delete_key_material(keys["RSA_2048"].key_id)
     served.advance_clock(2 * 3600)  # the EC keys' 1 h leases lapse
@@ -117,6 +139,19 @@ def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, 
     assert delivery["attempts"] == 4  # the first try and AsyncRetries: 3
     assert json.loads(delivery["event"])["key_id"] == keys["EC_SM2"].key_id
     assert delivery["destination"].startswith("acs:mns:cn-hangzhou:1234567890123456:/topics/")
+    # The same failure under a role without mns:PublishMessage on the topic: FC cannot publish
+    # it, so nothing is delivered and the function's log says why.
+    (document,) = policies
+    document = {**document, "Statement": [s for s in document["Statement"]
+                                          if "mns:PublishMessage" not in s["Action"]]}  # fmt: skip
+    admin(served, "POST", "ram/roles", {"role": role, "policies": [document]})
+    served.set_faults(fail_next={"GetParametersForImport": ["ServiceUnavailableTemporary"] * 40})
+    admin(served, "POST", "fc/fire/byok-keeper-sweep/schedule")
+    assert admin(served, "POST", "fc/wait", {"timeout": 240})["idle"]
+    assert len(admin(served, "GET", "fc/deliveries")) == 1  # still only the first
+    logs = admin(served, "GET", "fc/logs")
+    refused = [line for line in logs if "destination" in line and "is not allowed" in line]
+    assert len(refused) == 1 and role in refused[0] and delivery["destination"] in refused[0]
     served.set_faults()
 
     # On call, with only fc:InvokeFunction: the same core through the deployed FC 3.0 function.
@@ -221,7 +256,7 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
             ).key_id  # fmt: skip
 
         plan = deploy_package(package[0], cloud, vault_dir, seal, "--config", str(config), "--plan")
-        assert f'"Resource": ["acs:ram::{b}:role/byok-keeper"]' in plan  # exactly the target's
+        assert f'"Resource":["acs:ram::{b}:role/byok-keeper"]' in plan  # exactly the target's
         assert cloud.emulator.fc.functions == {}
         done = deploy_package(package[0], cloud, vault_dir, seal, "--config", str(config))
         assert f"must allow sts:AssumeRole on acs:ram::{b}:role/byok-keeper" in done

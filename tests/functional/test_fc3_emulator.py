@@ -183,6 +183,101 @@ def test_sync_and_async_invocations_retries_and_on_failure(client, server):
     assert failed.headers.get("x-fc-error-type") == "UnhandledInvocationError"
 
 
+TOPIC = "acs:mns:cn-hangzhou:1234567890123456:/topics/failures/messages"
+ROLE = "acs:ram::1234567890123456:role/hello"
+
+
+def _statement(effect: str, action: str, resource: str = TOPIC) -> dict:
+    return {"Effect": effect, "Action": [action], "Resource": [resource]}
+
+
+@pytest.mark.parametrize(
+    ("statements", "delivered"),
+    [
+        ([_statement("Allow", "mns:PublishMessage")], True),
+        ([_statement("Allow", "mns:SendMessage")], True),  # FC's page accepts either
+        ([_statement("Allow", "mns:*", "acs:mns:cn-hangzhou:1234567890123456:/topics/*")], True),
+        ([], False),
+        ([_statement("Allow", "mns:PublishMessage", TOPIC.replace("failures", "other"))], False),
+        ([_statement("Allow", "fc:InvokeFunction", "*")], False),
+        (
+            [
+                _statement("Allow", "mns:PublishMessage"),
+                _statement("Deny", "mns:*", "*"),
+            ],
+            False,
+        ),
+    ],
+    ids=["publish", "send", "wildcards", "no-statement", "other-topic", "other-action", "deny"],
+)
+def test_on_failure_is_delivered_only_when_the_role_may_publish_to_the_topic(
+    client, server, statements, delivered
+):
+    """FC publishes a failed async invocation with the function's role: a role whose attached
+    policies do not allow mns:PublishMessage (or SendMessage) on the topic gets no delivery,
+    only a refusal in the function's log."""
+    _create(client)
+    client.put_async_invoke_config(
+        "hello",
+        fc.PutAsyncInvokeConfigRequest(
+            body=fc.PutAsyncInvokeConfigInput(
+                max_async_retry_attempts=0,
+                destination_config=fc.DestinationConfig(
+                    on_failure=fc.Destination(destination=TOPIC)
+                ),
+            )
+        ),
+    )
+    server.attach_role_policies(ROLE, [{"Version": "1", "Statement": statements}])
+    _invoke(client, "hello", {"fail": True}, "Async")
+    assert server.emulator.fc.wait_idle(60)
+    deliveries = [d.view() for d in server.emulator.fc.deliveries]
+    refusals = [line for line in server.emulator.fc.logs if "refused" in line]
+    if delivered:
+        assert [d["destination"] for d in deliveries] == [TOPIC] and refusals == []
+    else:
+        assert deliveries == []
+        (line,) = refusals
+        assert TOPIC in line and ROLE in line and "mns:PublishMessage" in line
+
+
+@pytest.mark.parametrize(
+    ("variables", "refused"),
+    [
+        ({"FC_REGION": "elsewhere"}, "reserved"),
+        ({"fc_custom": "x"}, "reserved"),
+        ({"BIG": "x" * 4096}, "more than 4096"),
+        ({"BIG": "x" * (4096 - len('{"BIG":""}'))}, None),  # exactly 4 KB
+    ],
+    ids=["fc-name", "fc-lowercase", "over-4kb", "exactly-4kb"],
+)
+def test_fc_refuses_reserved_names_and_more_than_4kb_of_environment(client, variables, refused):
+    _create(client)
+    request = fc.UpdateFunctionRequest(body=fc.UpdateFunctionInput(environment_variables=variables))
+    if refused is None:
+        client.update_function("hello", request)
+        got = client.get_function("hello", fc.GetFunctionRequest()).body.environment_variables
+        assert got == variables
+        return
+    with pytest.raises(ClientException) as update:
+        client.update_function("hello", request)
+    assert update.value.status_code == 400 and refused in update.value.message
+    body = fc.CreateFunctionInput(
+        function_name="other",
+        handler="hello.index.handler",
+        runtime="python3.12",
+        code=fc.InputCodeLocation(zip_file=_zip()),
+        environment_variables=variables,
+    )
+    with pytest.raises(ClientException) as create:
+        client.create_function(fc.CreateFunctionRequest(body=body))
+    assert create.value.status_code == 400 and refused in create.value.message
+    names = [
+        f.function_name for f in client.list_functions(fc.ListFunctionsRequest()).body.functions
+    ]
+    assert names == ["hello"]
+
+
 def test_reserved_concurrency_caps_parallel_instances(client, server):
     _create(client)
     client.put_concurrency_config(

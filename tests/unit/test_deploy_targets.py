@@ -86,8 +86,9 @@ def test_plan_with_config_ships_the_file_and_prints_the_grant(monkeypatch, tmp_p
     monkeypatch.setattr(deploy, "deploy_v3", deploy_v3)
     monkeypatch.setattr(deploy, "_exists", lambda call: None)
     code = tmp_path / "code.zip"
-    with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("sweep/index.py", "")
+    with zipfile.ZipFile(code, "w") as zf:  # deploy.py checks every handler's module is there
+        for role in ("sweep", "reimport", "events"):
+            zf.writestr(f"{role}/index.py", "")
     config = tmp_path / "byok.toml"
     config.write_text(TWO_TARGETS)
     rc = deploy.main(["--code", str(code), "--region", REGION, "--account-id", ACCOUNT,

@@ -41,6 +41,7 @@ SAMPLES = {
     "fc_api": ("2.0", "2.0"),
     "fc_prefix": ("byok-y", "byok-y"),
     "budget_instances": ("4", 4),
+    "budget_percent": ("40", 40),
     "account_id": ("1234567890123456", "1234567890123456"),
     "kms_timeout": ("9", 9.0),
     "sweep_interval": ("6h", "6h"),

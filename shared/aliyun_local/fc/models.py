@@ -39,6 +39,7 @@ from typing import Any
 
 from .. import eventbridge
 from ..errors import ApiError
+from ..ram import RolePolicies
 from . import cron
 
 WORKER = str(Path(__file__).with_name("worker.py"))
@@ -68,6 +69,39 @@ def interpreter_for(runtime: str, runtimes: dict[str, str]) -> str:
         f"`aliyun-local serve --fc-runtime {runtime}=/path/to/python`, and package the code "
         f"for that Python with `deploy/package.py --python-version {version}`"
     )
+
+
+MAX_ENVIRONMENT_BYTES = 4096
+
+
+def checked_environment(variables: Any) -> dict[str, str]:
+    """A function's environment as FC takes it: names starting ``FC_`` are FC's own, and all
+    variables together are at most 4 KB (counted as the compact JSON map, the stricter
+    reading); otherwise 400 ``InvalidArgument`` (docs/FIDELITY.md, Function Compute)."""
+    if not isinstance(variables, dict):
+        raise bad("environmentVariables must be an object")
+    env = {str(k): str(v) for k, v in variables.items()}
+    reserved = sorted(k for k in env if k.upper().startswith("FC_"))
+    if reserved:
+        raise bad(f"environment variable {reserved[0]} is reserved: names starting FC_ are FC's")
+    size = len(json.dumps(env, separators=(",", ":")).encode())
+    if size > MAX_ENVIRONMENT_BYTES:
+        raise bad(f"environment variables take {size} bytes, more than {MAX_ENVIRONMENT_BYTES}")
+    return env
+
+
+def destination_actions(destination: str) -> tuple[str, ...]:
+    """The RAM actions FC's role needs to deliver to ``destination``: an MNS topic takes
+    ``mns:PublishMessage`` or ``mns:SendMessage`` (FC, "Destinations for asynchronous
+    invocations"), a queue ``mns:SendMessage``, a function ``fc:InvokeFunction``; others are not
+    checked."""
+    if destination.startswith("acs:mns:") and "/topics/" in destination:
+        return ("mns:PublishMessage", "mns:SendMessage")
+    if destination.startswith("acs:mns:") and "/queues/" in destination:
+        return ("mns:SendMessage",)
+    if destination.startswith("acs:fc:"):
+        return ("fc:InvokeFunction",)
+    return ()
 
 
 def _now_iso() -> str:
@@ -179,6 +213,9 @@ class FcBackend:
         self.peak_concurrency: dict[tuple[str, str], int] = {}
         self._running: dict[tuple[str, str], int] = {}
         self.deliveries: list[Delivery] = []
+        # The policies attached to functions' roles (``/_local/ram/roles``): checked before an
+        # async invocation's result is published to its destination.
+        self.ram = RolePolicies()
         self.invocations: list[dict[str, Any]] = []
         # request id -> {"ok", "attempts"} once an async invocation is done (retries included)
         self.async_results: dict[str, dict[str, Any]] = {}
@@ -224,6 +261,7 @@ class FcBackend:
             self.peak_concurrency.clear()
             self._slots.clear()
             self.deliveries.clear()
+            self.ram.reset()
             self.invocations.clear()
             self.async_results.clear()
             self.logs.clear()
@@ -324,7 +362,7 @@ class FcBackend:
                 body.get("runtime") or "python3.10",
                 int(body.get("timeout") or 3),
                 int(body.get("memorySize") or 128),
-                {str(k): str(v) for k, v in (body.get("environmentVariables") or {}).items()},
+                checked_environment(body.get("environmentVariables") or {}),
                 code_dir,
                 checksum,
                 size,
@@ -388,7 +426,7 @@ class FcBackend:
             if body.get("memorySize"):
                 fn.memory = int(body["memorySize"])
             if body.get("environmentVariables") is not None:
-                fn.env = {str(k): str(v) for k, v in body["environmentVariables"].items()}
+                fn.env = checked_environment(body["environmentVariables"])
             if service == V3:
                 self._set_v3_fields(fn, body)
             fn.modified = _now_iso()
@@ -700,7 +738,7 @@ class FcBackend:
             destinations = config.get("destinationConfig") or {}
             kind = "onSuccess" if ok else "onFailure"
             target = (destinations.get(kind) or {}).get("destination")
-            if target:
+            if target and self._may_deliver(service, function, target):
                 self.deliveries.append(
                     Delivery(
                         "OnSuccess" if ok else "OnFailure",
@@ -714,6 +752,22 @@ class FcBackend:
                     )
                 )
             self._queue.task_done()
+
+    def _may_deliver(self, service: str, function: str, destination: str) -> bool:
+        """FC publishes to a destination with the function's role: without the permission there
+        is no delivery, only a line in the function's log (docs/FIDELITY.md)."""
+        need = destination_actions(destination)
+        with self.lock:
+            fn = self.functions.get((service, function))
+            role = fn.role if fn and service == V3 else self.services.get(service, {}).get("role")
+        if not need or not role or self.ram.allows(role, need, destination) is not False:
+            return True
+        label = f"{service}/{function}" if service else function
+        self.logs.append(
+            f"{label}: destination {destination} refused: role {role} is not allowed "
+            f"{' or '.join(need)} on it; the result was not delivered"
+        )
+        return False
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until the async queue has drained (tests and drills)."""

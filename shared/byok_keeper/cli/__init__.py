@@ -68,6 +68,8 @@ _MORE_SETTINGS = {
     "fc-prefix": "FC 3.0 function name prefix (BYOK_FC_PREFIX; default byok-keeper).",
     "fc-service": "FC 2.0 service name (BYOK_FC_SERVICE; default byok-keeper).",
     "budget-instances": "Instances sharing the budgets: each gets 1/N (BYOK_BUDGET_INSTANCES).",
+    "budget-percent": "Percent of the budgets those instances share (BYOK_BUDGET_PERCENT; "
+    "default 100).",
     "kms-timeout": "Seconds to wait for one KMS answer before retrying (BYOK_KMS_TIMEOUT).",
     "sweep-interval": "Longest gap between sweeps, e.g. 6h or the FC cron: renew what would "
     "come due before the next (BYOK_SWEEP_INTERVAL).",

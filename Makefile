@@ -65,7 +65,8 @@ test: lint
 # Benchmarks (not part of make test): wrapping, cold start, the sweep at the quota bound
 # for 500, 2,000 and 5,000 keys (the 500 and 5,000 runs also time the naive baseline), and the
 # fc-async path through aliyun-local's FC 3.0 at 5,000 keys, and the fleet report at 5,000
-# keys (needs make chromium), and 4 targets x 1,250 keys (issue 16).
+# keys (needs make chromium), and 4 targets x 1,250 keys (issue 16), and envelope throughput per
+# sealer plus the sweep with the pkcs11 sealer against the file sealer (needs make softhsm).
 bench: $(STAMP)
 	$(BIN)/python bench/wrap.py
 	$(BIN)/python bench/coldstart.py
@@ -76,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/targets.py --targets 4 --keys 1250
 	$(BIN)/python bench/report.py --keys 5000
+	$(BIN)/python bench/sealers.py
 
 # The reliability figures of docs/RELIABILITY.md: the fault matrix, SIGKILL and restart drills,
 # the hostile-input corpus, the fuzzers and the leak harness (all also part of make test), with

@@ -82,8 +82,17 @@ def test_the_token_seals_enrolls_and_sweep_restores_identical_material(hsm_env, 
     assert token.pin not in out.stdout + out.stderr + verify.stdout + verify.stderr
 
 
-def test_the_daemon_and_break_glass_wrap_work_under_the_token(hsm_env, served, tmp_path):
+def test_reimport_status_daemon_and_break_glass_wrap_work_under_the_token(
+    hsm_env, served, tmp_path
+):
     key = enroll_cli(hsm_env, "RSA_2048")
+    served.emulator.kms.delete_key_material(key["key_id"])
+    out = run_cli("reimport", key["key_id"], "--reason", "INC-28 drill", env=hsm_env)
+    assert out.returncode == 0, out.stderr
+    assert served.key_view(key["key_id"])["state"] == "Enabled"
+    status = run_cli("status", key["key_id"], "--output", "json", env=hsm_env)
+    assert status.returncode == 0, status.stderr
+    assert key["fingerprint"] in status.stdout
     served.emulator.kms.delete_key_material(key["key_id"])
     state = tmp_path / "state"
     out = run_cli("daemon", "--once", "--state-dir", str(state), env=hsm_env)

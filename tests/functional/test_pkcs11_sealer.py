@@ -146,13 +146,10 @@ def test_a_wrong_pin_is_one_line_naming_no_pin(token, tmp_path):
         ("pkcs11:token=byok;object=absent?module-path=M", "holds 0 AES keys"),
     ],
 )
-def test_bad_uris_are_refused_in_one_line(token, uri, reason):
-    os.environ["BYOK_PKCS11_PIN"] = token.pin
-    try:
-        with pytest.raises(ConfigError, match=reason) as refused:
-            build_pkcs11_sealer(uri.replace("=M", f"={MODULE}"))
-    finally:
-        del os.environ["BYOK_PKCS11_PIN"]
+def test_bad_uris_are_refused_in_one_line(token, uri, reason, monkeypatch):
+    monkeypatch.setenv("BYOK_PKCS11_PIN", token.pin)
+    with pytest.raises(ConfigError, match=reason) as refused:
+        build_pkcs11_sealer(uri.replace("=M", f"={MODULE}"))
     assert "1234" not in str(refused.value) and token.pin not in str(refused.value)
 
 
@@ -231,3 +228,35 @@ def test_reseal_refuses_an_envelope_that_does_not_authenticate(emulator, kms, tm
         "resealed",
         "resealed",
     ]
+
+
+def test_reseal_into_a_kms_key_through_the_runtime_builder(emulator, kms, tmp_path, monkeypatch):
+    """``vault reseal --to-seal-kms-key-id``: the builder reaches KMS under the reseal
+    allowlist only (vault reads and writes), and the vault then opens under the KMS key."""
+    from alibabacloud_kms20160120.models import CreateKeyRequest
+
+    from byok_keeper.runtime import build_reseal
+    from byok_keeper.settings import Settings
+    from tests.functional.two_targets import base_credentials
+
+    _, keys = _file_vault(tmp_path, emulator)
+    cmk = kms.create_key(CreateKeyRequest()).body.key_metadata.key_id
+    (tmp_path / "creds").mkdir()
+    base_credentials(monkeypatch, tmp_path / "creds")  # the emulator's keys as the credentials
+    settings = Settings(
+        region=emulator.region,
+        kms_endpoint=f"http://{emulator.endpoint}",
+        vault=f"file://{tmp_path / 'vault'}",
+        seal_key_file=str(tmp_path / "seal.key"),
+    )
+    with pytest.raises(ConfigError, match="exactly one target"):
+        build_reseal(settings, to_seal_key_file=None, to_seal_kms_key_id=None, to_seal_pkcs11=None)
+    vault, target, audit = build_reseal(
+        settings, to_seal_key_file=None, to_seal_kms_key_id=cmk, to_seal_pkcs11=None
+    )
+    assert target.kind == "kms" and target._gateway.allowlist.name == "reseal"
+    report = reseal(vault, target, audit)
+    assert report.resealed == sorted(keys) and not report.failed
+    kms_vault = Vault(vault.store, target)
+    for k in keys:
+        kms_vault.fetch(k)[1].wipe()

@@ -177,7 +177,7 @@ def _close_quietly(session: Any) -> None:
 
 def _login_message(token: str, code: str) -> str:
     if code == "CKR_PIN_INCORRECT":
-        return f"the token {token!r} refused the PIN (CKR_PIN_INCORRECT); it locks after a few"
+        return f"the token {token!r} refused the PIN (CKR_PIN_INCORRECT); HSMs lock after a few"
     if code == "CKR_PIN_LOCKED":
         return f"the token {token!r} is locked (CKR_PIN_LOCKED): its security officer unlocks it"
     return f"logging in to the token {token!r} failed ({code})"

@@ -260,3 +260,16 @@ def test_reseal_into_a_kms_key_through_the_runtime_builder(emulator, kms, tmp_pa
     kms_vault = Vault(vault.store, target)
     for k in keys:
         kms_vault.fetch(k)[1].wipe()
+
+
+def test_a_token_that_lost_its_sessions_and_login_is_logged_in_again(sealer):
+    """The token closes every session of this process (as when it is unplugged and back, or
+    restarted): the next operation logs in again once and goes on, the same key."""
+    context = seal_context("key-test000000000000001", "ef" * 32)
+    data_key, wrapped = sealer.new_data_key(context)
+    before = sealer._token
+    before.lib.closeAllSessions(before.slot)  # every session gone, and with them the login
+    assert sealer.open_data_key(wrapped, context) == data_key
+    assert sealer._token is not before and token_for(sealer._uri) is sealer._token
+    again, wrapped_again = sealer.new_data_key(context)
+    assert sealer.open_data_key(wrapped_again, context) == again

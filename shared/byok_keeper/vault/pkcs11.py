@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -162,11 +162,14 @@ class _Token:
                 return
         _close_quietly(session)
 
-    def close(self) -> None:
+    def drop_sessions(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for session in [*idle, self._login_session]:
             _close_quietly(session)
+
+    def close(self) -> None:
+        self.drop_sessions()
         self.lib.unload()
 
 
@@ -185,6 +188,7 @@ def _login_message(token: str, code: str) -> str:
 
 _TOKENS: dict[tuple[str, str, str | None, int | None], _Token] = {}
 _TOKENS_LOCK = threading.Lock()
+_RETIRED: list[_Token] = []  # forgotten after a lost login; unloaded by close_all
 
 
 def token_for(uri: Pkcs11Uri, env: Mapping[str, str] | None = None) -> _Token:
@@ -197,11 +201,23 @@ def token_for(uri: Pkcs11Uri, env: Mapping[str, str] | None = None) -> _Token:
         return token
 
 
+def forget(token: _Token) -> None:
+    """Drop ``token`` from this process's cache (its sessions or login are gone): the next
+    ``token_for`` logs in again. Its module stays loaded (another sealer may be using it)."""
+    with _TOKENS_LOCK:
+        for key, cached in list(_TOKENS.items()):
+            if cached is token:
+                del _TOKENS[key]
+                _RETIRED.append(token)
+    token.drop_sessions()
+
+
 def close_all() -> None:
     """Log out and unload every module this process opened (tests; a daemon shutting down)."""
     with _TOKENS_LOCK:
-        tokens = list(_TOKENS.values())
+        tokens = [*_TOKENS.values(), *_RETIRED]
         _TOKENS.clear()
+        _RETIRED.clear()
     for token in tokens:
         token.close()
 
@@ -227,10 +243,18 @@ class Pkcs11Sealer:
     kind = "pkcs11"
 
     def __init__(self, uri: Pkcs11Uri, env: Mapping[str, str] | None = None) -> None:
-        pk = _pk()
         self._uri = uri
-        self._token = token_for(uri, env)
-        with self._token.session() as session:
+        self._env = env
+        self._rebind_lock = threading.Lock()
+        self._token, self._handle, key_id = self._bind()
+        self.key_ref = uri.key_ref(key_id)
+
+    def _bind(self) -> tuple[_Token, Any, bytes]:
+        """This process's logged-in token, the key's handle and its ``CKA_ID``; refuses a key
+        that is missing, ambiguous, or can leave the token."""
+        pk, uri = _pk(), self._uri
+        token = token_for(uri, self._env)
+        with token.session() as session:
             try:
                 keys = _find_keys(session, uri)
                 if len(keys) != 1:
@@ -253,8 +277,29 @@ class Pkcs11Sealer:
                 "CKA_TOKEN, CKA_SENSITIVE and not CKA_EXTRACTABLE); make one with: byok-keeper "
                 "seal-key new --pkcs11 URI"
             )
-        self._handle = keys[0]
-        self.key_ref = uri.key_ref(bytes(key_id))
+        return token, keys[0], bytes(key_id)
+
+    def _run(self, operation: Callable[[Any, Any], Any]) -> Any:
+        """``operation(session, key handle)`` on a borrowed session. When the token lost this
+        process's sessions or login (unplugged and back, restarted, logged out), log in again
+        once (reading the PIN again), check the key is the same one, and retry once."""
+        pk = _pk()
+        token, handle = self._token, self._handle
+        try:
+            with token.session() as session:
+                return operation(session, handle)
+        except pk.PyKCS11Error as exc:
+            if _code(exc) not in _SESSION_CODES:
+                raise
+        with self._rebind_lock:
+            if self._token is token:  # not yet rebound by another worker
+                forget(token)
+                self._token, self._handle, key_id = self._bind()
+                if self._uri.key_ref(key_id) != self.key_ref:
+                    raise Pkcs11Error(f"the key {self._uri.object!r} changed in the token")
+            token, handle = self._token, self._handle
+        with token.session() as session:
+            return operation(session, handle)
 
     def _mechanism(self, iv: bytes, context: Mapping[str, str]) -> Any:
         return _pk().AES_GCM_Mechanism(iv, _canonical(context), TAG_BITS)
@@ -263,16 +308,22 @@ class Pkcs11Sealer:
         pk = _pk()
         data_key = bytearray(os.urandom(DATA_KEY_BYTES))
         iv = os.urandom(IV_BYTES)
+        # The binding takes bytes (an immutable copy, gone when collected): a residual
+        # docs/CUSTODY.md names; the data key itself is wiped by the vault after use.
+        plain = bytes(data_key)
         try:
-            with self._token.session() as session:
-                # The binding takes bytes (an immutable copy, gone when collected): a residual
-                # docs/SECURITY.md names; the data key itself is wiped by the vault after use.
-                plain = bytes(data_key)
-                sealed = bytes(session.encrypt(self._handle, plain, self._mechanism(iv, context)))
+            sealed = self._run(
+                lambda session, key: bytes(
+                    session.encrypt(key, plain, self._mechanism(iv, context))
+                )
+            )
         except pk.PyKCS11Error as exc:
             wipe(data_key)
             code = _code(exc)
             raise Pkcs11Error(f"the token {self._uri.token!r} did not seal ({code})") from None
+        except BaseException:
+            wipe(data_key)
+            raise
         return data_key, base64.b64encode(iv + sealed).decode()
 
     def open_data_key(self, wrapped: str, context: dict[str, str]) -> bytearray:
@@ -283,11 +334,9 @@ class Pkcs11Sealer:
             raise SealError("the envelope's wrapped data key is not Base64") from None
         if len(blob) != IV_BYTES + DATA_KEY_BYTES + TAG_BITS // 8:
             raise SealError("the envelope's wrapped data key has the wrong length")
+        mechanism = self._mechanism(blob[:IV_BYTES], context)
         try:
-            with self._token.session() as session:
-                plain = session.decrypt(
-                    self._handle, blob[IV_BYTES:], self._mechanism(blob[:IV_BYTES], context)
-                )
+            plain = self._run(lambda session, key: session.decrypt(key, blob[IV_BYTES:], mechanism))
         except pk.PyKCS11Error as exc:
             code = _code(exc)
             if code in _SESSION_CODES:

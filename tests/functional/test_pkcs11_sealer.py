@@ -273,3 +273,12 @@ def test_a_token_that_lost_its_sessions_and_login_is_logged_in_again(sealer):
     assert sealer._token is not before and token_for(sealer._uri) is sealer._token
     again, wrapped_again = sealer.new_data_key(context)
     assert sealer.open_data_key(wrapped_again, context) == again
+
+
+def test_a_pin_file_owned_by_another_user_is_refused(token):
+    if os.geteuid() != 0:
+        pytest.skip("giving the PIN file to another user needs root (CI runs as root)")
+    os.chown(token.pin_file, 65534, -1)  # nobody
+    with pytest.raises(ConfigError, match="owned by uid 65534") as refused:
+        build_pkcs11_sealer(token.uri())
+    assert token.pin not in str(refused.value)

@@ -132,9 +132,11 @@ class _Token:
         try:
             session.login(bytes(pin))
         except pk.PyKCS11Error as exc:
-            session.closeSession()
+            # Already logged in (the login state is the application's, and a session of it
+            # survived): keep this session too, it holds the login from now on.
             code = _code(exc)
             if code != "CKR_USER_ALREADY_LOGGED_IN":
+                _close_quietly(session)
                 raise Pkcs11Error(_login_message(uri.token, code)) from None
         finally:
             wipe(pin)

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability mutation package lock clean chromium
+.PHONY: install demo test lint bench reliability mutation package lock clean chromium softhsm
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
@@ -33,6 +33,19 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium && \
 	  test -x $(CHROMIUM); fi
 
+# SoftHSM2 (Debian's softhsm2, a real PKCS#11 module) and OpenSC's pkcs11-tool, for the pkcs11
+# sealer's tests (tests/pkcs11.py makes a token per test in a temporary SOFTHSM2_CONF) and
+# bench/sealers.py. Idempotent: nothing to do when the module and softhsm2-util are there. Needs
+# root or sudo; .ci/run runs it before make test, and there the PKCS#11 tests fail if it is missing.
+SOFTHSM_MODULE ?= /usr/lib/softhsm/libsofthsm2.so
+softhsm:
+	@if [ -f $(SOFTHSM_MODULE) ] && command -v softhsm2-util >/dev/null; then \
+	  echo "softhsm: $(SOFTHSM_MODULE) is installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq softhsm2 opensc && \
+	  test -f $(SOFTHSM_MODULE); fi
+
 # The whole story against an embedded emulator and a temporary file vault; exits 0 only if
 # every restorable key comes back with identical material.
 demo: $(STAMP)
@@ -56,7 +69,8 @@ test: lint
 # Benchmarks (not part of make test): wrapping, cold start, the sweep at the quota bound
 # for 500, 2,000 and 5,000 keys (the 500 and 5,000 runs also time the naive baseline), and the
 # fc-async path through aliyun-local's FC 3.0 at 5,000 keys, and the fleet report at 5,000
-# keys (needs make chromium), and 4 targets x 1,250 keys (issue 16).
+# keys (needs make chromium), and 4 targets x 1,250 keys (issue 16), and envelope throughput per
+# sealer plus the sweep with the pkcs11 sealer against the file sealer (needs make softhsm).
 bench: $(STAMP)
 	$(BIN)/python bench/wrap.py
 	$(BIN)/python bench/coldstart.py
@@ -67,6 +81,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/targets.py --targets 4 --keys 1250
 	$(BIN)/python bench/report.py --keys 5000
+	$(BIN)/python bench/sealers.py
 
 # The reliability figures of docs/RELIABILITY.md: the fault matrix, SIGKILL and restart drills,
 # the hostile-input corpus, the fuzzers and the leak harness (all also part of make test), with
@@ -103,7 +118,7 @@ lock:
 	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check '$(PIP_TOOLS)'
 	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --generate-hashes \
 	  --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links \
-	  --extra test --extra deploy --extra daemon \
+	  --extra test --extra deploy --extra daemon --extra hsm \
 	  $(if $(filter --all,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p))) \
 	  --output-file constraints.txt pyproject.toml
 	rm -rf .venv-lock

@@ -117,6 +117,16 @@ def parameters(
     return params
 
 
+# The pkcs11 sealer needs a token this package cannot carry: a local token does not exist in FC,
+# and a network HSM needs the vendor's PKCS#11 library (and its client) in a layer and the
+# function in the HSM's VPC (docs/CUSTODY.md). FC keeps the KMS sealer.
+NO_PKCS11 = (
+    "FC cannot use the pkcs11 sealer as deployed here (no token, no vendor PKCS#11 library in "
+    "the package): keep SealKmsKeyId for FC, use pkcs11 with the daemon, CLI or CronJob, or see "
+    "docs/CUSTODY.md for the Cloud HSM pattern"
+)
+PKCS11_ENV = ("BYOK_SEAL_PKCS11", "BYOK_PKCS11_PIN")
+
 CONFIG_NAME = "byok-keeper.toml"  # the --config file's name in the package and in BYOK_CONFIG
 TARGETS_SID = "AssumeTargetRoles"
 TARGETS_PLACEHOLDER = "${target_role_arns}"
@@ -127,11 +137,13 @@ def check_config(path: Path) -> tuple[bytes, list[str]]:
     by the agent's own parsers (settings and ``[[targets]]``): a bad file is a ``DeployError``."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
     from byok_keeper.errors import ConfigError
-    from byok_keeper.settings import load_settings
+    from byok_keeper.settings import config_section, load_settings
     from byok_keeper.targets import load_targets
 
     try:
         text = path.read_bytes()
+        if config_section(path).get("seal_pkcs11"):
+            raise DeployError(f"--config {path}: seal_pkcs11: {NO_PKCS11}")
         load_settings(env={}, config_path=str(path))
         targets = load_targets(str(path), env={})
     except OSError as exc:
@@ -730,6 +742,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(source, dict) or "Functions" not in source:
             raise DeployError(f"{args.template} is not a byok-keeper functions file")
         state = desired_state(source, overrides, args.region, args.account_id, args.api, arns)
+        for fn in state["functions"].values():
+            if any(fn["environment"].get(name) for name in PKCS11_ENV):
+                raise DeployError(f"{fn['name']}: {'/'.join(PKCS11_ENV)}: {NO_PKCS11}")
         check_code(code, args.code, state)
         if args.pin_keys:
             state = with_policies(state, enrolled_key_ids(state["parameters"], args.region))

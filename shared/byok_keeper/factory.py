@@ -63,6 +63,7 @@ def build_vault(settings: Settings, gateway: KmsGateway) -> Vault:
     sealer = build_sealer(
         seal_key_file=settings.seal_key_file,
         seal_kms_key_id=settings.seal_kms_key_id,
+        seal_pkcs11=settings.seal_pkcs11,
         gateway=gateway,
     )
     return Vault(store, sealer)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .audit import AuditLog
+from .errors import ConfigError
 from .factory import build_gateway, build_vault
 from .kms import Allowlist, KmsGateway
 from .plan import Policy
@@ -24,6 +25,7 @@ from .vault import Vault
 
 if TYPE_CHECKING:
     from .kms.gateway import Renewal
+    from .vault.sealers import Sealer
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,52 @@ def build_offline_vault(settings: Settings) -> Vault:
         build_sealer(
             seal_key_file=settings.seal_key_file,
             seal_kms_key_id=settings.seal_kms_key_id,
+            seal_pkcs11=settings.seal_pkcs11,
             gateway=gateway,
         ),
     )
+
+
+def build_reseal(
+    settings: Settings,
+    *,
+    to_seal_key_file: str | None,
+    to_seal_kms_key_id: str | None,
+    to_seal_pkcs11: str | None,
+) -> tuple[Vault, Sealer, AuditLog]:
+    """For ``vault reseal``: the vault under its configured sealer, the target sealer (exactly
+    one of the three), and the audit log. KMS is reached (vault reads and writes only) when the
+    vault, its sealer or the target lives there."""
+    from .kms import RESEAL
+    from .vault import build_sealer, build_store
+
+    gateway = None
+    if (
+        (settings.vault or "").startswith("kms-secrets:")
+        or settings.seal_kms_key_id
+        or to_seal_kms_key_id
+    ):
+        gateway = build_gateway(settings, RESEAL)
+    try:
+        target = build_sealer(
+            seal_key_file=to_seal_key_file,
+            seal_kms_key_id=to_seal_kms_key_id,
+            seal_pkcs11=to_seal_pkcs11,
+            gateway=gateway,
+        )
+    except ConfigError as exc:
+        if "exactly one sealer" not in str(exc):
+            raise
+        raise ConfigError(
+            "give exactly one target: --to-seal-key-file, --to-seal-kms-key-id or --to-seal-pkcs11"
+        ) from None
+    vault = Vault(
+        build_store(settings.vault or "", gateway),
+        build_sealer(
+            seal_key_file=settings.seal_key_file,
+            seal_kms_key_id=settings.seal_kms_key_id,
+            seal_pkcs11=settings.seal_pkcs11,
+            gateway=gateway,
+        ),
+    )
+    return vault, target, AuditLog(settings.audit_file)

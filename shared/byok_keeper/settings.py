@@ -11,6 +11,7 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | vault URI         | --vault             | BYOK_VAULT               | vault             |
 | seal key file     | --seal-key-file     | BYOK_SEAL_KEY_FILE       | seal_key_file     |
 | seal KMS key id   | --seal-kms-key-id   | BYOK_SEAL_KMS_KEY_ID     | seal_kms_key_id   |
+| seal PKCS#11 key  | --seal-pkcs11       | BYOK_SEAL_PKCS11         | seal_pkcs11       |
 | output            | --output            | BYOK_OUTPUT              | output            |
 | read budget (QPS) | --read-qps          | BYOK_READ_QPS            | read_qps          |
 | write budget      | --write-qps         | BYOK_WRITE_QPS           | write_qps         |
@@ -88,6 +89,7 @@ ENV = {
     "vault": "BYOK_VAULT",
     "seal_key_file": "BYOK_SEAL_KEY_FILE",
     "seal_kms_key_id": "BYOK_SEAL_KMS_KEY_ID",
+    "seal_pkcs11": "BYOK_SEAL_PKCS11",
     "output": "BYOK_OUTPUT",
     "read_qps": "BYOK_READ_QPS",
     "write_qps": "BYOK_WRITE_QPS",
@@ -126,6 +128,7 @@ class Settings:
     vault: str | None = None
     seal_key_file: str | None = None
     seal_kms_key_id: str | None = None
+    seal_pkcs11: str | None = None  # an RFC 7512 pkcs11: URI (vault/pkcs11_uri.py)
     output: str = "table"
     # Request budgets: half of each documented quota (kms.DOCUMENTED_QPS), which production
     # traffic shares.
@@ -220,6 +223,10 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
     if name.endswith("_endpoint"):
         check_endpoint(value, name)
+    if name == "seal_pkcs11":
+        from .vault.pkcs11_uri import parse_uri
+
+        parse_uri(value)  # refuses pin-value, a relative or writable module, before any use
     if name == "renew_before":
         try:
             if parse_lease(value).never:

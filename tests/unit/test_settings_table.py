@@ -25,6 +25,8 @@ SAMPLES = {
     "vault": ("file:///tmp/v", "file:///tmp/v"),
     "seal_key_file": ("/tmp/seal.key", "/tmp/seal.key"),
     "seal_kms_key_id": ("key-seal", "key-seal"),
+    # Parsed when loaded: /bin/sh stands for a module path that is absolute and root's.
+    "seal_pkcs11": ("pkcs11:token=t;object=o?module-path=/bin/sh",) * 2,
     "output": ("json", "json"),
     "read_qps": ("12", 12.0),
     "write_qps": ("7", 7.0),

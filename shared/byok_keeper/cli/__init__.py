@@ -39,7 +39,8 @@ Settings come from flags, then the environment, then --config FILE (TOML):
   BYOK_KMS_ENDPOINT   e.g. http://127.0.0.1:PORT for aliyun-local (https if no scheme;
                       plain http only to 127.0.0.0/8, ::1 or localhost)
   ALIBABA_CLOUD_REGION_ID, BYOK_VAULT (file://DIR or kms-secrets://PREFIX),
-  BYOK_SEAL_KEY_FILE or BYOK_SEAL_KMS_KEY_ID, BYOK_OUTPUT (table|json)
+  BYOK_SEAL_KEY_FILE, BYOK_SEAL_KMS_KEY_ID or BYOK_SEAL_PKCS11 (+ BYOK_PKCS11_PIN),
+  BYOK_OUTPUT (table|json)
 Credentials: ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN, --profile NAME (the
 aliyun CLI's ~/.aliyun/config.json, which also gives the region), or an instance/OIDC role.
 Many accounts and regions: [[targets]] tables in the --config file (name, region, account_id,
@@ -102,6 +103,12 @@ def _setting_options(f):
 @click.option("--seal-key-file", help="32-byte local seal key file (BYOK_SEAL_KEY_FILE).")
 @click.option(
     "--seal-kms-key-id", help="Symmetric KMS key sealing envelopes (BYOK_SEAL_KMS_KEY_ID)."
+)
+@click.option(
+    "--seal-pkcs11",
+    metavar="URI",
+    help="AES key in a PKCS#11 token sealing envelopes, an RFC 7512 URI with module-path= and "
+    "pin-source=file:PATH (or BYOK_PKCS11_PIN); never pin-value (BYOK_SEAL_PKCS11).",
 )
 @click.option(
     "--fc-endpoint", help="FC endpoint override (BYOK_FC_ENDPOINT); http only for loopback."

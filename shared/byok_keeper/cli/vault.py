@@ -13,21 +13,48 @@ def seal_key() -> None:
 
 
 @seal_key.command("new")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
+@click.option(
+    "--pkcs11",
+    "pkcs11_uri",
+    metavar="URI",
+    help="Generate the seal key inside a PKCS#11 token instead (an RFC 7512 URI naming the "
+    "token, the object label, module-path= and pin-source=; see docs/CUSTODY.md).",
+)
 @output_option
 @click.pass_obj
-def seal_key_new(app: App, path: str) -> None:
-    """Create a 32-byte seal key file at PATH (mode 0600; never overwrites).
+def seal_key_new(app: App, path: str | None, pkcs11_uri: str | None) -> None:
+    """Create a 32-byte seal key file at PATH (mode 0600; never overwrites), or an AES-256 key
+    inside a PKCS#11 token with --pkcs11 URI (never exported; refused if the label exists).
 
     \b
-    Example:
+    Examples:
       byok-keeper seal-key new /etc/byok-keeper/seal.key
-    Keep a copy somewhere safe: without it no envelope sealed with it can be opened.
+      BYOK_PKCS11_PIN=... byok-keeper seal-key new --pkcs11 \\
+        'pkcs11:token=byok;object=byok-seal?module-path=/usr/lib/softhsm/libsofthsm2.so'
+    Keep a copy of a key file somewhere safe (and back the token up by its own means): without
+    the key no envelope sealed with it can be opened.
     """
+    if bool(path) == bool(pkcs11_uri):
+        raise click.UsageError("give either PATH or --pkcs11 URI")
+    if pkcs11_uri:
+        _new_token_key(app, pkcs11_uri)
+        return
     from ..vault.sealers import new_seal_key_file
 
+    assert path is not None
     key_ref = new_seal_key_file(path)
     app.emit({"path": path, "key_ref": key_ref}, f"created seal key {path} ({key_ref}, mode 0600)")
+
+
+def _new_token_key(app: App, uri: str) -> None:
+    from ..vault.pkcs11 import new_token_key
+
+    key_ref = new_token_key(uri)
+    app.emit(
+        {"pkcs11": key_ref, "key_ref": key_ref},
+        f"created seal key {key_ref} inside the token (AES-256, sensitive, not extractable)",
+    )
 
 
 @click.group("vault")
@@ -62,3 +89,60 @@ def vault_list(app: App, show_aliases: bool) -> None:
         for r in rows
     ]
     app.emit({"vault": uri, "keys": rows}, "\n".join(lines))
+
+
+# ---- vault reseal: its own function, apart from the other vault commands -----------------------
+
+
+@vault_group.command("reseal")
+@click.option("--to-seal-key-file", metavar="FILE", help="Reseal under this 32-byte key file.")
+@click.option("--to-seal-kms-key-id", metavar="ID", help="Reseal under this symmetric KMS key.")
+@click.option(
+    "--to-seal-pkcs11",
+    metavar="URI",
+    help="Reseal under this AES key in a PKCS#11 token (RFC 7512 URI, as --seal-pkcs11).",
+)
+@click.option("--dry-run", is_flag=True, help="Open and reseal in memory; write nothing.")
+@output_option
+@click.pass_obj
+def vault_reseal(
+    app: App,
+    to_seal_key_file: str | None,
+    to_seal_kms_key_id: str | None,
+    to_seal_pkcs11: str | None,
+    dry_run: bool,
+) -> None:
+    """Re-seal every envelope from the configured sealer to another one (rotating the vault's
+    key-encryption key; the imported keys never change).
+
+    Each envelope is opened (authenticated) under the configured sealer, sealed under the new
+    one, opened back, and only then written over the old one, atomically; one audit line each.
+    Resumable: a re-run skips envelopes already under the new sealer (after opening them).
+    Then switch the configuration to the new sealer. Exit 1 if any envelope failed.
+
+    \b
+    Example (a file-sealed vault into a token):
+      byok-keeper --seal-key-file ./seal.key vault reseal \\
+        --to-seal-pkcs11 'pkcs11:token=byok;object=byok-seal?module-path=...&pin-source=file:...'
+    """
+    from ..runtime import build_reseal, local_actor
+    from ..vault.reseal import reseal
+
+    vault, target, audit = build_reseal(
+        app.settings,
+        to_seal_key_file=to_seal_key_file,
+        to_seal_kms_key_id=to_seal_kms_key_id,
+        to_seal_pkcs11=to_seal_pkcs11,
+    )
+    report = reseal(vault, target, audit, dry_run=dry_run, actor=local_actor())
+    verb = "would reseal" if dry_run else "resealed"
+    lines = [f"{report.source} -> {report.target}"]
+    lines += [f"{verb:<13} {k}" for k in report.resealed]
+    lines += [f"{'already':<13} {k}" for k in report.already]
+    lines += [f"{'FAILED':<13} {k}: {why}" for k, why in report.failed.items()]
+    lines.append(
+        f"{len(report.resealed)} {verb}, {len(report.already)} already, {len(report.failed)} failed"
+    )
+    app.emit(report.as_dict(), "\n".join(lines))
+    if report.failed:
+        raise click.exceptions.Exit(1)

@@ -68,6 +68,8 @@ ENROLL = Allowlist(
     | _VAULT_WRITE
     | {"CreateKey", "TagResource", "GetKmsInstance", "CreateAlias", "ListAliasesByKeyId"},
 )
+# vault reseal: open envelopes and write them sealed anew; nothing about the keys themselves.
+RESEAL = Allowlist("reseal", _VAULT_READ | _VAULT_WRITE)
 # hold / release: the hold tag and nothing else.
 HOLD = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
 # Never in any allowlist, whatever a caller asks: rotation and destruction.

@@ -167,15 +167,24 @@ def build_store(uri: str, gateway: KmsGateway | None) -> Store:
 
 
 def build_sealer(
-    *, seal_key_file: str | None, seal_kms_key_id: str | None, gateway: KmsGateway | None
+    *,
+    seal_key_file: str | None,
+    seal_kms_key_id: str | None,
+    gateway: KmsGateway | None,
+    seal_pkcs11: str | None = None,
 ) -> Sealer:
-    if bool(seal_key_file) == bool(seal_kms_key_id):
+    if [bool(seal_key_file), bool(seal_kms_key_id), bool(seal_pkcs11)].count(True) != 1:
         raise ConfigError(
-            "configure exactly one sealer: BYOK_SEAL_KEY_FILE (--seal-key-file) or "
-            "BYOK_SEAL_KMS_KEY_ID (--seal-kms-key-id)"
+            "configure exactly one sealer: BYOK_SEAL_KEY_FILE (--seal-key-file), "
+            "BYOK_SEAL_KMS_KEY_ID (--seal-kms-key-id) or BYOK_SEAL_PKCS11 (--seal-pkcs11)"
         )
     if seal_key_file:
         return LocalKeySealer.from_file(seal_key_file)
+    if seal_pkcs11:
+        # The token's module is loaded only when a pkcs11 sealer is configured.
+        from .pkcs11 import build_pkcs11_sealer
+
+        return build_pkcs11_sealer(seal_pkcs11)
     if gateway is None:
         raise ConfigError("a KMS sealer needs KMS access")
     return KmsSealer(gateway, seal_kms_key_id or "")

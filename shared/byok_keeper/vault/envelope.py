@@ -6,7 +6,7 @@ Format (JSON, UTF-8)::
      "header": {key_id, region, account_id, key_spec, key_usage, protection_level,
                 public_key_der, fingerprint, material_encoding, lease, enrolled_at,
                 first_imported_at},
-     "seal": {"sealer": "local" | "kms", "key_ref": ..., "wrapped_data_key": ...},
+     "seal": {"sealer": "local" | "kms" | "pkcs11", "key_ref": ..., "wrapped_data_key": ...},
      "material": {"nonce": ..., "ciphertext": ...}}
 
 The material is AES-256-GCM under a fresh data key; the associated data is the canonical JSON
@@ -57,9 +57,9 @@ class Header:
 
 @dataclass(frozen=True)
 class Seal:
-    sealer: str  # "local" or "kms"
-    key_ref: str  # local key id (hash) or KMS key id
-    wrapped_data_key: str  # Base64 (local) or a KMS CiphertextBlob
+    sealer: str  # "local", "kms" or "pkcs11"
+    key_ref: str  # local key id (hash), KMS key id, or pkcs11:token=..;object=..;id=..
+    wrapped_data_key: str  # Base64 (local, pkcs11) or a KMS CiphertextBlob
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def parse(data: bytes, *, expected_key_id: str | None = None) -> Envelope:
         if stamp is not None and not KMS_TIME_RE.fullmatch(stamp):
             raise EnvelopeError("envelope timestamps must be YYYY-MM-DDTHH:MM:SSZ")
     _b64(header.public_key_der, "public key")
-    if seal["sealer"] not in ("local", "kms"):
+    if seal["sealer"] not in ("local", "kms", "pkcs11"):
         raise EnvelopeError(f"envelope sealer {seal['sealer']!r} is unknown")
     if len(_b64(mat["nonce"], "nonce")) != 12:
         raise EnvelopeError("envelope nonce must be 12 bytes")

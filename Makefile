@@ -35,6 +35,17 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium && \
 	  test -x $(CHROMIUM); fi
 
+# systemd's own tools (Debian's package systemd: systemd-analyze, systemd-sysusers) for the
+# units' checks (tests/unit/test_systemd_units.py). Idempotent: nothing to do when both exist.
+# Needs root or sudo; .ci/run runs it before make test, and there those tests fail if missing.
+systemd-tools:
+	@if command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null; then \
+	  echo "systemd-tools: $$(command -v systemd-analyze) is installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd && \
+	  command -v systemd-analyze >/dev/null; fi
+
 # The whole story against an embedded emulator and a temporary file vault; exits 0 only if
 # every restorable key comes back with identical material.
 demo: $(STAMP)

@@ -164,7 +164,7 @@ def check(project: Project, sdist: Path, wheel: Path, versions: dict[str, str]):
     return meta
 
 
-def _version(package: str) -> str:
+def tree_version(package: str) -> str:
     """The version a package declares (``__version__``), read without importing it."""
     import ast
 
@@ -195,7 +195,7 @@ def check_changelog(version: str) -> None:
 def build_all(out: Path) -> list[Path]:
     """Build and check both projects into ``out``; the four files, sdist and wheel each, and
     the runtime pins."""
-    versions = {p.name: _version(p.package) for p in PROJECTS}
+    versions = {p.name: tree_version(p.package) for p in PROJECTS}
     check_changelog(versions["byok-keeper"])
     out.mkdir(parents=True, exist_ok=True)
     files, metas = [], {}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import daemon_metrics
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a venv: pip installs ~40 pins
@@ -94,7 +96,9 @@ def test_demo_without_the_emulator_says_to_install_it_in_one_line(venv):
 
 
 def test_the_daemon_runs_from_the_byok_keeper_wheel(venv, served_here, tmp_path):
-    """``daemon --once`` imports APScheduler and its SQLite job store: base dependencies now."""
+    """The long-running daemon: APScheduler with its SQLite job store (SQLAlchemy) and the
+    metrics endpoint (prometheus-client), all base dependencies now; before, SQLAlchemy was an
+    extra and this failed with "unexpected ImportError"."""
     env = {**_env(), "BYOK_KMS_ENDPOINT": f"http://{served_here.endpoint}",
            "BYOK_VAULT": f"file://{tmp_path / 'vault'}",
            "BYOK_SEAL_KEY_FILE": str(tmp_path / "seal.key"),
@@ -103,10 +107,11 @@ def test_the_daemon_runs_from_the_byok_keeper_wheel(venv, served_here, tmp_path)
            "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou"}  # fmt: skip
     exe = venv / "bin" / "byok-keeper"
     assert _run(exe, "seal-key", "new", tmp_path / "seal.key", env=env).returncode == 0
-    out = _run(exe, "daemon", "--once", "--state-dir", tmp_path / "state", env=env, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert (tmp_path / "state").is_dir()
-    assert "ImportError" not in out.stderr
+    swept = "byok_keeper_last_sweep_timestamp_seconds{"
+    # daemon_metrics stops it with SIGTERM and fails unless it exits 0.
+    text = daemon_metrics(env, tmp_path / "state", ready=swept, exe=exe)
+    assert 'byok_keeper_last_sweep_timestamp_seconds{result="ok"}' in text
+    assert (tmp_path / "state" / "jobs.sqlite").is_file()
 
 
 def test_the_demo_runs_from_both_wheels(venv, wheels):

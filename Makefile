@@ -123,5 +123,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build shared/build dist shared/*.egg-info \
-	  .reliability.jsonl .mutation
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist shared/*.egg-info .reliability.jsonl .mutation

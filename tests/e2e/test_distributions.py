@@ -7,6 +7,7 @@ aliyun-local wheel added the demo runs from the installed files."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -32,6 +33,16 @@ def _module(name: str, path: Path):
 
 
 dist = _module("byok_dist", ROOT / "deploy" / "dist.py")
+
+
+PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
+
+
+def _deny_write_execute() -> None:
+    """In the child, before exec: no memory both writable and executable, the units'
+    ``MemoryDenyWriteExecute=yes`` through the kernel's own switch (Linux 6.3+, kept across
+    exec). A kernel without it refuses the call; the probe in the demo test says which."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0)
 
 
 def _env() -> dict[str, str]:
@@ -121,7 +132,15 @@ def test_the_demo_runs_from_both_wheels(venv, wheels):
     assert _run(*pip, "check").returncode == 0  # aliyun-local's exact byok-keeper is there
     version = _run(venv / "bin" / "aliyun-local", "--version", cwd=venv)
     assert version.stdout.strip() == "aliyun-local 0.1.0"
-    out = _run(venv / "bin" / "byok-keeper", "demo", cwd=venv, timeout=240)
+    # Under the hardened units' MemoryDenyWriteExecute: cryptography, the SDK and the emulator
+    # must never need writable-executable memory.
+    probe = _run(venv / "bin" / "python", "-c",
+                 f"import ctypes; print(ctypes.CDLL(None).prctl({PR_GET_MDWE}, 0, 0, 0, 0))",
+                 cwd=venv, preexec_fn=_deny_write_execute)  # fmt: skip
+    if probe.stdout.strip() != "1":
+        print("this kernel has no PR_SET_MDWE: the demo runs without it")
+    out = _run(venv / "bin" / "byok-keeper", "demo", cwd=venv, timeout=240,
+               preexec_fn=_deny_write_execute)  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "all restorable keys are Enabled with identical material" in out.stdout
     code = (

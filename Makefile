@@ -6,17 +6,19 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability mutation package lock clean chromium softhsm
+.PHONY: install demo test lint bench reliability mutation package dist lock clean chromium \
+	softhsm systemd-tools
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
-# (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
+# (--require-hashes); then the project's two distributions, byok-keeper (pyproject.toml) and
+# aliyun-local (shared/pyproject.toml), editable: they have no hash to check, so --no-deps and
 # without build isolation (setuptools too comes hashed from constraints.txt). pip check fails
 # when pyproject.toml needs something constraints.txt lacks: run make lock.
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml shared/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --require-hashes -r constraints.txt
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --no-deps --no-build-isolation -e . -e shared
 	$(PIP) check
 	touch $(STAMP)
 
@@ -46,10 +48,26 @@ softhsm:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq softhsm2 opensc && \
 	  test -f $(SOFTHSM_MODULE); fi
 
+# systemd's own tools (Debian's package systemd: systemd-analyze, systemd-sysusers) for the
+# units' checks (tests/unit/test_systemd_units.py). Idempotent: nothing to do when both exist.
+# Needs root or sudo; .ci/run runs it before make test, and there those tests fail if missing.
+systemd-tools:
+	@if command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null; then \
+	  echo "systemd-tools: $$(command -v systemd-analyze) is installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd && \
+	  command -v systemd-analyze >/dev/null; fi
+
 # The whole story against an embedded emulator and a temporary file vault; exits 0 only if
 # every restorable key comes back with identical material.
 demo: $(STAMP)
 	$(BIN)/byok-keeper demo
+
+# The distributions: wheels and sdists of byok-keeper and aliyun-local in dist/, each wheel
+# built from its sdist, reproducible (SOURCE_DATE_EPOCH), metadata checked (deploy/dist.py).
+dist: $(STAMP)
+	$(BIN)/python deploy/dist.py --output dist
 
 # The Function Compute code package (reproducible): dist/byok-keeper-fc.zip
 package: $(STAMP)
@@ -118,7 +136,7 @@ lock:
 	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check '$(PIP_TOOLS)'
 	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --generate-hashes \
 	  --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links \
-	  --extra test --extra deploy --extra daemon --extra hsm \
+	  --extra test --extra deploy --extra hsm \
 	  $(if $(filter --all,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p))) \
 	  --output-file constraints.txt pyproject.toml
 	rm -rf .venv-lock

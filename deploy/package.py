@@ -2,11 +2,14 @@
 
     python deploy/package.py [--output dist/byok-keeper-fc.zip] [--python-version 3.10]
                              [--platform manylinux2014_x86_64] [--cache DIR] [--config FILE]
+                             [--wheel dist/byok_keeper-VERSION-py3-none-any.whl]
 
 Contents: ``sweep/``, ``reimport/`` and ``events/`` (from ``functions/``; handlers
 ``sweep.index.handler``, ``reimport.index.handler`` and ``events.index.handler``), the
-``byok_keeper`` package, and every runtime dependency at the version pinned in
-``constraints.txt``, as wheels for the target runtime (binary wheels for that platform and
+byok-keeper distribution installed from its wheel (``--wheel FILE``, e.g. ``make dist``'s; by
+default built here from the tree as ``make dist`` builds it: sdist, then the wheel from it), and
+every runtime dependency at the version pinned in ``constraints.txt``, as wheels for the target
+runtime (binary wheels for that platform and
 Python; pure-Python wheels built locally when only an sdist exists). With ``--config FILE``
 (targets, issue 16), the settings file too, checked first, as ``byok-keeper.toml`` at the root.
 
@@ -216,16 +219,40 @@ def _select(wheels: list[Path], python_version: str) -> list[Path]:
     return sorted(chosen.values())
 
 
+def byok_keeper_wheel(work: Path, given: Path | None) -> Path:
+    """The byok-keeper wheel: ``given`` (checked to be one), else built from this tree by
+    deploy/dist.py (sdist, then the wheel from it; its checks included)."""
+    if given is not None:
+        if not re.fullmatch(r"byok_keeper-[^-]+-py3-none-any\.whl", given.name):
+            raise SystemExit(f"package.py: --wheel {given.name} is not a byok-keeper wheel")
+        return given
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from dist import PROJECTS, DistError, tree_version
+    from dist import build as build_distribution
+    from dist import check as check_distribution
+
+    out = work / "byok-keeper"
+    out.mkdir()
+    project = PROJECTS[0]
+    try:
+        sdist, wheel = build_distribution(project, out)
+        check_distribution(project, sdist, wheel, {project.name: tree_version(project.package)})
+    except DistError as exc:
+        raise SystemExit(f"package.py: {exc}") from None
+    return wheel
+
+
 def build(
     output: Path,
     python_version: str,
     platform: str,
     cache: Path | None,
     config: bytes | None = None,
+    wheel: Path | None = None,
 ) -> str:
     with tempfile.TemporaryDirectory(prefix="byok-keeper-wheels-") as work:
         wheels = _select(fetch_wheels(Path(work), python_version, platform, cache), python_version)
-        return _zip(output, wheels, config)
+        return _zip(output, [*wheels, byok_keeper_wheel(Path(work), wheel)], config)
 
 
 def _zip(output: Path, wheels: list[Path], config: bytes | None = None) -> str:
@@ -241,10 +268,6 @@ def _zip(output: Path, wheels: list[Path], config: bytes | None = None) -> str:
                 if re.match(r"^[^/]+\.data/", target):
                     continue  # scripts and headers have no place in a function package
                 files[target] = zf.read(name)
-    for path in sorted((ROOT / "shared" / "byok_keeper").rglob("*")):
-        rel = path.relative_to(ROOT / "shared").as_posix()
-        if path.is_file() and not EXCLUDE.search(rel):
-            files[rel] = path.read_bytes()
     for function in FUNCTIONS:
         source = ROOT / "functions" / function
         for path in sorted(source.rglob("*.py")):
@@ -290,12 +313,20 @@ def main() -> int:
         help=f"settings file with [[targets]], checked and added as {CONFIG_NAME} (for "
         "Terraform's config_file and s.yaml's configFile; deploy.py --config adds it itself)",
     )
+    parser.add_argument(
+        "--wheel",
+        type=Path,
+        metavar="FILE",
+        help="the byok-keeper wheel to install (make dist's); default: built from this tree",
+    )
     args = parser.parse_args()
     if not re.fullmatch(r"3\.\d{1,2}", args.python_version):
         parser.error("--python-version must look like 3.10")
     config = None if args.config is None else check_config(args.config)
     try:
-        digest = build(args.output, args.python_version, args.platform, args.cache, config)
+        digest = build(
+            args.output, args.python_version, args.platform, args.cache, config, args.wheel
+        )
     except subprocess.CalledProcessError as exc:
         print(f"package.py: pip failed ({exc.returncode}); see its output above", file=sys.stderr)
         return 2

@@ -51,12 +51,15 @@ def run_cli(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.C
     )
 
 
-def daemon_metrics(env: dict[str, str], state_dir, ready: str, timeout: float = 60) -> str:
+def daemon_metrics(
+    env: dict[str, str], state_dir, ready: str, timeout: float = 60, exe: Path | None = None
+) -> str:
     """Start ``byok-keeper daemon --metrics-addr 127.0.0.1:0``, scrape ``/metrics`` over HTTP
     (checking it is Prometheus text) until ``ready`` appears or ``timeout`` passes, stop it with
     SIGTERM (it must exit 0) and return the last text scraped. ``ready`` names a sample (e.g.
-    ``byok_keeper_keys{``): a family's HELP line is there before the first sweep has ended."""
-    args = [str(BIN / "byok-keeper"), "daemon", "--schedule", "@every 1h",
+    ``byok_keeper_keys{``): a family's HELP line is there before the first sweep has ended.
+    ``exe``: another installed ``byok-keeper`` (default: this environment's)."""
+    args = [str(exe or BIN / "byok-keeper"), "daemon", "--schedule", "@every 1h",
             "--state-dir", str(state_dir), "--metrics-addr", "127.0.0.1:0"]  # fmt: skip
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip

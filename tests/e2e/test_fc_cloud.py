@@ -48,9 +48,19 @@ def test_package_is_reproducible_and_handlers_import_from_the_zip_alone(package,
         zf.extractall(tmp_path / "code")
     assert {"sweep/index.py", "reimport/index.py", "byok_keeper/fc.py"} <= set(names)
     assert not any("aliyun_local" in n or "__pycache__" in n for n in names)
+    # byok_keeper is installed from its wheel (make dist's build): exactly the files its RECORD
+    # lists, with its metadata beside them.
+    with zipfile.ZipFile(path) as zf:
+        record = zf.read("byok_keeper-0.1.0.dist-info/RECORD").decode()
+    listed = {line.split(",")[0] for line in record.splitlines()}
+    assert {n for n in names if n.startswith("byok_keeper/")} == {
+        n for n in listed if n.startswith("byok_keeper/")
+    }
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); import sweep.index, reimport.index; "
-        "print(sweep.index.handler.__module__, reimport.index.handler.__module__)"
+        "from importlib.metadata import version; "
+        "print(sweep.index.handler.__module__, reimport.index.handler.__module__, "
+        "version('byok-keeper'))"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", probe, str(tmp_path / "code")],
@@ -59,7 +69,7 @@ def test_package_is_reproducible_and_handlers_import_from_the_zip_alone(package,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["sweep.index", "reimport.index"]
+    assert out.stdout.split() == ["sweep.index", "reimport.index", "0.1.0"]
 
 
 def test_fc3_deploy_timer_capped_fan_out_on_failure_and_invoke(package, served, tmp_path):

@@ -73,3 +73,35 @@ def test_the_cronjob_uses_rrsa_and_runs_a_command_the_cli_accepts():
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert params["state_dir"] in mounts
+
+
+def test_the_cronjob_image_installs_the_byok_keeper_wheel_from_hashed_pins():
+    """deploy/kubernetes/Containerfile (no image is built here: no container engine) installs
+    what deploy/dist.py writes, hash-checked, runs as the CronJob's user, and puts the console
+    script the CronJob's command names on PATH."""
+    from byok_keeper import __version__
+
+    text = (DEPLOY / "kubernetes" / "Containerfile").read_text().replace("\\\n", " ")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    args = dict(line.split()[1].split("=", 1) for line in lines if line.startswith("ARG "))
+    assert args["VERSION"] == __version__
+    wheel = "byok_keeper-${VERSION}-py3-none-any.whl"
+    (copy,) = [line.split()[1:] for line in lines if line.startswith("COPY ")]
+    assert copy == ["byok-keeper-pins.txt", wheel, "/tmp/dist/"]  # no aliyun-local
+    (run,) = [line for line in lines if line.startswith("RUN ")]
+    steps = [shlex.split(step) for step in run[4:].split("&&")]
+    pins = {"install", "--require-hashes", "--no-deps", "-r", "/tmp/dist/byok-keeper-pins.txt"}
+    assert pins <= set(steps[1])
+    assert {"--no-deps", "--no-index", f"/tmp/dist/{wheel}"} <= set(steps[2])
+    assert steps[3][-1] == "check"
+    pod = next(
+        d
+        for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())
+        if d["kind"] == "CronJob"
+    )["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    user = pod["securityContext"]["runAsUser"]
+    assert f"USER {user}:{user}" in lines
+    (env,) = [line for line in lines if line.startswith("ENV ")]
+    assert "PATH=/opt/byok-keeper/bin:" in env
+    assert steps[0] == ["python", "-m", "venv", "/opt/byok-keeper"]
+    assert pod["containers"][0]["command"][0] == "byok-keeper"

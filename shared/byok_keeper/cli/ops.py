@@ -171,6 +171,8 @@ def demo_cmd(app: App, keep: str | None) -> int:
     """Run the whole story against an embedded emulator: enroll six keys, make trouble, plan,
     sweep, and check from outside that every restorable key is back. Exit 0 only if so.
 
+    The emulator is its own distribution: pip install aliyun-local (exit 2 without it).
+
     \b
     Example:
       byok-keeper demo

@@ -10,15 +10,15 @@ What is deployed comes from deploy/functions.yml (the one source of truth; s.yam
 deploy/terraform/ say the same). FC 3.0 (alibabacloud-fc20230330): functions
 <FunctionPrefix>-sweep, <FunctionPrefix>-reimport and <FunctionPrefix>-events, each with its
 role, log config, environment and VPC; the Runtime parameter's runtime (python3.12, or
-python3.10 where 3.12 is still preview); the sweep's timer trigger; the events
-function's EventBridge triggers (triggerType eventbridge: ActionTrail KMS calls of this account
-and region, by event name, two rules as EventBridge takes at most 5 expressions per pattern
-field: a longer field is refused here); the reimport and events functions' async invoke config (retries,
+python3.10 where 3.12 is still preview); the sweep's timer trigger; the events function's
+EventBridge triggers (triggerType eventbridge: ActionTrail KMS calls of this account and region,
+by event name, two rules as EventBridge takes at most 5 expressions per pattern field: a longer
+field is refused here); the reimport and events functions' async invoke config (retries,
 OnFailure); every function's reserved concurrency, its instances splitting their percent of the
 KMS budgets (refused when a function has no cap or the percents add up to more than 100:
-deploy/README.md, "Budgets"). FC 2.0 (alibabacloud-fc-open20210406, for accounts still
-on FC 2.0 services): the service <FunctionPrefix> holding functions sweep, reimport and events,
-runtime python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
+deploy/README.md, "Budgets"). FC 2.0 (alibabacloud-fc-open20210406, for accounts still on FC 2.0
+services): the service <FunctionPrefix> holding functions sweep, reimport and events, runtime
+python3.10 (the newest FC 2.0 lists), the same triggers (FC 2.0 documents the same
 EventBridgeTriggerConfig) and async config, and the cap as each function's on-demand
 maximumInstanceCount (PutFunctionOnDemandConfig, qualifier LATEST).
 

@@ -78,11 +78,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "instance_product_version",
-            ("named", "opaque"),
-            "named",
+            ("numeric", "named", "opaque"),
+            "numeric",
             "opaque",
-            "GetKmsInstance's ProductVersion values are documented only for ROS "
-            "(software, hardware, ...)",
+            "terraform validates GetKmsInstance's ProductVersion as 3 or 5; only ROS names "
+            "software, hardware, ...",
         ),
         Setting(
             "actiontrail_event_source",

@@ -269,15 +269,36 @@ def test_enroll_refuses_a_spec_the_instance_cannot_hold_and_creates_nothing(
     assert emulator.emulator.kms.all_keys() == [] and vault.inventory() == []
 
 
+@pytest.mark.parametrize("spec", ["RSA_4096", "EC_SM2"])
 def test_a_hardware_instance_that_refuses_imports_is_reported_before_sealing(
-    emulator, kms, tmp_path
+    emulator, kms, tmp_path, spec
 ):
-    _settings(emulator, hardware_accepts_asymmetric_import=False)
-    _, vault, enroller, _ = build_world(emulator, tmp_path)
-    with pytest.raises(InputError, match="refuses imported EC_SM2 material"):
-        enroll(enroller, vault, generate_material("EC_SM2"), lease=parse_lease("30d"),
-               create=create_request("EC_SM2"))  # fmt: skip
+    _, vault, enroller, _ = build_world(emulator, tmp_path)  # the default answer: refused
+    with pytest.raises(InputError, match=f"refuses imported {spec} material") as refused:
+        enroll(enroller, vault, generate_material(spec), lease=parse_lease("30d"),
+               create=create_request(spec))  # fmt: skip
+    # What the operator reads: no instance takes this spec, which specs remain, what is left.
+    message = str(refused.value)
+    assert "live only in hardware instances" in message and "RSA_3072" in message
+    assert "stays in PendingImport" in message and "\n" not in message
     assert vault.inventory() == [] and _calls(emulator, "ImportKeyMaterial") == []
+
+
+@pytest.mark.parametrize("spec", ["RSA_4096", "EC_SM2"])
+def test_where_hardware_instances_take_imports_their_specs_enroll_and_restore(
+    emulator, kms, tmp_path, spec
+):
+    _settings(emulator, hardware_accepts_asymmetric_import=True)  # the seed's later steps
+    world = build_world(emulator, tmp_path)
+    _, vault, enroller, sweeper = world
+    material = generate_material(spec)
+    result = enroll(enroller, vault, material, lease=parse_lease("30d"),
+                    create=create_request(spec))  # fmt: skip
+    assert (result.key_spec, result.key_state) == (spec, "Enabled")
+    emulator.emulator.kms.delete_key_material(result.key_id)
+    outcome = reestablish(sweeper, vault, result.key_id)
+    assert outcome.outcome == "restored" and not outcome.failed, outcome.reason
+    assert emulator.key_view(result.key_id)["material_fingerprint"] == material.fingerprint
 
 
 # ---- disabled keys -----------------------------------------------------------------------------

@@ -44,10 +44,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "hardware_accepts_asymmetric_import",
-            (True, False),
-            True,
+            (False, True),
             False,
-            "the seed imports into hardware instances; a newer page says they do not",
+            False,
+            "the seed's table and the newest English page: hardware instances take no imported "
+            "asymmetric material; the seed's later steps and the Chinese page import into both",
         ),
         Setting(
             "different_material_error",

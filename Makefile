@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability mutation package lock clean chromium
+.PHONY: install demo test lint bench reliability mutation package lock clean chromium acceptance
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
@@ -37,6 +37,15 @@ chromium:
 # every restorable key comes back with identical material.
 demo: $(STAMP)
 	$(BIN)/byok-keeper demo
+
+# Against a real account (opt-in, as Terraform's TF_ACC=1): BYOK_ACCEPTANCE=1, credentials (the
+# standard chain), BYOK_REGION and BYOK_ACCEPTANCE_INSTANCE (a KMS instance id). It creates
+# throwaway tagged EXTERNAL keys, drives the agent through them, writes acceptance-report.json
+# (each answer that differs from aliyun-local's default, with its docs/FIDELITY.md row) and
+# schedules its keys for deletion (7 days) whatever happened. Without BYOK_ACCEPTANCE=1 it
+# refuses to start (exit 2). make test runs it against aliyun-local (test_acceptance.py).
+acceptance: $(STAMP)
+	$(BIN)/python -m tests.acceptance
 
 # The Function Compute code package (reproducible): dist/byok-keeper-fc.zip
 package: $(STAMP)

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
 .PHONY: install demo test lint bench reliability mutation package dist lock clean chromium \
-	softhsm systemd-tools
+	softhsm systemd-tools acceptance
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project's two distributions, byok-keeper (pyproject.toml) and
@@ -68,6 +68,15 @@ demo: $(STAMP)
 # built from its sdist, reproducible (SOURCE_DATE_EPOCH), metadata checked (deploy/dist.py).
 dist: $(STAMP)
 	$(BIN)/python deploy/dist.py --output dist
+
+# Against a real account (opt-in, as Terraform's TF_ACC=1): BYOK_ACCEPTANCE=1, credentials (the
+# standard chain), BYOK_REGION and BYOK_ACCEPTANCE_INSTANCE (a KMS instance id). It creates
+# throwaway tagged EXTERNAL keys, drives the agent through them, writes acceptance-report.json
+# (each answer that differs from aliyun-local's default, with its docs/FIDELITY.md row) and
+# schedules its keys for deletion (7 days) whatever happened. Without BYOK_ACCEPTANCE=1 it
+# refuses to start (exit 2). make test runs it against aliyun-local (test_acceptance.py).
+acceptance: $(STAMP)
+	$(BIN)/python -m tests.acceptance
 
 # The Function Compute code package (reproducible): dist/byok-keeper-fc.zip
 package: $(STAMP)

@@ -3,9 +3,10 @@
 * Jobs live in SQLite under ``--state-dir`` (``jobs.sqlite``), so a restart keeps them. The job
   store unpickles what it reads, so the daemon refuses a state directory or job store that is
   not owned by the running user or is writable by group or others (``check_state_dir``).
-* ``sweep`` runs on ``--schedule`` (5-field crontab in UTC, or ``@every 15m``; default every 15
-  minutes); after each sweep a one-shot ``renew:<key>`` job is (re)placed at each key's renewal
-  moment, so a renewal does not wait for the next tick. With targets the job is
+* ``sweep`` runs on ``--schedule`` (5-field crontab in UTC, ``@every 15m``, or FC's timer forms:
+  6-field cron, ``CRON_TZ=<zone>`` before it; default every 15 minutes); after each sweep a
+  one-shot ``renew:<key>`` job is (re)placed at each key's renewal moment, so a renewal does
+  not wait for the next tick. With targets the job is
   ``renew:<target>:<key>``: its moment is read against that target's KMS clock (its own
   gateway's offset) and the job sweeps that target only, with its own ``Deps`` (credentials,
   budget); a job naming a target no longer configured (or one stored before targets) sweeps
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import tempfile
 import threading
@@ -72,9 +72,6 @@ def _state() -> DaemonState:
     return _STATE
 
 
-_EVERY = re.compile(r"^@every\s+([1-9][0-9]*)([smh])\Z")
-
-
 def disable_core_dumps() -> None:
     """No core dumps, not dumpable, no SDK debug output (``hardening.harden_process``)."""
     from .hardening import harden_process
@@ -113,21 +110,33 @@ def check_state_dir(state_dir: Path) -> None:
 
 
 def trigger_for(schedule: str):
+    """The APScheduler trigger of ``--schedule``: a 5-field crontab in UTC (the daemon's own
+    form), or any form ``cadence.parse_schedule`` reads (``@every 15m``, ``6h``, FC's 6-field
+    cron, ``CRON_TZ=<zone> <6 fields>``), read by the same function as the sweep interval."""
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
+    from .cadence import parse_schedule
     from .errors import InputError
 
-    m = _EVERY.fullmatch(schedule.strip())
-    if m:
-        seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
-        return IntervalTrigger(seconds=seconds, timezone=timezone.utc)
-    try:
-        return CronTrigger.from_crontab(schedule, timezone=timezone.utc)
-    except ValueError as exc:
-        raise InputError(
-            f"invalid --schedule {schedule!r}: {exc} (5-field crontab or @every 15m)"
-        ) from None
+    if len(schedule.split()) == 5:
+        try:
+            return CronTrigger.from_crontab(schedule, timezone=timezone.utc)
+        except ValueError as exc:
+            raise InputError(f"invalid --schedule {schedule!r}: {exc}") from None
+    parsed = parse_schedule(schedule, what="invalid --schedule")
+    if parsed.fields is None:
+        return IntervalTrigger(seconds=parsed.every_seconds, timezone=timezone.utc)
+    names = ("second", "minute", "hour", "day", "month", "day_of_week")
+    # FC counts weekdays from Sunday (0); APScheduler from Monday (0).
+    sec, minute, hour, day, month, dow = parsed.fields
+    fields = (sec, minute, hour, day, month, frozenset((d - 1) % 7 for d in dow))
+    full = (60, 60, 24, 31, 12, 7)
+    spec = {
+        n: "*" if len(f) == size else ",".join(map(str, sorted(f)))
+        for n, f, size in zip(names, fields, full, strict=True)
+    }
+    return CronTrigger(**spec, timezone=parsed.zone)
 
 
 def write_health(path: Path | None, payload: dict[str, Any]) -> None:

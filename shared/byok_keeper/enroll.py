@@ -61,6 +61,7 @@ from .kms.errors import KmsApiError
 from .kms.types import ImportParameters
 from .lease import Lease
 from .material import PrivateKeyMaterial
+from .specs import HARDWARE_ONLY, SPECS_BY_PROTECTION_LEVEL
 from .tags import FINGERPRINT_TAG, LEASE_TAG, MANAGED_TAG, MARKER_TAG  # noqa: F401
 from .vault import Envelope, Header, Vault, VaultConflict
 from .verify import NO_CANARY_WHEN_DISABLED, verify_identity
@@ -283,10 +284,18 @@ def _import_parameters(
     except KmsApiError as exc:
         if exc.code != "Rejected.UnsupportedOperation":
             raise
+        if key.key_spec in HARDWARE_ONLY:  # RSA_4096, EC_SM2: no instance may take them
+            what = (
+                f"{key.key_spec} keys live only in hardware instances, and this one takes no "
+                "imported asymmetric material: choose a spec a software instance holds "
+                f"({', '.join(SPECS_BY_PROTECTION_LEVEL['SOFTWARE'])})"
+            )
+        else:
+            what = "enroll into a software instance, which takes imported asymmetric keys"
         raise InputError(
             f"KMS refuses imported {key.key_spec} material for {key.key_id} in instance "
-            f"{key.instance_id or '-'} ({exc.server_message or exc.code}); enroll into an "
-            "instance that takes imported asymmetric keys"
+            f"{key.instance_id or '-'} ({exc.server_message or exc.code}); {what}; nothing "
+            "was sealed and the key stays in PendingImport"
         ) from None
 
 

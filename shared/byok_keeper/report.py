@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .plan import ALERT, HOLD, OK, REIMPORT, RENEW, SKIP, Decision, Policy, renewal_window
@@ -86,7 +86,8 @@ def build_report(
     gateway, vault, *, policy: Policy, schedule: str, scan_account: bool, concurrency: int
 ) -> Fleet:
     """Discover every key with its tags (holds show however far from expiry), plan, and find
-    the next sweep of ``schedule`` (the daemon's syntax). Changes nothing."""
+    the next sweep of ``schedule`` (the daemon's syntax: ``daemon.trigger_for``). Changes
+    nothing."""
     from .daemon import trigger_for
     from .plan import plan
     from .sweep import discover
@@ -102,9 +103,10 @@ def build_report(
     )
     now = gateway.now()
     decisions = plan(facts, now, policy)
+    next_sweep = trigger.get_next_fire_time(None, now)  # on the schedule's zone (CRON_TZ)
     return Fleet(
         now,
-        trigger.get_next_fire_time(None, now),
+        next_sweep.astimezone(timezone.utc) if next_sweep else None,
         gateway.region,
         tuple(rows_from(decisions, errors, policy)),
     )

@@ -109,11 +109,15 @@ def package(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(kms_profile):
+def served(kms_profile, request):
+    """One emulator per module and profile; a module's ``EMULATOR_SETTINGS`` (a dict of
+    aliyun-local settings) overrides the profile's answers for every test in it, and
+    ``reset`` keeps them."""
     # FC runtimes this machine may lack run under the interpreter running the tests (the
     # packages the tests build target it: deploy/package.py --python-version of this Python).
     runtimes = {"python3.10": sys.executable, "python3.12": sys.executable}
-    with LocalServer(profile=kms_profile, fc_runtimes=runtimes) as server:
+    settings = getattr(request.module, "EMULATOR_SETTINGS", None)
+    with LocalServer(profile=kms_profile, fc_runtimes=runtimes, settings=settings) as server:
         yield server
 
 

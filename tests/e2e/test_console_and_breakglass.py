@@ -11,11 +11,16 @@ import stat
 import pytest
 from alibabacloud_kms20160120 import models as km
 
+from tests.conftest import HARDWARE_IMPORTS
 from tests.e2e.conftest import enroll_args, run_cli
 from tests.functional.conftest import describe, make_client
 
 POLICY = {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["kms:*"],
           "Principal": {"RAM": ["acs:ram::1234567890123456:*"]}, "Resource": ["*"]}]}  # fmt: skip
+
+# RSA_4096 and EC_SM2 keys here: their hardware instance takes imported material (not the
+# emulator's default answer; tests/functional/test_fidelity.py covers both).
+EMULATOR_SETTINGS = HARDWARE_IMPORTS
 
 
 def _json(out):

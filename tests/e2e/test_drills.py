@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import snapshot
+from tests.conftest import HARDWARE_IMPORTS, snapshot
 from tests.e2e.conftest import (
     BIN,
     cli_env_for,
@@ -35,6 +35,11 @@ from tests.figures import key_ok, observe, record
 pytestmark = pytest.mark.slow
 
 SPECS = ("RSA_2048", "EC_P256", "EC_SM2", "EC_P256K")
+
+# RSA_4096 and EC_SM2 keys here: their hardware instance takes imported material (not the
+# emulator's default answer; tests/functional/test_fidelity.py covers both).
+EMULATOR_SETTINGS = HARDWARE_IMPORTS
+HARDWARE_SET = ("--set", "hardware_accepts_asymmetric_import=true")  # the same, for serve
 KILL_ROUNDS = int(os.environ.get("BYOK_KILL_ROUNDS", "12"))
 SEED = int(os.environ.get("BYOK_DRILL_SEED", "20261128"))
 
@@ -167,7 +172,7 @@ def test_two_sweeps_and_an_on_call_reimport_at_once(served, cli_env):
 
 def test_emulator_killed_and_restarted_mid_sweep(tmp_path):
     state = tmp_path / "state.json"
-    first = serve_subprocess("--state", str(state))
+    first = serve_subprocess("--state", str(state), *HARDWARE_SET)
     restarted = None
     try:
         env = cli_env_for(first.endpoint, tmp_path)
@@ -198,7 +203,7 @@ def test_emulator_killed_and_restarted_mid_sweep(tmp_path):
         first.proc.send_signal(signal.SIGKILL)
         first.proc.communicate(timeout=30)
         time.sleep(4)  # down long enough for the sweep's retries to run out
-        restarted = serve_subprocess("--state", str(state), port=first.port)
+        restarted = serve_subprocess("--state", str(state), *HARDWARE_SET, port=first.port)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode in (0, 1), err
         assert "Traceback" not in err

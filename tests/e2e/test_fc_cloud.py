@@ -20,6 +20,7 @@ from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
+from tests.conftest import HARDWARE_IMPORTS
 from tests.e2e.conftest import run_cli
 from tests.e2e.fc_cloud import (
     admin,
@@ -35,6 +36,10 @@ from tests.functional.conftest import describe, make_client, make_gateway
 ROOT = Path(__file__).resolve().parents[2]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 pytestmark = pytest.mark.slow
+
+# RSA_4096 and EC_SM2 keys here: their hardware instance takes imported material (not the
+# emulator's default answer; tests/functional/test_fidelity.py covers both).
+EMULATOR_SETTINGS = HARDWARE_IMPORTS
 
 
 # Two hash-checked builds from the package registry: minutes each on a loaded 2-core machine.

@@ -52,13 +52,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.conftest import ALL_SPECS
+from tests.conftest import ALL_SPECS, HARDWARE_IMPORTS
 from tests.e2e.conftest import enroll_args
 from tests.figures import record
 from tests.functional.conftest import fc_context, make_client
 
 PASSPHRASE = b"leak-harness passphrase 7f3a9c2e"
 WINDOW = 32  # encoded characters (16 raw bytes)
+
+# RSA_4096 and EC_SM2 keys here: their hardware instance takes imported material (not the
+# emulator's default answer; tests/functional/test_fidelity.py covers both).
+EMULATOR_SETTINGS = HARDWARE_IMPORTS
 
 
 def _windows(text: str, size: int = WINDOW) -> set[str]:

@@ -46,6 +46,15 @@ def kms(emulator) -> Client:
     return make_client(emulator)
 
 
+def hardware_takes_imports(server: LocalServer, spec: str = "EC_SM2") -> None:
+    """For a test about a hardware-only spec's own cryptography (not about the disputed answer):
+    let the emulator's hardware instance take imported asymmetric material, the answer of the
+    seed's later steps, which is not aliyun-local's default (docs/FIDELITY.md). ``reset``
+    undoes it."""
+    if spec in HARDWARE_ONLY:
+        server.emulator.kms.settings.update({"hardware_accepts_asymmetric_import": True})
+
+
 def create_external_key(
     client: Client, spec: str, usage: str = "SIGN/VERIFY", instance: str | None = None
 ) -> str:

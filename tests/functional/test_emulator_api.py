@@ -29,6 +29,7 @@ from byok_keeper.material import load_private_key
 from tests.functional.conftest import (
     create_external_key,
     describe,
+    hardware_takes_imports,
     import_material,
     key_version,
     make_client,
@@ -101,7 +102,8 @@ def test_rsa_signatures_are_real(kms, target_keys, algorithm):
     assert wrong.value is False
 
 
-def test_ecdsa_and_sm2dsa_signatures_are_real(kms, target_keys):
+def test_ecdsa_and_sm2dsa_signatures_are_real(emulator, kms, target_keys):
+    hardware_takes_imports(emulator)
     key_id, version, material = _imported(kms, target_keys, "EC_P256K")
     digest = hashlib.sha256(b"canary").digest()
     sig = kms.asymmetric_sign(
@@ -133,7 +135,8 @@ def test_ecdsa_and_sm2dsa_signatures_are_real(kms, target_keys):
     ("spec", "algorithm"),
     [("RSA_3072", "RSAES_OAEP_SHA_256"), ("RSA_2048", "RSAES_OAEP_SHA_1"), ("EC_SM2", "SM2PKE")],
 )
-def test_asymmetric_encrypt_decrypt_round_trip(kms, target_keys, spec, algorithm):
+def test_asymmetric_encrypt_decrypt_round_trip(emulator, kms, target_keys, spec, algorithm):
+    hardware_takes_imports(emulator, spec)
     key_id, version, _ = _imported(kms, target_keys, spec, usage="ENCRYPT/DECRYPT")
     plaintext = base64.b64encode(b"canary plaintext").decode()
     ct = kms.asymmetric_encrypt(

@@ -14,7 +14,13 @@ from byok_keeper.material import load_private_key
 from byok_keeper.specs import RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD as RSA_ALG
 from byok_keeper.wrapping import wrap_key_material
 from tests.conftest import ALL_SPECS
-from tests.functional.conftest import create_external_key, describe, import_material, key_version
+from tests.functional.conftest import (
+    create_external_key,
+    describe,
+    hardware_takes_imports,
+    import_material,
+    key_version,
+)
 
 
 def _err(excinfo) -> tuple[str, int]:
@@ -42,6 +48,7 @@ def _import(kms, key_id, wrapped, token, expire=0):
 
 @pytest.mark.parametrize("spec", ALL_SPECS)
 def test_every_spec_imports_and_becomes_enabled(kms, emulator, target_keys, spec):
+    hardware_takes_imports(emulator, spec)  # RSA_4096, EC_SM2: refused by default (below)
     key_id = create_external_key(kms, spec)
     assert describe(kms, key_id).key_state == "PendingImport"
     material = load_private_key(target_keys[spec], key_spec=spec)
@@ -286,7 +293,26 @@ def test_pending_deletion_refuses_import_with_409_and_keeps_its_state(kms, emula
     assert _err(exc) == ("Forbidden.KeyNotFound", 404)
 
 
+@pytest.mark.parametrize("spec", ["RSA_4096", "EC_SM2"])
+def test_hardware_instances_take_no_imported_asymmetric_material_by_default(
+    kms, emulator, target_keys, spec
+):
+    key_id = create_external_key(kms, spec)  # the key itself is created
+    material = load_private_key(target_keys[spec], key_spec=spec)
+    with pytest.raises(ClientException) as exc:
+        import_material(kms, key_id, material)
+    assert _err(exc) == ("Rejected.UnsupportedOperation", 400)
+    assert "hardware" in exc.value.message
+    assert describe(kms, key_id).key_state == "PendingImport"
+    assert emulator.key_view(key_id)["import_count"] == 0
+    # The software instance's specs are unaffected.
+    software = create_external_key(kms, "RSA_3072")
+    import_material(kms, software, load_private_key(target_keys["RSA_3072"], key_spec="RSA_3072"))
+    assert describe(kms, software).key_state == "Enabled"
+
+
 def test_sm2_import_on_the_hardware_instance_and_the_refusal_setting(kms, emulator, target_keys):
+    hardware_takes_imports(emulator)  # the other answer: the seed's later steps
     key_id = create_external_key(kms, "EC_SM2", usage="ENCRYPT/DECRYPT")
     material = load_private_key(target_keys["EC_SM2"], key_spec="EC_SM2")
     params = import_material(kms, key_id, material)

@@ -155,6 +155,29 @@ def test_function_lifecycle_through_the_fc3_sdk(client):
     assert gone.value.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("expression", "accepted"),
+    [
+        ("CRON_TZ=Asia/Shanghai 0 0 0/6 * * *", True),  # FC's documented CRON_TZ form
+        ("0 0 0/6 * * *", True),
+        ("CRON_TZ=Mars/Olympus 0 0 0/6 * * *", False),
+        ("CRON_TZ=Asia/Shanghai @every 15m", False),
+    ],
+)
+def test_timer_triggers_take_fc_cron_tz_form(client, expression, accepted):
+    _create(client)
+    config = json.dumps({"cronExpression": expression, "enable": True, "payload": "{}"})
+    body = fc.CreateTriggerInput(trigger_name="tick", trigger_type="timer", trigger_config=config)
+    if accepted:
+        client.create_trigger("hello", fc.CreateTriggerRequest(body=body))
+        got = json.loads(client.get_trigger("hello", "tick").body.trigger_config)
+        assert got["cronExpression"] == expression
+        return
+    with pytest.raises(ClientException) as refused:
+        client.create_trigger("hello", fc.CreateTriggerRequest(body=body))
+    assert refused.value.status_code == 400 and "CRON_TZ" in refused.value.message
+
+
 def test_sync_and_async_invocations_retries_and_on_failure(client, server):
     _create(client)
     client.put_async_invoke_config(

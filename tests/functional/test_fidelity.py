@@ -247,7 +247,10 @@ def test_rsa_4096_lives_on_hardware_instances_only(kms):
     assert create_external_key(kms, "RSA_4096", instance="kst-local-hardware")
 
 
-@pytest.mark.parametrize("product_version", ["named", "opaque"])
+PRODUCT_VERSIONS = ["numeric", "named", "opaque"]
+
+
+@pytest.mark.parametrize("product_version", PRODUCT_VERSIONS)
 def test_enroll_refuses_a_spec_the_instance_cannot_hold_and_creates_nothing(
     emulator, kms, tmp_path, product_version
 ):
@@ -255,25 +258,47 @@ def test_enroll_refuses_a_spec_the_instance_cannot_hold_and_creates_nothing(
     _, vault, enroller, _ = build_world(emulator, tmp_path)
     request = create_request("RSA_4096")
     software = type(request)("RSA_4096", "SIGN/VERIFY", "kst-local-software")
-    error = InputError if product_version == "named" else KmsApiError
+    readable = product_version != "opaque"
+    error = InputError if readable else KmsApiError
     with pytest.raises(error, match="software instance|KeySpec"):
         enroll(enroller, vault, generate_material("RSA_4096"), lease=parse_lease("30d"),
                create=software)  # fmt: skip
     creates = [c["status"] for c in _calls(emulator, "CreateKey", None)]
-    # Named: refused before CreateKey. Opaque: CreateKey itself refuses (HTTP 400).
-    assert creates == ([] if product_version == "named" else [400])
+    # 3/5 or a name: refused before CreateKey. Opaque: CreateKey itself refuses (HTTP 400).
+    assert creates == ([] if readable else [400])
     assert emulator.emulator.kms.all_keys() == [] and vault.inventory() == []
 
 
+@pytest.mark.parametrize("spec", ["RSA_4096", "EC_SM2"])
 def test_a_hardware_instance_that_refuses_imports_is_reported_before_sealing(
-    emulator, kms, tmp_path
+    emulator, kms, tmp_path, spec
 ):
-    _settings(emulator, hardware_accepts_asymmetric_import=False)
-    _, vault, enroller, _ = build_world(emulator, tmp_path)
-    with pytest.raises(InputError, match="refuses imported EC_SM2 material"):
-        enroll(enroller, vault, generate_material("EC_SM2"), lease=parse_lease("30d"),
-               create=create_request("EC_SM2"))  # fmt: skip
+    _, vault, enroller, _ = build_world(emulator, tmp_path)  # the default answer: refused
+    with pytest.raises(InputError, match=f"refuses imported {spec} material") as refused:
+        enroll(enroller, vault, generate_material(spec), lease=parse_lease("30d"),
+               create=create_request(spec))  # fmt: skip
+    # What the operator reads: no instance takes this spec, which specs remain, what is left.
+    message = str(refused.value)
+    assert "live only in hardware instances" in message and "RSA_3072" in message
+    assert "stays in PendingImport" in message and "\n" not in message
     assert vault.inventory() == [] and _calls(emulator, "ImportKeyMaterial") == []
+
+
+@pytest.mark.parametrize("spec", ["RSA_4096", "EC_SM2"])
+def test_where_hardware_instances_take_imports_their_specs_enroll_and_restore(
+    emulator, kms, tmp_path, spec
+):
+    _settings(emulator, hardware_accepts_asymmetric_import=True)  # the seed's later steps
+    world = build_world(emulator, tmp_path)
+    _, vault, enroller, sweeper = world
+    material = generate_material(spec)
+    result = enroll(enroller, vault, material, lease=parse_lease("30d"),
+                    create=create_request(spec))  # fmt: skip
+    assert (result.key_spec, result.key_state) == (spec, "Enabled")
+    emulator.emulator.kms.delete_key_material(result.key_id)
+    outcome = reestablish(sweeper, vault, result.key_id)
+    assert outcome.outcome == "restored" and not outcome.failed, outcome.reason
+    assert emulator.key_view(result.key_id)["material_fingerprint"] == material.fingerprint
 
 
 # ---- disabled keys -----------------------------------------------------------------------------
@@ -342,13 +367,21 @@ def test_settings_profiles_and_overrides_through_the_admin_api(emulator, kms):
     assert _admin(emulator, "GET", "settings")[1]["overrides"] == []
 
 
-def test_get_kms_instance_names_the_instance_type(emulator, kms):
+@pytest.mark.parametrize(
+    ("product_version", "wire"),
+    [("numeric", ("5", "3")), ("named", ("hardware", "software")), ("opaque", ("", ""))],
+)
+def test_get_kms_instance_names_the_instance_type(emulator, kms, product_version, wire):
     gateway = make_gateway(emulator, ENROLL)
-    _settings(emulator, instance_product_version="named")
-    assert gateway.instance_protection_level("kst-local-hardware") == "HSM"
-    assert gateway.instance_protection_level("kst-local-software") == "SOFTWARE"
-    _settings(emulator, instance_product_version="opaque")
-    assert gateway.instance_protection_level("kst-local-software") is None
+    _settings(emulator, instance_product_version=product_version)
+    answers = tuple(
+        kms.get_kms_instance(km.GetKmsInstanceRequest(kms_instance_id=i)).body.kms_instance
+        for i in ("kst-local-hardware", "kst-local-software")
+    )
+    assert tuple(a.product_version for a in answers) == wire
+    levels = ("HSM", "SOFTWARE") if product_version != "opaque" else (None, None)
+    assert gateway.instance_protection_level("kst-local-hardware") == levels[0]
+    assert gateway.instance_protection_level("kst-local-software") == levels[1]
     with pytest.raises(KmsApiError) as exc:
         gateway.instance_protection_level("kst-missing")
     assert exc.value.code == "Forbidden.ResourceNotFound"

@@ -21,7 +21,7 @@ from byok_keeper.reestablish import reestablish
 from byok_keeper.sweep import run_sweep
 from byok_keeper.vault import Vault
 from byok_keeper.verify import verify_key
-from tests.functional.conftest import build_world, enroll_key
+from tests.functional.conftest import build_world, enroll_key, hardware_takes_imports
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ def _lapsed(world, spec="EC_P256", usage="SIGN/VERIFY", lease="30d"):
     """An enrolled key whose material was deleted (PendingImport: no pre-import identity check,
     so the post-import checks are the only ones)."""
     emulator = world[0]
+    hardware_takes_imports(emulator, spec)  # the canaries of SM2 keys too
     key_id, _ = enroll_key(world, spec, lease=lease, usage=usage)
     emulator.emulator.kms.delete_key_material(key_id)
     return key_id

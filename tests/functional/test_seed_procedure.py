@@ -11,13 +11,19 @@ from alibabacloud_kms20160120 import models as km
 
 from tests import oracle
 from tests.conftest import openssl
-from tests.functional.conftest import create_external_key, describe, key_version
+from tests.functional.conftest import (
+    create_external_key,
+    describe,
+    hardware_takes_imports,
+    key_version,
+)
 
 pytestmark = pytest.mark.openssl
 
 
 @pytest.mark.parametrize("bits", [2048, 4096])
-def test_seed_openssl_pipeline_imports_and_kms_signs_for_openssl(kms, tmp_path, bits):
+def test_seed_openssl_pipeline_imports_and_kms_signs_for_openssl(emulator, kms, tmp_path, bits):
+    hardware_takes_imports(emulator, f"RSA_{bits}")  # the seed imports into hardware instances
     key_id = create_external_key(kms, f"RSA_{bits}")
     params = kms.get_parameters_for_import(
         km.GetParametersForImportRequest(

@@ -32,6 +32,9 @@ H = 3600
         ("0 0 3 * * 1", 7 * 86400),  # Mondays
         ("0 0 9 * * 1-5", 3 * 86400),  # weekdays: Friday to Monday
         ("0 0 0 1 1 *", 366 * 86400),  # yearly, across a leap year
+        ("CRON_TZ=Asia/Shanghai 0 0 0/6 * * *", 6 * H),  # FC's documented CRON_TZ form
+        ("CRON_TZ=UTC 0 0 9 * * 1-5", 3 * 86400),
+        ("CRON_TZ=Europe/Berlin 0 0 3 * * *", 25 * H),  # daylight saving: an hour longer
     ],
 )
 def test_the_longest_gap_between_sweeps(text, seconds):
@@ -39,7 +42,21 @@ def test_the_longest_gap_between_sweeps(text, seconds):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "6", "6x", "0m", "* * * * *", "61 * * * * *", "0 0 0 30 2 *", "0 0 0 29 2 *"]
+    "text",
+    [
+        "",
+        "6",
+        "6x",
+        "0m",
+        "* * * * *",
+        "61 * * * * *",
+        "0 0 0 30 2 *",
+        "0 0 0 29 2 *",
+        "CRON_TZ=Mars/Olympus 0 0 0/6 * * *",
+        "CRON_TZ=../../etc/passwd 0 0 0/6 * * *",
+        "CRON_TZ=Asia/Shanghai @every 6h",
+        "CRON_TZ=Asia/Shanghai 6h",
+    ],
 )
 def test_what_is_not_a_cadence_is_refused_in_one_line(text):
     with pytest.raises(InputError) as refused:
@@ -78,3 +95,45 @@ def test_a_lease_shorter_than_the_cadence_is_reported_in_the_plan():
     assert d(hourly).decision == OK and "sweep interval" not in d(hourly).reason  # continuous
     daily = facts(key(expires=NOW + timedelta(days=2)), envelope=env(lease="30d"))
     assert cadence_warning(d(daily, SIX_HOURS).lease, SIX_HOURS) is None
+
+
+@pytest.mark.parametrize(
+    ("schedule", "after", "fires"),
+    [
+        # FC's 6-field form, seconds first, UTC (report --schedule refused it before).
+        ("0 0 0/6 * * *", "2026-11-28T07:00:00", "2026-11-28T12:00:00"),
+        # CRON_TZ: midnight, 06:00, ... in Shanghai are 16:00, 22:00, ... UTC.
+        ("CRON_TZ=Asia/Shanghai 0 0 0/6 * * *", "2026-11-28T07:00:00", "2026-11-28T10:00:00"),
+        # FC counts weekdays from Sunday = 0: 1 is Monday (2026-11-30).
+        ("0 0 3 * * 1", "2026-11-28T07:00:00", "2026-11-30T03:00:00"),
+        ("30 * * * *", "2026-11-28T07:00:00", "2026-11-28T07:30:00"),  # the daemon's crontab
+    ],
+)
+def test_the_daemon_and_report_read_every_schedule_form_the_sweep_interval_reads(
+    schedule, after, fires
+):
+    from datetime import datetime, timezone
+
+    from byok_keeper.daemon import trigger_for
+
+    now = datetime.fromisoformat(after).replace(tzinfo=timezone.utc)
+    nxt = trigger_for(schedule).get_next_fire_time(None, now)
+    assert nxt.astimezone(timezone.utc) == datetime.fromisoformat(fires).replace(
+        tzinfo=timezone.utc
+    )
+
+
+@pytest.mark.parametrize("schedule", ["@every 6h", "6h"])
+def test_the_daemon_reads_durations_as_the_sweep_interval_does(schedule):
+    from byok_keeper.daemon import trigger_for
+
+    assert trigger_for(schedule).interval == timedelta(seconds=interval_seconds(schedule))
+
+
+@pytest.mark.parametrize("schedule", ["every tuesday", "CRON_TZ=Mars/Olympus 0 0 0/6 * * *"])
+def test_a_schedule_the_daemon_cannot_read_is_one_line(schedule):
+    from byok_keeper.daemon import trigger_for
+
+    with pytest.raises(InputError) as refused:
+        trigger_for(schedule)
+    assert "--schedule" in str(refused.value) and "\n" not in str(refused.value)

@@ -58,3 +58,24 @@ def test_unknown_spec_is_an_input_error_naming_the_valid_ones():
 def test_unknown_wrapping_algorithm_is_a_wrapping_error():
     with pytest.raises(WrappingError, match="unsupported wrapping algorithm"):
         specs.wrapping_algorithm("RSAES_PKCS1_V1_5")
+
+
+@pytest.mark.parametrize(
+    ("product_version", "level"),
+    [
+        ("3", "SOFTWARE"),  # terraform-provider-alicloud's values (docs/FIDELITY.md)
+        ("5", "HSM"),
+        (" 5 ", "HSM"),
+        ("software", "SOFTWARE"),  # ROS's names
+        ("hardware-small", "HSM"),
+        ("4", None),  # anything else: CreateKey decides
+        ("35", None),
+        ("", None),
+        (None, None),
+        ("soft", None),
+    ],
+)
+def test_an_instance_type_is_read_from_either_form_of_product_version(product_version, level):
+    from byok_keeper.kms.types import instance_protection_level
+
+    assert instance_protection_level(product_version) == level

@@ -543,10 +543,13 @@ class KmsBackend:
             raise ApiError(
                 "Forbidden.ResourceNotFound", f"The instance {instance_id} is not found.", 404
             )
-        if self.settings.instance_product_version == "named":
+        answer = self.settings.instance_product_version
+        if answer == "numeric":
+            version = "5" if level == HSM else "3"
+        elif answer == "named":
             version = "hardware" if level == HSM else "software"
         else:
-            version = "3"
+            version = ""  # opaque: nothing the agent can read the instance's type from
         return {
             "InstanceId": instance_id,
             "InstanceName": instance_id,

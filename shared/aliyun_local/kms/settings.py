@@ -44,10 +44,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "hardware_accepts_asymmetric_import",
-            (True, False),
-            True,
+            (False, True),
             False,
-            "the seed imports into hardware instances; a newer page says they do not",
+            False,
+            "the seed's table and the newest English page: hardware instances take no imported "
+            "asymmetric material; the seed's later steps and the Chinese page import into both",
         ),
         Setting(
             "different_material_error",
@@ -78,11 +79,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "instance_product_version",
-            ("named", "opaque"),
-            "named",
+            ("numeric", "named", "opaque"),
+            "numeric",
             "opaque",
-            "GetKmsInstance's ProductVersion values are documented only for ROS "
-            "(software, hardware, ...)",
+            "terraform validates GetKmsInstance's ProductVersion as 3 or 5; only ROS names "
+            "software, hardware, ...",
         ),
         Setting(
             "actiontrail_event_source",

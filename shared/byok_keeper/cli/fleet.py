@@ -178,7 +178,8 @@ def sweep_cmd(
     "--schedule",
     default="*/15 * * * *",
     show_default=True,
-    help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m).",
+    help="The sweep schedule, to mark the next sweep: 5-field crontab in UTC, @every 15m, "
+    "or FC's timer forms ('0 0 0/6 * * *', seconds first; CRON_TZ=Asia/Shanghai before it).",
 )
 @click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
 @click.option(

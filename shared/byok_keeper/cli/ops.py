@@ -109,7 +109,8 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     "--schedule",
     default="*/15 * * * *",
     show_default=True,
-    help="Sweep schedule: 5-field crontab in UTC, or @every 15m.",
+    help="Sweep schedule: 5-field crontab in UTC, @every 15m, or FC's timer forms "
+    "('0 0 0/6 * * *', seconds first; CRON_TZ=Asia/Shanghai before it).",
 )
 @click.option(
     "--state-dir",

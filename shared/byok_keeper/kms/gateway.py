@@ -56,7 +56,13 @@ from .errors import (
     is_credential_error,
     own_error,
 )
-from .types import FORBIDDEN, NOT_IDEMPOTENT, Allowlist, ImportParameters
+from .types import (
+    FORBIDDEN,
+    NOT_IDEMPOTENT,
+    Allowlist,
+    ImportParameters,
+    instance_protection_level,
+)
 
 _log = get_logger("byok_keeper.kms")  # debug: one line per KMS attempt, names and codes only
 _MAX_CACHED_VERSIONS = 100_000
@@ -278,9 +284,9 @@ class KmsGateway(DataPlaneCalls):
         return _key_info(r.body.key_metadata, r.body.request_id)
 
     def instance_protection_level(self, instance_id: str) -> str | None:
-        """SOFTWARE or HSM for a KMS instance, from GetKmsInstance's ``ProductVersion``; None
-        when KMS does not say in a form we know (docs/FIDELITY.md: its values are documented
-        for ROS only -- software, hardware, software-small, hardware-small).
+        """SOFTWARE or HSM for a KMS instance, from GetKmsInstance's ``ProductVersion``
+        (``types.instance_protection_level``: ``3``/``5`` or the ROS names); None when KMS
+        does not say in a form we know (docs/FIDELITY.md).
 
         Raises ``KmsApiError`` (``Forbidden.ResourceNotFound`` for an unknown instance).
         """
@@ -289,13 +295,7 @@ class KmsGateway(DataPlaneCalls):
             self._client.get_kms_instance_with_options,
             km.GetKmsInstanceRequest(kms_instance_id=instance_id),
         )
-        instance = r.body.kms_instance
-        version = str(getattr(instance, "product_version", "") or "").lower()
-        if version.startswith("hardware"):
-            return "HSM"
-        if version.startswith("software"):
-            return "SOFTWARE"
-        return None
+        return instance_protection_level(getattr(r.body.kms_instance, "product_version", ""))
 
     def list_keys(
         self, *, filters: list[dict[str, Any]] | None = None, max_keys: int = 100_000

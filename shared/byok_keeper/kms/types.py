@@ -106,6 +106,22 @@ QUOTA_CLASS_OF = {action: kind for kind, actions in QUOTA_CLASSES.items() for ac
 # Retrying these after an unknown outcome could do the work twice.
 NOT_IDEMPOTENT = frozenset({"CreateKey"})
 
+# GetKmsInstance's ProductVersion, in both forms seen in Alibaba's sources (docs/FIDELITY.md):
+# terraform-provider-alicloud validates and reads back "3" or "5"; ROS names the editions.
+_PRODUCT_VERSIONS = {"3": "SOFTWARE", "5": "HSM"}
+_PRODUCT_NAMES = {"software": "SOFTWARE", "hardware": "HSM"}  # also software-small, ...
+
+
+def instance_protection_level(product_version: object) -> str | None:
+    """SOFTWARE or HSM for a KMS instance's ``ProductVersion`` (``3``/``5``, or the ROS
+    names ``software``, ``hardware``, ``software-small``, ``hardware-small``); None for
+    anything else, so that CreateKey decides rather than a guess of ours."""
+    version = str(product_version or "").strip().lower()
+    if version in _PRODUCT_VERSIONS:
+        return _PRODUCT_VERSIONS[version]
+    return next((v for k, v in _PRODUCT_NAMES.items() if version.startswith(k)), None)
+
+
 # ---- results -------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Proxies would carry the SDK's loopback calls to the emulator away from it.
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
-.PHONY: install demo test lint bench reliability mutation package lock clean chromium
+.PHONY: install demo test lint bench reliability mutation package lock clean chromium promtool
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project itself, which has no hash to check, with --no-deps and
@@ -32,6 +32,17 @@ chromium:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium && \
 	  test -x $(CHROMIUM); fi
+
+# Prometheus's promtool (Debian's prometheus package) for the alert rules' tests
+# (tests/unit/test_promtool.py: promtool check rules and promtool test rules). Idempotent:
+# nothing to do when promtool is on PATH. Needs root or sudo; .ci/run runs it before make test,
+# and there (CI set) those tests fail if it is missing.
+promtool:
+	@if command -v promtool >/dev/null; then echo "promtool: $$(command -v promtool) is installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus && \
+	  command -v promtool; fi
 
 # The whole story against an embedded emulator and a temporary file vault; exits 0 only if
 # every restorable key comes back with identical material.

@@ -129,3 +129,31 @@ def test_a_progress_bar_on_a_terminal_for_many_keys(cli_env, served, tmp_path):
     assert code == 0 and "describing [" in stderr and "25/25" in stderr
     out = run_cli("plan", env=cli_env)  # off a terminal: no bar
     assert "describing" not in out.stderr
+
+
+def test_exit_4_when_a_key_needs_a_person_and_the_most_urgent_code_wins(cli_env, served, tmp_path):
+    ok = enroll_cli(cli_env)["key_id"]
+    gone = enroll_cli(cli_env)["key_id"]
+    served.emulator.kms.schedule_deletion(gone, 7)  # deleted on purpose: purged a week later
+    served.advance_clock(8 * 86400)
+    state = ("--state-dir", str(tmp_path / "state"))
+    for args in (("plan",), ("sweep",), ("verify",), ("daemon", "--once", *state)):
+        out = run_cli(*args, "-o", "json", env=cli_env) if args[0] != "daemon" else (
+            run_cli(*args, env=cli_env))  # fmt: skip
+        assert out.returncode == 4, (args, out.stdout[-1500:], out.stderr[-1500:])
+    plan = json.loads(run_cli("plan", "-o", "json", env=cli_env).stdout)
+    assert {d["key_id"]: d["decision"] for d in plan["decisions"]} == {ok: "OK", gone: "ALERT"}
+    (gone_row,) = [r for r in json.loads(run_cli("verify", "-o", "json", env=cli_env).stdout)[
+        "results"] if r["key_id"] == gone]  # fmt: skip
+    assert gone_row["result"] == "gone"
+    _pending(served, ok)  # work pending too: 4 still wins over 3
+    assert run_cli("plan", env=cli_env).returncode == 4
+    served.set_faults(fail_next={"DescribeKey": ["Forbidden.NoPermission"]})
+    assert run_cli("plan", env=cli_env).returncode == 1  # a failure wins over 4
+    assert run_cli("plan", "--bogus", env=cli_env).returncode == 2  # usage wins over all
+
+
+def test_status_of_a_key_neither_kms_nor_the_vault_knows_is_one_line_and_exit_1(cli_env):
+    out = run_cli("status", "key-hzz0000000000000000000", env=cli_env)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "neither in KMS (region cn-hangzhou) nor in the vault file://" in out.stderr

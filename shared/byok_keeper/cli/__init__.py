@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     except ByokError as exc:
         if debug:
             traceback.print_exc()
+            # The cause our error was raised from (``from None``: never in the one line): its
+            # types and a socket error's own text, never an SDK message (kms.errors.debug_cause).
+            if getattr(exc, "debug_detail", ""):
+                click.echo(f"byok-keeper: cause: {exc.debug_detail}", err=True)
         click.echo(f"byok-keeper: error: {exc}", err=True)
         return exc.exit_code
     except Exception as exc:  # a bug or an unforeseen failure: one line, the type only

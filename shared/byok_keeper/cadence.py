@@ -99,3 +99,40 @@ def _cron_gap(fields: list[frozenset[int]]) -> int:
     within = max((b - a for a, b in pairwise(times)), default=0)
     across = max((b - a) * 86400 + times[0] - times[-1] for a, b in pairwise(days))
     return max(within, across)
+
+
+def as_schedule(text: str) -> str:
+    """``BYOK_SWEEP_INTERVAL`` as the daemon's schedule syntax, to find the next sweep (the
+    fleet report's line): ``@every 6h`` stays, a duration becomes ``@every`` in hours or less
+    (``1d`` is ``@every 24h``), and an FC 6-field cron loses its seconds field, ``?`` becomes
+    ``*``, FC's ``a/n`` becomes ``a-MAX/n`` and days of week are named (a crontab).
+    ``InputError`` as ``interval_seconds``."""
+    interval_seconds(text)  # the same checks, the same message
+    value = text.strip()
+    fields = value.split()
+    if len(fields) == 6:
+        out = []
+        for f, (_low, high) in zip(fields[1:], _RANGES[1:], strict=True):
+            f = "*" if f == "?" else f
+            out.append(",".join(_crontab_step(part, high) for part in f.split(",")))
+        days = _field("*" if fields[5] == "?" else fields[5], 0, 6)
+        out[4] = "*" if len(days) == 7 else ",".join(_DAYS[d] for d in sorted(days))
+        return " ".join(out)
+    if value.startswith("@every"):
+        value = value[len("@every") :].strip()
+    m = _DURATION.fullmatch(value.lower())
+    if m is None:  # pragma: no cover - interval_seconds accepted it: a duration
+        raise InputError(_usage(text))
+    n, unit = int(m.group(1)), m.group(2)
+    return f"@every {n * _UNITS[unit] // 3600}h" if unit in "dw" else f"@every {n}{unit}"
+
+
+# FC's day of week (0 = Sunday) by name: the daemon's scheduler reads a number 0 as Monday.
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _crontab_step(part: str, high: int) -> str:
+    start, slash, step = part.partition("/")
+    if slash and start not in ("*", "") and "-" not in start:
+        return f"{start}-{high}/{step}"
+    return part

@@ -78,3 +78,29 @@ def test_a_lease_shorter_than_the_cadence_is_reported_in_the_plan():
     assert d(hourly).decision == OK and "sweep interval" not in d(hourly).reason  # continuous
     daily = facts(key(expires=NOW + timedelta(days=2)), envelope=env(lease="30d"))
     assert cadence_warning(d(daily, SIX_HOURS).lease, SIX_HOURS) is None
+
+
+@pytest.mark.parametrize(
+    ("interval", "after", "next_sweep"),
+    [
+        ("0 0 0/6 * * *", "2026-12-07T18:05", "2026-12-08T00:00"),  # FC's default timer
+        ("0 0 3 ? * 1", "2026-12-07T18:05", "2026-12-14T03:00"),  # Mondays (FC: 0 = Sunday)
+        ("0 0 3 * * 0/2", "2026-12-07T18:05", "2026-12-08T03:00"),  # Sun, Tue, Thu, Sat
+    ],
+)
+def test_the_sweep_interval_gives_the_reports_next_sweep(interval, after, next_sweep):
+    from datetime import datetime, timezone
+
+    from byok_keeper.cadence import as_schedule
+    from byok_keeper.daemon import trigger_for
+
+    start = datetime.fromisoformat(after).replace(tzinfo=timezone.utc)
+    fired = trigger_for(as_schedule(interval)).get_next_fire_time(None, start)
+    assert fired.strftime("%Y-%m-%dT%H:%M") == next_sweep
+
+
+def test_a_duration_becomes_an_every_schedule_in_hours_or_less():
+    from byok_keeper.cadence import as_schedule
+
+    assert [as_schedule(t) for t in ("@every 6h", "15m", "1d", "2w")] == [
+        "@every 6h", "@every 15m", "@every 24h", "@every 336h"]  # fmt: skip

@@ -214,9 +214,9 @@ def _emit_sweep(app: App, result, dry_run: bool) -> int:
 )
 @click.option(
     "--schedule",
-    default="*/15 * * * *",
-    show_default=True,
-    help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m).",
+    help="The sweep schedule, to mark the next sweep (crontab in UTC, or @every 15m). Default: "
+    "the --sweep-interval setting (BYOK_SWEEP_INTERVAL: the FC timer's cron, or a duration), "
+    "else the daemon's */15 * * * *.",
 )
 @click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
 @click.option(
@@ -230,7 +230,11 @@ def _emit_sweep(app: App, result, dry_run: bool) -> int:
 @output_option
 @click.pass_obj
 def report_cmd(
-    app: App, html_path: str, schedule: str, scan_account: bool, target_names: tuple[str, ...]
+    app: App,
+    html_path: str,
+    schedule: str | None,
+    scan_account: bool,
+    target_names: tuple[str, ...],
 ) -> int:
     """Draw the fleet: every key on a time axis from now to its material expiry, grouped by
     decision, renewal windows shaded, holds and alerts marked, the next sweep. Changes nothing.
@@ -241,9 +245,10 @@ def report_cmd(
       byok-keeper report --html fleet.html
     """
     from ..kms import READ_ONLY
-    from ..report import build_report, render_html, write_html
+    from ..report import build_report, render_html, report_schedule, write_html
 
     deps = app.key_deps(READ_ONLY, None, target_names)
+    schedule, source = report_schedule(schedule, deps.settings.sweep_interval)
     fleet = build_report(
         deps.gateway,
         deps.require_vault(),
@@ -251,6 +256,9 @@ def report_cmd(
         schedule=schedule,
         scan_account=scan_account,
         concurrency=deps.settings.concurrency,
+        account_id=deps.account_id,
+        target=app.target or "",
+        schedule_source=source,
     )
     size = write_html(html_path, render_html(fleet))
     counts: dict[str, int] = {}

@@ -437,9 +437,9 @@ def render_html(fleet: Fleet, *, rows_per_group: int = ROWS_PER_GROUP) -> str:
             continue
         note = f" (first {rows_per_group:,} by expiry)" if len(rows) > rows_per_group else ""
         parts.append(f'<h2 id="{g}">{g}: {_keys(len(rows))}{note}</h2>')
-        if g in (ALERT, HOLD):  # the reasons, readable without hovering
-            parts.append(_why_table(rows, rows_per_group))
         parts.append(_group_svg(g, rows, axis, fleet.next_sweep, rows_per_group))
+        if g in (ALERT, HOLD):  # the reasons, readable without hovering (below the drawing)
+            parts.append(_why_table(rows, rows_per_group))
     if not fleet.rows:
         parts.append("<p>No keys enrolled.</p>")
     parts.append("</body></html>")

@@ -140,6 +140,8 @@ def credential_error(exc: BaseException) -> NoKmsAccess | None:
     """The error for an SDK call that failed inside the credential provider (no credentials
     anywhere, or the provider's own service failed): named by the provider, or None when the
     failure is KMS's own (no alibabacloud-credentials frame in the chain)."""
+    if own_error(exc) is not None:
+        return None  # our own provider's (sts.AssumeRoleFailed): the gateway names the role
     provider = _provider_of(exc)
     if provider is None or (
         provider in ("default", "cli_profile", "profile", "env", "static_ak", "providers")

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 unexport HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 
 .PHONY: install demo test lint bench reliability mutation package dist lock clean chromium \
-	softhsm systemd-tools acceptance
+	softhsm systemd-tools promtool tools acceptance
 
 # Dependencies only from constraints.txt, every file checked against its pinned sha256
 # (--require-hashes); then the project's two distributions, byok-keeper (pyproject.toml) and
@@ -59,6 +59,17 @@ systemd-tools:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd && \
 	  command -v systemd-analyze >/dev/null; fi
 
+# Prometheus's promtool (Debian's prometheus package) for the alert rules' tests
+# (tests/unit/test_promtool.py: promtool check rules and promtool test rules). Idempotent:
+# nothing to do when promtool is on PATH. Needs root or sudo; .ci/run runs it before make test,
+# and there (CI set) those tests fail if it is missing.
+promtool:
+	@if command -v promtool >/dev/null; then echo "promtool: $$(command -v promtool) is installed"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus && \
+	  command -v promtool; fi
+
 # The whole story against an embedded emulator and a temporary file vault; exits 0 only if
 # every restorable key comes back with identical material.
 demo: $(STAMP)
@@ -90,7 +101,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared functions tests bench deploy
 	$(BIN)/ruff format --check shared functions tests bench deploy
 
-test: lint
+# The real tools the tests use, from Debian's packages (Chromium, SoftHSM2, systemd-analyze,
+# promtool): each target is idempotent, a no-op when its tool is there, so make test does all
+# the set-up on a fresh machine (installing needs root or sudo).
+tools: chromium softhsm systemd-tools promtool
+
+test: tools lint
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (not part of make test): wrapping, cold start, the sweep at the quota bound

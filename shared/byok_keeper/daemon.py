@@ -61,6 +61,7 @@ class DaemonState:
     cache: Any = None  # fleet_sweep.TargetDepsCache, with targets
     target_status: list = field(default_factory=list)
     target_runs: list = field(default_factory=list)  # the last sweep's multi.TargetRun each
+    metrics_file: Path | None = None  # --metrics-file: rewritten after every sweep
 
 
 _STATE: DaemonState | None = None
@@ -176,6 +177,7 @@ def scheduled_sweep(trigger: str = "schedule", target: str | None = None) -> dic
         payload = {
             "last_run": format_kms_time(started),
             "outcome": outcome,
+            "alerts": sum(1 for o in result.outcomes if o.alert),  # keys that need a person
             "summary": result.summary(),
             "trigger": trigger,
             "pid": os.getpid(),
@@ -189,6 +191,14 @@ def scheduled_sweep(trigger: str = "schedule", target: str | None = None) -> dic
         _observe(result, started)
         _schedule_renewals(result)
         return payload
+
+
+def once_exit(payload: dict[str, Any]) -> int:
+    """``daemon --once``'s exit code (``exits``): 1 unless the sweep ended ``ok``, else 4 when
+    a key needs a person, else 0."""
+    from . import exits
+
+    return exits.of_run(failed=payload["outcome"] != "ok", alert=bool(payload.get("alerts")))
 
 
 def _only(rt: DaemonState, target: str | None) -> tuple:
@@ -245,16 +255,19 @@ def _observe(result, started: datetime, only: tuple = ()) -> None:
     metrics = rt.metrics
     if metrics is None:
         return
-    if rt.targets:  # each target's own figures, under its own labels (target_metrics)
-        if result is None:
-            metrics.observe_error(started, only=[t.name for t in only])
-        else:
-            metrics.observe_runs(rt.target_runs, gateway_of=_gateway_of, failed_at=started)
-        return
-    if result is None:
-        metrics.observe(error_figures(started))
+    if not rt.targets:
+        figures = (
+            fleet_figures(result.decisions, result.outcomes, now=result.now) if result else None
+        )
+        metrics.observe(figures or error_figures(started))
+    elif result is None:  # each target's own figures, under its own labels (target_metrics)
+        metrics.observe_error(started, only=[t.name for t in only])
     else:
-        metrics.observe(fleet_figures(result.decisions, result.outcomes, now=result.now))
+        metrics.observe_runs(rt.target_runs, gateway_of=_gateway_of, failed_at=started)
+    if rt.metrics_file is not None:
+        from .metrics_file import write
+
+        write(rt.metrics_file, metrics.samples())
 
 
 def _gateway_of(target) -> Any:
@@ -308,17 +321,19 @@ def renewal_job_id(key_id: str, target: str | None = None) -> str:
     return f"renew:{key_id}" if target is None else f"renew:{target}:{key_id}"
 
 
+def _make_metrics(rt: DaemonState) -> None:
+    """The daemon's metrics, once: per target with targets, else the global gateway's."""
+    from .metrics_file import fleet_metrics, targets_metrics
+
+    if rt.metrics is None:
+        rt.metrics = targets_metrics(rt.targets) if rt.targets else fleet_metrics(rt.deps)
+
+
 def _serve_metrics(rt: DaemonState, metrics_addr: str) -> None:
-    from .metrics import FleetMetrics, parse_addr, serve
+    from .metrics import parse_addr, serve
 
     parse_addr(metrics_addr)  # a bad address is a usage error before anything runs
-    if rt.targets:
-        from .target_metrics import TargetsMetrics
-
-        rt.metrics = TargetsMetrics(rt.targets)
-    else:
-        deps = rt.deps
-        rt.metrics = FleetMetrics(deps.gateway, region=deps.region, account_id=deps.account_id)
+    _make_metrics(rt)
     _server, bound = serve(rt.metrics, metrics_addr)
     log.info("metrics_serving", addr=bound, path="/metrics")
 
@@ -332,23 +347,33 @@ def run_daemon(
     health_file: Path | None,
     metrics_addr: str | None = None,
     targets: tuple = (),
+    metrics_file: str | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or one sweep with ``once``). Returns the exit code.
 
     Hardened and the schedule checked before anything is built; then one ``Deps`` under the
-    ``SWEEP`` allowlist for the daemon's life. With ``metrics_addr`` (and not ``once``)
-    Prometheus metrics are served there."""
+    ``SWEEP`` allowlist for the daemon's life. Metrics are served at ``metrics_addr`` (never with
+    ``once``: a usage error), or written to ``metrics_file`` after every sweep."""
     global _STATE
+    from .errors import InputError
     from .kms import SWEEP
+    from .metrics_file import check_path
 
     disable_core_dumps()
     trigger = trigger_for(schedule)
+    if once and metrics_addr:
+        msg = "--metrics-addr serves a running daemon; one run (--once) writes its metrics"
+        raise InputError(msg + " with --metrics-file PATH")
+    path = check_path(metrics_file) if metrics_file else None
     if targets:
         rt = _STATE = _targets_state(settings, targets, health_file)
     else:
         rt = _STATE = DaemonState(build_deps(settings, SWEEP), health_file)
+    if path is not None:
+        rt.metrics_file = path
+        _make_metrics(rt)
     if once:
-        return 1 if scheduled_sweep("once")["outcome"] != "ok" else 0
+        return once_exit(scheduled_sweep("once"))
     # SIGTERM/SIGINT stop cleanly from here on, even before the scheduler runs (a stop while
     # metrics are already served but the job store is still opening exits 0, not by signal).
     stop = threading.Event()

@@ -21,6 +21,13 @@ def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
         return None
 
 
+def vault_store(settings: Settings):
+    """The configured vault's store, to read or move envelopes without unsealing anything (no
+    seal key needed); a KMS gateway only for a ``kms-secrets:`` vault."""
+    in_kms = bool(settings.vault and settings.vault.startswith("kms-secrets:"))
+    return build_store(settings.vault or "", build_gateway(settings, READ_ONLY) if in_kms else None)
+
+
 def list_vault(
     settings: Settings, *, with_aliases: bool = False
 ) -> tuple[str, list[dict[str, Any]]]:

@@ -17,6 +17,12 @@ and the gateway's per-action request counts; nothing here calls KMS or reads a c
 * ``byok_keeper_kms_requests_total{action,code}`` (counter): every KMS attempt, retries
   included; ``code`` is ``OK`` or the error code.
 * ``byok_keeper_reestablish_total{outcome}`` (counter): re-establish attempts of due keys.
+* ``byok_keeper_build_info{version}`` (gauge, always 1): the version running.
+
+Every labelled counter starts at 0 for its known label values (each ``reestablish`` outcome;
+``kms_requests`` with code ``OK`` for each action the gateway may call), so the first failure is
+an increase ``increase()`` sees, not a series that appears already at 1. Error codes are not
+known in advance: a ``kms_requests`` series with an error code appears at its first error.
 
 With ``[[targets]]`` the daemon keeps one ``FleetMetrics`` per target (``target=``): every
 sample then also carries ``target``, ``region`` and ``account_id`` (``target_metrics``).
@@ -38,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from . import __version__
+from .domain import OutcomeKind
 from .plan import ALERT, DECISIONS, DUE, HOLD, Decision
 from .reestablish import HELD, Outcome
 
@@ -47,20 +55,22 @@ LAST_SWEEP = "byok_keeper_last_sweep_timestamp_seconds"
 FIRST_LAPSE = "byok_keeper_seconds_until_first_lapse"
 KMS_REQUESTS = "byok_keeper_kms_requests_total"
 REESTABLISH = "byok_keeper_reestablish_total"
-METRIC_NAMES = (EXPIRY, KEYS, LAST_SWEEP, FIRST_LAPSE, KMS_REQUESTS, REESTABLISH)
+BUILD_INFO = "byok_keeper_build_info"
+METRIC_NAMES = (EXPIRY, KEYS, LAST_SWEEP, FIRST_LAPSE, KMS_REQUESTS, REESTABLISH, BUILD_INFO)
 RESULTS = ("ok", "failed", "dry-run", "error")
 # The FC metrics line lists the soonest expiries only: one log line must stay small at 5,000 keys.
 LINE_EXPIRIES = 100
 
-_HELP = {
+HELP = {
     EXPIRY: "When a key's imported material expires (Unix seconds); never-expiring keys omitted.",
     KEYS: "Keys per planner decision in the last sweep.",
     LAST_SWEEP: "When a sweep last ended with this result (Unix seconds).",
     FIRST_LAPSE: "Seconds until the first key nothing will renew loses its material (+Inf: none).",
     KMS_REQUESTS: "KMS request attempts by action and result code (OK or the error code).",
     REESTABLISH: "Re-establish attempts of due keys by outcome.",
+    BUILD_INFO: "Always 1; the byok-keeper version running, as the label version.",
 }
-_TYPE = {KMS_REQUESTS: "counter", REESTABLISH: "counter"}
+TYPES = {KMS_REQUESTS: "counter", REESTABLISH: "counter"}
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,8 @@ class FleetMetrics:
         self._lock = threading.Lock()
         self._figures: FleetFigures | None = None
         self._last_sweep: dict[str, float] = {}
-        self._reestablish: dict[str, int] = {}
+        # Zero for every outcome from the start: see the module docstring.
+        self._reestablish: dict[str, int] = dict.fromkeys(sorted(k.value for k in OutcomeKind), 0)
 
     def observe(self, figures: FleetFigures) -> None:
         with self._lock:
@@ -198,7 +209,8 @@ class FleetMetrics:
         with self._lock:
             figures, last, counts = self._figures, dict(self._last_sweep), dict(self._reestablish)
         requests = _requests(self.gateway)
-        out = [Sample(LAST_SWEEP, (("result", r),), t) for r, t in sorted(last.items())]
+        out = [Sample(BUILD_INFO, (("version", __version__),), 1.0)]
+        out += [Sample(LAST_SWEEP, (("result", r),), t) for r, t in sorted(last.items())]
         out += [
             Sample(KMS_REQUESTS, (("action", a), ("code", c)), n)
             for (a, c), n in sorted(requests.items())
@@ -233,12 +245,12 @@ def families(samples: Iterable[Sample]) -> Iterator[Any]:
         by_name[s.name].append(s)
     for name, group in by_name.items():
         labels = [k for k, _ in group[0].labels] if group else []
-        if _TYPE.get(name) == "counter":
+        if TYPES.get(name) == "counter":
             family: Any = CounterMetricFamily(
-                name.removesuffix("_total"), _HELP[name], labels=labels
+                name.removesuffix("_total"), HELP[name], labels=labels
             )
         else:
-            family = GaugeMetricFamily(name, _HELP[name], labels=labels)
+            family = GaugeMetricFamily(name, HELP[name], labels=labels)
         for s in group:
             family.add_metric([v for _, v in s.labels], s.value)
         yield family
@@ -265,11 +277,16 @@ def figure_samples(figures: FleetFigures, *, region: str, account_id: str) -> li
 
 
 def _requests(gateway: Any) -> dict[tuple[str, str], int]:
+    """The gateway's request counts, with a zero ``OK`` for every action it may call."""
+    allowlist = getattr(gateway, "allowlist", None)
+    counts = dict.fromkeys(((a, "OK") for a in sorted(getattr(allowlist, "actions", ()))), 0)
     lock = getattr(gateway, "_stats_lock", None)
     if lock is None:
-        return dict(getattr(gateway, "requests", {}))
+        counts.update(getattr(gateway, "requests", {}))
+        return counts
     with lock:
-        return dict(gateway.requests)
+        counts.update(gateway.requests)
+    return counts
 
 
 def parse_addr(value: str) -> tuple[str, int]:

@@ -61,6 +61,9 @@ class Fleet:
     next_sweep: datetime | None
     region: str
     rows: tuple[Row, ...]
+    account_id: str = ""
+    target: str = ""  # the [[targets]] name, "" without targets
+    schedule: str = ""  # the sweep schedule the next-sweep line follows, and where it came from
 
 
 def rows_from(
@@ -82,12 +85,35 @@ def rows_from(
     return rows
 
 
+DAEMON_SCHEDULE = "*/15 * * * *"
+
+
+def report_schedule(given: str | None, sweep_interval: str) -> tuple[str, str]:
+    """The schedule the next-sweep line follows, and where it came from: ``--schedule``, else
+    the sweep interval setting (an FC deployment's timer cron, or a duration: ``trigger_for``
+    reads every form the setting takes), else the daemon's default."""
+    if given:
+        return given, "--schedule"
+    if sweep_interval:
+        return sweep_interval, f"BYOK_SWEEP_INTERVAL {sweep_interval}"
+    return DAEMON_SCHEDULE, "the daemon's default"
+
+
 def build_report(
-    gateway, vault, *, policy: Policy, schedule: str, scan_account: bool, concurrency: int
+    gateway,
+    vault,
+    *,
+    policy: Policy,
+    schedule: str,
+    scan_account: bool,
+    concurrency: int,
+    account_id: str = "",
+    target: str = "",
+    schedule_source: str = "",
 ) -> Fleet:
     """Discover every key with its tags (holds show however far from expiry), plan, and find
-    the next sweep of ``schedule`` (the daemon's syntax: ``daemon.trigger_for``). Changes
-    nothing."""
+    the next sweep of ``schedule`` (the daemon's syntax: ``daemon.trigger_for``;
+    ``schedule_source`` says where it came from, for the page). Changes nothing."""
     from .daemon import trigger_for
     from .plan import plan
     from .sweep import discover
@@ -109,6 +135,9 @@ def build_report(
         next_sweep.astimezone(timezone.utc) if next_sweep else None,
         gateway.region,
         tuple(rows_from(decisions, errors, policy)),
+        account_id=account_id,
+        target=target,
+        schedule=f"{schedule} ({schedule_source})" if schedule_source else schedule,
     )
 
 
@@ -138,6 +167,16 @@ def _esc(text: str) -> str:
 
 def _fmt(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC") if when else "never"
+
+
+def _expires(row: Row) -> str:
+    """When the row's material expires: a time, "never" only for material that never expires,
+    else why there is none (deleted or expired, the key pending deletion or gone)."""
+    if row.expiry is not None:
+        return f"expires {_fmt(row.expiry)}"
+    if row.key_state in ("Enabled", "Disabled"):
+        return "never expires"
+    return _NO_MATERIAL.get(row.key_state, "no material")
 
 
 class _Axis:
@@ -177,6 +216,7 @@ def _axis_svg(axis: _Axis, y: float, next_sweep: datetime | None) -> list[str]:
 
 
 _NO_MATERIAL = {
+    "PendingImport": "no material (deleted or expired)",
     "PendingDeletion": "pending deletion",
     "NotFound": "key gone from KMS",
     "?": "KMS could not describe it",
@@ -217,8 +257,8 @@ def _row_svg(row: Row, axis: _Axis, y: float) -> list[str]:
     colour = COLOURS[row.decision]
     mid = y + ROW_H / 2
     tip = _esc(
-        f"{row.key_id} {row.key_spec} {row.key_state}: {row.decision}, "
-        f"expires {_fmt(row.expiry)}; {row.reason}"
+        f"{row.key_id} {row.key_spec} {row.key_state}: {row.decision}, {_expires(row)}; "
+        f"{row.reason}"
     )
     out = [f"<g><title>{tip}</title>"]
     out.append(f'<text x="6" y="{mid + 4:.1f}" class="k">{_esc(row.key_id)}</text>')
@@ -329,8 +369,25 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:18px 0 2px}
 .k{font:12px monospace;fill:#212121}.s{font:11px sans-serif;fill:#555;text-anchor:end}
 .s0{font:11px sans-serif;fill:#555}.tick{font:10px sans-serif;fill:#555}
 .sweep{font:10px sans-serif;fill:#000}.ax{stroke:#9e9e9e}.z{fill:#f5f5f5}
-svg{display:block}
+svg{display:block}table.why{border-collapse:collapse;margin:4px 0 8px}
+.why th,.why td{text-align:left;padding:1px 10px 1px 0;vertical-align:top}
+.why td.k{font:12px monospace}
 """
+
+
+def _why_table(rows: list[Row], cap: int) -> str:
+    """Why each key needs a person or is held, in text on the page (a screenshot shows it; a
+    tooltip does not)."""
+    lines = ['<table class="why"><tr><th>key</th><th>state</th><th>material</th><th>why</th></tr>']
+    lines += [
+        f'<tr><td class="k">{_esc(r.key_id)}</td><td>{_esc(r.key_state)}</td>'
+        f"<td>{_esc(_expires(r))}</td><td>{_esc(r.reason)}</td></tr>"
+        for r in rows[:cap]
+    ]
+    if len(rows) > cap:
+        lines.append(f'<tr><td colspan="4">\u2026 and {len(rows) - cap:,} more</td></tr>')
+    lines.append("</table>")
+    return "\n".join(lines)
 
 
 def render_html(fleet: Fleet, *, rows_per_group: int = ROWS_PER_GROUP) -> str:
@@ -350,14 +407,25 @@ def render_html(fleet: Fleet, *, rows_per_group: int = ROWS_PER_GROUP) -> str:
         f'<span><i class="sw" style="background:{WINDOW_COLOUR}"></i>renewal window</span>'
         "<span>- - - next sweep</span>"
     )
+    where = " \u00b7 ".join(
+        x
+        for x in (
+            f"target {fleet.target}" if fleet.target else "",
+            f"account {fleet.account_id or '(not set)'}",
+            f"region {fleet.region}",
+        )
+        if x
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>byok-keeper fleet {_esc(fleet.region)} {_fmt(fleet.now)}</title>",
+        f"<title>byok-keeper fleet {_esc(where)} {_fmt(fleet.now)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>byok-keeper fleet \u2014 {_esc(fleet.region)}</h1>",
+        f"<h1>byok-keeper fleet \u2014 {_esc(where)}</h1>",
         f'<div class="meta">{_keys(len(fleet.rows))} \u00b7 now {_fmt(fleet.now)} (KMS clock)'
-        f" \u00b7 next sweep {_fmt(fleet.next_sweep)} \u00b7 axis to {_fmt(axis.end)}</div>",
+        f" \u00b7 next sweep {_fmt(fleet.next_sweep)}"
+        + (f" (schedule {_esc(fleet.schedule)})" if fleet.schedule else "")
+        + f" \u00b7 axis to {_fmt(axis.end)}</div>",
         f'<div class="legend">{legend}</div>',
         "<h2>All keys: expiries per interval</h2>",
         _overview_svg(groups, axis, fleet.next_sweep),
@@ -369,6 +437,8 @@ def render_html(fleet: Fleet, *, rows_per_group: int = ROWS_PER_GROUP) -> str:
         note = f" (first {rows_per_group:,} by expiry)" if len(rows) > rows_per_group else ""
         parts.append(f'<h2 id="{g}">{g}: {_keys(len(rows))}{note}</h2>')
         parts.append(_group_svg(g, rows, axis, fleet.next_sweep, rows_per_group))
+        if g in (ALERT, HOLD):  # the reasons, readable without hovering (below the drawing)
+            parts.append(_why_table(rows, rows_per_group))
     if not fleet.rows:
         parts.append("<p>No keys enrolled.</p>")
     parts.append("</body></html>")

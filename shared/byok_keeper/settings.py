@@ -157,7 +157,8 @@ class Settings:
         if not self.region:
             raise ConfigError(
                 "no region: set --region, ALIBABA_CLOUD_REGION_ID, region in the --config "
-                "file, or use a --profile whose region_id is set"
+                "file, or use a --profile (or an aliyun CLI current profile) whose region_id "
+                "is set"
             )
         return self.region
 
@@ -270,8 +271,9 @@ def load_settings(
         if env.get(var):
             check_url(env[var], var)
     coerced = {k: _coerce(k, v) for k, v in values.items()}
-    if coerced.get("profile") and not coerced.get("region"):
-        coerced["region"] = profile_region(coerced["profile"], env)
+    if not coerced.get("region"):  # the named profile's region, else the aliyun CLI's current
+        name = coerced.get("profile")
+        coerced["region"] = profile_region(name, env) if name else current_profile_region(env)
     return Settings(**{k: v for k, v in coerced.items() if v is not None})
 
 
@@ -293,6 +295,31 @@ def profile_file(env: Mapping[str, str] | None = None) -> Path:
     """The aliyun CLI's profile file, where alibabacloud-credentials looks for it too."""
     env = os.environ if env is None else env
     return Path(env.get("HOME") or Path.home()) / ".aliyun" / "config.json"
+
+
+def current_profile_region(env: Mapping[str, str] | None = None) -> str | None:
+    """``region_id`` of the aliyun CLI's ``current`` profile: the one alibabacloud-credentials'
+    default chain signs with when no --profile is named (and ALIBABA_CLOUD_PROFILE is unset).
+    None when there is no profile file, no current profile or no region: never an error, as
+    most hosts have no aliyun CLI at all."""
+    import json
+
+    try:
+        doc = json.loads(profile_file(env).read_text())
+    except (OSError, ValueError):
+        return None
+    current = doc.get("current") if isinstance(doc, dict) else None
+    profiles = doc.get("profiles") if isinstance(doc, dict) else None
+    for profile in profiles if isinstance(profiles, list) and current else []:
+        if isinstance(profile, dict) and profile.get("name") == current:
+            region = profile.get("region_id")
+            if not isinstance(region, str) or not region:
+                return None
+            try:
+                return _coerce("region", region)
+            except ConfigError:  # not a region: as if none were set (then "no region", exit 2)
+                return None
+    return None
 
 
 def profile_region(name: str, env: Mapping[str, str] | None = None) -> str | None:

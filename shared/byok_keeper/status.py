@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .domain import format_kms_time
-from .errors import ByokError
+from .errors import ByokError, ExecutionError
 from .inventory import aliases_or_none
 from .kms import KmsApiError
 from .plan import Decision, EnvelopeFacts, KeyFacts, decide, plan
@@ -20,9 +20,22 @@ def _time(v: Any) -> str:
     return format_kms_time(v) if v else "never"
 
 
+class KeyUnknown(ExecutionError):
+    """Neither KMS (in the region asked) nor the vault knows the key: a typo, or another
+    region or vault. Exit 1."""
+
+    def __init__(self, key_id: str, region: str, vault: str) -> None:
+        super().__init__(
+            f"{key_id} is neither in KMS (region {region or '?'}) nor in the vault {vault}: "
+            "check the key id, --region and --vault"
+        )
+
+
 def key_status(deps: Deps, key_id: str) -> dict[str, Any]:
     """Everything known about one key: KMS's view (times formatted), aliases, tags, the
-    envelope header (no public key, nothing secret) and what a sweep would decide."""
+    envelope header (no public key, nothing secret) and what a sweep would decide.
+
+    Raises ``KeyUnknown`` when neither KMS nor the vault has the key."""
     gateway = deps.gateway
     envelope = deps.require_vault().get(key_id)
     try:
@@ -33,6 +46,8 @@ def key_status(deps: Deps, key_id: str) -> dict[str, Any]:
         if exc.code != "Forbidden.KeyNotFound":
             raise
         key, tags, aliases = None, {}, []
+    if key is None and envelope is None:
+        raise KeyUnknown(key_id, deps.region, deps.require_vault().uri)
     env = envelope.header if envelope else None
     facts = KeyFacts(
         key_id,

@@ -51,7 +51,10 @@ class TargetsMetrics:
                 metrics.observe(error_figures(failed_at))
                 continue
             result = run.value
-            metrics.observe(fleet_figures(result.decisions, result.outcomes, now=result.now))
+            dry_run = getattr(result, "dry_run", False)  # a plan's runs are dry runs
+            metrics.observe(
+                fleet_figures(result.decisions, result.outcomes, now=result.now, dry_run=dry_run)
+            )
 
     def observe_error(self, at: datetime, only: Sequence[str] = ()) -> None:
         """The whole sweep stopped before any target ran: an error for every target it was

@@ -188,8 +188,9 @@ def verify_key(gateway: KmsGateway, vault: Vault, key_id: str) -> dict:
     """``byok-keeper verify`` for one key: open the envelope, compare with KMS, run a canary.
 
     Never imports. ``result`` is ``verified``, ``not-usable`` (the key is not Enabled, so only
-    the envelope was checked), ``mismatch`` or ``error``."""
+    the envelope was checked), ``mismatch``, ``gone`` (KMS no longer has the key) or ``error``."""
     from .errors import ByokError
+    from .kms import KmsApiError
 
     material = None
     state = ""
@@ -214,7 +215,23 @@ def verify_key(gateway: KmsGateway, vault: Vault, key_id: str) -> dict:
     except MaterialMismatch as exc:
         return {"key_id": key_id, "result": "mismatch", "key_state": state, "detail": str(exc)}
     except ByokError as exc:
-        return {"key_id": key_id, "result": "error", "key_state": state, "detail": str(exc)}
+        gone = isinstance(exc, KmsApiError) and exc.code == "Forbidden.KeyNotFound"
+        result = "gone" if gone else "error"
+        return {"key_id": key_id, "result": result, "key_state": state, "detail": str(exc)}
     finally:
         if material is not None:
             material.wipe()
+
+
+NEEDS_PERSON = frozenset({"mismatch", "gone"})  # the vault's material and KMS's key part ways
+
+
+def verify_exit(results: list[dict], *, failed_targets: bool = False) -> int:
+    """``verify``'s exit code (``exits``): 1 for an error (or a target that failed), else 4 when
+    a key needs a person (``mismatch``, ``gone``), else 0 (``not-usable`` is not a failure)."""
+    from . import exits
+
+    return exits.of_run(
+        failed=failed_targets or any(r["result"] == "error" for r in results),
+        alert=any(r["result"] in NEEDS_PERSON for r in results),
+    )

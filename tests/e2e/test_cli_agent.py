@@ -107,13 +107,13 @@ def test_verify_and_status(cli_env, served):
     assert result["result"] == "verified" and algorithm in result["detail"]
     status = run_cli("status", key, env=cli_env)
     assert status.returncode == 0 and "envelope.fingerprint" in status.stdout
-    # KMS showing another public key: verify says so and exits 1.
+    # KMS showing another public key: verify says so and exits 4 (a key needs a person).
     served.set_faults(lies={key: {"public_key": "other"}})
     try:
         bad = run_cli("verify", key, "--output", "json", env=cli_env)
     finally:
         served.set_faults()
-    assert bad.returncode == 1, bad.stderr
+    assert bad.returncode == 4, bad.stderr
     (result,) = json.loads(bad.stdout)["results"]
     assert result["result"] == "mismatch" and result["key_state"] == "Enabled"
 

@@ -129,3 +129,74 @@ def test_a_progress_bar_on_a_terminal_for_many_keys(cli_env, served, tmp_path):
     assert code == 0 and "describing [" in stderr and "25/25" in stderr
     out = run_cli("plan", env=cli_env)  # off a terminal: no bar
     assert "describing" not in out.stderr
+
+
+def test_exit_4_when_a_key_needs_a_person_and_the_most_urgent_code_wins(cli_env, served, tmp_path):
+    ok = enroll_cli(cli_env)["key_id"]
+    gone = enroll_cli(cli_env)["key_id"]
+    served.emulator.kms.schedule_deletion(gone, 7)  # deleted on purpose: purged a week later
+    served.advance_clock(8 * 86400)
+    state = ("--state-dir", str(tmp_path / "state"))
+    for args in (("plan",), ("sweep",), ("verify",), ("daemon", "--once", *state)):
+        out = run_cli(*args, "-o", "json", env=cli_env) if args[0] != "daemon" else (
+            run_cli(*args, env=cli_env))  # fmt: skip
+        assert out.returncode == 4, (args, out.stdout[-1500:], out.stderr[-1500:])
+    plan = json.loads(run_cli("plan", "-o", "json", env=cli_env).stdout)
+    assert {d["key_id"]: d["decision"] for d in plan["decisions"]} == {ok: "OK", gone: "ALERT"}
+    (gone_row,) = [r for r in json.loads(run_cli("verify", "-o", "json", env=cli_env).stdout)[
+        "results"] if r["key_id"] == gone]  # fmt: skip
+    assert gone_row["result"] == "gone"
+    _pending(served, ok)  # work pending too: 4 still wins over 3
+    assert run_cli("plan", env=cli_env).returncode == 4
+    served.set_faults(fail_next={"DescribeKey": ["Forbidden.NoPermission"]})
+    assert run_cli("plan", env=cli_env).returncode == 1  # a failure wins over 4
+    assert run_cli("plan", "--bogus", env=cli_env).returncode == 2  # usage wins over all
+
+
+def test_status_of_a_key_neither_kms_nor_the_vault_knows_is_one_line_and_exit_1(cli_env):
+    out = run_cli("status", "key-hzz0000000000000000000", env=cli_env)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "neither in KMS (region cn-hangzhou) nor in the vault file://" in out.stderr
+
+
+def _home_with(tmp_path, *profiles: dict, current: str) -> str:
+    home = tmp_path / "home"
+    (home / ".aliyun").mkdir(parents=True)
+    doc = {"current": current, "profiles": list(profiles)}
+    (home / ".aliyun" / "config.json").write_text(json.dumps(doc))
+    return str(home)
+
+
+def test_credentials_that_cannot_be_had_or_are_refused_are_named_once(cli_env, served, tmp_path):
+    for _ in range(3):
+        enroll_cli(cli_env)
+    # A profile whose role STS cannot be reached: STS and the profile's setting are named, and
+    # --debug shows the cause; not "KMS DescribeKey failed: no answer from KMS".
+    broken = {"name": "broken", "mode": "RamRoleArn", "access_key_id": served.access_key_id,
+              "access_key_secret": served.access_key_secret, "region_id": "cn-hangzhou",
+              "ram_role_arn": "acs:ram::1234567890123456:role/byok", "ram_session_name": "t",
+              "sts_region": "nowhere-h7"}  # fmt: skip
+    env = {**cli_env, "HOME": _home_with(tmp_path, broken, current="broken")}
+    out = run_cli("--profile", "broken", "--debug", "plan", env=env)
+    assert out.returncode == 2 and "KMS DescribeKey" not in out.stderr, out.stderr[-2000:]
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("byok-keeper: error:")]
+    assert "STS (AssumeRole)" in line and "sts_region" in line
+    assert "byok-keeper: cause:" in out.stderr and "gaierror" in out.stderr
+    assert out.stdout == ""
+    # A wrong access key: one line naming the code and the settings, not one row per key.
+    env = {**cli_env, "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-no-such-key"}
+    out = run_cli("plan", env=env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == "", out.stderr
+    assert "InvalidAccessKeyId.NotFound" in out.stderr
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in out.stderr
+
+
+def test_the_aliyun_cli_current_profile_gives_the_region_too(cli_env, served, tmp_path):
+    enroll_cli(cli_env)
+    local = {"name": "local", "mode": "AK", "access_key_id": served.access_key_id,
+             "access_key_secret": served.access_key_secret, "region_id": "cn-hangzhou"}  # fmt: skip
+    env = {k: v for k, v in cli_env.items() if not k.startswith("ALIBABA_CLOUD_")}
+    env["HOME"] = _home_with(tmp_path, local, current="local")
+    out = run_cli("plan", "-o", "json", env=env)  # no --profile, no region: the current one's
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["decisions"]) == 1

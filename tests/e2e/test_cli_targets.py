@@ -244,8 +244,10 @@ def test_daemon_metrics_carry_each_targets_labels_and_a_failing_target_shows(clo
     fra_key = enroll_in("fra", env)
     as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=fra_key))
     env = {**env, "BYOK_CONFIG": env["BYOK_CONFIG"].replace("byok.toml", "broken.toml")}
-    # nope is observed last (targets in order): its sample means every target's figures are in
-    text = daemon_metrics(env, tmp_path / "state", ready='target="nope"')
+    # nope is observed last (targets in order): its last-sweep sample means every target's
+    # figures are in (its build_info and zero counters are there from the start).
+    ready = 'byok_keeper_last_sweep_timestamp_seconds{target="nope"'
+    text = daemon_metrics(env, tmp_path / "state", ready=ready)
 
     for name in METRIC_NAMES:  # one family each, whatever the number of targets
         assert text.count(f"# HELP {name} ") == 1, name
@@ -263,7 +265,10 @@ def test_daemon_metrics_carry_each_targets_labels_and_a_failing_target_shows(clo
     assert expiry[_where("fra", key_id=fra_key, key_spec="EC_P256")] == pytest.approx(
         time.time() + 30 * 86400, abs=300
     )
-    assert got["byok_keeper_reestablish_total"] == {_where("fra", outcome="restored"): 1.0}
+    reestablish = got["byok_keeper_reestablish_total"]
+    assert {k: v for k, v in reestablish.items() if v} == {_where("fra", outcome="restored"): 1.0}
+    for name in ("hz", "fra", "nope"):  # every outcome a series from the start, at 0
+        assert reestablish[_where(name, outcome="failed")] == 0
     last = got["byok_keeper_last_sweep_timestamp_seconds"]
     assert set(last) == {
         _where("hz", result="ok"),
@@ -275,6 +280,6 @@ def test_daemon_metrics_carry_each_targets_labels_and_a_failing_target_shows(clo
     assert lapse == {_where("hz"): float("inf"), _where("fra"): float("inf")}
     requests = got["byok_keeper_kms_requests_total"]
     imports = {dict(k)["target"]: v for k, v in requests.items()
-               if ("action", "ImportKeyMaterial") in k}  # fmt: skip
+               if ("action", "ImportKeyMaterial") in k and v}  # fmt: skip
     assert imports == {"fra": 1.0}  # each target's own gateway: the import was fra's alone
     assert requests[_where("hz", action="DescribeKey", code="OK")] >= 1

@@ -28,7 +28,11 @@ def test_daemon_serves_metrics_of_its_sweeps(cli_env, served, tmp_path):
 
     assert set(METRIC_NAMES) <= set(got), sorted(got)
     assert ({"decision": "REIMPORT"}, 1.0) in got["byok_keeper_keys"]
-    assert got["byok_keeper_reestablish_total"] == [({"outcome": "restored"}, 1.0)]
+    # Every outcome is a series from the start, at 0 until it happens (increase() sees the
+    # first failure).
+    reestablish = {labels["outcome"]: v for labels, v in got["byok_keeper_reestablish_total"]}
+    assert reestablish == {"dry-run": 0, "failed": 0, "held": 0, "renewed": 0, "restored": 1,
+                           "skipped": 0}  # fmt: skip
     ((labels, when),) = got["byok_keeper_last_sweep_timestamp_seconds"]
     assert labels == {"result": "ok"} and abs(when - time.time()) < 120
     ((labels, expiry),) = got["byok_keeper_material_expiry_timestamp_seconds"]
@@ -52,3 +56,97 @@ def test_a_stop_while_the_daemon_starts_exits_cleanly(cli_env, tmp_path):
     sweep not begun): the daemon stops with exit 0, never killed by the signal."""
     text = daemon_metrics(cli_env, tmp_path / "state", ready="# HELP")
     assert "# HELP byok_keeper_keys " in text
+
+
+def test_batch_runs_write_their_metrics_for_the_textfile_collector(cli_env, served, tmp_path):
+    key = enroll_cli(cli_env)["key_id"]
+    served.emulator.kms.delete_key_material(key)
+    files = {name: tmp_path / f"{name}.prom" for name in ("plan", "sweep", "once")}
+    state = ("--state-dir", str(tmp_path / "state"))
+    runs = {
+        "plan": (("plan",), 3),
+        "sweep": (("sweep",), 0),
+        "once": (("daemon", "--once", *state), 0),
+    }
+    for name, (args, code) in runs.items():
+        out = run_cli(*args, "--metrics-file", str(files[name]), env=cli_env)
+        assert out.returncode == code, (name, out.stderr[-1500:])
+    plan, sweep, once = (_samples(files[n].read_text()) for n in ("plan", "sweep", "once"))
+    assert ({"decision": "REIMPORT"}, 1.0) in plan["byok_keeper_keys"]
+    assert [labels for labels, _ in plan["byok_keeper_last_sweep_timestamp_seconds"]] == [
+        {"result": "dry-run"}  # a plan is no sweep: the no-successful-sweep alert still sees
+    ]
+    for got in (sweep, once):
+        assert set(METRIC_NAMES) <= set(got), sorted(got)
+        (info,) = got["byok_keeper_build_info"]
+        assert info[0]["version"] and info[1] == 1.0
+    assert ({"outcome": "restored"}, 1.0) in sweep["byok_keeper_reestablish_total"]
+    assert ({"outcome": "failed"}, 0.0) in sweep["byok_keeper_reestablish_total"]
+    assert ({"decision": "OK"}, 1.0) in once["byok_keeper_keys"]  # restored by the sweep
+    assert [p.name for p in tmp_path.glob("*.tmp")] == []
+
+
+def test_a_metrics_flag_a_run_cannot_honour_is_a_usage_error_before_any_call(
+    cli_env, served, tmp_path
+):
+    served.emulator.calls.clear()
+    state = ("--state-dir", str(tmp_path / "state"))
+    for args in (
+        ("daemon", "--once", *state, "--metrics-addr", "127.0.0.1:0"),
+        ("sweep", "--metrics-file", str(tmp_path / "missing" / "x.prom")),
+    ):
+        out = run_cli(*args, env=cli_env)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert "--metrics-file" in out.stderr
+    assert served.calls() == []
+
+
+def test_a_one_off_failure_written_by_real_runs_fires_the_shipped_alert(cli_env, served, tmp_path):
+    """Three ``sweep --metrics-file`` runs (ok, one key failing once, ok again), each file read
+    as 10 one-minute scrapes by ``promtool test rules`` against deploy/alerts: the failure
+    pages, as the first failure of a series that starts at 0 must."""
+    import json
+
+    from tests.promtool import RULES, run
+
+    run("--version")  # skips (or in CI fails) here, before any work, without promtool
+    key = enroll_cli(cli_env)["key_id"]
+    failed: list[float] = []
+    for n, fault in enumerate((None, "InvalidKeyMaterial", None)):
+        served.emulator.kms.delete_key_material(key)
+        if fault:
+            served.set_faults(fail_next={"ImportKeyMaterial": [fault]})
+        path = tmp_path / f"run{n}.prom"
+        out = run_cli("sweep", "-o", "json", "--metrics-file", str(path), env=cli_env)
+        assert out.returncode == (1 if fault else 0), out.stderr[-1500:]
+        served.set_faults()
+        got = dict((labels["outcome"], v) for labels, v in
+                   _samples(path.read_text())["byok_keeper_reestablish_total"])  # fmt: skip
+        failed.append(got["failed"])
+    assert failed == [0.0, 1.0, 0.0]
+    values = " ".join(f"{v:g}x9" for v in failed)  # each file scraped 10 times, a minute apart
+    series = 'byok_keeper_reestablish_total{outcome="failed"}'
+    cases = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": series, "values": values}],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "ByokKeeperKeyFailedOrAlerting", "exp_alerts": []},
+            {"eval_time": "15m", "alertname": "ByokKeeperKeyFailedOrAlerting", "exp_alerts": [
+                {"exp_labels": {"severity": "critical"}, "exp_annotations": _failed()}]},
+        ],
+    }]}  # fmt: skip
+    test_file = tmp_path / "live.test.yml"
+    test_file.write_text(json.dumps(cases))  # JSON is YAML
+    out = run("test", "rules", str(test_file))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _failed() -> dict:
+    """The shipped failure alert's annotations, as promtool compares them."""
+    import yaml
+
+    from tests.promtool import RULES
+
+    (group,) = yaml.safe_load(RULES.read_text())["groups"]
+    (rule,) = [r for r in group["rules"] if r["alert"] == "ByokKeeperKeyFailedOrAlerting"]
+    return rule["annotations"]

@@ -78,10 +78,13 @@ def test_metrics_from_a_real_sweep(fleet, emulator):
     assert got[KEYS][(("decision", "RENEW"),)] == 1
     assert got[KEYS][(("decision", "HOLD"),)] == 1
     assert got[KEYS][(("decision", "ALERT"),)] == 0
-    assert got[REESTABLISH] == {
+    assert got[REESTABLISH] == {  # every outcome from the start, at 0 until it happens
         (("outcome", "restored"),): 1,
         (("outcome", "renewed"),): 1,
         (("outcome", "held"),): 1,
+        (("outcome", "failed"),): 0,
+        (("outcome", "skipped"),): 0,
+        (("outcome", "dry-run"),): 0,
     }
     assert set(got[LAST_SWEEP]) == {(("result", "ok"),)}
     assert abs(got[LAST_SWEEP][(("result", "ok"),)] - result.now.timestamp()) < 1

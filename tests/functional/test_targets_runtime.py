@@ -380,7 +380,10 @@ def test_target_metrics_keep_a_failing_targets_last_picture_and_leave_the_others
     targets = load_targets(str(path), env={})
     cache = TargetDepsCache(settings)
     metrics = TargetsMetrics(targets)
-    assert scrape() == {}  # nothing observed yet: no series
+    # Nothing observed yet: only each target's build_info and its counters at 0, no figures.
+    before = scrape()
+    assert set(before) == {"byok_keeper_build_info", "byok_keeper_reestablish_total"}
+    assert set(before["byok_keeper_reestablish_total"].values()) == {0.0}
 
     def gateway_of(target):
         deps = cache.peek(target)

@@ -137,3 +137,31 @@ def test_a_schedule_the_daemon_cannot_read_is_one_line(schedule):
     with pytest.raises(InputError) as refused:
         trigger_for(schedule)
     assert "--schedule" in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("interval", "after", "next_sweep"),
+    [
+        ("0 0 0/6 * * *", "2026-12-07T18:05", "2026-12-08T00:00"),  # FC's default timer
+        ("0 0 3 ? * 1", "2026-12-07T18:05", "2026-12-14T03:00"),  # Mondays (FC: 0 = Sunday)
+        ("0 0 3 * * 0/2", "2026-12-07T18:05", "2026-12-08T03:00"),  # Sun, Tue, Thu, Sat
+    ],
+)
+def test_the_sweep_interval_gives_the_reports_next_sweep(interval, after, next_sweep):
+    from datetime import datetime, timezone
+
+    from byok_keeper.daemon import trigger_for
+    from byok_keeper.report import report_schedule
+
+    schedule, source = report_schedule(None, interval)
+    assert source == f"BYOK_SWEEP_INTERVAL {interval}"
+    start = datetime.fromisoformat(after).replace(tzinfo=timezone.utc)
+    fired = trigger_for(schedule).get_next_fire_time(None, start)
+    assert fired.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M") == next_sweep
+
+
+def test_the_report_follows_the_given_schedule_else_the_setting_else_the_daemons():
+    from byok_keeper.report import DAEMON_SCHEDULE, report_schedule
+
+    assert report_schedule("@every 1h", "6h") == ("@every 1h", "--schedule")
+    assert report_schedule(None, "") == (DAEMON_SCHEDULE, "the daemon's default")

@@ -52,3 +52,42 @@ def test_an_empty_fleet_says_so():
 def test_an_unwritable_path_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot write the report"):
         write_html(tmp_path / "missing" / "fleet.html", "<html></html>")
+
+
+def test_reasons_are_text_on_the_page_and_no_material_is_not_never():
+    """What a screenshot in a ticket shows: why each ALERT and HOLD key is so, in the page's
+    text (not only in tooltips), and a key without material never reads "never"."""
+    page = page_for(
+        Decision(
+            "key-gone",
+            "ALERT",
+            "enrolled, but KMS no longer has the key",
+            "NotFound",
+            "EC_P256",
+            None,
+        ),
+        Decision("key-held", "HOLD", "held: INC-7 kill switch", "PendingImport", "EC_P256", None),
+        Decision("key-never", "OK", "material never expires", "Enabled", "EC_P256", None),
+    )
+    body = page.split("<svg", 1)[0] + "".join(
+        part.split("</svg>", 1)[-1] for part in page.split("<svg")[1:]
+    )  # the page without its drawings: what is written, not drawn
+    assert "enrolled, but KMS no longer has the key" in body
+    assert "held: INC-7 kill switch" in body
+    assert "no material (deleted or expired)" in body  # the held PendingImport key
+    assert "key-held EC_P256 PendingImport: HOLD, no material" in page  # its tooltip too
+    assert "HOLD, expires never" not in page and "OK, never expires" in page
+
+
+def test_the_page_names_account_target_and_where_its_schedule_came_from():
+    from byok_keeper.report import report_schedule
+
+    schedule, source = report_schedule(None, "0 0 0/6 * * *")  # the FC timer's default cron
+    assert schedule == "0 0 0/6 * * *" and "BYOK_SWEEP_INTERVAL" in source
+    assert report_schedule(None, "") == ("*/15 * * * *", "the daemon's default")
+    assert report_schedule("@every 1h", "6h") == ("@every 1h", "--schedule")
+    fleet = Fleet(NOW, NOW + timedelta(hours=4), "eu-central-1", (), account_id="1234567890123456",
+                  target="prod-fra", schedule=f"{schedule} ({source})")  # fmt: skip
+    page = render_html(fleet)
+    assert "target prod-fra \u00b7 account 1234567890123456 \u00b7 region eu-central-1" in page
+    assert "next sweep 2026-11-29 12:00 UTC (schedule 0 0 0/6 * * * (BYOK_SWEEP_INTERVAL" in page

@@ -38,6 +38,10 @@ def test_service_units_run_a_command_the_cli_accepts(unit):
     params = _parses(shlex.split(service["ExecStart"]))
     assert params["state_dir"] == "/var/lib/byok-keeper"
     assert params["once"] is (unit == "byok-keeper-once.service")
+    if params["once"]:  # a batch run writes its metrics for node_exporter, where it may write
+        metrics_dir = str(Path(params["metrics_file"]).parent)
+        writable = [p.lstrip("-") for p in service["ReadWritePaths"].split()]  # "-": optional
+        assert metrics_dir in writable and not params["metrics_addr"]
     assert service["LimitCORE"] == "0" and service["UMask"] == "0077"
     assert service["EnvironmentFile"] == "/etc/byok-keeper/env"
 
@@ -73,6 +77,7 @@ def test_the_cronjob_uses_rrsa_and_runs_a_command_the_cli_accepts():
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert params["state_dir"] in mounts
+    assert str(Path(params["metrics_file"]).parent) in mounts  # node-exporter's hostPath
 
 
 def test_the_cronjob_image_installs_the_byok_keeper_wheel_from_hashed_pins():

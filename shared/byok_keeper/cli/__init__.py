@@ -1,6 +1,6 @@
 """The ``byok-keeper`` command line. Thin: parse, build dependencies (``runtime.build_deps``),
-call the core, render the result and map it to an exit code (0 ok, 1 failures or pending work,
-2 usage/config/input).
+call the core, render the result and map it to an exit code (``exits``: 0 ok, 1 failures,
+2 usage/config/input, 3 pending work, 4 a key needs a person).
 
 The group and ``main`` live here; the commands, one module per area: ``keys`` (enroll,
 reimport, verify, status, hold, release, wrap), ``vault`` (seal-key, vault list), ``fleet``
@@ -47,7 +47,8 @@ Many accounts and regions: [[targets]] tables in the --config file (name, region
 role_arn, ...; see docs/TARGETS.md); plan, sweep and verify cover every target, --target NAME
 narrows; enroll, reimport, status, hold and release take --target when the key is ambiguous.
 Exit codes: 0 ok or nothing pending; 1 a failure (a key failed, KMS unreachable, an unexpected
-error); 2 usage, configuration or input error; 3 plan: work is pending.
+error); 2 usage, configuration or input error; 3 plan: work is pending; 4 plan, sweep, verify,
+daemon --once: a key needs a person (ALERT). The most urgent wins: 2 > 1 > 4 > 3 > 0.
 Shell completion: eval "$(_BYOK_KEEPER_COMPLETE=bash_source byok-keeper)" (or zsh_source,
 fish_source)."""
 
@@ -201,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     except ByokError as exc:
         if debug:
             traceback.print_exc()
+            # The cause our error was raised from (``from None``: never in the one line): its
+            # types and a socket error's own text, never an SDK message (kms.errors.debug_cause).
+            if getattr(exc, "debug_detail", ""):
+                click.echo(f"byok-keeper: cause: {exc.debug_detail}", err=True)
         click.echo(f"byok-keeper: error: {exc}", err=True)
         return exc.exit_code
     except Exception as exc:  # a bug or an unforeseen failure: one line, the type only

@@ -14,8 +14,6 @@ from ..runtime import Deps, build_deps
 from ..settings import Settings, load_settings
 from ..targets import Target, load_targets, select
 
-EXIT_PENDING = 3  # plan: work is pending
-
 
 @dataclass
 class App:
@@ -121,4 +119,15 @@ def output_option(f):
         expose_value=False,
         callback=callback,
         help="Output format (also BYOK_OUTPUT). json prints one JSON object on stdout.",
+    )(f)
+
+
+def metrics_file_option(f):
+    return click.option(
+        "--metrics-file",
+        metavar="PATH",
+        type=click.Path(dir_okay=False),
+        help="Also write this run's metrics (the daemon's families) in Prometheus text format "
+        "to PATH, atomically, for node_exporter's textfile collector, e.g. "
+        "/var/lib/node_exporter/textfile_collector/byok-keeper.prom.",
     )(f)

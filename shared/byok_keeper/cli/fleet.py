@@ -6,9 +6,10 @@ import sys
 
 import click
 
+from .. import exits
 from ..render import expiry, fmt_time, progress_bar, table
 from ..runtime import local_actor
-from .app import EXIT_PENDING, App, fleet_target_option, output_option
+from .app import App, fleet_target_option, metrics_file_option, output_option
 
 
 @click.command("plan")
@@ -20,15 +21,21 @@ from .app import EXIT_PENDING, App, fleet_target_option, output_option
     help="Show each key's aliases beside its id (one ListAliasesByKeyId per key).",
 )
 @fleet_target_option
+@metrics_file_option
 @output_option
 @click.pass_obj
 def plan_cmd(
-    app: App, scan_account: bool, show_aliases: bool, target_names: tuple[str, ...]
+    app: App,
+    scan_account: bool,
+    show_aliases: bool,
+    target_names: tuple[str, ...],
+    metrics_file: str | None,
 ) -> int:
     """Show what a sweep would do for every enrolled key. Changes nothing.
 
-    Exit 3 when any key is due (REIMPORT or RENEW), 1 when a key could not be read, else 0
-    (like terraform plan -detailed-exitcode, keeping 2 for usage errors).
+    Exit 1 when a key could not be read, else 4 when a key needs a person (ALERT), else 3 when
+    any key is due (REIMPORT or RENEW), else 0 (like terraform plan -detailed-exitcode, keeping
+    2 for usage errors).
 
     With [[targets]] in the --config file every target is planned (a TARGET column, a
     "target" field); --target NAME narrows.
@@ -39,7 +46,8 @@ def plan_cmd(
       byok-keeper --config targets.toml plan --target prod-hz --target prod-fra
     """
     from ..kms import READ_ONLY
-    from ..plan import DUE
+    from ..metrics_file import fleet_metrics, recording
+    from ..plan import ALERT, DUE
     from ..status import plan_fleet
     from ..sweep import decisions_json
 
@@ -47,14 +55,23 @@ def plan_cmd(
     if targets is not None:
         from .targeted import plan_targets
 
-        return plan_targets(app, targets, scan_account=scan_account, show_aliases=show_aliases)
+        return plan_targets(
+            app,
+            targets,
+            scan_account=scan_account,
+            show_aliases=show_aliases,
+            metrics_file=metrics_file,
+        )
     deps = app.deps(READ_ONLY)
-    fleet = plan_fleet(
-        deps,
-        scan_account=scan_account,
-        with_aliases=show_aliases,
-        on_progress=progress_bar("describing") if sys.stderr.isatty() else None,
-    )
+    with recording(metrics_file, fleet_metrics(deps)) as recorder:
+        fleet = plan_fleet(
+            deps,
+            scan_account=scan_account,
+            with_aliases=show_aliases,
+            on_progress=progress_bar("describing") if sys.stderr.isatty() else None,
+        )
+        if recorder is not None:
+            recorder.plan(deps.gateway.now(), fleet.decisions, fleet.errors)
     decisions, errors, aliases = fleet.decisions, fleet.errors, fleet.aliases
     rows = [
         [
@@ -78,9 +95,11 @@ def plan_cmd(
         "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
     }
     app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
-    if errors:
-        return 1
-    return EXIT_PENDING if any(d.decision in DUE for d in decisions) else 0
+    return exits.of_run(
+        failed=bool(errors),
+        alert=any(d.decision == ALERT for d in decisions),
+        pending=any(d.decision in DUE for d in decisions),
+    )
 
 
 @click.command("sweep")
@@ -88,6 +107,7 @@ def plan_cmd(
 @click.option("--scan-account", is_flag=True, help="Also report EXTERNAL keys with no envelope.")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Keys worked on at once.")
 @fleet_target_option
+@metrics_file_option
 @output_option
 @click.pass_obj
 def sweep_cmd(
@@ -96,10 +116,12 @@ def sweep_cmd(
     scan_account: bool,
     concurrency: int | None,
     target_names: tuple[str, ...],
+    metrics_file: str | None,
 ) -> int:
     """Re-establish every key whose material is gone or near expiry.
 
-    Exit 0 when every due key was restored (holds are not failures), 1 when any failed. With
+    Exit 1 when any key failed, else 4 when a key needs a person (ALERT: gone from KMS, no
+    envelope, material that does not match), else 0 (holds are not failures). With
     [[targets]] every target is swept in parallel, each with its own budget (--concurrency is
     per target); a target that fails is reported as its own row and exit 1, the others still
     run. --target NAME narrows.
@@ -111,34 +133,50 @@ def sweep_cmd(
     """
     from ..kms import SWEEP
     from ..logs import get_logger
-    from ..sweep import decisions_json, run_sweep
+    from ..metrics_file import fleet_metrics, recording
+    from ..sweep import run_sweep
 
     targets = app.fleet_targets(target_names)
     if targets is not None:
         from .targeted import sweep_targets
 
         return sweep_targets(
-            app, targets, dry_run=dry_run, scan_account=scan_account, concurrency=concurrency
+            app,
+            targets,
+            dry_run=dry_run,
+            scan_account=scan_account,
+            concurrency=concurrency,
+            metrics_file=metrics_file,
         )
     deps = app.deps(SWEEP)
     show_bar = sys.stderr.isatty() and deps.settings.output == "table"
     log = get_logger("byok_keeper.sweep")
-    result = run_sweep(
-        deps.gateway,
-        deps.require_vault(),
-        policy=deps.policy,
-        dry_run=dry_run,
-        scan_account=scan_account,
-        concurrency=concurrency or deps.settings.concurrency,
-        audit=deps.audit,
-        trigger="cli",
-        actor=local_actor(),
-        on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))
-        if show_bar
-        else None,
-        on_progress=progress_bar("describing") if show_bar else None,
-        log=log.warning,
-    )
+    with recording(metrics_file, fleet_metrics(deps)) as recorder:
+        result = run_sweep(
+            deps.gateway,
+            deps.require_vault(),
+            policy=deps.policy,
+            dry_run=dry_run,
+            scan_account=scan_account,
+            concurrency=concurrency or deps.settings.concurrency,
+            audit=deps.audit,
+            trigger="cli",
+            actor=local_actor(),
+            on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))
+            if show_bar
+            else None,
+            on_progress=progress_bar("describing") if show_bar else None,
+            log=log.warning,
+        )
+        if recorder is not None:
+            recorder.sweep(result)
+    return _emit_sweep(app, result, dry_run)
+
+
+def _emit_sweep(app: App, result, dry_run: bool) -> int:
+    """Print one sweep's outcomes (table or JSON) and return its exit code."""
+    from ..sweep import decisions_json
+
     outcomes = sorted(result.outcomes, key=lambda o: o.key_id)
     rows = [
         [
@@ -163,7 +201,7 @@ def sweep_cmd(
     human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
     human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
     app.emit(payload, human)
-    return 1 if result.failed else 0
+    return exits.of_run(failed=bool(result.failed), alert=any(o.alert for o in outcomes))
 
 
 @click.command("report")
@@ -176,10 +214,10 @@ def sweep_cmd(
 )
 @click.option(
     "--schedule",
-    default="*/15 * * * *",
-    show_default=True,
     help="The sweep schedule, to mark the next sweep: 5-field crontab in UTC, @every 15m, "
-    "or FC's timer forms ('0 0 0/6 * * *', seconds first; CRON_TZ=Asia/Shanghai before it).",
+    "or FC's timer forms ('0 0 0/6 * * *', seconds first; CRON_TZ=Asia/Shanghai before it). "
+    "Default: the --sweep-interval setting (BYOK_SWEEP_INTERVAL: the FC timer's cron, or a "
+    "duration), else the daemon's */15 * * * *.",
 )
 @click.option("--scan-account", is_flag=True, help="Also show EXTERNAL keys with no envelope.")
 @click.option(
@@ -193,7 +231,11 @@ def sweep_cmd(
 @output_option
 @click.pass_obj
 def report_cmd(
-    app: App, html_path: str, schedule: str, scan_account: bool, target_names: tuple[str, ...]
+    app: App,
+    html_path: str,
+    schedule: str | None,
+    scan_account: bool,
+    target_names: tuple[str, ...],
 ) -> int:
     """Draw the fleet: every key on a time axis from now to its material expiry, grouped by
     decision, renewal windows shaded, holds and alerts marked, the next sweep. Changes nothing.
@@ -204,9 +246,10 @@ def report_cmd(
       byok-keeper report --html fleet.html
     """
     from ..kms import READ_ONLY
-    from ..report import build_report, render_html, write_html
+    from ..report import build_report, render_html, report_schedule, write_html
 
     deps = app.key_deps(READ_ONLY, None, target_names)
+    schedule, source = report_schedule(schedule, deps.settings.sweep_interval)
     fleet = build_report(
         deps.gateway,
         deps.require_vault(),
@@ -214,6 +257,9 @@ def report_cmd(
         schedule=schedule,
         scan_account=scan_account,
         concurrency=deps.settings.concurrency,
+        account_id=deps.account_id,
+        target=app.target or "",
+        schedule_source=source,
     )
     size = write_html(html_path, render_html(fleet))
     counts: dict[str, int] = {}

@@ -210,12 +210,15 @@ def verify_cmd(app: App, key_ids: tuple[str, ...], target_names: tuple[str, ...]
     """Check vault vs KMS identity and run a canary, without importing. All keys by default
     (with [[targets]]: in every target, or those named with --target).
 
+    Exit 1 when a key could not be checked, else 4 when a key needs a person (mismatch: KMS
+    holds other material; gone: KMS no longer has the key), else 0.
+
     \b
     Example:
       byok-keeper verify key-xxx key-yyy
     """
     from ..kms import READ_ONLY
-    from ..verify import verify_key
+    from ..verify import verify_exit, verify_key
 
     targets = app.fleet_targets(target_names)
     if targets is not None:
@@ -227,7 +230,7 @@ def verify_cmd(app: App, key_ids: tuple[str, ...], target_names: tuple[str, ...]
     results = [verify_key(deps.gateway, vault, k) for k in (key_ids or vault.inventory())]
     rows = [[r["key_id"], r["result"], r["key_state"], r["detail"]] for r in results]
     app.emit({"results": results}, table(rows, ["KEY", "RESULT", "STATE", "DETAIL"]))
-    return 0 if all(r["result"] in ("verified", "not-usable") for r in results) else 1
+    return verify_exit(results)
 
 
 @click.command("status")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..runtime import local_actor
-from .app import App, output_option
+from .app import App, metrics_file_option, output_option
 
 
 @click.group("invoke")
@@ -124,12 +124,18 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
     type=click.Path(dir_okay=False),
     help="JSON with the last run's time and outcome (default STATE_DIR/health.json).",
 )
-@click.option("--once", is_flag=True, help="Run one sweep and exit (0 ok, 1 some key failed).")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one sweep and exit: 0 ok, 1 some key failed, 4 a key needs a person (ALERT).",
+)
 @click.option(
     "--metrics-addr",
     metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once).",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (with --once an error: use "
+    "--metrics-file).",
 )
+@metrics_file_option
 @click.pass_obj
 def daemon_cmd(
     app: App,
@@ -138,6 +144,7 @@ def daemon_cmd(
     health_file: str | None,
     once: bool,
     metrics_addr: str | None,
+    metrics_file: str | None,
 ) -> int:
     """Run the sweep on a schedule (APScheduler, jobs kept in SQLite) until SIGTERM.
 
@@ -150,6 +157,8 @@ def daemon_cmd(
     Example:
       byok-keeper daemon --schedule "*/15 * * * *" --state-dir /var/lib/byok-keeper \\
           --metrics-addr 127.0.0.1:9464
+      byok-keeper daemon --once --state-dir /var/lib/byok-keeper \\
+          --metrics-file /var/lib/node_exporter/textfile_collector/byok-keeper.prom
     """
     from ..daemon import run_daemon
 
@@ -162,6 +171,7 @@ def daemon_cmd(
         health_file=Path(health_file) if health_file else state / "health.json",
         metrics_addr=metrics_addr,
         targets=app.targets,
+        metrics_file=metrics_file,
     )
 
 

@@ -7,14 +7,16 @@ while the others' rows are complete."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import exits
 from ..multi import TargetRun, run_targets, target_deps
 from ..render import expiry, fmt_time, table
 from ..runtime import local_actor
 from ..targets import Target
-from .app import EXIT_PENDING, App
+from .app import App
 
 
 def _now(runs: list[TargetRun], now_of) -> datetime:
@@ -35,25 +37,36 @@ def _error_rows(runs: list[TargetRun], width: int) -> list[list[str]]:
 
 
 def plan_targets(
-    app: App, targets: tuple[Target, ...], *, scan_account: bool, show_aliases: bool
+    app: App,
+    targets: tuple[Target, ...],
+    *,
+    scan_account: bool,
+    show_aliases: bool,
+    metrics_file: str | None = None,
 ) -> int:
     from ..kms import READ_ONLY
-    from ..plan import DUE
+    from ..metrics_file import recording, targets_metrics
+    from ..plan import ALERT, DUE
     from ..status import plan_fleet
     from ..sweep import decisions_json
 
     settings = app.settings
+    gateways: dict[str, Any] = {}
 
     def work(target: Target):
         deps = target_deps(settings, target, READ_ONLY)
+        gateways[target.name] = deps.gateway
         fleet = plan_fleet(deps, scan_account=scan_account, with_aliases=show_aliases)
         return deps.gateway.now(), fleet
 
-    runs = run_targets(targets, work, concurrency=settings.concurrency)
+    with recording(metrics_file, targets_metrics(targets)) as recorder:
+        runs = run_targets(targets, work, concurrency=settings.concurrency)
+        if recorder is not None:
+            recorder.runs(_as_plan_results(runs), lambda t: gateways.get(t.name))
     rows: list[list[str]] = []
     decisions: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    pending = False
+    pending = alert = False
     for run in runs:
         if not run.ok:
             continue
@@ -61,6 +74,7 @@ def plan_targets(
         aliases = fleet.aliases
         for d, shown in zip(fleet.decisions, decisions_json(fleet.decisions), strict=True):
             pending = pending or d.decision in DUE
+            alert = alert or d.decision == ALERT
             label = d.key_id + (
                 f" ({', '.join(aliases[d.key_id] or [])})" if aliases.get(d.key_id) else ""
             )
@@ -80,9 +94,20 @@ def plan_targets(
     }
     headers = ["TARGET", "KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]
     app.emit(payload, table(rows, headers))
-    if errors or any(not r.ok for r in runs):
-        return 1
-    return EXIT_PENDING if pending else 0
+    failed = bool(errors) or any(not r.ok for r in runs)
+    return exits.of_run(failed=failed, alert=alert, pending=pending)
+
+
+def _as_plan_results(runs: list[TargetRun]) -> list[TargetRun]:
+    """A plan's runs as the dry-run sweep results the metrics read."""
+    from ..metrics_file import plan_outcomes
+    from ..sweep import SweepResult
+
+    def result(value):
+        now, fleet = value
+        return SweepResult(now, tuple(fleet.decisions), tuple(plan_outcomes(fleet.errors)), True)
+
+    return [replace(r, value=result(r.value)) if r.ok else r for r in runs]
 
 
 def sweep_targets(
@@ -92,17 +117,21 @@ def sweep_targets(
     dry_run: bool,
     scan_account: bool,
     concurrency: int | None,
+    metrics_file: str | None = None,
 ) -> int:
     from ..kms import SWEEP
     from ..logs import get_logger
+    from ..metrics_file import recording, targets_metrics
     from ..sweep import decisions_json, run_sweep
 
     settings = app.settings
     log = get_logger("byok_keeper.sweep")
     per_target = concurrency or settings.concurrency
+    gateways: dict[str, Any] = {}
 
     def work(target: Target):
         deps = target_deps(settings, target, SWEEP)
+        gateways[target.name] = deps.gateway
         return run_sweep(
             deps.gateway,
             deps.require_vault(),
@@ -116,18 +145,22 @@ def sweep_targets(
             log=log.bind(target=target.name).warning,  # clock_skew, kms_access_lost
         )
 
-    runs = run_targets(targets, work, concurrency=per_target)
+    with recording(metrics_file, targets_metrics(targets)) as recorder:
+        runs = run_targets(targets, work, concurrency=per_target)
+        if recorder is not None:
+            recorder.runs(runs, lambda t: gateways.get(t.name))
     rows: list[list[str]] = []
     outcomes: list[dict[str, Any]] = []
     decisions: list[dict[str, Any]] = []
     summary: dict[str, int] = {}
     calls: dict[str, dict[str, int]] = {}
-    failed = False
+    failed = alert = False
     for run in runs:
         if not run.ok:
             continue
         name, result = run.target.name, run.value
         failed = failed or bool(result.failed)
+        alert = alert or any(o.alert for o in result.outcomes)
         for key, n in result.summary().items():
             summary[key] = summary.get(key, 0) + n
         calls[name] = result.stats
@@ -152,12 +185,12 @@ def sweep_targets(
     if bad:
         human += f"\ntargets failed: {', '.join(bad)}"
     app.emit(payload, human)
-    return 1 if failed or bad else 0
+    return exits.of_run(failed=failed or bool(bad), alert=alert)
 
 
 def verify_targets(app: App, targets: tuple[Target, ...], key_ids: tuple[str, ...]) -> int:
     from ..kms import READ_ONLY
-    from ..verify import verify_key
+    from ..verify import verify_exit, verify_key
 
     settings = app.settings
 
@@ -182,5 +215,4 @@ def verify_targets(app: App, targets: tuple[Target, ...], key_ids: tuple[str, ..
     rows += [[r.target.name, "(target)", "ERROR", "", str(r.error)] for r in runs if not r.ok]
     payload = {"results": results, "targets": _statuses(runs)}
     app.emit(payload, table(rows, ["TARGET", "KEY", "RESULT", "STATE", "DETAIL"]))
-    ok = all(v["result"] in ("verified", "not-usable") for v in results)
-    return 0 if ok and all(r.ok for r in runs) else 1
+    return verify_exit(results, failed_targets=any(not r.ok for r in runs))

@@ -1,4 +1,5 @@
-"""``seal-key new`` and ``vault list``: the vault and its seal, without unsealing anything."""
+"""``seal-key new``, ``vault list``, ``vault retire`` and ``vault restore``: the vault and its
+seal, without unsealing anything."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def _new_token_key(app: App, uri: str) -> None:
 
 @click.group("vault")
 def vault_group() -> None:
-    """Inspect the vault without unsealing anything."""
+    """Inspect the vault, retire or restore a key's envelope, without unsealing anything."""
 
 
 @vault_group.command("list")
@@ -146,3 +147,56 @@ def vault_reseal(
     app.emit(report.as_dict(), "\n".join(lines))
     if report.failed:
         raise click.exceptions.Exit(1)
+
+
+@vault_group.command("retire")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (one line, into the audit log).")
+@output_option
+@click.pass_obj
+def vault_retire(app: App, key_id: str, reason: str) -> None:
+    """Retire a key on purpose (deleted in KMS, or no longer wanted): its envelope moves aside
+    in the vault (VAULT/retired/KEY.json: kept, still sealed) and plan, sweep, verify, report
+    and the metrics leave the key out from then on. An audit line records it. Undo with
+    `byok-keeper vault restore KEY`. file:// vaults only.
+
+    \b
+    Example:
+      byok-keeper vault retire key-xxx --reason "CHG-42: app decommissioned, key deleted"
+    """
+    from ..inventory import vault_store
+    from ..retire import retire_key
+    from ..runtime import local_actor
+
+    store = vault_store(app.settings)
+    done = retire_key(store, _audit(app), key_id, reason=reason, actor=local_actor())
+    note = " (it already was)" if done["already"] else ""
+    app.emit(done, f"retired {key_id}{note}: its envelope is kept sealed; undo with "
+                   f"`byok-keeper vault restore {key_id}`")  # fmt: skip
+
+
+@vault_group.command("restore")
+@click.argument("key_id")
+@output_option
+@click.pass_obj
+def vault_restore(app: App, key_id: str) -> None:
+    """Bring a retired key back: its envelope returns to the vault unchanged, and plan and
+    sweep look after the key again. An audit line records it.
+
+    \b
+    Example:
+      byok-keeper vault restore key-xxx
+    """
+    from ..inventory import vault_store
+    from ..retire import restore_key
+    from ..runtime import local_actor
+
+    done = restore_key(vault_store(app.settings), _audit(app), key_id, actor=local_actor())
+    note = " (it already was)" if done["already"] else ""
+    app.emit(done, f"restored {key_id}{note}: plan and sweep look after it again")
+
+
+def _audit(app: App):
+    from ..audit import AuditLog
+
+    return AuditLog(app.settings.audit_file)

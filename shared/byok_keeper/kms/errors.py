@@ -53,10 +53,15 @@ def is_throttling(code: str, status: int = 0) -> bool:
 class KmsUnavailable(ExecutionError):
     """KMS could not be reached or did not answer (connection refused, reset, timeout)."""
 
-    def __init__(self, action: str, cause: str) -> None:
+    def __init__(self, action: str, cause: str, debug_detail: str = "") -> None:
         self.action = action
         self.cause = cause
+        self.debug_detail = debug_detail  # shown with --debug only (``debug_cause``)
         super().__init__(f"KMS {action} failed: no answer from KMS ({cause})")
+
+    @classmethod
+    def of(cls, action: str, exc: BaseException) -> KmsUnavailable:
+        return cls(action, describe_transport(exc), debug_cause(exc))
 
 
 class NoKmsAccess(ConfigError):
@@ -65,6 +70,133 @@ class NoKmsAccess(ConfigError):
     Every call would fail the same way, so a sweep stops with the one reason instead of
     failing key after key.
     """
+
+
+# The gateway's answers to credentials it cannot use at all: an access key that does not exist
+# (KMS's common error table: ``InvalidAccessKeyId.NotFound`` 404), is disabled, or whose secret
+# does not match the signature (docs/FIDELITY.md). Every call would fail alike: one line.
+BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive",
+                             "SignatureDoesNotMatch", "IncompleteSignature"})  # fmt: skip
+CREDENTIAL_SETTINGS = (
+    "ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET (and _SECURITY_TOKEN), --profile "
+    "(ALIBABA_CLOUD_PROFILE, ~/.aliyun/config.json), or the instance/OIDC role"
+)
+
+
+class CredentialsRefused(NoKmsAccess):
+    """KMS refused the credentials themselves (``BAD_CREDENTIALS``): say so once, naming the
+    settings they come from, instead of one identical error per key."""
+
+    def __init__(self, action: str, code: str) -> None:
+        self.action = action
+        self.code = code
+        super().__init__(
+            f"KMS refused the credentials byok-keeper signs with ({code} on {action}): the "
+            f"access key does not exist, is disabled, or its secret is wrong; check "
+            f"{CREDENTIAL_SETTINGS}"
+        )
+
+
+# alibabacloud-credentials' provider modules: the service each asks, and where it is set.
+_PROVIDERS = {
+    "ram_role_arn": ("STS (AssumeRole)", "the profile's ram_role_arn and sts_region, or "
+                     "ALIBABA_CLOUD_ROLE_ARN"),
+    "oidc": ("STS (AssumeRoleWithOIDC)", "ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN "
+             "and ALIBABA_CLOUD_OIDC_TOKEN_FILE (RRSA)"),
+    "ecs_ram_role": ("the ECS instance metadata service", "the instance's RAM role "
+                     "(ALIBABA_CLOUD_ECS_METADATA)"),
+    "cloud_sso": ("CloudSSO", "the profile's CloudSSO settings"),
+    "oauth": ("the OAuth token service", "the profile's OAuth settings"),
+    "uri": ("the credentials URI", "ALIBABA_CLOUD_CREDENTIALS_URI"),
+    "external": ("the external credential process", "the profile's process_command"),
+}  # fmt: skip
+
+
+class CredentialsUnavailable(NoKmsAccess):
+    """Credentials could not be obtained: the service that hands them out (STS for a RAM role,
+    the instance metadata service...) did not answer or refused, before KMS was ever asked."""
+
+    def __init__(self, service: str, setting: str, cause: str, debug_detail: str = "") -> None:
+        self.service = service
+        self.cause = cause
+        self.debug_detail = debug_detail
+        super().__init__(
+            f"cannot get Alibaba Cloud credentials: {service} failed ({cause}), before any KMS "
+            f"call; check {setting}"
+        )
+
+
+def no_access(action: str, error: KmsApiError, *, assumed: bool) -> NoKmsAccess | None:
+    """The ``NoKmsAccess`` a KMS refusal means, or None: a clock KMS refuses, or credentials it
+    refuses (``assumed``: an assumed role's, whose expiry the gateway handles itself)."""
+    if error.code == "InvalidTimeStamp.Expired":
+        return ClockSkewError(action)
+    if error.code in BAD_CREDENTIALS and not assumed:
+        return CredentialsRefused(action, error.code)
+    return None
+
+
+def credential_error(exc: BaseException) -> NoKmsAccess | None:
+    """The error for an SDK call that failed inside the credential provider (no credentials
+    anywhere, or the provider's own service failed): named by the provider, or None when the
+    failure is KMS's own (no alibabacloud-credentials frame in the chain)."""
+    if own_error(exc) is not None:
+        return None  # our own provider's (sts.AssumeRoleFailed): the gateway names the role
+    provider = _provider_of(exc)
+    if provider is None or (
+        provider in ("default", "cli_profile", "profile", "env", "static_ak", "providers")
+        and is_credential_error(exc)
+    ):
+        return _missing(exc) if is_credential_error(exc) else None
+    service, setting = _PROVIDERS.get(
+        provider, ("the credential provider", f"the credential settings ({CREDENTIAL_SETTINGS})")
+    )
+    return CredentialsUnavailable(service, setting, describe_transport(exc), debug_cause(exc))
+
+
+def _missing(exc: BaseException) -> CredentialsMissing:
+    missing = CredentialsMissing()
+    missing.debug_detail = debug_cause(exc)
+    return missing
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not c for c in chain) and len(chain) < 8:
+        chain.append(current)
+        current = (
+            getattr(current, "inner_exception", None) or current.__cause__ or current.__context__
+        )
+    return chain
+
+
+def _provider_of(exc: BaseException) -> str | None:
+    """Where the credential provider raised: for the outermost exception of the chain that
+    passed through alibabacloud-credentials, its innermost module there (``ram_role_arn``,
+    ``ecs_ram_role``, ``default`` for the chain that found nothing...), or None."""
+    for link in _chain(exc):
+        found = None
+        tb = link.__traceback__
+        while tb is not None:
+            module = str(tb.tb_frame.f_globals.get("__name__", ""))
+            if module.startswith("alibabacloud_credentials"):
+                found = module.rsplit(".", 1)[-1]
+            tb = tb.tb_next
+        if found is not None:
+            return found
+    return None
+
+
+def debug_cause(exc: BaseException) -> str:
+    """For ``--debug``: the chain's types, innermost last, and the innermost socket error's own
+    text (``[Errno -2] Name or service not known``). Other messages are left out: an SDK's can
+    quote the request URL, which for ImportKeyMaterial carries the material and the token."""
+    chain = _chain(exc)
+    names = " <- ".join(type(e).__name__ for e in chain)
+    socket_error = next((e for e in reversed(chain) if isinstance(e, OSError)), None)
+    text = f": {socket_error.strerror or socket_error.args[-1]}" if socket_error else ""
+    return f"{names}{text}"
 
 
 class CredentialsMissing(NoKmsAccess):

@@ -46,14 +46,12 @@ from .errors import (
     CREDENTIALS_EXPIRED,
     ActionNotAllowed,
     AssumedRoleExpired,
-    ClockSkewError,
-    CredentialsMissing,
     KmsUnavailable,
     RoleUnavailable,
     api_error,
     code_of,
-    describe_transport,
-    is_credential_error,
+    credential_error,
+    no_access,
     own_error,
 )
 from .types import (
@@ -176,8 +174,9 @@ class KmsGateway(DataPlaneCalls):
                 delay = hinted or self._backoff(attempt)
             except (ClientException, ServerException) as exc:
                 error = api_error(action, exc)
-                if error.code == "InvalidTimeStamp.Expired":
-                    raise ClockSkewError(action) from None
+                fatal = no_access(action, error, assumed=self._renewal is not None)
+                if fatal is not None:  # a clock or credentials KMS refuses: no call can succeed
+                    raise fatal from None
                 renewing = error.code == CREDENTIALS_EXPIRED and self._renewal is not None
                 if renewing:
                     if renewed:
@@ -194,12 +193,13 @@ class KmsGateway(DataPlaneCalls):
                     raise error from None  # a 5xx may have done the work: never do it twice
                 delay = 0.0 if renewing else self._backoff(attempt)
             except Exception as exc:  # transport: refused, reset, timeout, non-JSON body
-                if is_credential_error(exc):
-                    raise CredentialsMissing() from None
+                refused = credential_error(exc)  # the credential provider's failure, not KMS's
+                if refused is not None:
+                    raise refused from None
                 ours = own_error(exc)  # our credential provider's (sts.AssumeRoleFailed)
                 if ours is not None:
                     raise self._role_error(action, ours) from None  # STS's reason, not KMS's
-                error = KmsUnavailable(action, describe_transport(exc))
+                error = KmsUnavailable.of(action, exc)
                 if action in NOT_IDEMPOTENT:
                     raise error from None
                 delay = self._backoff(attempt)

@@ -146,6 +146,10 @@ class Vault:
         """Enrolled key ids, without unsealing anything."""
         return self.store.list_key_ids()
 
+    def retired(self) -> list[str]:
+        """Key ids retired on purpose (``retire.py``): out of the inventory, kept sealed."""
+        return self.store.list_retired()
+
 
 def build_store(uri: str, gateway: KmsGateway | None) -> Store:
     """``file://DIR`` (or a plain path) or ``kms-secrets://PREFIX``."""

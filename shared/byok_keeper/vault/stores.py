@@ -10,6 +10,11 @@
 
 Both refuse to replace an envelope that holds different material (another fingerprint) for the
 same key id, and both list their inventory without unsealing anything.
+
+Retiring (``byok-keeper vault retire``, ``retire.py``) moves a ``FileStore`` envelope aside,
+unchanged and still sealed, into ``DIR/retired/<key-id>.json`` with one atomic rename (the
+inventory does not list it); restoring renames it back. A ``SecretsStore`` cannot retire yet
+(moving a secret needs DeleteSecret, which the agent's RAM policy does not grant): it says so.
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ class Store(Protocol):
     def write(self, key_id: str, data: bytes, fingerprint: str) -> None: ...
 
     def list_key_ids(self) -> list[str]: ...
+
+    def list_retired(self) -> list[str]: ...
+
+    def read_retired(self, key_id: str) -> bytes | None: ...
+
+    def move(self, key_id: str, *, retire: bool) -> None: ...
 
 
 def _refuse_other_material(existing: bytes | None, key_id: str, fingerprint: str) -> None:
@@ -108,13 +119,46 @@ class FileStore:
             os.close(dir_fd)
 
     def list_key_ids(self) -> list[str]:
-        if not self.directory.exists():
-            return []
-        return sorted(
-            p.name[: -len(".json")]
-            for p in self.directory.iterdir()
-            if p.name.endswith(".json") and not p.name.startswith(".")
-        )
+        return _json_names(self.directory)
+
+    def list_retired(self) -> list[str]:
+        return _json_names(self.directory / RETIRED)
+
+    def read_retired(self, key_id: str) -> bytes | None:
+        return FileStore(self.directory / RETIRED).read(key_id)
+
+    def move(self, key_id: str, *, retire: bool) -> None:
+        """Rename the envelope into ``retired/`` (``retire``) or back, atomically, then fsync
+        both directories. Raises ``VaultConflict`` when the destination holds other material."""
+        aside = self.directory / RETIRED
+        src, dst = (self.directory, aside) if retire else (aside, self.directory)
+        name = f"{check_key_id(key_id)}.json"
+        data = FileStore(src).read(key_id)
+        if data is None:
+            raise EnvelopeError(f"no envelope for {key_id} in {src}")
+        fingerprint = parse(data, expected_key_id=key_id).fingerprint
+        _refuse_other_material(FileStore(dst).read(key_id), key_id, fingerprint)
+        aside.mkdir(mode=0o700, exist_ok=True)
+        os.replace(src / name, dst / name)
+        for directory in (src, dst):
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+RETIRED = "retired"
+
+
+def _json_names(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p.name[: -len(".json")]
+        for p in directory.iterdir()
+        if p.name.endswith(".json") and not p.name.startswith(".")
+    )
 
 
 class SecretsStore:
@@ -151,6 +195,18 @@ class SecretsStore:
                 # Created meanwhile (a retry, or a concurrent enrollment): check it again.
                 _refuse_other_material(self.read(key_id), key_id, fingerprint)
         self._gateway.put_secret_value(name, text, version)
+
+    def list_retired(self) -> list[str]:
+        return []  # nothing can be retired here yet (see the module docstring)
+
+    def read_retired(self, key_id: str) -> bytes | None:
+        return None
+
+    def move(self, key_id: str, *, retire: bool) -> None:
+        raise ConfigError(
+            f"vault retire/restore works on file:// vaults only; {self.uri} would need "
+            "DeleteSecret, which byok-keeper's RAM policy does not grant"
+        )
 
     def list_key_ids(self) -> list[str]:
         start = f"{self.prefix}/"

@@ -1,0 +1,152 @@
+"""``--metrics-file PATH``: a batch run's metrics (``sweep``, ``plan``, ``daemon --once``) in
+Prometheus text format, for node_exporter's textfile collector, the standard for batch jobs.
+
+The same families as ``daemon --metrics-addr`` (``metrics``), written atomically: a temporary
+file in the same directory, flushed to disk, then renamed over ``PATH``, so the collector never
+reads half a file (it reads only ``*.prom``; the temporary name ends ``.tmp``). The file is
+0644: the collector runs as another user, and nothing in it is secret (key ids, specs, counts).
+A run that stops before planning (KMS or the vault unreachable) still writes its file, with
+``byok_keeper_last_sweep_timestamp_seconds{result="error"}``, then fails as before.
+
+Pure but for ``write`` (and ``check_path``, which only looks): the exposition is built here
+rather than by ``prometheus-client``, which the batch commands do not need.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .domain import OutcomeKind
+from .errors import ConfigError, ExecutionError
+from .metrics import HELP, METRIC_NAMES, TYPES, FleetMetrics, Sample, error_figures, fleet_figures
+from .reestablish import Outcome
+
+FAILED = OutcomeKind.FAILED.value
+
+
+def check_path(path: str) -> Path:
+    """``--metrics-file``'s directory must exist and be writable: said before any KMS call
+    (exit 2), not after a whole sweep. Raises ``ConfigError``."""
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir():
+        raise ConfigError(f"--metrics-file {path}: is a directory; name a file, e.g. x.prom")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--metrics-file {path}: directory {parent} is missing or not writable")
+    return target
+
+
+def _value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def exposition(samples: Iterable[Sample]) -> str:
+    """Prometheus text format 0.0.4: every family (even empty) with its HELP and TYPE once."""
+    by_name: dict[str, list[Sample]] = {name: [] for name in METRIC_NAMES}
+    for s in samples:
+        by_name[s.name].append(s)
+    lines: list[str] = []
+    for name, group in by_name.items():
+        lines += [f"# HELP {name} {HELP[name]}", f"# TYPE {name} {TYPES.get(name, 'gauge')}"]
+        for s in group:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in s.labels)
+            lines.append(f"{name}{{{labels}}} {_value(s.value)}" if labels else
+                         f"{name} {_value(s.value)}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write(path: Path, samples: Iterable[Sample]) -> None:
+    """Write the exposition atomically (see the module). Raises ``ExecutionError``."""
+    text = exposition(samples).encode()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ExecutionError(f"cannot write --metrics-file {path}: {exc.strerror}") from None
+
+
+class Recorder:
+    """What a run observed, for ``recording``: ``sweep(result)`` with its ``SweepResult``
+    (a plan's is a dry run), or ``runs(runs, gateway_of)`` with its targets' runs."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def sweep(self, result: Any) -> None:
+        self.metrics.observe(
+            fleet_figures(result.decisions, result.outcomes, now=result.now, dry_run=result.dry_run)
+        )
+
+    def plan(self, now: datetime, decisions: Iterable[Any], errors: Iterable[Any]) -> None:
+        """A plan's figures: a dry run; a key it could not read counts as ALERT and fails it."""
+        self.metrics.observe(fleet_figures(decisions, plan_outcomes(errors), now=now, dry_run=True))
+
+    def runs(self, runs: Iterable[Any], gateway_of: Any) -> None:
+        self.metrics.observe_runs(runs, gateway_of=gateway_of, failed_at=_utcnow())
+
+
+def plan_outcomes(errors: Iterable[Any]) -> list[Outcome]:
+    """A plan's unreadable keys ``(key_id, error)`` as the failed outcomes a sweep records."""
+    return [Outcome(k, "ALERT", FAILED, str(e)[:300], 0) for k, e in errors]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def fleet_metrics(deps: Any) -> FleetMetrics:
+    """The metrics of one account and region's run (its gateway's request counts)."""
+    return FleetMetrics(deps.gateway, region=deps.region, account_id=deps.account_id)
+
+
+def targets_metrics(targets: Iterable[Any]) -> Any:
+    """The metrics of a run over ``[[targets]]``: one series per target."""
+    from .target_metrics import TargetsMetrics
+
+    return TargetsMetrics(list(targets))
+
+
+@contextmanager
+def recording(path: str | None, metrics: Any) -> Iterator[Recorder | None]:
+    """Around one batch run: yields a ``Recorder`` (None without ``path``) and writes the file
+    when the block ends; a block that raises records ``result="error"`` and re-raises.
+    ``metrics`` is a ``FleetMetrics`` or ``TargetsMetrics`` (zero for what the run adds)."""
+    if path is None:
+        yield None
+        return
+    target = check_path(path)
+    recorder = Recorder(metrics)
+    try:
+        yield recorder
+    except BaseException:
+        if isinstance(metrics, FleetMetrics):
+            metrics.observe(error_figures(_utcnow()))
+        else:
+            metrics.observe_error(_utcnow())
+        write(target, metrics.samples())
+        raise
+    write(target, metrics.samples())

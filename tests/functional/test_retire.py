@@ -1,0 +1,88 @@
+"""``vault retire`` / ``vault restore`` (retire.py): the envelope moves aside unchanged and back,
+each step of the crash table re-runs to the same end, and every refusal changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from byok_keeper.audit import AuditLog
+from byok_keeper.errors import InputError
+from byok_keeper.material import generate_material
+from byok_keeper.retire import restore_key, retire_key
+from byok_keeper.vault import EnvelopeError, FileStore, LocalKeySealer, Vault, VaultConflict
+from byok_keeper.vault.sealers import new_seal_key_file
+from tests.functional.test_vault import _header
+
+KEY = "key-test000000000000001"
+
+
+@pytest.fixture
+def world(tmp_path):
+    new_seal_key_file(tmp_path / "seal.key")
+    store = FileStore(tmp_path / "vault")
+    vault = Vault(store, LocalKeySealer.from_file(tmp_path / "seal.key"))
+    material = generate_material("EC_P256")
+    try:
+        vault.put(_header(material, KEY), material)
+    finally:
+        material.wipe()
+    return vault, AuditLog(tmp_path / "audit.jsonl"), tmp_path
+
+
+def _audit(tmp_path) -> list[dict]:
+    return [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+
+
+def test_retire_moves_the_sealed_envelope_aside_unchanged_and_restore_brings_it_back(world):
+    vault, audit, tmp = world
+    sealed = vault.store.read(KEY)
+    done = retire_key(vault.store, audit, KEY, reason="CHG-42: decommissioned", actor="ops")
+    assert vault.inventory() == [] and vault.retired() == [KEY]
+    assert (tmp / "vault" / "retired" / f"{KEY}.json").read_bytes() == sealed
+    assert done["already"] is False and done["reason"] == "CHG-42: decommissioned"
+    restore_key(vault.store, audit, KEY, actor="ops")
+    assert vault.inventory() == [KEY] and vault.retired() == []
+    vault.fetch(KEY)[1].wipe()  # still opens under the seal key: nothing was re-sealed
+    events = _audit(tmp)
+    assert [e["event"] for e in events] == ["retire", "restore"]
+    assert {e["fingerprint"] for e in events} == {vault.get(KEY).fingerprint}
+
+
+def test_a_crash_after_the_move_is_finished_by_a_re_run_with_its_audit_line(world):
+    vault, audit, tmp = world
+    vault.store.move(KEY, retire=True)  # the move happened; the process died before auditing
+    assert not (tmp / "audit.jsonl").exists()
+    done = retire_key(vault.store, audit, KEY, reason="CHG-42", actor="ops")
+    assert done["already"] is True and vault.retired() == [KEY]
+    (event,) = _audit(tmp)
+    assert event["event"] == "retire" and event["already"] is True and event["reason"] == "CHG-42"
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "two\nlines", "x" * 257])
+def test_a_bad_reason_is_refused_before_anything_moves(world, reason):
+    vault, audit, tmp = world
+    with pytest.raises(InputError, match="--reason"):
+        retire_key(vault.store, audit, KEY, reason=reason, actor="ops")
+    assert vault.inventory() == [KEY] and not (tmp / "audit.jsonl").exists()
+
+
+def test_unknown_keys_and_other_material_in_the_way_are_refused(world):
+    vault, audit, _tmp = world
+    with pytest.raises(EnvelopeError, match="no envelope"):
+        retire_key(vault.store, audit, "key-test000000000000002", reason="x", actor="ops")
+    with pytest.raises(EnvelopeError, match="retired"):  # neither retired nor in the vault
+        restore_key(vault.store, audit, "key-test000000000000002", actor="ops")
+    assert restore_key(vault.store, audit, KEY, actor="ops")["already"] is True  # in the vault
+    retire_key(vault.store, audit, KEY, reason="x", actor="ops")
+    other = generate_material("EC_P256")  # re-enrolled under the same id with other material
+    try:
+        vault.put(_header(other, KEY), other)
+    finally:
+        other.wipe()
+    with pytest.raises(VaultConflict):
+        restore_key(vault.store, audit, KEY, actor="ops")
+    with pytest.raises(VaultConflict):
+        retire_key(vault.store, audit, KEY, reason="x", actor="ops")
+    assert vault.inventory() == [KEY] and vault.retired() == [KEY]  # nothing moved either way

@@ -242,8 +242,11 @@ def _target_field(doc: dict, what: str) -> dict[str, str]:
 
 
 def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
+    """The reimport event's fields; ``reason`` and ``requested_by`` are cut to one printable
+    line of at most ``events.MAX_CLAIM_CHARS`` (128) characters. Raises ``BadEvent``."""
     from .domain import check_key_id
     from .errors import ByokError
+    from .events import claimed
 
     doc = _parse_json(event, "reimport")
     if "override_hold" in doc:
@@ -269,8 +272,9 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
             raise BadEvent(f"{name} must be a string")
     return {
         "key_id": key_id,
-        "reason": doc.get("reason", ""),
-        "requested_by": doc.get("requested_by", ""),
+        # Claims, never trusted: one printable line of at most MAX_CLAIM_CHARS before any log.
+        "reason": claimed(doc.get("reason", "")),
+        "requested_by": claimed(doc.get("requested_by", "")),
         "dry_run": bool(doc.get("dry_run", False)),
         **_target_field(doc, "reimport"),
     }
@@ -294,12 +298,13 @@ def _claims(event: bytes | str | dict) -> dict[str, str]:
     except BadEvent:
         return {}
     from .domain import KEY_ID_RE
+    from .events import claimed
 
     out = {}
     if isinstance(doc.get("key_id"), str) and KEY_ID_RE.fullmatch(doc["key_id"]):
         out["key_id"] = doc["key_id"]
     if isinstance(doc.get("requested_by"), str):
-        out["claimed_by"] = doc["requested_by"][:128]
+        out["claimed_by"] = claimed(doc["requested_by"])
     return out
 
 

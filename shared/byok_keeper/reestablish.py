@@ -167,9 +167,15 @@ def reestablish(
     dry_run: bool = False,
     lease_override: Lease | None = None,
     on_step: StepCallback | None = None,
+    before_import: Callable[[], None] | None = None,
 ) -> Outcome:
     """Re-import the identical material for ``key_id``. Never raises for a per-key failure:
-    the outcome says what happened (per-key isolation); only bugs propagate."""
+    the outcome says what happened (per-key isolation); only bugs propagate.
+
+    ``before_import`` runs once, after every check and right before the first
+    GetParametersForImport/ImportKeyMaterial (never in a dry run): callers write their
+    "importing" audit line there, so a run killed right after KMS took the material still
+    leaves a trace of it (issue 25)."""
     step = on_step or (lambda name, detail: None)
     run = _Run(key_id, decision, time.monotonic())
     material = None
@@ -188,6 +194,8 @@ def reestablish(
                 new_expiry=new_expiry,
             )
         expiry = (expire_unix, new_expiry)
+        if before_import is not None:
+            before_import()
         return _import(gateway, run, material, expiry, override_hold, checked_identity, step)
     except _Stop as stop:
         return run.stopped(stop)

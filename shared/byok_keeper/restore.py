@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .domain import EnvelopeFacts
+from .domain import EnvelopeFacts, KeyState
 from .kms import KmsApiError
 from .lease import Lease
 from .plan import Decision, KeyFacts, decide, needs_details
@@ -101,3 +101,23 @@ def plan_one(deps: Deps, key_id: str) -> Decision:
         envelope=None if envelope is None else EnvelopeFacts.from_header(envelope.header),
     )
     return decide(facts, now, deps.policy)
+
+
+STOPPED_STATES = (KeyState.PENDING_DELETION, KeyState.DISABLED)
+
+
+def stopped_key(deps: Deps, key_id: str) -> str | None:
+    """The key's state when one DescribeKey shows a key we manage (the vault holds its
+    envelope) PendingDeletion or Disabled; None for anything else (no such key, another
+    state, not ours). The vault is read only for a key in one of those states.
+
+    ``KmsApiError`` (other than "no such key") and ``NoKmsAccess`` propagate."""
+    try:
+        key = deps.gateway.describe_key(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        return None
+    if key.key_state not in STOPPED_STATES or deps.require_vault().get(key_id) is None:
+        return None
+    return key.key_state

@@ -8,6 +8,7 @@ at the edge of an import runs the deployed ``functions/reimport/index.py`` in it
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -16,9 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from byok_keeper import fc
+import pytest
+from alibabacloud_kms20160120 import models as km
+
+from byok_keeper import fc, fc_events
 from tests.functional import test_fc_events_handler as handler_tests
-from tests.functional.test_fc_events_handler import audit_lines
+from tests.functional.test_fc_events_handler import audit_lines, calls, event
 
 # The events function's environment (deploy/functions.yml's settings, one enrolled key, a cold
 # instance with an empty duplicate window), shared with the events handler's own tests.
@@ -99,3 +103,76 @@ def test_long_claims_are_cut_before_any_line_and_the_outcome_follows_the_intent(
     for line in lines:
         assert line["claimed_by"] == "[31m" + LONG_CLAIM[:122]  # one printable line
         assert line["requested_reason"] == LONG_REASON[:128]
+
+
+# ---- 2. the duplicate window: the event id alone, and only events acted on ----------------------
+
+
+def _emitted(emulator, name: str, key_id: str) -> dict:
+    """The CloudEvent aliyun-local's ActionTrail emitted for that call (the genuine one)."""
+    found = [e for e in emulator.events() if (e["event_name"], e["key_id"]) == (name, key_id)]
+    return copy.deepcopy(found[-1]["event"])
+
+
+@pytest.mark.parametrize(
+    "forgery", ["ignored, the request id", "ignored, the event id", "refused, both ids"]
+)
+def test_a_forged_event_sent_first_cannot_make_the_genuine_deletion_a_duplicate(
+    deployed, emulator, kms, forgery
+):
+    """Whoever deletes material learns the KMS request id from the answer and sends a forged
+    event carrying it before EventBridge delivers the genuine one: the deletion is still
+    restored."""
+    context, key_id = deployed
+    answer = kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
+    genuine = _emitted(emulator, "DeleteKeyMaterial", key_id)
+    assert genuine["data"]["requestId"] == answer.body.request_id
+    forged = copy.deepcopy(genuine)
+    if forgery.startswith("ignored"):
+        forged["data"]["eventName"] = "GetPublicKey"  # nothing to do: ignored
+    if forgery == "ignored, the request id":
+        forged["id"] = forged["data"]["eventId"] = "evt-forged-0001"
+    if forgery.startswith("refused"):
+        forged["aliyunregionid"] = forged["data"]["acsRegion"] = "cn-elsewhere"
+    first = fc_events.handler(json.dumps(forged).encode(), context)["results"][0]
+    assert first.get("outcome") == "ignored" or first.get("error") == "PermanentEventError"
+    result = fc_events.handler(json.dumps(genuine).encode(), context)
+    assert result["results"][0]["outcome"] == "restored"
+    assert emulator.key_view(key_id)["state"] == "Enabled"
+    again = fc_events.handler(json.dumps(genuine).encode(), context)  # a true replay
+    assert again["results"][0]["outcome"] == "duplicate"
+
+
+# ---- 3. ScheduleKeyDeletion/DisableKey alert only for a managed key really stopped -------------
+
+
+def test_a_forged_batch_of_deletion_and_disable_events_pages_nobody(deployed, emulator):
+    context, key_id = deployed
+    names = ["ScheduleKeyDeletion", "DisableKey"]
+    batch = [json.loads(event(emulator, names[i % 2], f"key-forged{i:04d}x")) for i in range(40)]
+    batch += [json.loads(event(emulator, name, key_id)) for name in names]  # ours, healthy
+    result = fc_events.handler(json.dumps(batch).encode(), context)
+    assert [r["outcome"] for r in result["results"]] == ["looked"] * 42
+    assert not [x for x in audit_lines() if x.get("alert")]
+    assert calls(emulator, key_id) == ["DescribeKey"] * 2  # one look each, nothing else
+    described = [c for c in emulator.calls() if c["action"] == "DescribeKey"]
+    assert len(described) == 42 and {c["action"] for c in emulator.calls()} == {"DescribeKey"}
+
+
+def test_an_operator_stopping_a_managed_key_alerts_and_an_unmanaged_one_does_not(
+    deployed, emulator, kms
+):
+    context, key_id = deployed
+    stranger = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id  # not enrolled
+    for target in (key_id, stranger):
+        kms.schedule_key_deletion(
+            km.ScheduleKeyDeletionRequest(key_id=target, pending_window_in_days=7)
+        )
+    ours = fc_events.handler(event(emulator, "ScheduleKeyDeletion", key_id), context)
+    theirs = fc_events.handler(event(emulator, "ScheduleKeyDeletion", stranger), context)
+    assert ours["results"][0]["outcome"] == "alert"
+    assert ours["results"][0]["key_state"] == "PendingDeletion"
+    assert theirs["results"][0]["outcome"] == "looked"
+    (alert,) = [x for x in audit_lines() if x.get("alert")]
+    assert (alert["key_id"], alert["key_state"]) == (key_id, "PendingDeletion")
+    assert alert["claimed_by"]  # who did it is only claimed

@@ -176,3 +176,49 @@ def test_an_operator_stopping_a_managed_key_alerts_and_an_unmanaged_one_does_not
     (alert,) = [x for x in audit_lines() if x.get("alert")]
     assert (alert["key_id"], alert["key_state"]) == (key_id, "PendingDeletion")
     assert alert["claimed_by"]  # who did it is only claimed
+
+
+# ---- 4. a held key is never unsealed ------------------------------------------------------------
+
+
+@pytest.fixture
+def kms_vault(deployed, emulator, kms, tmp_path, monkeypatch):
+    """The deployed vault: envelopes in KMS secrets, sealed with a KMS key (deploy/functions.yml),
+    so unsealing shows on the wire as Decrypt and GetSecretValue. One key enrolled in it."""
+    from byok_keeper.enroll import CreateRequest, enroll
+    from byok_keeper.kms import ENROLL
+    from byok_keeper.lease import parse_lease
+    from byok_keeper.material import generate_material
+    from byok_keeper.vault import KmsSealer, SecretsStore, Vault
+    from tests.functional.conftest import make_gateway
+
+    context, _ = deployed
+    cmk = kms.create_key(km.CreateKeyRequest()).body.key_metadata.key_id
+    monkeypatch.delenv("BYOK_SEAL_KEY_FILE")
+    monkeypatch.setenv("BYOK_SEAL_KMS_KEY_ID", cmk)
+    monkeypatch.setenv("BYOK_VAULT", "kms-secrets://byok-keeper/envelopes")
+    gateway = make_gateway(emulator, ENROLL)
+    vault = Vault(SecretsStore(gateway, "byok-keeper/envelopes"), KmsSealer(gateway, cmk))
+    key = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                 create=CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software"))  # fmt: skip
+    fc.RUNTIME = fc.Runtime()
+    return context, key.key_id
+
+
+@pytest.mark.parametrize("function", ["events", "reimport"])
+def test_a_held_key_whose_material_was_deleted_is_never_unsealed(kms_vault, emulator, function):
+    context, key_id = kms_vault
+    emulator.emulator.kms.delete_key_material(key_id)
+    emulator.emulator.kms.tag_key(key_id, {"byok-keeper:hold": "INC-25 kill switch"})
+    emulator.emulator.calls.clear()
+    if function == "events":
+        answer = fc_events.handler(event(emulator, "DeleteKeyMaterial", key_id), context)
+        outcome = answer["results"][0]["outcome"]
+    else:
+        outcome = fc.handle_reimport(json.dumps({"key_id": key_id}).encode(), context)["outcome"]
+    assert outcome == "held"
+    actions = [c["action"] for c in emulator.calls()]
+    assert "Decrypt" not in actions and "GetParametersForImport" not in actions
+    # the events function reads the envelope's header once to plan; never again to unseal
+    assert actions.count("GetSecretValue") == (1 if function == "events" else 0)
+    assert emulator.key_view(key_id)["state"] == "PendingImport"

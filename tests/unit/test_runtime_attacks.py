@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from byok_keeper.kms import ENROLL, HOLD, READ_ONLY, SWEEP
+from byok_keeper.kms.budget import RequestBudget
 from byok_keeper.logs import REDACTED, redact
 
 # ---- 1. redaction: linear, and masking what it masked ---------------------------------------
@@ -26,3 +28,29 @@ from byok_keeper.logs import REDACTED, redact
 )
 def test_linear_redaction_masks_what_the_quadratic_pattern_masked(text, expected):
     assert redact(None, "info", {"claim": text})["claim"] == expected
+
+
+# ---- 4. every call the agent may send spends a budget ------------------------------------------
+
+ALL_ACTIONS = sorted(SWEEP.actions | READ_ONLY.actions | ENROLL.actions | HOLD.actions)
+
+
+@pytest.mark.parametrize("action", ALL_ACTIONS)
+def test_every_action_a_caller_may_send_spends_a_budget(action):
+    """Decrypt, GetSecretValue and the other vault calls included: 2 QPS with a burst of half
+    a second lets one through, then the next waits."""
+    waits: list[float] = []
+    budget = RequestBudget.flat(2, monotonic=lambda: 100.0, sleep=waits.append)
+    for _ in range(3):
+        budget.spend(action)
+    assert waits and waits[-1] == pytest.approx(1.0)
+
+
+def test_a_vault_rate_can_be_set_by_class_and_unknown_classes_are_refused():
+    waits: list[float] = []
+    budget = RequestBudget(vault_qps={"secret_read": 4}, monotonic=lambda: 0.0, sleep=waits.append)
+    for _ in range(3):  # half a second of burst at 4 QPS: two at once, the third waits
+        budget.spend("GetSecretValue")
+    assert waits == [pytest.approx(0.25)]
+    with pytest.raises(ValueError, match="not vault quota classes"):
+        RequestBudget(vault_qps={"read": 1})

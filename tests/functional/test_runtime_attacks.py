@@ -12,9 +12,12 @@ import copy
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -222,3 +225,47 @@ def test_a_held_key_whose_material_was_deleted_is_never_unsealed(kms_vault, emul
     # the events function reads the envelope's header once to plan; never again to unseal
     assert actions.count("GetSecretValue") == (1 if function == "events" else 0)
     assert emulator.key_view(key_id)["state"] == "PendingImport"
+
+
+# ---- 5. the metrics endpoint cannot stop the sweeps ---------------------------------------------
+
+
+def test_idle_connections_to_metrics_hold_no_threads_and_sweeps_and_scrapes_go_on(
+    deployed, emulator
+):
+    """64 connections that never send a request: at most MAX_CONNECTIONS of them get a thread,
+    the rest a clean 503; a sweep runs meanwhile; once the read timeout drops the idle ones, a
+    scrape is answered."""
+    from byok_keeper.kms import SWEEP
+    from byok_keeper.metrics import FleetMetrics, serve
+    from byok_keeper.metrics_http import MAX_CONNECTIONS
+    from byok_keeper.sweep import run_sweep
+    from byok_keeper.vault import FileStore, LocalKeySealer, Vault
+    from tests.functional.conftest import make_gateway
+
+    _context, key_id = deployed
+    gateway = make_gateway(emulator, SWEEP)
+    vault = Vault(FileStore(os.environ["BYOK_VAULT"].removeprefix("file://")),
+                  LocalKeySealer.from_file(os.environ["BYOK_SEAL_KEY_FILE"]))  # fmt: skip
+    server, bound = serve(FleetMetrics(gateway, region=emulator.region, account_id=""),
+                          "127.0.0.1:0", read_timeout=4.0)  # fmt: skip
+    address = ("127.0.0.1", int(bound.rsplit(":", 1)[1]))
+    idle: list[socket.socket] = []
+    try:
+        before = threading.active_count()
+        idle = [socket.create_connection(address, timeout=30) for _ in range(64)]  # in ms
+        for late in idle[MAX_CONNECTIONS:]:  # refused at once, cleanly
+            assert late.recv(64).startswith(b"HTTP/1.1 503 Service Unavailable")
+        assert threading.active_count() - before <= MAX_CONNECTIONS
+        emulator.emulator.kms.delete_key_material(key_id)
+        result = run_sweep(gateway, vault)  # its pool starts threads as it always does
+        assert [o.outcome for o in result.outcomes] == ["restored"]
+        for held in idle[:MAX_CONNECTIONS]:  # dropped by the read timeout, unanswered
+            assert held.recv(64) == b""
+        with urllib.request.urlopen(f"http://{bound}/metrics", timeout=10) as answer:
+            assert answer.status == 200 and b"byok_keeper_" in answer.read()
+    finally:
+        for conn in idle:
+            conn.close()
+        server.shutdown()
+        server.server_close()

@@ -127,7 +127,8 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
 @click.option(
     "--metrics-addr",
     metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once).",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once; at most 8 "
+    "connections, each dropped after 5 s without a request).",
 )
 @click.pass_obj
 def daemon_cmd(

@@ -14,9 +14,9 @@ Failure semantics of ``reimport`` (what FC's async retries and the OnFailure des
   or its credentials refused as expired twice). FC retries the invocation
   (``MaxAsyncRetryAttempts``) and, when retries are exhausted, delivers it to OnFailure.
 * **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, an event asking to
-  override a hold, the key is on hold, pending deletion, not enrolled or its enrollment is
-  incomplete, material mismatch between vault and KMS, a tampered envelope. Retrying cannot
-  help; the result is logged as an alert.
+  override a hold or naming a target not configured, the key is on hold, pending deletion,
+  not enrolled or its enrollment is incomplete, material mismatch between vault and KMS, a
+  tampered envelope. Retrying cannot help; the result is logged as an alert.
 
 Events are not authenticated beyond ``fc:InvokeFunction``, which on-call engineers and the
 sweep's own role hold. So an event never overrides a hold (``override_hold`` in an event is
@@ -74,6 +74,12 @@ class HoldOverrideRefused(BadEvent):
     """An event asked to override a hold: only an operator's own identity may lift a hold."""
 
     code = "HoldOverrideRefused"
+
+
+class UnknownTargetRefused(BadEvent):
+    """A reimport event names a target the settings do not configure: no retry can help."""
+
+    code = "UnknownTarget"
 
 
 @dataclass(frozen=True)
@@ -383,7 +389,6 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
 
 @_with_request_id
 def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
-    from .audit import AuditLog
     from .hardening import harden_process
     from .kms import NoKmsAccess
     from .restore import reimport_one, succeeded
@@ -392,26 +397,15 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     try:
         request = parse_reimport_event(event)
     except BadEvent as exc:
-        configure_logging()  # a cold instance's first line may be this refusal
-        code = getattr(exc, "code", "BadEvent")
-        audit = AuditLog(audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
-        audit.event(
-            "key",
-            outcome="failed",
-            alert=True,
-            error_code=code,
-            reason=str(exc),
-            trigger="fc-reimport",
-            actor="fc",
-            fc_request_id=_request_id(context),
-            **_claims(event),
-        )
-        return {"ok": False, "error": code, "message": str(exc)}
+        return _refuse_reimport(exc, event, context)
     from .errors import ByokError
     from .fc_targets import reimport_deps
+    from .targets import UnknownTarget
 
     try:
         deps = reimport_deps(RUNTIME, request.get("target"), context)
+    except UnknownTarget as exc:  # permanent: refused once and audited, never retried
+        return _refuse_reimport(UnknownTargetRefused(str(exc)), event, context)
     except ByokError as exc:  # the target's role or settings: FC retries and alerts
         raise RetryableFailure(f"{request['key_id']}: {exc}") from None
     try:
@@ -435,3 +429,18 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     if outcome.failed and retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result
+
+
+def _refuse_reimport(exc: BadEvent, event: bytes | str | dict, context: Any) -> dict[str, Any]:
+    """Refuse a reimport event for good: an alert line (in the audit file too for a hold
+    override or an unknown target), ``ok: false``, nothing raised, so FC does not retry."""
+    from .audit import AuditLog
+
+    configure_logging()  # a cold instance's first line may be this refusal
+    code = getattr(exc, "code", "BadEvent")
+    to_file = isinstance(exc, HoldOverrideRefused | UnknownTargetRefused)
+    audit = AuditLog(audit_file()) if to_file else AuditLog()
+    audit.event("key", outcome="failed", alert=True, error_code=code, reason=str(exc),
+                trigger="fc-reimport", actor="fc", fc_request_id=_request_id(context),
+                **_claims(event))  # fmt: skip
+    return {"ok": False, "error": code, "message": str(exc)}

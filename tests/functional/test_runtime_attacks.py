@@ -269,3 +269,25 @@ def test_idle_connections_to_metrics_hold_no_threads_and_sweeps_and_scrapes_go_o
             conn.close()
         server.shutdown()
         server.server_close()
+
+
+# ---- 9. a reimport naming a target that is not configured: refused once, audited ---------------
+
+
+def test_a_reimport_event_naming_an_unknown_target_is_refused_once_and_audited(
+    deployed, emulator, tmp_path, monkeypatch
+):
+    context, key_id = deployed
+    config = tmp_path / "byok-keeper.toml"
+    config.write_text(
+        '[[targets]]\nname = "prod-hz"\nregion = "cn-hangzhou"\naccount_id = "1234567890123456"\n'
+    )
+    monkeypatch.setenv("BYOK_CONFIG", str(config))
+    event = {"key_id": key_id, "target": "prod-elsewhere", "requested_by": "mallory"}
+    result = fc.handle_reimport(json.dumps(event).encode(), context)  # returns: FC won't retry
+    assert (result["ok"], result["error"]) == (False, "UnknownTarget")
+    assert "prod-elsewhere" in result["message"]
+    (line,) = [x for x in audit_lines() if x["event"] == "key"]
+    assert (line["outcome"], line["alert"], line["error_code"]) == ("failed", True, "UnknownTarget")
+    assert (line["key_id"], line["claimed_by"]) == (key_id, "mallory")
+    assert emulator.calls() == []  # nothing asked of KMS

@@ -4,6 +4,9 @@ still masks what it masked, the report's mode, URLs in refusals, targets, the se
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from byok_keeper.kms import ENROLL, HOLD, READ_ONLY, SWEEP
@@ -54,3 +57,73 @@ def test_a_vault_rate_can_be_set_by_class_and_unknown_classes_are_refused():
     assert waits == [pytest.approx(0.25)]
     with pytest.raises(ValueError, match="not vault quota classes"):
         RequestBudget(vault_qps={"read": 1})
+
+
+# ---- 9. smaller items ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_the_html_report_is_written_0600_whatever_the_umask(tmp_path, umask):
+    from byok_keeper.report import write_html
+
+    old = os.umask(umask)
+    try:
+        write_html(tmp_path / "fleet.html", "<p>keys</p>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "fleet.html").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        ("url", "http://svc:s3cr3t-pass@evil.example:8080/creds"),
+        ("endpoint", "http://svc:s3cr3t-pass@evil.example"),
+        ("client", "http://svc:s3cr3t-pass@evil.example:443"),
+        ("client", "http://svc:s3cr3t-pass@evil.example/path"),
+    ],
+)
+def test_refusals_name_the_host_never_the_urls_userinfo(check, value):
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.kms.client import split_endpoint
+    from byok_keeper.transport import check_endpoint, check_url
+
+    call = {
+        "url": lambda: check_url(value, "ALIBABA_CLOUD_CREDENTIALS_URI"),
+        "endpoint": lambda: check_endpoint(value, "kms_endpoint"),
+        "client": lambda: split_endpoint(value),
+    }[check]
+    with pytest.raises(ConfigError) as refused:
+        call()
+    assert "evil.example" in str(refused.value)
+    assert "s3cr3t" not in str(refused.value) and "svc" not in str(refused.value)
+
+
+def test_two_targets_of_the_same_account_and_region_are_refused():
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.targets import parse_targets
+
+    one = {"region": "cn-hangzhou", "account_id": "1234567890123456"}
+    with pytest.raises(ConfigError, match="'a' and 'b' are the same account 1234567890123456"):
+        parse_targets([{"name": "a", **one}, {"name": "b", **one}])
+    other_region = {**one, "region": "cn-shanghai"}
+    assert len(parse_targets([{"name": "a", **one}, {"name": "b", **other_region}])) == 2
+
+
+@pytest.mark.parametrize("change", ["group-writable", "other-writable", "another-owner"])
+def test_a_settings_file_someone_else_could_write_is_refused(tmp_path, change):
+    from byok_keeper.errors import ConfigError
+    from byok_keeper.settings import load_settings
+
+    config = tmp_path / "byok-keeper.toml"
+    config.write_text('kms_endpoint = "https://kms.attacker.example"\n')
+    config.chmod(0o644)
+    assert load_settings(env={}, config_path=config).kms_endpoint  # as written: accepted
+    if change == "another-owner":
+        if os.geteuid() != 0:
+            pytest.skip("giving a file away needs root")
+        os.chown(config, 54321, -1)
+    else:
+        config.chmod(0o664 if change == "group-writable" else 0o646)
+    with pytest.raises(ConfigError, match="config file"):
+        load_settings(env={}, config_path=config)

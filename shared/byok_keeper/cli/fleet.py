@@ -172,7 +172,8 @@ def sweep_cmd(
     "html_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Write the page here (one self-contained file: inline SVG, no scripts, no network).",
+    help="Write the page here, mode 0600 (one self-contained file: inline SVG, no scripts, no "
+    "network).",
 )
 @click.option(
     "--schedule",

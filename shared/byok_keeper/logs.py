@@ -54,9 +54,11 @@ _BLOB = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/=]{80,}+")
 # whether it names a secret, then the separator and the value right after it. One pattern doing
 # all three (a name with a secret word somewhere inside) backtracks quadratically over a long
 # run of name characters such as ``a-a-a-...``.
-_NAME_RUN = re.compile(r"[A-Za-z0-9_.-]+")
 _PAIR_WORDS = ("material", "plaintext", "secret", "token", "passphrase", "password", "private",
                "signature", "authorization", "credential")  # fmt: skip
+# Runs shorter than the shortest secret word cannot name a secret: skipped by the pattern (in
+# C), not by a Python loop over thousands of one-letter runs.
+_NAME_RUN = re.compile(rf"[A-Za-z0-9_.-]{{{min(map(len, _PAIR_WORDS))},}}")
 _PAIR_SEPARATOR = re.compile(r"[\"']?\s*+[=:]\s*+[\"']?")
 _PAIR_VALUE = re.compile(r"[^&\s,;\"']+")
 # The SDK's own loggers: each has a StreamHandler of its own at DEBUG, which would print

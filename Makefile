@@ -125,6 +125,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/targets.py --targets 4 --keys 1250
 	$(BIN)/python bench/report.py --keys 5000
 	$(BIN)/python bench/sealers.py
+	$(BIN)/python bench/redaction.py
 
 # The reliability figures of docs/RELIABILITY.md: the fault matrix, SIGKILL and restart drills,
 # the hostile-input corpus, the fuzzers and the leak harness (all also part of make test), with

@@ -1,5 +1,8 @@
 """Audit events: one per key per run, to the log and optionally to a JSONL file.
 
+Before each import an ``importing`` line (``AuditLog.importing``) records the intent, so a run
+killed between KMS taking the material and its ``key`` line still leaves a trace.
+
 The canonical line carries ``key_id``, ``decision``, ``outcome``, ``duration_ms``, KMS
 ``request_ids``, ``new_expiry``, ``fingerprint``, ``trigger`` and ``actor``. The JSONL file is
 append-only (``O_APPEND``), one JSON object per line, flushed per event, mode 0600.
@@ -45,3 +48,10 @@ class AuditLog:
                 os.write(fd, line.encode())
             finally:
                 os.close(fd)
+
+    def importing(self, key_id: str, decision: str, **fields: Any) -> None:
+        """The intent line, written right before ImportKeyMaterial: ``importing`` names the
+        key, the decision and who asked. Its ``key`` line follows with the outcome; an
+        ``importing`` line with no ``key`` line after it means the run died during the import
+        (a kill, FC's timeout): look at the key (``byok-keeper verify``)."""
+        self.event("importing", key_id=key_id, decision=decision, outcome="importing", **fields)

@@ -19,7 +19,8 @@ in any combination, exactly as the deployed rule matches them (``SOURCES``, ``TY
 Classes of event:
 
 * ``DeleteKeyMaterial`` -> RESTORE (re-establish that key, hold re-checked before import);
-* ``ScheduleKeyDeletion``, ``DisableKey`` -> ALERT (an operator's act: never fought);
+* ``ScheduleKeyDeletion``, ``DisableKey`` -> ALERT (an operator's act: never fought; the
+  handler alerts only once one DescribeKey shows a key it manages really stopped);
 * ``TagResource``/``UntagResource`` of the hold tag, ``CancelKeyDeletion`` -> REPLAN (that
   key only);
 * ``ImportKeyMaterial``, other tags, anything else, and failed calls -> IGNORE.
@@ -95,9 +96,12 @@ class KmsEvent:
     claimed_by: str = ""
 
     @property
-    def dedupe_keys(self) -> tuple[str, ...]:
-        return (f"event:{self.event_id}" if self.event_id else "",
-                f"request:{self.request_id}" if self.request_id else "")  # fmt: skip
+    def dedupe_key(self) -> str:
+        """The ActionTrail event id, the only thing duplicates are recognised by; "" for an
+        event without one (never dropped). Not the KMS request id: whoever made the KMS call
+        learnt it from KMS's answer and could send a forged event carrying it first, so that
+        the genuine one would be dropped (issue 25)."""
+        return f"event:{self.event_id}" if self.event_id else ""
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -305,7 +309,9 @@ class DuplicateFilter:
     One per warm instance: replays inside the window (FC's at-least-once delivery, or a replay
     of a captured event) are dropped. Beyond the window or the capacity, or on another
     instance, a duplicate costs one extra look at the key: never a second import of anything
-    the first one already restored, because the key is then Enabled again."""
+    the first one already restored, because the key is then Enabled again. The caller enters
+    only events it acts on: an ignored or refused event never enters the filter, so a forged
+    one cannot make the genuine event look like a duplicate."""
 
     def __init__(
         self,
@@ -321,27 +327,26 @@ class DuplicateFilter:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def seen(self, *event_keys: str) -> bool:
-        """True when any of ``event_keys`` (the event id, the KMS request id) came within the
-        window: a duplicate. Otherwise records them all and returns False."""
-        keys = [k for k in event_keys if k]
+    def seen(self, event_key: str) -> bool:
+        """True when ``event_key`` (``KmsEvent.dedupe_key``) came within the window: a
+        duplicate. Otherwise records it (unless it is empty) and returns False."""
         now = self._clock()
         with self._lock:
             while self._seen and next(iter(self._seen.values())) <= now - self.window:
                 self._seen.popitem(last=False)
-            if any(k in self._seen for k in keys):
+            if not event_key:
+                return False
+            if event_key in self._seen:
                 return True
-            for k in keys:
-                self._seen[k] = now
+            self._seen[event_key] = now
             while len(self._seen) > self.capacity:
                 self._seen.popitem(last=False)
             return False
 
-    def forget(self, *event_keys: str) -> None:
+    def forget(self, event_key: str) -> None:
         """Un-record an event whose handling failed retryably, so FC's retry is not dropped."""
         with self._lock:
-            for k in event_keys:
-                self._seen.pop(k, None)
+            self._seen.pop(event_key, None)
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -14,9 +14,9 @@ Failure semantics of ``reimport`` (what FC's async retries and the OnFailure des
   or its credentials refused as expired twice). FC retries the invocation
   (``MaxAsyncRetryAttempts``) and, when retries are exhausted, delivers it to OnFailure.
 * **returns** ``{"ok": false, ...}`` -- permanent: a malformed event, an event asking to
-  override a hold, the key is on hold, pending deletion, not enrolled or its enrollment is
-  incomplete, material mismatch between vault and KMS, a tampered envelope. Retrying cannot
-  help; the result is logged as an alert.
+  override a hold or naming a target not configured, the key is on hold, pending deletion,
+  not enrolled or its enrollment is incomplete, material mismatch between vault and KMS, a
+  tampered envelope. Retrying cannot help; the result is logged as an alert.
 
 Events are not authenticated beyond ``fc:InvokeFunction``, which on-call engineers and the
 sweep's own role hold. So an event never overrides a hold (``override_hold`` in an event is
@@ -74,6 +74,12 @@ class HoldOverrideRefused(BadEvent):
     """An event asked to override a hold: only an operator's own identity may lift a hold."""
 
     code = "HoldOverrideRefused"
+
+
+class UnknownTargetRefused(BadEvent):
+    """A reimport event names a target the settings do not configure: no retry can help."""
+
+    code = "UnknownTarget"
 
 
 @dataclass(frozen=True)
@@ -242,8 +248,11 @@ def _target_field(doc: dict, what: str) -> dict[str, str]:
 
 
 def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
+    """The reimport event's fields; ``reason`` and ``requested_by`` are cut to one printable
+    line of at most ``events.MAX_CLAIM_CHARS`` (128) characters. Raises ``BadEvent``."""
     from .domain import check_key_id
     from .errors import ByokError
+    from .events import claimed
 
     doc = _parse_json(event, "reimport")
     if "override_hold" in doc:
@@ -269,8 +278,9 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
             raise BadEvent(f"{name} must be a string")
     return {
         "key_id": key_id,
-        "reason": doc.get("reason", ""),
-        "requested_by": doc.get("requested_by", ""),
+        # Claims, never trusted: one printable line of at most MAX_CLAIM_CHARS before any log.
+        "reason": claimed(doc.get("reason", "")),
+        "requested_by": claimed(doc.get("requested_by", "")),
         "dry_run": bool(doc.get("dry_run", False)),
         **_target_field(doc, "reimport"),
     }
@@ -294,12 +304,13 @@ def _claims(event: bytes | str | dict) -> dict[str, str]:
     except BadEvent:
         return {}
     from .domain import KEY_ID_RE
+    from .events import claimed
 
     out = {}
     if isinstance(doc.get("key_id"), str) and KEY_ID_RE.fullmatch(doc["key_id"]):
         out["key_id"] = doc["key_id"]
     if isinstance(doc.get("requested_by"), str):
-        out["claimed_by"] = doc["requested_by"][:128]
+        out["claimed_by"] = claimed(doc["requested_by"])
     return out
 
 
@@ -378,7 +389,6 @@ def handle_sweep(event: bytes | str | dict, context: Any) -> dict[str, Any]:
 
 @_with_request_id
 def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
-    from .audit import AuditLog
     from .hardening import harden_process
     from .kms import NoKmsAccess
     from .restore import reimport_one, succeeded
@@ -387,26 +397,15 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     try:
         request = parse_reimport_event(event)
     except BadEvent as exc:
-        configure_logging()  # a cold instance's first line may be this refusal
-        code = getattr(exc, "code", "BadEvent")
-        audit = AuditLog(audit_file()) if isinstance(exc, HoldOverrideRefused) else AuditLog()
-        audit.event(
-            "key",
-            outcome="failed",
-            alert=True,
-            error_code=code,
-            reason=str(exc),
-            trigger="fc-reimport",
-            actor="fc",
-            fc_request_id=_request_id(context),
-            **_claims(event),
-        )
-        return {"ok": False, "error": code, "message": str(exc)}
+        return _refuse_reimport(exc, event, context)
     from .errors import ByokError
     from .fc_targets import reimport_deps
+    from .targets import UnknownTarget
 
     try:
         deps = reimport_deps(RUNTIME, request.get("target"), context)
+    except UnknownTarget as exc:  # permanent: refused once and audited, never retried
+        return _refuse_reimport(UnknownTargetRefused(str(exc)), event, context)
     except ByokError as exc:  # the target's role or settings: FC retries and alerts
         raise RetryableFailure(f"{request['key_id']}: {exc}") from None
     try:
@@ -430,3 +429,18 @@ def handle_reimport(event: bytes | str | dict, context: Any) -> dict[str, Any]:
     if outcome.failed and retryable(outcome.error_code):
         raise RetryableFailure(f"{request['key_id']}: {outcome.reason}")
     return result
+
+
+def _refuse_reimport(exc: BadEvent, event: bytes | str | dict, context: Any) -> dict[str, Any]:
+    """Refuse a reimport event for good: an alert line (in the audit file too for a hold
+    override or an unknown target), ``ok: false``, nothing raised, so FC does not retry."""
+    from .audit import AuditLog
+
+    configure_logging()  # a cold instance's first line may be this refusal
+    code = getattr(exc, "code", "BadEvent")
+    to_file = isinstance(exc, HoldOverrideRefused | UnknownTargetRefused)
+    audit = AuditLog(audit_file()) if to_file else AuditLog()
+    audit.event("key", outcome="failed", alert=True, error_code=code, reason=str(exc),
+                trigger="fc-reimport", actor="fc", fc_request_id=_request_id(context),
+                **_claims(event))  # fmt: skip
+    return {"ok": False, "error": code, "message": str(exc)}

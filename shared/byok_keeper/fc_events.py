@@ -5,9 +5,12 @@ For each event of the FC payload (``byok_keeper.events`` parses and classifies, 
 
 * refused (malformed or foreign) -> an alert audit line, ``{"ok": false}``; returned, never
   raised, so FC does not retry what cannot succeed;
-* duplicate of an event seen within the window on this instance -> dropped, logged;
-* IGNORE -> an info line; ALERT (ScheduleKeyDeletion, DisableKey) -> an alert line and nothing
-  else: an operator's act is never fought;
+* duplicate of an event (by its ActionTrail event id only) acted on within the window on this
+  instance -> dropped, logged;
+* IGNORE -> an info line, and the event never enters the duplicate window; ALERT
+  (ScheduleKeyDeletion, DisableKey) -> one DescribeKey, and an alert line only when it shows a
+  key we manage really PendingDeletion or Disabled (else ``looked``); nothing else: an
+  operator's act is never fought;
 * RESTORE, REPLAN -> ``look``: DescribeKey of that key only, the planner's decision for it,
   and only when that decision is due (REIMPORT, RENEW) the re-establishment, whose hold
   re-check right before import is unchanged. A healthy key costs one DescribeKey.
@@ -75,14 +78,18 @@ def _handle(event: bytes | str | dict | list, context: Any) -> dict[str, Any]:
         except PermanentEventError as exc:
             results.append(_refuse(exc, context, doc))
             continue
-        if DUPLICATES.seen(*checked.dedupe_keys):
+        # Only events acted on enter the duplicate window, by event id alone (issue 25): an
+        # ignored one (like a refused one) must not make a later genuine event a duplicate.
+        entered = checked.action != IGNORE
+        if entered and DUPLICATES.seen(checked.dedupe_key):
             _audit().event("event", outcome="duplicate", **_fields(checked, context))
             results.append({"ok": True, "outcome": "duplicate", **checked.to_json()})
             continue
         try:
             results.append(_act(checked, context))
         except BaseException:
-            DUPLICATES.forget(*checked.dedupe_keys)
+            if entered:
+                DUPLICATES.forget(checked.dedupe_key)
             raise
     return {"ok": all(r["ok"] for r in results), "results": results}
 
@@ -94,9 +101,35 @@ def _act(event: KmsEvent, context: Any) -> dict[str, Any]:
         _audit().event("event", outcome="ignored", **fields)
         return {"ok": True, "outcome": "ignored", **event.to_json()}
     if event.action == ALERT:
-        _audit().event("event", outcome="alert", alert=True, **fields)
-        return {"ok": True, "outcome": "alert", **event.to_json()}
+        return look_stopped(event, context)
     return look(event, context)
+
+
+def look_stopped(event: KmsEvent, context: Any) -> dict[str, Any]:
+    """ScheduleKeyDeletion, DisableKey: an alert only when one DescribeKey shows a key we manage
+    really PendingDeletion or Disabled (``restore.stopped_key``); otherwise ``looked`` and
+    nothing more. A forged batch naming random or healthy keys pages nobody (issue 25)."""
+    from .fc import RUNTIME, RetryableFailure, retryable
+    from .kms import KmsApiError, NoKmsAccess
+    from .restore import stopped_key
+
+    deps = RUNTIME.deps(context)
+    fields = _fields(event, context)
+    try:
+        state = stopped_key(deps, event.key_id)
+    except NoKmsAccess as exc:
+        raise RetryableFailure(f"{event.key_id}: {exc}") from None
+    except KmsApiError as exc:
+        if retryable(exc.code):
+            raise RetryableFailure(f"{event.key_id}: {exc.code}") from None
+        deps.audit.event("event", outcome="failed", alert=True, error_code=exc.code, **fields)
+        return {"ok": False, "outcome": "failed", "error": exc.code, **event.to_json()}
+    if state is None:
+        why = "not a key we manage, or not PendingDeletion or Disabled: no alert"
+        deps.audit.event("event", outcome="looked", decision_reason=why, **fields)
+        return {"ok": True, "outcome": "looked", **event.to_json()}
+    deps.audit.event("event", outcome="alert", alert=True, key_state=state, **fields)
+    return {"ok": True, "outcome": "alert", "key_state": state, **event.to_json()}
 
 
 def look(event: KmsEvent, context: Any) -> dict[str, Any]:

@@ -64,6 +64,24 @@ def read_capped(path: str | Path, cap: int, what: str) -> tuple[bytearray, os.st
         os.close(fd)
 
 
+def check_owner(st: os.stat_result, path: str | Path, what: str) -> None:
+    """Refuse a file someone else could have written: it must be owned by the running user (or
+    root, who could change anything anyway: a Kubernetes ConfigMap mount, FC's code package)
+    and not writable by group or others. ``st`` is the opened descriptor's ``stat``. Raises
+    ``ConfigError`` (exit 2). The settings file is held to it, as the daemon's state directory
+    is: it says where wrapped material is sent and which roles are assumed."""
+    if st.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"{what} {path} is owned by uid {st.st_uid}, not by the user running byok-keeper "
+            f"(uid {os.geteuid()}) or root; its owner could send the material elsewhere"
+        )
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"{what} {path} is writable by group or others (mode {st.st_mode & 0o7777:04o}); "
+            f"it decides where wrapped material is sent: run chmod go-w {path}"
+        )
+
+
 def write_new(path: str | Path, data: bytes | bytearray, what: str) -> None:
     """Create ``path`` (mode 0600; never over an existing file or a link) and write ``data``,
     flushed to disk. Raises ``ConfigError`` naming ``what``; a failed write leaves no file."""

@@ -39,15 +39,28 @@ _SAFE_FIELDS = frozenset(
         "error",
     }
 )
+# Every pattern below runs in time linear in its input, whatever the input (issue 25): a claim
+# in an event may be as long as the event (128 KiB), and a pattern that backtracks over it
+# would stall the function. A PEM label's run ends at the next "-", so labels after different
+# headers never overlap; a blob is matched only from the start of a run of its characters (the
+# lookbehind) and never given back (possessive), so each character is looked at a bounded
+# number of times. A run of 96 hex digits is also a run of 80 Base64 characters, so one class
+# covers both.
 _PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-_BLOB = re.compile(r"[A-Za-z0-9+/=]{80,}|[0-9a-fA-F]{96,}")
+_BLOB = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/=]{80,}+")
 # name=value pairs (query strings, headers, repr text) whose name says secret, e.g. an
 # ImportToken or EncryptedKeyMaterial in a request line: the value goes, whatever its length.
-_SECRET_PAIR = re.compile(
-    r"([A-Za-z0-9_.-]*(?:material|plaintext|secret|token|passphrase|password|private|signature"
-    r"|authorization|credential)[A-Za-z0-9_.-]*[\"']?\s*[=:]\s*[\"']?)([^&\s,;\"']+)",
-    re.IGNORECASE,
-)
+# Found in three linear steps (``_mask_secret_pairs``): each maximal run of name characters,
+# whether it names a secret, then the separator and the value right after it. One pattern doing
+# all three (a name with a secret word somewhere inside) backtracks quadratically over a long
+# run of name characters such as ``a-a-a-...``.
+_PAIR_WORDS = ("material", "plaintext", "secret", "token", "passphrase", "password", "private",
+               "signature", "authorization", "credential")  # fmt: skip
+# Runs shorter than the shortest secret word cannot name a secret: skipped by the pattern (in
+# C), not by a Python loop over thousands of one-letter runs.
+_NAME_RUN = re.compile(rf"[A-Za-z0-9_.-]{{{min(map(len, _PAIR_WORDS))},}}")
+_PAIR_SEPARATOR = re.compile(r"[\"']?\s*+[=:]\s*+[\"']?")
+_PAIR_VALUE = re.compile(r"[^&\s,;\"']+")
 # The SDK's own loggers: each has a StreamHandler of its own at DEBUG, which would print
 # outside our processors (and so outside redaction).
 SDK_LOGGERS = ("alibabacloud-tea", "darabonba-core", "credentials")
@@ -64,8 +77,31 @@ def _scrub_text(value: str) -> str:
         text = unquote(text)
     if _PEM_PRIVATE.search(value) or _PEM_PRIVATE.search(text):
         return REDACTED
-    text = _SECRET_PAIR.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _mask_secret_pairs(text)
     return _BLOB.sub(REDACTED, text)
+
+
+def _names_a_secret(name: str) -> bool:
+    lowered = name.lower()  # name characters are ASCII: lower() is the whole of case folding
+    return any(word in lowered for word in _PAIR_WORDS)
+
+
+def _mask_secret_pairs(text: str) -> str:
+    """Mask the value of every ``name=value`` (or ``name: value``) whose name holds a secret
+    word. Linear: each run of name characters is read once, and a masked value is skipped."""
+    out: list[str] = []
+    done = 0
+    for name in _NAME_RUN.finditer(text):
+        if name.start() < done or not _names_a_secret(name.group()):
+            continue
+        separator = _PAIR_SEPARATOR.match(text, name.end())
+        value = separator and _PAIR_VALUE.match(text, separator.end())
+        if not value:
+            continue
+        out += (text[done : separator.end()], REDACTED)
+        done = value.end()
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _scrub(value: Any) -> Any:

@@ -302,17 +302,20 @@ def parse_addr(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(metrics: FleetMetrics, addr: str) -> tuple[Any, str]:
-    """Serve ``/metrics`` on ``addr`` in a daemon thread; returns (server, "host:port" bound)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def serve(metrics: FleetMetrics, addr: str, **limits: float) -> tuple[Any, str]:
+    """Serve ``/metrics`` on ``addr`` in a daemon thread; returns (server, "host:port" bound).
+    ``limits``: ``read_timeout`` (seconds) and ``max_connections`` of ``metrics_http``, whose
+    server a pile of idle connections cannot turn into a pile of threads (issue 25)."""
+    from prometheus_client import CollectorRegistry
 
     from .errors import ConfigError
+    from .metrics_http import serve_registry
 
     host, port = parse_addr(addr)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = serve_registry(registry, host, port, **limits)  # type: ignore[arg-type]
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {addr}: {exc.strerror}") from None
     bound = server.server_address

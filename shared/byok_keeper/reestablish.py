@@ -3,8 +3,9 @@
 Steps (each named in the outcome and, on the CLI, printed as it happens):
 
 1. ``describe`` -- fresh DescribeKey: the key must exist, be EXTERNAL and not PendingDeletion.
-2. ``unseal`` -- fetch the envelope, which must record a completed first import (invariant 2),
-   and open it; the material's fingerprint must equal the sealed one.
+2. ``unseal`` -- unless the operator overrides a hold, the hold tag is read first (a held key's
+   envelope is not even fetched); then fetch the envelope, which must record a completed first
+   import (invariant 2), and open it; the material's fingerprint must equal the sealed one.
 3. ``identity`` -- when the key is usable (Enabled), GetPublicKey must show the same fingerprint.
 4. ``hold`` -- ListResourceTags right before import: a hold set since the plan wins
    (invariant 4); the lease tag, if any, sets the new expiry.
@@ -167,14 +168,22 @@ def reestablish(
     dry_run: bool = False,
     lease_override: Lease | None = None,
     on_step: StepCallback | None = None,
+    before_import: Callable[[], None] | None = None,
 ) -> Outcome:
     """Re-import the identical material for ``key_id``. Never raises for a per-key failure:
-    the outcome says what happened (per-key isolation); only bugs propagate."""
+    the outcome says what happened (per-key isolation); only bugs propagate.
+
+    ``before_import`` runs once, after every check and right before the first
+    GetParametersForImport/ImportKeyMaterial (never in a dry run): callers write their
+    "importing" audit line there, so a run killed right after KMS took the material still
+    leaves a trace of it (issue 25)."""
     step = on_step or (lambda name, detail: None)
     run = _Run(key_id, decision, time.monotonic())
     material = None
     try:
         key = run.key = _describe(gateway, run, step)
+        if not override_hold:  # a held key is never unsealed (issue 25)
+            _stop_if_held(gateway, key_id)
         envelope, material = _unseal(vault, run, key, step)
         checked_identity = _check_identity(gateway, run, key, step)
         lease = _hold_and_lease(gateway, run, envelope, override_hold, lease_override, step)
@@ -188,6 +197,8 @@ def reestablish(
                 new_expiry=new_expiry,
             )
         expiry = (expire_unix, new_expiry)
+        if before_import is not None:
+            before_import()
         return _import(gateway, run, material, expiry, override_hold, checked_identity, step)
     except _Stop as stop:
         return run.stopped(stop)
@@ -214,6 +225,14 @@ def _describe(gateway: KmsGateway, run: _Run, step: StepCallback) -> KeyInfo:
         f"{key.key_state}, expiry {format_kms_time(key.material_expire_time) or 'never'}",
     )
     return key
+
+
+def _stop_if_held(gateway: KmsGateway, key_id: str) -> None:
+    """Before unsealing: a held key's material is not even opened (no Decrypt of its data
+    key, no GetSecretValue of its envelope). The hold is read again right before the import."""
+    tags = gateway.list_tags(key_id)
+    if HOLD_TAG in tags:
+        raise _Stop(HELD, f"on hold: {tags[HOLD_TAG] or 'no reason given'}")
 
 
 def _unseal(

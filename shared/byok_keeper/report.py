@@ -142,7 +142,8 @@ def build_report(
 
 
 def write_html(path: str | Path, page: str) -> int:
-    """Write atomically (a reader never sees half a page); returns the size in bytes."""
+    """Write atomically (a reader never sees half a page), mode 0600 whatever the umask;
+    returns the size in bytes."""
     from .errors import InputError
 
     path = Path(path)
@@ -151,7 +152,7 @@ def write_html(path: str | Path, page: str) -> int:
         fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # whatever the umask: key ids, states, expiries (like break-glass)
         os.replace(tmp, path)
     except OSError as exc:
         raise InputError(f"cannot write the report to {path}: {exc.strerror}") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .domain import EnvelopeFacts
+from .domain import EnvelopeFacts, KeyState
 from .kms import KmsApiError
 from .lease import Lease
 from .plan import Decision, KeyFacts, decide, needs_details
@@ -40,7 +40,9 @@ def reimport_one(
     lease_override: Lease | None = None,
     on_step: Callable[[str, str], None] | None = None,
 ) -> Outcome:
-    """Re-establish ``key_id`` (decision ``REIMPORT``) and write one ``key`` audit event.
+    """Re-establish ``key_id`` (decision ``REIMPORT``) and write one ``key`` audit event, after
+    an ``importing`` one written right before the import (``AuditLog.importing``): a run killed
+    between KMS taking the material and the ``key`` line still leaves the intent on record.
 
     ``trigger`` says which entrypoint asked (``cli-reimport``, ``fc-reimport``, e.g.
     ``event-delete``); ``actor`` is who did the work (a user, or ``fc`` for the function's
@@ -52,6 +54,8 @@ def reimport_one(
     or unreadable envelope); ``NoKmsAccess`` propagates (nothing is audited then), so the
     caller can exit 1 or let FC retry. The key id is the caller's to validate first.
     """
+    fields = {"trigger": trigger, "actor": actor, "requested_reason": reason,
+              **(audit_fields or {})}  # fmt: skip
     outcome = reestablish(
         deps.gateway,
         deps.require_vault(),
@@ -61,15 +65,9 @@ def reimport_one(
         dry_run=dry_run,
         lease_override=lease_override,
         on_step=on_step,
+        before_import=lambda: deps.audit.importing(key_id, "REIMPORT", **fields),
     )
-    deps.audit.event(
-        "key",
-        trigger=trigger,
-        actor=actor,
-        requested_reason=reason,
-        **(audit_fields or {}),
-        **outcome.to_json(),
-    )
+    deps.audit.event("key", **fields, **outcome.to_json())
     return outcome
 
 
@@ -103,3 +101,23 @@ def plan_one(deps: Deps, key_id: str) -> Decision:
         envelope=None if envelope is None else EnvelopeFacts.from_header(envelope.header),
     )
     return decide(facts, now, deps.policy)
+
+
+STOPPED_STATES = (KeyState.PENDING_DELETION, KeyState.DISABLED)
+
+
+def stopped_key(deps: Deps, key_id: str) -> str | None:
+    """The key's state when one DescribeKey shows a key we manage (the vault holds its
+    envelope) PendingDeletion or Disabled; None for anything else (no such key, another
+    state, not ours). The vault is read only for a key in one of those states.
+
+    ``KmsApiError`` (other than "no such key") and ``NoKmsAccess`` propagate."""
+    try:
+        key = deps.gateway.describe_key(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        return None
+    if key.key_state not in STOPPED_STATES or deps.require_vault().get(key_id) is None:
+        return None
+    return key.key_state

@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InputError
-from .files import read_capped
+from .files import check_owner, read_capped
 from .lease import parse_lease
 from .transport import CREDENTIAL_ENDPOINT_ENV, check_endpoint, check_url
 
@@ -278,9 +278,12 @@ def load_settings(
 
 
 def config_section(path: str | Path) -> dict[str, Any]:
-    """The settings in the TOML file ``path``: its top level or its ``[byok-keeper]`` table."""
+    """The settings in the TOML file ``path``: its top level or its ``[byok-keeper]`` table.
+    The file must be owned by the running user (or root) and not writable by group or others
+    (``files.check_owner``)."""
     try:
-        data, _ = read_capped(path, MAX_CONFIG_BYTES, "config file")
+        data, st = read_capped(path, MAX_CONFIG_BYTES, "config file")
+        check_owner(st, path, "config file")
         doc = tomllib.loads(data.decode())
     except FileNotFoundError:
         raise ConfigError(f"cannot read config file {path}: no such file") from None

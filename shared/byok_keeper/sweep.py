@@ -169,6 +169,8 @@ class InlineApplier:
     concurrency: int = 8
     on_outcome: Callable[[Outcome], None] | None = None
     final: bool = True
+    # Runs right before a key's import (``reestablish``'s ``before_import``): the intent line.
+    before_import: Callable[[Decision], None] | None = None
     stopped: NoKmsAccess | None = field(default=None, init=False)
 
     def _one(self, d: Decision) -> Outcome:
@@ -176,9 +178,15 @@ class InlineApplier:
         if lost is not None:  # another key lost KMS access: do not try this one
             reason = f"{NOT_ATTEMPTED}{lost}"
             return Outcome(d.key_id, d.decision, SKIPPED, reason, 0, error_code=type(lost).__name__)
+        intent = self.before_import
         try:
             return reestablish(
-                self.gateway, self.vault, d.key_id, decision=d.decision, dry_run=self.dry_run
+                self.gateway,
+                self.vault,
+                d.key_id,
+                decision=d.decision,
+                dry_run=self.dry_run,
+                before_import=None if intent is None else lambda: intent(d),
             )
         except NoKmsAccess as exc:  # lost mid-run (clock jumped, credentials revoked)
             if self.stopped is None:
@@ -231,7 +239,14 @@ def run_sweep(
     described, each not-due decision, then what the applier returned."""
     policy = policy or Policy()
     audit = audit or AuditLog()
-    applier = applier or InlineApplier(gateway, vault, dry_run, concurrency, on_outcome)
+    applier = applier or InlineApplier(
+        gateway,
+        vault,
+        dry_run,
+        concurrency,
+        on_outcome,
+        before_import=lambda d: audit.importing(d.key_id, d.decision, trigger=trigger, actor=actor),
+    )
     facts, errors = discover(
         gateway,
         vault,

@@ -19,9 +19,9 @@ target's region, account, endpoint, vault and quota shares -- so each has its ow
 is right, since KMS quotas are per account per region.
 
 Every target is checked when the settings load, before anything runs: a bad one (no name, a
-duplicate name, no region, an account id that is not 16 digits, a malformed role ARN or one of
-another account, plain http to a non-loopback host, an unknown key) is a ``ConfigError``:
-one line, exit 2.
+duplicate name, two targets of the same account and region, no region, an account id that is
+not 16 digits, a malformed role ARN or one of another account, plain http to a non-loopback
+host, an unknown key) is a ``ConfigError``: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -124,17 +124,28 @@ def _check_shape(key: str, endpoint: str) -> None:
 
 
 def parse_targets(raw: Any) -> tuple[Target, ...]:
-    """The ``targets`` array of the settings file, every target checked; names unique."""
+    """The ``targets`` array of the settings file, every target checked; names unique, and
+    no two targets of the same account and region."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise ConfigError("targets must be an array of tables ([[targets]])")
     targets = tuple(parse_target(item, i) for i, item in enumerate(raw))
     seen: set[str] = set()
+    places: dict[tuple[str, str], str] = {}
     for target in targets:
         if target.name in seen:
             raise ConfigError(f"target {target.name!r} is declared twice")
         seen.add(target.name)
+        # One account and region is one quota and one set of keys: two targets there would
+        # each get a full budget and sweep every key twice (issue 25).
+        place = (target.account_id, target.region)
+        if place in places:
+            raise ConfigError(
+                f"targets {places[place]!r} and {target.name!r} are the same account "
+                f"{target.account_id} and region {target.region}; declare it once"
+            )
+        places[place] = target.name
     return targets
 
 
@@ -148,9 +159,13 @@ def load_targets(
     return parse_targets(config_section(path).get("targets")) if path else ()
 
 
+class UnknownTarget(ConfigError):
+    """A name that is not one of the configured targets: asking again cannot help."""
+
+
 def select(targets: Sequence[Target], names: Iterable[str]) -> tuple[Target, ...]:
     """The targets named (all without names). An unknown name, or names with no targets
-    configured, is a ``ConfigError``."""
+    configured, is a ``ConfigError`` (``UnknownTarget`` for a name not configured)."""
     names = list(dict.fromkeys(names))
     if not names:
         return tuple(targets)
@@ -159,7 +174,7 @@ def select(targets: Sequence[Target], names: Iterable[str]) -> tuple[Target, ...
     known = {t.name: t for t in targets}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(
+        raise UnknownTarget(
             f"unknown target {unknown[0]!r}; configured: {', '.join(t.name for t in targets)}"
         )
     return tuple(known[n] for n in names)

@@ -36,11 +36,27 @@ def check_plain_http(scheme: str, host: str, setting: str) -> None:
     ``user@``, which counts as the host after it). Raises ``ConfigError`` (exit 2)."""
     if scheme.lower() != "http":
         return
-    if not is_loopback(urlsplit(f"http://{host}").hostname):
+    hostname = urlsplit(f"http://{host}").hostname
+    if not is_loopback(hostname):
         raise ConfigError(
-            f"{setting} uses plain http to {host!r}, which is not this machine; use https "
-            "(http is allowed only for 127.0.0.0/8, ::1 and localhost)"
+            f"{setting} uses plain http to {shown_host(host)!r}, which is not this machine; use "
+            "https (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
         )
+
+
+def shown_host(netloc: str) -> str:
+    """``host[:port]`` of a URL's network location, without its ``user:password@``: a refusal
+    must not print credentials someone put in a URL (issue 25)."""
+    return netloc.rpartition("@")[2]
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any ``user:password@`` taken out of its network location, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{shown_host(netloc)}{slash}{path}"
 
 
 def check_endpoint(endpoint: str, setting: str) -> None:

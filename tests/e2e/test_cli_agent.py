@@ -89,7 +89,8 @@ def test_reimport_prints_steps_and_respects_holds(cli_env, served, tmp_path):
         assert f"[reimport] {step}:" in done.stderr
     assert served.key_view(key)["state"] == "Enabled"
     events = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert [e["event"] for e in events] == ["hold", "key", "key", "key"]
+    # held, the dry run, then the import's intent and its outcome
+    assert [e["event"] for e in events] == ["hold", "key", "key", "importing", "key"]
     assert events[-1]["requested_reason"] == "INC-1 resolved" and events[-1]["override_hold"]
     assert run_cli("release", key, env=env).returncode == 0
     status = json.loads(run_cli("status", key, "--output", "json", env=env).stdout)

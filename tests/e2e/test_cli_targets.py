@@ -43,14 +43,15 @@ role_arn = "acs:ram::{B}:role/byok-keeper"
 kms_endpoint = "http://{fra}"
 sts_endpoint = "http://{cloud.sts_endpoint}"
 """
-    if broken:  # a role nobody may assume: this target fails, the others run
+    if broken:  # a role nobody may assume: this target fails, the others run (in B's R1:
+        # one account and region is one target)
         text += f"""
 [[targets]]
 name = "nope"
-region = "{R2}"
+region = "{R1}"
 account_id = "{B}"
 role_arn = "acs:ram::{B}:role/not-there"
-kms_endpoint = "http://{fra}"
+kms_endpoint = "http://{hz}"
 sts_endpoint = "http://{cloud.sts_endpoint}"
 """
     return text
@@ -232,7 +233,7 @@ def _series(text: str) -> dict[str, dict[tuple, float]]:
 
 
 def _where(target: str, **labels: str) -> tuple:
-    account, region = {"hz": (A, R1), "fra": (B, R2), "nope": (B, R2)}[target]
+    account, region = {"hz": (A, R1), "fra": (B, R2), "nope": (B, R1)}[target]
     return tuple(sorted({"target": target, "region": region, "account_id": account,
                          **labels}.items()))  # fmt: skip
 

@@ -166,8 +166,8 @@ def test_a_held_key_stays_deleted_and_operators_are_not_fought(deployed, served)
     operator = len(served.calls())  # the three calls above
     _settle(served)
 
-    assert _actions(served, operator, disabled.key_id) == []  # not even a look
-    assert _actions(served, operator, doomed.key_id) == []
+    assert _actions(served, operator, disabled.key_id) == ["DescribeKey"]  # one look, no write
+    assert _actions(served, operator, doomed.key_id) == ["DescribeKey"]
     assert "GetParametersForImport" not in _actions(served, operator, held.key_id)
     assert _imports(served, start) == 0
     assert describe(kms, held.key_id).key_state == "PendingImport"

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from alibabacloud_kms20160120 import models as km
 
 from byok_keeper import fc, fc_events
 from byok_keeper.enroll import CreateRequest, enroll
@@ -113,14 +114,15 @@ def test_a_held_key_is_untouched_and_released_hold_replans_it(deployed, emulator
     assert emulator.key_view(key_id)["state"] == "Enabled"
 
 
-def test_operators_are_never_fought(deployed, emulator):
+def test_operators_are_never_fought(deployed, emulator, kms):
     context, key_id = deployed
-    emulator.emulator.kms.delete_key_material(key_id)
+    kms.disable_key(km.DisableKeyRequest(key_id=key_id))  # an operator's act, through the SDK
+    emulator.emulator.calls.clear()
     for name in ("ScheduleKeyDeletion", "DisableKey"):
         result = fc_events.handler(event(emulator, name, key_id), context)
         assert result["ok"] and result["results"][0]["outcome"] == "alert"
-    assert calls(emulator, key_id) == []  # not even a look
-    assert emulator.key_view(key_id)["state"] == "PendingImport"
+    assert calls(emulator, key_id) == ["DescribeKey"] * 2  # one look each, never a write
+    assert emulator.key_view(key_id)["state"] == "Disabled"
 
 
 def test_kms_unavailable_raises_and_the_retry_is_not_dropped(deployed, emulator):
@@ -138,12 +140,13 @@ def test_kms_unavailable_raises_and_the_retry_is_not_dropped(deployed, emulator)
 # ---- the SLS alert rules over the lines the handler really writes ------------------------------
 
 
-def test_the_sls_rules_fire_on_the_lines_the_handler_writes(deployed, emulator, capfd):
+def test_the_sls_rules_fire_on_the_lines_the_handler_writes(deployed, emulator, kms, capfd):
     """Every kind of line the handler writes, as FC ships it to the Logstore (one JSON line of
     stdout/stderr is one log's ``message``), against the two rules over the events function:
     byok-keeper-key-deletion-or-disable keeps exactly the ScheduleKeyDeletion and DisableKey
     alerts, byok-keeper-event-refused exactly the refused and KMS-failed events."""
     context, key_id = deployed
+    kms.disable_key(km.DisableKeyRequest(key_id=key_id))  # the alerts need a really stopped key
     foreign = json.loads(event(emulator, "DeleteKeyMaterial", key_id))
     foreign["aliyunaccountid"] = "9999999999999999"
     payloads = [

@@ -48,6 +48,9 @@ def _toml(cloud: LocalServer, tmp_path: Path, *, broken: bool) -> Path:
             text[text.index('[[targets]]\nname = "fra"') :]
             .replace('name = "fra"', 'name = "nope"')
             .replace("role/byok-keeper", "role/not-there")
+            # another account and region than fra's: one account and region is one target
+            .replace(f'region = "{R2}"', f'region = "{R1}"')
+            .replace(cloud.kms_endpoints[R2], cloud.kms_endpoints[R1])
         )
     path = tmp_path / ("broken.toml" if broken else "byok.toml")
     path.write_text(text)
@@ -298,7 +301,11 @@ def test_audit_events_name_their_target(cloud, world, tmp_path):
     assert lines and all(line["target"] == "fra" for line in lines)
 
 
-def test_a_key_found_in_several_targets_is_ambiguous(cloud, world, tmp_path, capsys):
+def test_a_twin_target_of_the_same_account_and_region_is_refused_before_anything_runs(
+    cloud, world, tmp_path, capsys
+):
+    """Two targets of one account and region would each get a full budget and sweep every key
+    twice (issue 25): the settings are refused, exit 2, one line."""
     from byok_keeper.cli import main
 
     path, keys = world
@@ -306,11 +313,12 @@ def test_a_key_found_in_several_targets_is_ambiguous(cloud, world, tmp_path, cap
     twin = text[text.index("[[targets]]") : text.index('[[targets]]\nname = "fra"')]
     doubled = tmp_path / "twins.toml"
     doubled.write_text(text + twin.replace('name = "hz"', 'name = "hz-twin"'))
+    calls = len(cloud.calls())
     code = main(["--config", str(doubled), "status", keys["hz"]])
     err = capsys.readouterr().err
-    assert code == 2
-    assert f"{keys['hz']} is in several targets (hz, hz-twin): choose with --target" in err
-    assert main(["--config", str(doubled), "status", keys["hz"], "--target", "hz-twin"]) == 0
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "targets 'hz' and 'hz-twin' are the same account" in err
+    assert len(cloud.calls()) == calls  # refused before any request
 
 
 def test_fc_reads_a_relative_byok_config_from_its_code_package_not_the_cwd(tmp_path, monkeypatch):

@@ -157,7 +157,8 @@ def test_parallel_targets_is_bounded_and_one_failure_stays_its_own():
     assert parallel_targets(4, 8) == 4
     assert parallel_targets(20, 8) == 8
     assert parallel_targets(3, 64) == 1
-    targets = parse_targets([_target(name="a"), _target(name="b"), _target(name="c")])
+    targets = parse_targets([_target(name="a"), _target(name="b", region="cn-shanghai"),
+                             _target(name="c", region="cn-beijing")])  # fmt: skip
 
     def work(target):
         if target.name == "b":

@@ -210,7 +210,8 @@ def _emit_sweep(app: App, result, dry_run: bool) -> int:
     "html_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Write the page here (one self-contained file: inline SVG, no scripts, no network).",
+    help="Write the page here, mode 0600 (one self-contained file: inline SVG, no scripts, no "
+    "network).",
 )
 @click.option(
     "--schedule",

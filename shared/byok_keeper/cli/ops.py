@@ -132,8 +132,8 @@ def invoke_sweep(app: App, dry_run: bool) -> int:
 @click.option(
     "--metrics-addr",
     metavar="HOST:PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (with --once an error: use "
-    "--metrics-file).",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (at most 8 connections, each "
+    "dropped after 5 s without a request; with --once an error: use --metrics-file).",
 )
 @metrics_file_option
 @click.pass_obj

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..transport import check_plain_http  # plain http only to loopback (issue 13)
+from ..transport import check_plain_http, shown_url  # http only to loopback (issue 13)
 
 if TYPE_CHECKING:
     from alibabacloud_kms20160120.client import Client
@@ -24,8 +24,10 @@ def split_endpoint(endpoint: str) -> tuple[str, str]:
         scheme, host = "https", endpoint
     host = host.rstrip("/")
     if not host or "/" in host or " " in host:
-        raise ConfigError(f"invalid KMS endpoint {endpoint!r}; expected [http[s]://]HOST[:PORT]")
-    check_plain_http(scheme, host, f"endpoint {endpoint!r}")
+        raise ConfigError(
+            f"invalid KMS endpoint {shown_url(endpoint)!r}; expected [http[s]://]HOST[:PORT]"
+        )
+    check_plain_http(scheme, host, f"endpoint {shown_url(endpoint)!r}")
     return scheme, host
 
 

@@ -100,9 +100,28 @@ QUOTA_CLASSES: dict[str, frozenset[str]] = {
     "crypto": frozenset(
         {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt", "AsymmetricDecrypt"}
     ),
+    # The vault's calls (issue 25): symmetric crypto on the seal key, and Secrets Manager, each
+    # class with its own shared-gateway quota (docs/FIDELITY.md, "Quota classes").
+    "symmetric": frozenset({"Decrypt", "GenerateDataKey", "Encrypt"}),
+    "secret_read": frozenset({"GetSecretValue"}),
+    "secret_list": frozenset({"ListSecrets"}),
+    # PutSecretValue's class is not listed by the page; counted with CreateSecret, the smallest.
+    "secret_write": frozenset({"CreateSecret", "PutSecretValue"}),
 }
-DOCUMENTED_QPS = {"read": 50.0, "tags": 300.0, "write": 30.0, "create": 10.0, "crypto": 200.0}
+DOCUMENTED_QPS = {
+    "read": 50.0,
+    "tags": 300.0,
+    "write": 30.0,
+    "create": 10.0,
+    "crypto": 200.0,
+    "symmetric": 1000.0,
+    "secret_read": 450.0,
+    "secret_list": 40.0,
+    "secret_write": 10.0,
+}
 QUOTA_CLASS_OF = {action: kind for kind, actions in QUOTA_CLASSES.items() for action in actions}
+# Every action any caller may send spends a budget: none goes unmetered.
+assert all(a in QUOTA_CLASS_OF for al in (SWEEP, READ_ONLY, ENROLL, HOLD) for a in al.actions)
 # Retrying these after an unknown outcome could do the work twice.
 NOT_IDEMPOTENT = frozenset({"CreateKey"})
 

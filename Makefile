@@ -151,7 +151,7 @@ mutation: $(STAMP)
 	$(BIN)/python -m tests.mutation --jobs $(JOBS) $(MUTATE)
 
 
-# Pin and hash every dependency (runtime, test, deploy, daemon and the build backend) into
+# Pin and hash every dependency (runtime, test, deploy, hsm and the build backend) into
 # constraints.txt with pip-compile. Existing pins are kept; new dependencies are resolved within
 # pyproject.toml's ranges. Upgrade one pin: make lock UPGRADE=cryptography (or UPGRADE="a b");
 # every pin to the newest allowed: make lock UPGRADE=--all.

@@ -1,6 +1,6 @@
 """Fleet metrics: what a sweep says about the fleet, as Prometheus samples and as one log line.
 
-Pure but for ``serve`` (which imports ``prometheus-client``, the daemon extra) and
+Pure but for ``serve`` (which imports ``prometheus-client``) and
 ``run_line`` (which logs): figures come from a sweep's decisions and outcomes, KMS's ``now``
 and the gateway's per-action request counts; nothing here calls KMS or reads a clock.
 

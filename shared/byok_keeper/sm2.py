@@ -1,7 +1,7 @@
 """SM2 (GB/T 32918) over the recommended 256-bit curve: keys, encryption, signatures.
 
 ``cryptography`` provides SM3 and SM4 but cannot hold SM2 keys, and the popular ``gmssl``
-package draws its ephemeral scalar from ``random`` (see ALIBABA-FACTS.md). This module is the
+package (3.2.x, ``sm2.py``) draws its ephemeral scalar from ``random``. This module is the
 small remainder, written against the standard and proven against OpenSSL 3 in the tests:
 
 * every random scalar comes from ``secrets`` (the OS CSPRNG);

@@ -1,6 +1,6 @@
 """Key specs, usages, protection levels and wrapping algorithms: the data, in one place.
 
-Everything here is a fact about Alibaba Cloud KMS (see ALIBABA-FACTS.md). Other modules look
+Everything here is a fact about Alibaba Cloud KMS (sources in docs/FIDELITY.md). Other modules look
 things up here instead of repeating strings.
 """
 

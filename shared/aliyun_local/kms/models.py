@@ -1,7 +1,8 @@
 """KMS state and rules, per region: keys, import tokens, aliases (secrets: ``secrets.py``).
 
-The rules follow ALIBABA-FACTS.md. Where Alibaba Cloud's documentation is silent, the choice
-made here is marked "best guess" and, where it matters to byok-keeper, is a setting.
+The rules follow Alibaba Cloud's KMS API reference, each with its source in docs/FIDELITY.md.
+Where Alibaba Cloud's documentation is silent, the choice made here is marked "best guess"
+and, where it matters to byok-keeper, is a setting.
 
 A key's state is derived, never stored, so it cannot drift from the facts it comes from:
 ``PendingDeletion`` if deletion is scheduled, else ``PendingImport`` if it has no material

@@ -2,8 +2,9 @@
 
 aliyun-local must not open ``EncryptedKeyMaterial`` with the functions the agent wraps it with:
 a wrong parameter on both sides would cancel out and every functional test would pass. So this
-module names every parameter from Alibaba Cloud's import procedure itself (ALIBABA-FACTS.md,
-"Wrapped key material") and imports nothing from ``byok_keeper``:
+module names every parameter from Alibaba Cloud's import procedure itself ("Import key
+material into an asymmetric key", step 3; docs/FIDELITY.md) and imports nothing from
+``byok_keeper``:
 
 * ``RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD``: the first 256 bytes are the 32-byte ESK under
   RSA-2048 OAEP with SHA-256, MGF1-SHA-256 and an empty label; the rest is the TAK under

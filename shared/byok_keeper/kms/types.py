@@ -87,7 +87,7 @@ FORBIDDEN = frozenset(
 )
 assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
 
-# Quota classes, as KMS counts them (ALIBABA-FACTS.md "Quotas"; docs/FIDELITY.md): each has its
+# Quota classes, as KMS counts them (KMS's performance page; docs/FIDELITY.md): each has its
 # own per-account, per-region quota, shared with the customer's production traffic.
 QUOTA_CLASSES: dict[str, frozenset[str]] = {
     "read": frozenset(

@@ -86,3 +86,36 @@ def test_unknown_keys_and_other_material_in_the_way_are_refused(world):
     with pytest.raises(VaultConflict):
         retire_key(vault.store, audit, KEY, reason="x", actor="ops")
     assert vault.inventory() == [KEY] and vault.retired() == [KEY]  # nothing moved either way
+
+
+@pytest.mark.parametrize("retire", [True, False])
+def test_an_envelope_written_after_the_check_is_never_replaced_by_the_move(
+    world, monkeypatch, retire
+):
+    """A concurrent enrollment lands other material at the destination between the move's check
+    and the move itself (injected at the creation of ``retired/``, the last step before it)."""
+    vault, audit, tmp = world
+    if not retire:
+        retire_key(vault.store, audit, KEY, reason="x", actor="ops")
+    dst = tmp / "vault" / ("retired" if retire else "") / f"{KEY}.json"
+    other = generate_material("EC_P256")
+    try:
+        rival = _header(other, KEY)
+        sealed = Vault(FileStore(dst.parent), vault.sealer)
+        mkdir = type(tmp).mkdir
+
+        def racing_mkdir(path, *args, **kwargs):
+            monkeypatch.setattr(type(tmp), "mkdir", mkdir)  # once
+            mkdir(path, *args, **kwargs)
+            sealed.put(rival, other)
+
+        monkeypatch.setattr(type(tmp), "mkdir", racing_mkdir)
+        with pytest.raises(VaultConflict):
+            if retire:
+                retire_key(vault.store, audit, KEY, reason="x", actor="ops")
+            else:
+                restore_key(vault.store, audit, KEY, actor="ops")
+    finally:
+        other.wipe()
+    assert sealed.get(KEY).fingerprint == rival.fingerprint  # the rival envelope is intact
+    assert (vault.inventory(), vault.retired()) == ([KEY], [KEY])  # the source did not move

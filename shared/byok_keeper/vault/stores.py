@@ -56,6 +56,8 @@ class Store(Protocol):
 
     def move(self, key_id: str, *, retire: bool) -> None: ...
 
+    def retired_store(self) -> Store | None: ...
+
 
 def _refuse_other_material(existing: bytes | None, key_id: str, fingerprint: str) -> None:
     if existing is None:
@@ -126,6 +128,10 @@ class FileStore:
 
     def read_retired(self, key_id: str) -> bytes | None:
         return FileStore(self.directory / RETIRED).read(key_id)
+
+    def retired_store(self) -> FileStore:
+        """The retired envelopes as a store of their own (``vault reseal`` reseals them too)."""
+        return FileStore(self.directory / RETIRED)
 
     def move(self, key_id: str, *, retire: bool) -> None:
         """Move the envelope into ``retired/`` (``retire``) or back, never replacing a file,
@@ -205,6 +211,9 @@ class SecretsStore:
         return []  # nothing can be retired here yet (see the module docstring)
 
     def read_retired(self, key_id: str) -> bytes | None:
+        return None
+
+    def retired_store(self) -> None:
         return None
 
     def move(self, key_id: str, *, retire: bool) -> None:

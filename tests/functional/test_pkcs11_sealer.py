@@ -282,3 +282,31 @@ def test_a_pin_file_owned_by_another_user_is_refused(token):
     with pytest.raises(ConfigError, match="owned by uid 65534") as refused:
         build_pkcs11_sealer(token.uri())
     assert token.pin not in str(refused.value)
+
+
+def _plant(token, how: str) -> None:
+    """An AES key labelled ``byok-seal`` that is sensitive and not extractable today, but whose
+    value is known outside the token (imported) or could have left it (once extractable)."""
+    import PyKCS11 as pk
+
+    common = [(pk.CKA_CLASS, pk.CKO_SECRET_KEY), (pk.CKA_KEY_TYPE, pk.CKK_AES),
+              (pk.CKA_LABEL, "byok-seal"), (pk.CKA_ID, b"\x01"), (pk.CKA_TOKEN, True),
+              (pk.CKA_PRIVATE, True), (pk.CKA_ENCRYPT, True), (pk.CKA_DECRYPT, True)]  # fmt: skip
+    with token_for(parse_uri(token.uri())).session() as session:
+        if how == "imported":  # C_CreateObject with a value the attacker chose
+            session.createObject([*common, (pk.CKA_VALUE, bytes(32)), (pk.CKA_SENSITIVE, True),
+                                  (pk.CKA_EXTRACTABLE, False)])  # fmt: skip
+        else:  # generated extractable, then locked down after it could have been exported
+            loose = [(pk.CKA_VALUE_LEN, 32), (pk.CKA_SENSITIVE, False), (pk.CKA_EXTRACTABLE, True)]
+            key = session.generateKey([*common, *loose], pk.MechanismAESGENERATEKEY)
+            session.setAttributeValue(key, [(pk.CKA_SENSITIVE, True), (pk.CKA_EXTRACTABLE, False)])
+            assert session.getAttributeValue(key, [pk.CKA_SENSITIVE, pk.CKA_EXTRACTABLE]) == [
+                True, False]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["imported", "once-extractable"])
+def test_a_seal_key_known_outside_the_token_is_refused(token, how):
+    _plant(token, how)
+    with pytest.raises(Pkcs11Error, match="may be known outside it") as refused:
+        build_pkcs11_sealer(token.uri())
+    assert "\n" not in str(refused.value)

@@ -269,14 +269,20 @@ class Pkcs11Sealer:
                             else "; make one with: byok-keeper seal-key new --pkcs11 URI"
                         )
                     )
-                attrs = [pk.CKA_ID, pk.CKA_TOKEN, pk.CKA_SENSITIVE, pk.CKA_EXTRACTABLE]
-                key_id, on_token, sensitive, extractable = session.getAttributeValue(keys[0], attrs)
+                # Made in the token and never out of it: a key imported with a known value
+                # (C_CreateObject: not CKA_LOCAL) or once extractable is refused.
+                musts = [pk.CKA_TOKEN, pk.CKA_SENSITIVE, pk.CKA_LOCAL, pk.CKA_ALWAYS_SENSITIVE,
+                         pk.CKA_NEVER_EXTRACTABLE]  # fmt: skip
+                key_id, extractable, *held = session.getAttributeValue(
+                    keys[0], [pk.CKA_ID, pk.CKA_EXTRACTABLE, *musts]
+                )
             except pk.PyKCS11Error as exc:
                 raise Pkcs11Error(f"the token {uri.token!r}: {_code(exc)}") from None
-        if not on_token or not sensitive or extractable:
+        if extractable is not False or not all(value is True for value in held):
             raise Pkcs11Error(
-                f"the key {uri.object!r} in the token {uri.token!r} can leave it (it must be "
-                "CKA_TOKEN, CKA_SENSITIVE and not CKA_EXTRACTABLE); make one with: byok-keeper "
+                f"the key {uri.object!r} in the token {uri.token!r} may be known outside it (it "
+                "must be CKA_TOKEN, CKA_SENSITIVE, CKA_LOCAL, CKA_ALWAYS_SENSITIVE, "
+                "CKA_NEVER_EXTRACTABLE and not CKA_EXTRACTABLE); make one with: byok-keeper "
                 "seal-key new --pkcs11 URI"
             )
         return token, keys[0], bytes(key_id)

@@ -66,7 +66,7 @@ def test_the_seal_key_is_made_in_the_token_sensitive_and_never_extractable(token
         assert session.getAttributeValue(key, attrs) == [True, True, False, True, 32, False, False]
         # The token itself will not show the value (PyKCS11 maps CKR_ATTRIBUTE_SENSITIVE to None).
         assert session.getAttributeValue(key, [pk.CKA_VALUE]) == [None]
-    with pytest.raises(Pkcs11Error, match="already holds a key labelled 'byok-seal'"):
+    with pytest.raises(Pkcs11Error, match="already holds an object labelled 'byok-seal'"):
         new_token_key(token.uri())
 
 
@@ -310,3 +310,20 @@ def test_a_seal_key_known_outside_the_token_is_refused(token, how):
     with pytest.raises(Pkcs11Error, match="may be known outside it") as refused:
         build_pkcs11_sealer(token.uri())
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["data", "generic-secret"])
+def test_seal_key_new_refuses_when_any_object_holds_the_label(token, kind):
+    import PyKCS11 as pk
+
+    made = {
+        "data": [(pk.CKA_CLASS, pk.CKO_DATA), (pk.CKA_VALUE, b"x")],
+        "generic-secret": [(pk.CKA_CLASS, pk.CKO_SECRET_KEY),
+                           (pk.CKA_KEY_TYPE, pk.CKK_GENERIC_SECRET), (pk.CKA_VALUE, bytes(32))],
+    }[kind]  # fmt: skip
+    with token_for(parse_uri(token.uri())).session() as session:
+        session.createObject([*made, (pk.CKA_LABEL, "byok-seal"), (pk.CKA_TOKEN, True),
+                              (pk.CKA_PRIVATE, True)])  # fmt: skip
+        with pytest.raises(Pkcs11Error, match="already holds an object labelled 'byok-seal'"):
+            new_token_key(token.uri())
+        assert len(session.findObjects([(pk.CKA_LABEL, "byok-seal")])) == 1  # nothing made

@@ -365,7 +365,7 @@ class Pkcs11Sealer:
 
 def new_token_key(uri_text: str, env: Mapping[str, str] | None = None) -> str:
     """Generate the seal key inside the token (AES-256, ``CKA_TOKEN``, ``CKA_SENSITIVE``, not
-    ``CKA_EXTRACTABLE``, encrypt/decrypt only). Refuses (exit 2) when an AES key with the label
+    ``CKA_EXTRACTABLE``, encrypt/decrypt only). Refuses (exit 2) when any object with the label
     exists. The ``CKA_ID`` is the URI's ``id`` or 8 random bytes. Returns the key reference."""
     pk = _pk()
     uri = parse_uri(uri_text, uri_name="--pkcs11")
@@ -373,9 +373,11 @@ def new_token_key(uri_text: str, env: Mapping[str, str] | None = None) -> str:
     token = token_for(uri, env)
     with token.session() as session:
         try:
-            if session.findObjects(_key_template(pk, Pkcs11Uri(uri.token, uri.object, ""))):
+            # Any object with the label, not only an AES key: a seal key whose label is shared
+            # would make a later bind ambiguous, or find the other object first.
+            if session.findObjects([(pk.CKA_LABEL, uri.object)]):
                 raise Pkcs11Error(
-                    f"the token {uri.token!r} already holds a key labelled {uri.object!r}; "
+                    f"the token {uri.token!r} already holds an object labelled {uri.object!r}; "
                     "a seal key is never replaced"
                 )
             session.generateKey(

@@ -175,6 +175,21 @@ def test_a_module_others_can_replace_is_refused(tmp_path, folder_mode, module_mo
         parse_uri(f"pkcs11:token=t;object=o?module-path={module}")
 
 
+def test_a_module_below_any_folder_others_can_write_is_refused(tmp_path):
+    """The nearest folder is fine; one further up lets others rename it and plant their own."""
+    outer = tmp_path / "outer"
+    module = outer / "lib" / "softhsm" / "evil.so"
+    module.parent.mkdir(parents=True)
+    module.write_bytes(b"\x7fELF")
+    os.chmod(outer, 0o777)  # noqa: S103 (permissive: the attack under test)
+    with pytest.raises(ConfigError, match=f"folder {outer} is writable by group or others"):
+        parse_uri(f"pkcs11:token=t;object=o?module-path={module}")
+
+
+def test_a_module_in_a_folder_chain_only_root_can_write_is_accepted():
+    assert parse_uri(f"pkcs11:token=t;object=o?module-path={MODULE}").module_path == MODULE
+
+
 def _file_vault(tmp_path, emulator):
     new_seal_key_file(tmp_path / "seal.key")
     vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))

@@ -342,3 +342,37 @@ def test_seal_key_new_refuses_when_any_object_holds_the_label(token, kind):
         with pytest.raises(Pkcs11Error, match="already holds an object labelled 'byok-seal'"):
             new_token_key(token.uri())
         assert len(session.findObjects([(pk.CKA_LABEL, "byok-seal")])) == 1  # nothing made
+
+
+def _wrong_pin_file(tmp_path):
+    wrong = tmp_path / "wrong-pin"
+    fd = os.open(wrong, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"not-the-pin-9876\n")
+    os.close(fd)
+    return wrong
+
+
+@pytest.mark.parametrize("second", ["wrong-pin-file", "no-pin", "same-uri-pin-changed"])
+def test_a_second_uri_with_a_wrong_or_missing_pin_never_rides_the_first_login(
+    token, tmp_path, second
+):
+    """The first sealer logged in; a second URI for the same token must bring the same PIN,
+    whether it meets the cached login or the token's "already logged in"."""
+    first = build_pkcs11_sealer(_seal_key(token))
+    if second == "wrong-pin-file":
+        uri = token.uri(pin_source=False) + f"&pin-source=file:{_wrong_pin_file(tmp_path)}"
+    elif second == "no-pin":
+        uri = token.uri(pin_source=False)
+    else:  # the same URI, its PIN file now holding another PIN
+        uri = token.uri()
+        os.replace(_wrong_pin_file(tmp_path), token.pin_file)
+    with pytest.raises(ConfigError) as refused:
+        build_pkcs11_sealer(uri)
+    assert "\n" not in str(refused.value) and "not-the-pin" not in str(refused.value)
+    data_key = first.new_data_key(seal_context("key-x", "f" * 64))[0]  # the first goes on
+    assert len(data_key) == 32
+
+
+def _seal_key(token) -> str:
+    new_token_key(token.uri())
+    return token.uri()

@@ -23,8 +23,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hmac
 import json
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -128,19 +130,35 @@ class _Token:
     def _login(self, uri: Pkcs11Uri, env: Mapping[str, str] | None) -> Any:
         pk = _pk()
         pin = read_pin(uri, env)
+        self.pin_digest, login = _pin_digest(pin), (os.path.realpath(uri.module_path), self.slot)
         session = self.lib.openSession(self.slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION)
         try:
             session.login(bytes(pin))
         except pk.PyKCS11Error as exc:
             # Already logged in (the login state is the application's, and a session of it
-            # survived): keep this session too, it holds the login from now on.
+            # survived): keep this session too, it holds the login from now on, but only for
+            # the PIN that login used (the token does not look at the PIN again).
             code = _code(exc)
             if code != "CKR_USER_ALREADY_LOGGED_IN":
                 _close_quietly(session)
                 raise Pkcs11Error(_login_message(uri.token, code)) from None
+            if not hmac.compare_digest(_LOGINS.get(login, b""), self.pin_digest):
+                _close_quietly(session)
+                raise Pkcs11Error(_login_message(uri.token, "another PIN")) from None
         finally:
             wipe(pin)
+        _LOGINS[login] = self.pin_digest
         return session
+
+    def check_pin(self, uri: Pkcs11Uri, env: Mapping[str, str] | None) -> None:
+        """Refuse ``uri`` when its PIN is not the one this process logged in with."""
+        pin = read_pin(uri, env)
+        try:
+            same = hmac.compare_digest(_pin_digest(pin), self.pin_digest)
+        finally:
+            wipe(pin)
+        if not same:
+            raise Pkcs11Error(_login_message(uri.token, "another PIN"))
 
     @contextmanager
     def session(self) -> Iterator[Any]:
@@ -185,22 +203,40 @@ def _login_message(token: str, code: str) -> str:
         return f"the token {token!r} refused the PIN (CKR_PIN_INCORRECT); HSMs lock after a few"
     if code == "CKR_PIN_LOCKED":
         return f"the token {token!r} is locked (CKR_PIN_LOCKED): its security officer unlocks it"
+    if code == "another PIN":
+        return f"the token {token!r} is logged in by this process with another PIN"
     return f"logging in to the token {token!r} failed ({code})"
 
 
-_TOKENS: dict[tuple[str, str, str | None, int | None], _Token] = {}
+# A keyed digest (never the PIN) of the PIN each login of this process used, so a later URI
+# naming another PIN source is refused whether it meets a cached login or the token's
+# "already logged in"; the key is random per process.
+_PIN_KEY = secrets.token_bytes(32)
+_LOGINS: dict[tuple[str, int], bytes] = {}
+
+
+def _pin_digest(pin: bytearray) -> bytes:
+    return hmac.new(_PIN_KEY, pin, "sha256").digest()
+
+
+_TOKENS: dict[tuple[Any, ...], _Token] = {}
 _TOKENS_LOCK = threading.Lock()
 _RETIRED: list[_Token] = []  # forgotten after a lost login; unloaded by close_all
 
 
 def token_for(uri: Pkcs11Uri, env: Mapping[str, str] | None = None) -> _Token:
-    """This process's logged-in ``_Token`` for ``uri`` (one login per process and token)."""
-    key = (uri.module_path, uri.token, uri.serial, uri.slot_id)
+    """This process's logged-in ``_Token`` for ``uri`` (one login per process and token).
+    Cached by every attribute that picks the token and by the PIN source; a cached login is
+    handed out only after the URI's PIN is read and found to be the one it used."""
+    key = (uri.module_path, uri.token, uri.serial, uri.manufacturer, uri.model, uri.slot_id,
+           uri.pin_source)  # fmt: skip
     with _TOKENS_LOCK:
         token = _TOKENS.get(key)
         if token is None:
             token = _TOKENS[key] = _Token(uri, env)
-        return token
+            return token
+    token.check_pin(uri, env)
+    return token
 
 
 def forget(token: _Token) -> None:

@@ -7,8 +7,9 @@ Inputs (each built to exactly N bytes): a run of ``a-a-a-...`` (name characters 
 word, which made the old ``name=value`` pattern backtrack quadratically), ``a-a-...-token=``
 runs, percent-encoded letters (``%41%41...``, which decode into one long run), Base64-ish runs
 just short of a blob (79 characters and a break), hex runs, ``-----BEGIN `` followed by a long
-label, and whitespace before a missing separator. Each is put in a field of an event dict, as
-a claim from an event would be, and passed through ``logs.redact`` (the structlog processor).
+label, whitespace before a missing separator, and ``pin`` words (each a name looked at in
+Python). Each is put in a field of an event dict, as a claim from an event would be, and
+passed through ``logs.redact`` (the structlog processor).
 
 Measured: the best of ``--rounds`` timings per input and size, on ``time.perf_counter``. The
 figure that matters is the growth: seconds per KiB at the largest size divided by seconds per
@@ -51,6 +52,7 @@ HOSTILE = {
     "hex-runs": lambda n: _fill("0123456789abcdef" * 5 + " ", n),
     "pem-label": lambda n: "-----BEGIN " + _fill("A ", n - 11),
     "spaces-no-separator": lambda n: _fill("token" + " " * 50 + "x", n),
+    "pin-words": lambda n: _fill("pin ", n),  # the one secret word shorter than a name run
 }
 
 

@@ -198,7 +198,7 @@ def key_id_from(value: Any, deployment: Deployment) -> str:
     elif value.startswith("alias/"):
         raise PermanentEventError("KeyId names an alias; the sweep will find the key")
     if not KEY_ID_RE.fullmatch(value):
-        raise PermanentEventError(f"invalid key id {_shown(value)}")
+        raise PermanentEventError(f"invalid key id {shown(value)}")
     return value
 
 
@@ -262,12 +262,12 @@ def _expect(value: Any, expected: str, what: str) -> None:
     if not expected:
         raise PermanentEventError(f"this deployment's {what} is not configured")
     if value != expected:
-        raise PermanentEventError(f"foreign event: {what} {_shown(value)}, expected {expected!r}")
+        raise PermanentEventError(f"foreign event: {what} {shown(value)}, expected {expected!r}")
 
 
 def _expect_one(value: Any, expected: tuple[str, ...], what: str) -> None:
     if value not in expected:
-        raise PermanentEventError(f"foreign event: {what} {_shown(value)}, expected one of "
+        raise PermanentEventError(f"foreign event: {what} {shown(value)}, expected one of "
                                   f"{', '.join(expected)}")  # fmt: skip
 
 
@@ -275,7 +275,7 @@ def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
         raise PermanentEventError(f"{what} must be a short non-empty string")
     if not value.isascii() or not value.isprintable():
-        raise PermanentEventError(f"{what} {_shown(value)} is not printable ASCII")
+        raise PermanentEventError(f"{what} {shown(value)} is not printable ASCII")
     return value
 
 
@@ -298,9 +298,17 @@ def _caller(identity: Any) -> str:
     return ""
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """Caller text quoted in a refusal: its repr, cut to 40 characters (a refusal's message
+    becomes an audit ``reason``, which the log redaction never cuts)."""
     text = value if isinstance(value, str) else type(value).__name__
     return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def shown_names(names: set[str], most: int = 3) -> str:
+    """Unknown field names for a refusal: a few, each cut short, then how many more."""
+    listed = ", ".join(shown(name) for name in sorted(names)[:most])
+    return listed + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 class DuplicateFilter:

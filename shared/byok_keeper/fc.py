@@ -209,6 +209,8 @@ def _parse_json(event: bytes | str | dict, what: str) -> dict:
 def parse_timer_event(event: bytes | str | dict) -> dict[str, Any]:
     """``{"triggerTime", "triggerName", "payload"}``; the payload may be a JSON object of
     options (``dry_run``, ``scan_account``) or empty. Anything else is a ``BadEvent``."""
+    from .events import shown_names
+
     doc = _parse_json(event, "timer")
     payload = doc.get("payload") or ""
     options: dict[str, Any] = {}
@@ -223,7 +225,7 @@ def parse_timer_event(event: bytes | str | dict) -> dict[str, Any]:
             raise BadEvent("timer payload must be a JSON object")
     unknown = set(options) - {"dry_run", "scan_account", "target"}
     if unknown:
-        raise BadEvent(f"unknown sweep options {sorted(unknown)}")
+        raise BadEvent(f"unknown sweep options {shown_names(unknown)}")
     for name in ("dry_run", "scan_account"):
         if name in options and not isinstance(options[name], bool):
             raise BadEvent(f"sweep option {name} must be true or false")
@@ -252,7 +254,7 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
     line of at most ``events.MAX_CLAIM_CHARS`` (128) characters. Raises ``BadEvent``."""
     from .domain import check_key_id
     from .errors import ByokError
-    from .events import claimed
+    from .events import claimed, shown, shown_names
 
     doc = _parse_json(event, "reimport")
     if "override_hold" in doc:
@@ -263,14 +265,14 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
     allowed = {"key_id", "reason", "requested_by", "dry_run", "target"}
     unknown = set(doc) - allowed
     if unknown:
-        raise BadEvent(f"unknown reimport fields {sorted(unknown)}")
+        raise BadEvent(f"unknown reimport fields {shown_names(unknown)}")
     key_id = doc.get("key_id")
     if not isinstance(key_id, str):
         raise BadEvent("reimport event needs key_id")
     try:
         check_key_id(key_id)
-    except ByokError as exc:
-        raise BadEvent(str(exc)) from None
+    except ByokError:  # its message quotes the whole id: quote it cut short instead
+        raise BadEvent(f"invalid key id {shown(key_id)}: letters, digits, - and _") from None
     if "dry_run" in doc and not isinstance(doc["dry_run"], bool):
         raise BadEvent("dry_run must be true or false")
     for name in ("reason", "requested_by"):

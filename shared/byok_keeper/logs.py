@@ -19,10 +19,15 @@ from urllib.parse import unquote
 import structlog
 
 REDACTED = "[REDACTED]"
+# A PIN (BYOK_PKCS11_PIN, pin-value, so_pin) is "pin" as a whole word of a name, so that
+# "spinning" or "pinned" are left alone.
+_PIN_WORD = r"(?<![a-z0-9])pin(?![a-z0-9])"
 _SECRET_NAMES = re.compile(
-    r"(material|plaintext|secret|token|passphrase|password|private|esk|data_key|authorization)",
+    r"(material|plaintext|secret|token|passphrase|password|private|esk|data_key|authorization"
+    rf"|{_PIN_WORD})",
     re.IGNORECASE,
 )
+_PIN = re.compile(_PIN_WORD, re.IGNORECASE)
 # Values these fields carry are known to be public (hashes, ids) even when long.
 _SAFE_FIELDS = frozenset(
     {
@@ -43,11 +48,11 @@ _SAFE_FIELDS = frozenset(
 # in an event may be as long as the event (128 KiB), and a pattern that backtracks over it
 # would stall the function. A PEM label's run ends at the next "-", so labels after different
 # headers never overlap; a blob is matched only from the start of a run of its characters (the
-# lookbehind) and never given back (possessive), so each character is looked at a bounded
-# number of times. A run of 96 hex digits is also a run of 80 Base64 characters, so one class
-# covers both.
+# lookbehind) and taken whole with nothing after it to backtrack into (so no possessive
+# quantifier, which Python 3.10 lacks), so each character is looked at a bounded number of
+# times. A run of 96 hex digits is also a run of 80 Base64 characters, so one class covers both.
 _PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-_BLOB = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/=]{80,}+")
+_BLOB = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/=]{80,}")
 # name=value pairs (query strings, headers, repr text) whose name says secret, e.g. an
 # ImportToken or EncryptedKeyMaterial in a request line: the value goes, whatever its length.
 # Found in three linear steps (``_mask_secret_pairs``): each maximal run of name characters,
@@ -57,9 +62,16 @@ _BLOB = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/=]{80,}+")
 _PAIR_WORDS = ("material", "plaintext", "secret", "token", "passphrase", "password", "private",
                "signature", "authorization", "credential")  # fmt: skip
 # Runs shorter than the shortest secret word cannot name a secret: skipped by the pattern (in
-# C), not by a Python loop over thousands of one-letter runs.
-_NAME_RUN = re.compile(rf"[A-Za-z0-9_.-]{{{min(map(len, _PAIR_WORDS))},}}")
-_PAIR_SEPARATOR = re.compile(r"[\"']?\s*+[=:]\s*+[\"']?")
+# C), not by a Python loop over thousands of one-letter runs; "pin" alone is shorter, so a run
+# shorter than that is looked at only when it is "pin" with at most one separator either side.
+_NAME_RUN = re.compile(
+    rf"[A-Za-z0-9_.-]{{{min(map(len, _PAIR_WORDS))},}}"
+    r"|(?<![A-Za-z0-9_.-])[_.-]?pin[_.-]?(?![A-Za-z0-9_.-])",
+    re.IGNORECASE,
+)
+# Whitespace can never be "=" or ":", so giving back whitespace never finds a separator: one
+# ``match`` reads the run after one name once more at most, and that run ends at the next name.
+_PAIR_SEPARATOR = re.compile(r"[\"']?\s*[=:]\s*[\"']?")
 _PAIR_VALUE = re.compile(r"[^&\s,;\"']+")
 # The SDK's own loggers: each has a StreamHandler of its own at DEBUG, which would print
 # outside our processors (and so outside redaction).
@@ -83,7 +95,7 @@ def _scrub_text(value: str) -> str:
 
 def _names_a_secret(name: str) -> bool:
     lowered = name.lower()  # name characters are ASCII: lower() is the whole of case folding
-    return any(word in lowered for word in _PAIR_WORDS)
+    return any(word in lowered for word in _PAIR_WORDS) or bool(_PIN.search(name))
 
 
 def _mask_secret_pairs(text: str) -> str:

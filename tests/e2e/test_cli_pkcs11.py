@@ -49,7 +49,7 @@ def _one_line_exit_2(out, *absent: str) -> str:
 
 def test_the_token_seals_enrolls_and_sweep_restores_identical_material(hsm_env, served, token):
     again = run_cli("seal-key", "new", "--pkcs11", token.uri(), env=hsm_env)
-    assert "already holds a key labelled 'byok-seal'" in _one_line_exit_2(again)
+    assert "already holds an object labelled 'byok-seal'" in _one_line_exit_2(again)
     deleted = enroll_cli(hsm_env, "RSA_2048")
     expired = enroll_cli(hsm_env, "EC_P256", lease="1d")
     vault = Path(hsm_env["BYOK_VAULT"].removeprefix("file://"))

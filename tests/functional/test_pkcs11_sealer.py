@@ -66,7 +66,7 @@ def test_the_seal_key_is_made_in_the_token_sensitive_and_never_extractable(token
         assert session.getAttributeValue(key, attrs) == [True, True, False, True, 32, False, False]
         # The token itself will not show the value (PyKCS11 maps CKR_ATTRIBUTE_SENSITIVE to None).
         assert session.getAttributeValue(key, [pk.CKA_VALUE]) == [None]
-    with pytest.raises(Pkcs11Error, match="already holds a key labelled 'byok-seal'"):
+    with pytest.raises(Pkcs11Error, match="already holds an object labelled 'byok-seal'"):
         new_token_key(token.uri())
 
 
@@ -173,6 +173,21 @@ def test_a_module_others_can_replace_is_refused(tmp_path, folder_mode, module_mo
     os.chmod(folder, folder_mode)
     with pytest.raises(ConfigError, match="writable by group or others"):
         parse_uri(f"pkcs11:token=t;object=o?module-path={module}")
+
+
+def test_a_module_below_any_folder_others_can_write_is_refused(tmp_path):
+    """The nearest folder is fine; one further up lets others rename it and plant their own."""
+    outer = tmp_path / "outer"
+    module = outer / "lib" / "softhsm" / "evil.so"
+    module.parent.mkdir(parents=True)
+    module.write_bytes(b"\x7fELF")
+    os.chmod(outer, 0o777)  # noqa: S103 (permissive: the attack under test)
+    with pytest.raises(ConfigError, match=f"folder {outer} is writable by group or others"):
+        parse_uri(f"pkcs11:token=t;object=o?module-path={module}")
+
+
+def test_a_module_in_a_folder_chain_only_root_can_write_is_accepted():
+    assert parse_uri(f"pkcs11:token=t;object=o?module-path={MODULE}").module_path == MODULE
 
 
 def _file_vault(tmp_path, emulator):
@@ -282,3 +297,82 @@ def test_a_pin_file_owned_by_another_user_is_refused(token):
     with pytest.raises(ConfigError, match="owned by uid 65534") as refused:
         build_pkcs11_sealer(token.uri())
     assert token.pin not in str(refused.value)
+
+
+def _plant(token, how: str) -> None:
+    """An AES key labelled ``byok-seal`` that is sensitive and not extractable today, but whose
+    value is known outside the token (imported) or could have left it (once extractable)."""
+    import PyKCS11 as pk
+
+    common = [(pk.CKA_CLASS, pk.CKO_SECRET_KEY), (pk.CKA_KEY_TYPE, pk.CKK_AES),
+              (pk.CKA_LABEL, "byok-seal"), (pk.CKA_ID, b"\x01"), (pk.CKA_TOKEN, True),
+              (pk.CKA_PRIVATE, True), (pk.CKA_ENCRYPT, True), (pk.CKA_DECRYPT, True)]  # fmt: skip
+    with token_for(parse_uri(token.uri())).session() as session:
+        if how == "imported":  # C_CreateObject with a value the attacker chose
+            session.createObject([*common, (pk.CKA_VALUE, bytes(32)), (pk.CKA_SENSITIVE, True),
+                                  (pk.CKA_EXTRACTABLE, False)])  # fmt: skip
+        else:  # generated extractable, then locked down after it could have been exported
+            loose = [(pk.CKA_VALUE_LEN, 32), (pk.CKA_SENSITIVE, False), (pk.CKA_EXTRACTABLE, True)]
+            key = session.generateKey([*common, *loose], pk.MechanismAESGENERATEKEY)
+            session.setAttributeValue(key, [(pk.CKA_SENSITIVE, True), (pk.CKA_EXTRACTABLE, False)])
+            assert session.getAttributeValue(key, [pk.CKA_SENSITIVE, pk.CKA_EXTRACTABLE]) == [
+                True, False]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["imported", "once-extractable"])
+def test_a_seal_key_known_outside_the_token_is_refused(token, how):
+    _plant(token, how)
+    with pytest.raises(Pkcs11Error, match="may be known outside it") as refused:
+        build_pkcs11_sealer(token.uri())
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["data", "generic-secret"])
+def test_seal_key_new_refuses_when_any_object_holds_the_label(token, kind):
+    import PyKCS11 as pk
+
+    made = {
+        "data": [(pk.CKA_CLASS, pk.CKO_DATA), (pk.CKA_VALUE, b"x")],
+        "generic-secret": [(pk.CKA_CLASS, pk.CKO_SECRET_KEY),
+                           (pk.CKA_KEY_TYPE, pk.CKK_GENERIC_SECRET), (pk.CKA_VALUE, bytes(32))],
+    }[kind]  # fmt: skip
+    with token_for(parse_uri(token.uri())).session() as session:
+        session.createObject([*made, (pk.CKA_LABEL, "byok-seal"), (pk.CKA_TOKEN, True),
+                              (pk.CKA_PRIVATE, True)])  # fmt: skip
+        with pytest.raises(Pkcs11Error, match="already holds an object labelled 'byok-seal'"):
+            new_token_key(token.uri())
+        assert len(session.findObjects([(pk.CKA_LABEL, "byok-seal")])) == 1  # nothing made
+
+
+def _wrong_pin_file(tmp_path):
+    wrong = tmp_path / "wrong-pin"
+    fd = os.open(wrong, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"not-the-pin-9876\n")
+    os.close(fd)
+    return wrong
+
+
+@pytest.mark.parametrize("second", ["wrong-pin-file", "no-pin", "same-uri-pin-changed"])
+def test_a_second_uri_with_a_wrong_or_missing_pin_never_rides_the_first_login(
+    token, tmp_path, second
+):
+    """The first sealer logged in; a second URI for the same token must bring the same PIN,
+    whether it meets the cached login or the token's "already logged in"."""
+    first = build_pkcs11_sealer(_seal_key(token))
+    if second == "wrong-pin-file":
+        uri = token.uri(pin_source=False) + f"&pin-source=file:{_wrong_pin_file(tmp_path)}"
+    elif second == "no-pin":
+        uri = token.uri(pin_source=False)
+    else:  # the same URI, its PIN file now holding another PIN
+        uri = token.uri()
+        os.replace(_wrong_pin_file(tmp_path), token.pin_file)
+    with pytest.raises(ConfigError) as refused:
+        build_pkcs11_sealer(uri)
+    assert "\n" not in str(refused.value) and "not-the-pin" not in str(refused.value)
+    data_key = first.new_data_key(seal_context("key-x", "f" * 64))[0]  # the first goes on
+    assert len(data_key) == 32
+
+
+def _seal_key(token) -> str:
+    new_token_key(token.uri())
+    return token.uri()

@@ -12,6 +12,7 @@ from byok_keeper.errors import InputError
 from byok_keeper.material import generate_material
 from byok_keeper.retire import restore_key, retire_key
 from byok_keeper.vault import EnvelopeError, FileStore, LocalKeySealer, Vault, VaultConflict
+from byok_keeper.vault.reseal import reseal
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.test_vault import _header
 
@@ -86,3 +87,62 @@ def test_unknown_keys_and_other_material_in_the_way_are_refused(world):
     with pytest.raises(VaultConflict):
         retire_key(vault.store, audit, KEY, reason="x", actor="ops")
     assert vault.inventory() == [KEY] and vault.retired() == [KEY]  # nothing moved either way
+
+
+@pytest.mark.parametrize("retire", [True, False])
+def test_an_envelope_written_after_the_check_is_never_replaced_by_the_move(
+    world, monkeypatch, retire
+):
+    """A concurrent enrollment lands other material at the destination between the move's check
+    and the move itself (injected at the creation of ``retired/``, the last step before it)."""
+    vault, audit, tmp = world
+    if not retire:
+        retire_key(vault.store, audit, KEY, reason="x", actor="ops")
+    dst = tmp / "vault" / ("retired" if retire else "") / f"{KEY}.json"
+    other = generate_material("EC_P256")
+    try:
+        rival = _header(other, KEY)
+        sealed = Vault(FileStore(dst.parent), vault.sealer)
+        mkdir = type(tmp).mkdir
+
+        def racing_mkdir(path, *args, **kwargs):
+            monkeypatch.setattr(type(tmp), "mkdir", mkdir)  # once
+            mkdir(path, *args, **kwargs)
+            sealed.put(rival, other)
+
+        monkeypatch.setattr(type(tmp), "mkdir", racing_mkdir)
+        with pytest.raises(VaultConflict):
+            if retire:
+                retire_key(vault.store, audit, KEY, reason="x", actor="ops")
+            else:
+                restore_key(vault.store, audit, KEY, actor="ops")
+    finally:
+        other.wipe()
+    assert sealed.get(KEY).fingerprint == rival.fingerprint  # the rival envelope is intact
+    assert (vault.inventory(), vault.retired()) == ([KEY], [KEY])  # the source did not move
+
+
+def test_reseal_reseals_retired_envelopes_so_a_restore_after_the_old_key_is_gone_opens(world):
+    """Reseal, then delete the old seal key file: a key retired before the reseal is restored
+    as an envelope the new seal key opens, and its reseal was audited once."""
+    vault, audit, tmp = world
+    active = "key-test000000000000002"
+    material = generate_material("EC_P256")
+    try:
+        vault.put(_header(material, active), material)
+    finally:
+        material.wipe()
+    retire_key(vault.store, audit, KEY, reason="CHG-42", actor="ops")
+    new_seal_key_file(tmp / "new-seal.key")
+    report = reseal(vault, LocalKeySealer.from_file(tmp / "new-seal.key"), audit, actor="ops")
+    assert report.resealed == [active, KEY] and report.retired == [KEY] and not report.failed
+    (tmp / "seal.key").unlink()
+    restore_key(vault.store, audit, KEY, actor="ops")
+    resealed = Vault(vault.store, LocalKeySealer.from_file(tmp / "new-seal.key"))
+    for key_id in (KEY, active):
+        resealed.fetch(key_id)[1].wipe()  # opens, fingerprint checked
+    lines = [e for e in _audit(tmp) if e["event"] == "envelope_resealed"]
+    assert [(e["key_id"], e["outcome"], e.get("retired")) for e in lines] == [
+        (active, "resealed", None),
+        (KEY, "resealed", True),
+    ]

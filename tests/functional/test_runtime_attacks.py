@@ -291,3 +291,36 @@ def test_a_reimport_event_naming_an_unknown_target_is_refused_once_and_audited(
     assert (line["outcome"], line["alert"], line["error_code"]) == ("failed", True, "UnknownTarget")
     assert (line["key_id"], line["claimed_by"]) == (key_id, "mallory")
     assert emulator.calls() == []  # nothing asked of KMS
+
+
+# ---- 10. caller text quoted by a refusal is cut before it reaches a line -----------------------
+
+_HUGE = 120 * 1024  # just under the 128 KiB an event may hold
+
+
+@pytest.mark.parametrize(
+    ("handler", "doc"),
+    [
+        (fc.handle_reimport, {"key_id": "k" * _HUGE}),
+        (fc.handle_reimport, {"key_id": "key-x", "f" * _HUGE: 1}),
+        (fc.handle_reimport, {"key_id": "key-x", **{f"f{i:05}": 1 for i in range(_HUGE // 16)}}),
+        (fc.handle_sweep, {"payload": {"o" * _HUGE: True}}),
+        (fc.handle_sweep, {"payload": {f"o{i:05}": True for i in range(_HUGE // 16)}}),
+    ],
+    ids=["long-key-id", "long-field-name", "many-field-names", "long-option", "many-options"],
+)
+def test_a_refused_event_quoting_128_kib_of_caller_text_gives_bounded_lines(
+    deployed, capsys, handler, doc
+):
+    """A BadEvent's message becomes the refusal line's ``reason`` (a field never cut by the
+    redaction), so whatever it quotes of the caller must already be short."""
+    context, _key_id = deployed
+    capsys.readouterr()
+    result = handler(json.dumps(doc).encode(), context)
+    assert (result["ok"], result["error"]) == (False, "BadEvent")
+    assert len(result["message"]) < 512
+    out = capsys.readouterr()
+    lines = (out.out + out.err).splitlines()
+    if handler is fc.handle_reimport:  # a refused reimport is audited (an alert line)
+        assert any('"error_code": "BadEvent"' in x for x in lines)
+    assert all(len(x) < 2048 for x in lines)

@@ -5,6 +5,7 @@ still masks what it masked, the report's mode, URLs in refusals, targets, the se
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -31,6 +32,40 @@ from byok_keeper.logs import REDACTED, redact
 )
 def test_linear_redaction_masks_what_the_quadratic_pattern_masked(text, expected):
     assert redact(None, "info", {"claim": text})["claim"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pin=123456", f"pin={REDACTED}"),
+        ("BYOK_PKCS11_PIN=4321 next", f"BYOK_PKCS11_PIN={REDACTED} next"),
+        ("pkcs11:object=k?pin-value=9876", f"pkcs11:object=k?pin-value={REDACTED}"),
+        ("user_pin: 0000", f"user_pin: {REDACTED}"),
+        ("spinning=fast pinned=yes pinout=12", "spinning=fast pinned=yes pinout=12"),
+    ],
+)
+def test_a_pin_is_masked_as_a_whole_word_and_words_holding_pin_are_not(text, expected):
+    assert redact(None, "info", {"claim": text})["claim"] == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "masked"),
+    [("pin", True), ("BYOK_PKCS11_PIN", True), ("so_pin", True), ("spinning", False),
+     ("pinned", False)],
+)  # fmt: skip
+def test_a_field_named_pin_is_masked(name, masked):
+    assert (redact(None, "info", {name: "1234"})[name] == REDACTED) is masked
+
+
+def test_the_redaction_patterns_need_nothing_newer_than_python_3_10():
+    """Possessive quantifiers and atomic groups arrived in Python 3.11; the FC runtime is
+    python3.10 (pyproject's requires-python), where compiling them fails at import."""
+    from byok_keeper import logs
+
+    patterns = [v.pattern for v in vars(logs).values() if isinstance(v, re.Pattern)]
+    assert patterns
+    for pattern in patterns:
+        assert not re.search(r"[*+?}]\+|\(\?>", pattern), pattern
 
 
 # ---- 4. every call the agent may send spends a budget ------------------------------------------

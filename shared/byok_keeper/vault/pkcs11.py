@@ -23,8 +23,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hmac
 import json
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -128,19 +130,35 @@ class _Token:
     def _login(self, uri: Pkcs11Uri, env: Mapping[str, str] | None) -> Any:
         pk = _pk()
         pin = read_pin(uri, env)
+        self.pin_digest, login = _pin_digest(pin), (os.path.realpath(uri.module_path), self.slot)
         session = self.lib.openSession(self.slot, pk.CKF_SERIAL_SESSION | pk.CKF_RW_SESSION)
         try:
             session.login(bytes(pin))
         except pk.PyKCS11Error as exc:
             # Already logged in (the login state is the application's, and a session of it
-            # survived): keep this session too, it holds the login from now on.
+            # survived): keep this session too, it holds the login from now on, but only for
+            # the PIN that login used (the token does not look at the PIN again).
             code = _code(exc)
             if code != "CKR_USER_ALREADY_LOGGED_IN":
                 _close_quietly(session)
                 raise Pkcs11Error(_login_message(uri.token, code)) from None
+            if not hmac.compare_digest(_LOGINS.get(login, b""), self.pin_digest):
+                _close_quietly(session)
+                raise Pkcs11Error(_login_message(uri.token, "another PIN")) from None
         finally:
             wipe(pin)
+        _LOGINS[login] = self.pin_digest
         return session
+
+    def check_pin(self, uri: Pkcs11Uri, env: Mapping[str, str] | None) -> None:
+        """Refuse ``uri`` when its PIN is not the one this process logged in with."""
+        pin = read_pin(uri, env)
+        try:
+            same = hmac.compare_digest(_pin_digest(pin), self.pin_digest)
+        finally:
+            wipe(pin)
+        if not same:
+            raise Pkcs11Error(_login_message(uri.token, "another PIN"))
 
     @contextmanager
     def session(self) -> Iterator[Any]:
@@ -185,22 +203,40 @@ def _login_message(token: str, code: str) -> str:
         return f"the token {token!r} refused the PIN (CKR_PIN_INCORRECT); HSMs lock after a few"
     if code == "CKR_PIN_LOCKED":
         return f"the token {token!r} is locked (CKR_PIN_LOCKED): its security officer unlocks it"
+    if code == "another PIN":
+        return f"the token {token!r} is logged in by this process with another PIN"
     return f"logging in to the token {token!r} failed ({code})"
 
 
-_TOKENS: dict[tuple[str, str, str | None, int | None], _Token] = {}
+# A keyed digest (never the PIN) of the PIN each login of this process used, so a later URI
+# naming another PIN source is refused whether it meets a cached login or the token's
+# "already logged in"; the key is random per process.
+_PIN_KEY = secrets.token_bytes(32)
+_LOGINS: dict[tuple[str, int], bytes] = {}
+
+
+def _pin_digest(pin: bytearray) -> bytes:
+    return hmac.new(_PIN_KEY, pin, "sha256").digest()
+
+
+_TOKENS: dict[tuple[Any, ...], _Token] = {}
 _TOKENS_LOCK = threading.Lock()
 _RETIRED: list[_Token] = []  # forgotten after a lost login; unloaded by close_all
 
 
 def token_for(uri: Pkcs11Uri, env: Mapping[str, str] | None = None) -> _Token:
-    """This process's logged-in ``_Token`` for ``uri`` (one login per process and token)."""
-    key = (uri.module_path, uri.token, uri.serial, uri.slot_id)
+    """This process's logged-in ``_Token`` for ``uri`` (one login per process and token).
+    Cached by every attribute that picks the token and by the PIN source; a cached login is
+    handed out only after the URI's PIN is read and found to be the one it used."""
+    key = (uri.module_path, uri.token, uri.serial, uri.manufacturer, uri.model, uri.slot_id,
+           uri.pin_source)  # fmt: skip
     with _TOKENS_LOCK:
         token = _TOKENS.get(key)
         if token is None:
             token = _TOKENS[key] = _Token(uri, env)
-        return token
+            return token
+    token.check_pin(uri, env)
+    return token
 
 
 def forget(token: _Token) -> None:
@@ -269,14 +305,20 @@ class Pkcs11Sealer:
                             else "; make one with: byok-keeper seal-key new --pkcs11 URI"
                         )
                     )
-                attrs = [pk.CKA_ID, pk.CKA_TOKEN, pk.CKA_SENSITIVE, pk.CKA_EXTRACTABLE]
-                key_id, on_token, sensitive, extractable = session.getAttributeValue(keys[0], attrs)
+                # Made in the token and never out of it: a key imported with a known value
+                # (C_CreateObject: not CKA_LOCAL) or once extractable is refused.
+                musts = [pk.CKA_TOKEN, pk.CKA_SENSITIVE, pk.CKA_LOCAL, pk.CKA_ALWAYS_SENSITIVE,
+                         pk.CKA_NEVER_EXTRACTABLE]  # fmt: skip
+                key_id, extractable, *held = session.getAttributeValue(
+                    keys[0], [pk.CKA_ID, pk.CKA_EXTRACTABLE, *musts]
+                )
             except pk.PyKCS11Error as exc:
                 raise Pkcs11Error(f"the token {uri.token!r}: {_code(exc)}") from None
-        if not on_token or not sensitive or extractable:
+        if extractable is not False or not all(value is True for value in held):
             raise Pkcs11Error(
-                f"the key {uri.object!r} in the token {uri.token!r} can leave it (it must be "
-                "CKA_TOKEN, CKA_SENSITIVE and not CKA_EXTRACTABLE); make one with: byok-keeper "
+                f"the key {uri.object!r} in the token {uri.token!r} may be known outside it (it "
+                "must be CKA_TOKEN, CKA_SENSITIVE, CKA_LOCAL, CKA_ALWAYS_SENSITIVE, "
+                "CKA_NEVER_EXTRACTABLE and not CKA_EXTRACTABLE); make one with: byok-keeper "
                 "seal-key new --pkcs11 URI"
             )
         return token, keys[0], bytes(key_id)
@@ -359,7 +401,7 @@ class Pkcs11Sealer:
 
 def new_token_key(uri_text: str, env: Mapping[str, str] | None = None) -> str:
     """Generate the seal key inside the token (AES-256, ``CKA_TOKEN``, ``CKA_SENSITIVE``, not
-    ``CKA_EXTRACTABLE``, encrypt/decrypt only). Refuses (exit 2) when an AES key with the label
+    ``CKA_EXTRACTABLE``, encrypt/decrypt only). Refuses (exit 2) when any object with the label
     exists. The ``CKA_ID`` is the URI's ``id`` or 8 random bytes. Returns the key reference."""
     pk = _pk()
     uri = parse_uri(uri_text, uri_name="--pkcs11")
@@ -367,9 +409,11 @@ def new_token_key(uri_text: str, env: Mapping[str, str] | None = None) -> str:
     token = token_for(uri, env)
     with token.session() as session:
         try:
-            if session.findObjects(_key_template(pk, Pkcs11Uri(uri.token, uri.object, ""))):
+            # Any object with the label, not only an AES key: a seal key whose label is shared
+            # would make a later bind ambiguous, or find the other object first.
+            if session.findObjects([(pk.CKA_LABEL, uri.object)]):
                 raise Pkcs11Error(
-                    f"the token {uri.token!r} already holds a key labelled {uri.object!r}; "
+                    f"the token {uri.token!r} already holds an object labelled {uri.object!r}; "
                     "a seal key is never replaced"
                 )
             session.generateKey(

@@ -12,8 +12,9 @@ What is accepted, and why it is strict:
 * ``pin-value`` is refused: URIs end up in settings files, process lists and logs. The PIN comes
   from ``pin-source`` (``file:/path`` or an absolute path) or ``BYOK_PKCS11_PIN``.
 * loading ``module-path`` runs its code in this process, next to the key material, so it must
-  be absolute, a regular file, and neither it nor its folder (nor, through a link, the target
-  and the target's folder) writable by anyone but root or the running user.
+  be absolute, a regular file, and neither it nor any folder above it up to ``/`` (nor, through
+  a link, the target and every folder above the target) writable by anyone but root or the
+  running user; a sticky folder such as ``/tmp`` is refused too.
 
 Nothing here touches a token; ``pkcs11`` does. The PIN is read into a ``bytearray`` the caller
 wipes, and no message here ever quotes it.
@@ -158,9 +159,16 @@ def check_module_path(module_path: str, uri_name: str = "seal_pkcs11") -> str:
     if not os.path.isabs(module_path):
         raise ConfigError(f"{uri_name}: module-path must be absolute, not {module_path!r}")
     real = os.path.realpath(module_path)
-    for candidate in dict.fromkeys((module_path, real)):
-        _check_trusted(os.path.dirname(candidate), "the folder of module", uri_name)
     st = _check_trusted(real, "module", uri_name)
+    for candidate in dict.fromkeys((module_path, real)):
+        # Every folder up to /: whoever can write any of them can swap the path below it.
+        # A sticky folder is no exception (a module has no business under /tmp).
+        folder = os.path.dirname(candidate)
+        for _ in range(candidate.count("/") + 1):  # bounded: one step per path component
+            _check_trusted(folder, "the folder", uri_name)
+            if folder == os.path.dirname(folder):
+                break
+            folder = os.path.dirname(folder)
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{uri_name}: module {module_path} is not a regular file")
     return module_path

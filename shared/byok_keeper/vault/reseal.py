@@ -14,6 +14,10 @@ For each envelope, in key-id order:
    rename; Secrets Manager: a new version) and read it back to confirm the target's seal;
 5. one audit line (``envelope_resealed``) per envelope, whatever happened.
 
+Retired envelopes (``vault retire``: ``retired/KEY.json``) are resealed the same way, after the
+inventory, their audit lines marked ``retired: true``: once the old seal key is deleted, a
+``vault restore`` must still bring back an envelope the configured sealer opens.
+
 Crash table (what a crash leaves, what a re-run does):
 
 | crash during | left behind                              | re-run                              |
@@ -48,6 +52,7 @@ class ResealReport:
     resealed: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    retired: list[str] = field(default_factory=list)  # retired ids among the three above
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +62,7 @@ class ResealReport:
             "resealed": self.resealed,
             "already": self.already,
             "failed": self.failed,
+            "retired": self.retired,
         }
 
 
@@ -87,39 +93,44 @@ def _reseal_one(source: Vault, target: Vault, key_id: str, dry_run: bool) -> str
 def reseal(
     vault: Vault, to: Sealer, audit: AuditLog, *, dry_run: bool = False, actor: str = ""
 ) -> ResealReport:
-    """Reseal every envelope of ``vault`` (opened with its own sealer) under ``to``."""
+    """Reseal every envelope of ``vault`` (opened with its own sealer) under ``to``, the
+    retired ones included."""
     if (vault.sealer.kind, vault.sealer.key_ref) == (to.kind, to.key_ref):
         raise ConfigError(f"the vault is already configured with the {to.kind} key {to.key_ref}")
-    target = Vault(vault.store, to)
     report = ResealReport(
         source=f"{vault.sealer.kind} {vault.sealer.key_ref}",
         target=f"{to.kind} {to.key_ref}",
         dry_run=dry_run,
     )
-    for key_id in vault.inventory():
+    _reseal_all(vault, Vault(vault.store, to), vault.inventory(), report, audit, actor)
+    aside = vault.store.retired_store()
+    if aside is not None and vault.retired():
+        report.retired = vault.retired()
+        source, target = Vault(aside, vault.sealer), Vault(aside, to)
+        _reseal_all(source, target, report.retired, report, audit, actor, retired=True)
+    return report
+
+
+def _reseal_all(
+    source: Vault,
+    target: Vault,
+    key_ids: list[str],
+    report: ResealReport,
+    audit: AuditLog,
+    actor: str,
+    retired: bool = False,
+) -> None:
+    """Reseal each envelope, recording it in ``report``, with one audit line each."""
+    marks = {"retired": True} if retired else {}
+    for key_id in key_ids:
+        common = {"source": report.source, "target": report.target, "dry_run": report.dry_run}
         try:
-            outcome = _reseal_one(vault, target, key_id, dry_run)
+            outcome = _reseal_one(source, target, key_id, report.dry_run)
         except ByokError as exc:
             report.failed[key_id] = str(exc)
-            audit.event(
-                "envelope_resealed",
-                key_id=key_id,
-                outcome="failed",
-                reason=str(exc),
-                source=report.source,
-                target=report.target,
-                dry_run=dry_run,
-                actor=actor,
-            )
+            audit.event("envelope_resealed", key_id=key_id, outcome="failed", reason=str(exc),
+                        actor=actor, **common, **marks)  # fmt: skip
             continue
         (report.already if outcome == "already" else report.resealed).append(key_id)
-        audit.event(
-            "envelope_resealed",
-            key_id=key_id,
-            outcome=outcome,
-            source=report.source,
-            target=report.target,
-            dry_run=dry_run,
-            actor=actor,
-        )
-    return report
+        audit.event("envelope_resealed", key_id=key_id, outcome=outcome, actor=actor,
+                    **common, **marks)  # fmt: skip

@@ -56,6 +56,8 @@ class Store(Protocol):
 
     def move(self, key_id: str, *, retire: bool) -> None: ...
 
+    def retired_store(self) -> Store | None: ...
+
 
 def _refuse_other_material(existing: bytes | None, key_id: str, fingerprint: str) -> None:
     if existing is None:
@@ -127,9 +129,14 @@ class FileStore:
     def read_retired(self, key_id: str) -> bytes | None:
         return FileStore(self.directory / RETIRED).read(key_id)
 
+    def retired_store(self) -> FileStore:
+        """The retired envelopes as a store of their own (``vault reseal`` reseals them too)."""
+        return FileStore(self.directory / RETIRED)
+
     def move(self, key_id: str, *, retire: bool) -> None:
-        """Rename the envelope into ``retired/`` (``retire``) or back, atomically, then fsync
-        both directories. Raises ``VaultConflict`` when the destination holds other material."""
+        """Move the envelope into ``retired/`` (``retire``) or back, never replacing a file,
+        then fsync both directories. Raises ``VaultConflict`` when the destination holds other
+        material, even one written after the check (a concurrent enrollment)."""
         aside = self.directory / RETIRED
         src, dst = (self.directory, aside) if retire else (aside, self.directory)
         name = f"{check_key_id(key_id)}.json"
@@ -139,7 +146,11 @@ class FileStore:
         fingerprint = parse(data, expected_key_id=key_id).fingerprint
         _refuse_other_material(FileStore(dst).read(key_id), key_id, fingerprint)
         aside.mkdir(mode=0o700, exist_ok=True)
-        os.replace(src / name, dst / name)
+        try:
+            os.link(src / name, dst / name)  # unlike a rename, it never replaces the destination
+        except FileExistsError:  # written since the check, or left by a crash after the link
+            _refuse_other_material(FileStore(dst).read(key_id), key_id, fingerprint)
+        os.unlink(src / name)
         for directory in (src, dst):
             dir_fd = os.open(directory, os.O_RDONLY)
             try:
@@ -200,6 +211,9 @@ class SecretsStore:
         return []  # nothing can be retired here yet (see the module docstring)
 
     def read_retired(self, key_id: str) -> bytes | None:
+        return None
+
+    def retired_store(self) -> None:
         return None
 
     def move(self, key_id: str, *, retire: bool) -> None:

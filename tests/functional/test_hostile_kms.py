@@ -234,6 +234,9 @@ def test_material_is_wiped_after_every_use(world, path):
         )
         expected = {"mismatch": "failed", "restored": "renewed"}.get(path, path)
         assert outcome.outcome == expected
+    if path == "held":  # the hold is read before unsealing: a held key is never opened
+        assert recording.opened == []
+        return
     assert recording.opened, "the vault was never opened"
     assert all(m.wiped for m in recording.opened)
 

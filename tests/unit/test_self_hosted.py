@@ -46,6 +46,17 @@ def test_service_units_run_a_command_the_cli_accepts(unit):
     assert service["EnvironmentFile"] == "/etc/byok-keeper/env"
 
 
+def test_the_one_shot_unit_makes_its_metrics_directory_its_own():
+    """node_exporter's directory belongs to another user: the unit first creates (as root, "+")
+    a subdirectory owned by its own user, node_exporter-readable, and may write only there."""
+    service = _unit("byok-keeper-once.service")["Service"]
+    metrics_dir = str(Path(_parses(shlex.split(service["ExecStart"]))["metrics_file"]).parent)
+    pre = shlex.split(service["ExecStartPre"])
+    assert pre == ["+/usr/bin/install", "-d", "-o", service["User"], "-g", service["Group"],
+                   "-m", "0755", metrics_dir]  # fmt: skip
+    assert service["ReadWritePaths"].split() == [metrics_dir]
+
+
 def test_the_timer_starts_the_one_shot_sweep_and_catches_up_after_downtime():
     timer = _unit("byok-keeper.timer")["Timer"]
     assert timer["Persistent"] == "true"
@@ -78,6 +89,26 @@ def test_the_cronjob_uses_rrsa_and_runs_a_command_the_cli_accepts():
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert params["state_dir"] in mounts
     assert str(Path(params["metrics_file"]).parent) in mounts  # node-exporter's hostPath
+
+
+def test_the_cronjob_hands_its_user_the_metrics_directory_before_it_runs():
+    """A hostPath is root-owned and the job runs as runAsUser: an init container, root with
+    CAP_CHOWN alone, gives the job's user the very directory its --metrics-file is in."""
+    job = next(d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())
+               if d["kind"] == "CronJob")  # fmt: skip
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    metrics_dir = str(Path(_parses(container["command"])["metrics_file"]).parent)
+    (volume,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == metrics_dir]
+    (init,) = pod["initContainers"]
+    uid = pod["securityContext"]["runAsUser"]
+    assert init["command"] == ["chown", f"{uid}:{uid}", metrics_dir]
+    assert {"name": volume, "mountPath": metrics_dir} in init["volumeMounts"]
+    context = init["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert context["allowPrivilegeEscalation"] is False
+    (host,) = [v["hostPath"] for v in pod["volumes"] if v["name"] == volume]
+    assert host["path"] == metrics_dir  # byok-keeper's own directory, not node-exporter's
 
 
 def test_the_cronjob_image_installs_the_byok_keeper_wheel_from_hashed_pins():

@@ -59,17 +59,15 @@ def test_security_exposure_is_at_most_3(unit):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """A root directory laid out as a host after deploy/README.md's install: the units in
-    /etc/systemd/system, the console script at EXE (and coreutils' install, which the one-shot
-    unit's ExecStartPre runs), systemd's own units beside them."""
+    /etc/systemd/system, the console script at EXE, systemd's own units beside them."""
     tree = tmp_path_factory.mktemp("root")
     (tree / "etc" / "systemd" / "system").mkdir(parents=True)
     for unit in UNITS:
         shutil.copy(SYSTEMD / unit, tree / "etc" / "systemd" / "system" / unit)
-    for path in (EXE, "/usr/bin/install"):
-        exe = tree / path.lstrip("/")
-        exe.parent.mkdir(parents=True)
-        exe.write_text("#!/bin/sh\nexit 0\n")
-        exe.chmod(0o755)
+    exe = tree / EXE.lstrip("/")
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
     system_units = Path("/usr/lib/systemd/system")
     if system_units.is_dir():  # sysinit.target and friends, which every unit pulls in
         shutil.copytree(system_units, tree / "usr/lib/systemd/system", symlinks=True)

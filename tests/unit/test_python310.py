@@ -19,10 +19,15 @@ TREES = (ROOT / "shared" / "byok_keeper", ROOT / "functions")
 NEW_IN_311 = {
     "datetime": {"UTC"},
     "typing": {"Self", "LiteralString", "Never", "assert_never", "assert_type", "reveal_type",
-               "TypeVarTuple", "Unpack", "Required", "NotRequired", "dataclass_transform"},
+               "TypeVarTuple", "Unpack", "Required", "NotRequired", "dataclass_transform",
+               "get_overloads", "clear_overloads"},
     "enum": {"StrEnum", "ReprEnum", "EnumCheck", "verify", "member", "nonmember", "global_enum"},
     "asyncio": {"TaskGroup", "timeout", "Runner"},
     "hashlib": {"file_digest"},
+    "contextlib": {"chdir"},
+    "re": {"NOFLAG"},
+    "math": {"cbrt", "exp2"},
+    "logging": {"getLevelNamesMapping"},
 }  # fmt: skip
 NEW_BUILTINS = {"ExceptionGroup", "BaseExceptionGroup"}
 RE_FUNCTIONS = {"compile", "match", "search", "fullmatch", "sub", "subn", "split", "findall",
@@ -97,6 +102,8 @@ def findings(source: str) -> tuple[list[str], list[str]]:
                 names.append(f"{where}: {node.value.id}.{node.attr}")
         if isinstance(node, ast.Name) and node.id in NEW_BUILTINS:
             names.append(f"{where}: {node.id}")
+        if isinstance(node, ast.Attribute) and node.attr == "add_note":  # BaseException's, 3.11
+            names.append(f"{where}: .add_note")
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -122,6 +129,9 @@ def findings(source: str) -> tuple[list[str], list[str]]:
         "from typing import Self",
         "try:\n    pass\nexcept* ValueError:\n    pass",
         "raise ExceptionGroup('x', [])",
+        "from contextlib import chdir",
+        "import re\nflags = re.NOFLAG",
+        "try:\n    pass\nexcept ValueError as exc:\n    exc.add_note('x')",
         "import tomllib",
         "import re\nre.compile(r'a*+b')",
         "import re\nre.compile(r'[a-z]{2,}+')",

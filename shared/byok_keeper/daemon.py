@@ -62,6 +62,7 @@ class DaemonState:
     target_status: list = field(default_factory=list)
     target_runs: list = field(default_factory=list)  # the last sweep's multi.TargetRun each
     metrics_file: Path | None = None  # --metrics-file: rewritten after every sweep
+    metrics_written: bool = True  # False after a sweep whose --metrics-file was not written
 
 
 _STATE: DaemonState | None = None
@@ -151,8 +152,7 @@ def write_health(path: Path | None, payload: dict[str, Any]) -> None:
 
 
 def scheduled_sweep(trigger: str = "schedule", target: str | None = None) -> dict[str, Any]:
-    """The job: one sweep (of ``target`` alone for its renewal job), the health file, and the
-    next renewal jobs."""
+    """The job: one sweep (``target`` alone for its renewal job), health file, renewal jobs."""
     rt = _state()
     with rt.lock:  # the sweep job and renewal jobs never overlap
         if rt.stopping:  # submitted just before SIGTERM: nothing to do
@@ -264,10 +264,10 @@ def _observe(result, started: datetime, only: tuple = ()) -> None:
         metrics.observe_error(started, only=[t.name for t in only])
     else:
         metrics.observe_runs(rt.target_runs, gateway_of=_gateway_of, failed_at=started)
-    if rt.metrics_file is not None:
-        from .metrics_file import write
+    if rt.metrics_file is not None:  # a file it cannot write is reported, never stops a sweep
+        from .metrics_file import write_or_report
 
-        write(rt.metrics_file, metrics.samples())
+        rt.metrics_written = write_or_report(rt.metrics_file, metrics.samples())
 
 
 def _gateway_of(target) -> Any:
@@ -357,14 +357,14 @@ def run_daemon(
     global _STATE
     from .errors import InputError
     from .kms import SWEEP
-    from .metrics_file import check_path
+    from .metrics_file import with_metrics_exit
 
     disable_core_dumps()
     trigger = trigger_for(schedule)
     if once and metrics_addr:
         msg = "--metrics-addr serves a running daemon; one run (--once) writes its metrics"
         raise InputError(msg + " with --metrics-file PATH")
-    path = check_path(metrics_file) if metrics_file else None
+    path = Path(metrics_file) if metrics_file else None
     if targets:
         rt = _STATE = _targets_state(settings, targets, health_file)
     else:
@@ -373,7 +373,7 @@ def run_daemon(
         rt.metrics_file = path
         _make_metrics(rt)
     if once:
-        return once_exit(scheduled_sweep("once"))
+        return with_metrics_exit(once_exit(scheduled_sweep("once")), rt.metrics_written)
     # SIGTERM/SIGINT stop cleanly from here on, even before the scheduler runs (a stop while
     # metrics are already served but the job store is still opening exits 0, not by signal).
     stop = threading.Event()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import StrEnum
+from enum import Enum
 from typing import Protocol
 
 from .errors import InputError
@@ -59,7 +59,15 @@ def check_key_id(key_id: str) -> str:
 # ---- states, decisions, outcomes -------------------------------------------------------------
 
 
-class KeyState(StrEnum):
+class _StrEnum(str, Enum):
+    """``enum.StrEnum`` (3.11+) for 3.10: ``str()``, f-strings and ``format`` give the value,
+    as does ``json.dumps`` (a ``str`` subclass); members compare equal to their value."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class KeyState(_StrEnum):
     """DescribeKey's ``KeyState`` values byok-keeper acts on (KMS may name others)."""
 
     ENABLED = "Enabled"
@@ -68,7 +76,7 @@ class KeyState(StrEnum):
     PENDING_DELETION = "PendingDeletion"
 
 
-class DecisionKind(StrEnum):
+class DecisionKind(_StrEnum):
     """What the planner decides for one key (``plan.py`` has the table)."""
 
     REIMPORT = "REIMPORT"
@@ -79,7 +87,7 @@ class DecisionKind(StrEnum):
     ALERT = "ALERT"
 
 
-class OutcomeKind(StrEnum):
+class OutcomeKind(_StrEnum):
     """What re-establishing one key came to."""
 
     RESTORED = "restored"

@@ -8,8 +8,12 @@ reads half a file (it reads only ``*.prom``; the temporary name ends ``.tmp``). 
 A run that stops before planning (KMS or the vault unreachable) still writes its file, with
 ``byok_keeper_last_sweep_timestamp_seconds{result="error"}``, then fails as before.
 
-Pure but for ``write`` (and ``check_path``, which only looks): the exposition is built here
-rather than by ``prometheus-client``, which the batch commands do not need.
+Monitoring never stops restoration: a file that cannot be written (a missing or read-only
+directory, ``PATH`` a directory) is not checked up front; the run sweeps, then says so in one
+error line (``metrics_file_unwritten``) and exits 1 (``with_metrics_exit``), never silently 0.
+
+Pure but for ``write`` (and ``write_or_report``): the exposition is built here rather than by
+``prometheus-client``, which the batch commands do not need.
 """
 
 from __future__ import annotations
@@ -23,24 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import exits
 from .domain import OutcomeKind
-from .errors import ConfigError, ExecutionError
+from .errors import ExecutionError
 from .metrics import HELP, METRIC_NAMES, TYPES, FleetMetrics, Sample, error_figures, fleet_figures
 from .reestablish import Outcome
 
 FAILED = OutcomeKind.FAILED.value
-
-
-def check_path(path: str) -> Path:
-    """``--metrics-file``'s directory must exist and be writable: said before any KMS call
-    (exit 2), not after a whole sweep. Raises ``ConfigError``."""
-    target = Path(path)
-    parent = target.parent
-    if target.is_dir():
-        raise ConfigError(f"--metrics-file {path}: is a directory; name a file, e.g. x.prom")
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--metrics-file {path}: directory {parent} is missing or not writable")
-    return target
 
 
 def _value(v: float) -> str:
@@ -89,12 +82,34 @@ def write(path: Path, samples: Iterable[Sample]) -> None:
         raise ExecutionError(f"cannot write --metrics-file {path}: {exc.strerror}") from None
 
 
+def write_or_report(path: Path, samples: Iterable[Sample]) -> bool:
+    """``write``, or one error line (``metrics_file_unwritten``) when it cannot: False then.
+    The caller carries on (the sweep is done or still to do) and fails the run."""
+    from .logs import get_logger
+
+    try:
+        write(path, samples)
+    except ExecutionError as exc:
+        get_logger("byok_keeper.metrics").error("metrics_file_unwritten", error=str(exc))
+        return False
+    return True
+
+
+def with_metrics_exit(code: int, written: bool) -> int:
+    """A run's exit ``code``, a failure (1) at least when its metrics file was not written."""
+    return code if written else exits.worst((code, exits.FAILED))
+
+
 class Recorder:
     """What a run observed, for ``recording``: ``sweep(result)`` with its ``SweepResult``
     (a plan's is a dry run), or ``runs(runs, gateway_of)`` with its targets' runs."""
 
     def __init__(self, metrics: Any) -> None:
         self.metrics = metrics
+        self.written = True  # False once the file could not be written (``exit_code``)
+
+    def exit_code(self, code: int) -> int:
+        return with_metrics_exit(code, self.written)
 
     def sweep(self, result: Any) -> None:
         self.metrics.observe(
@@ -133,12 +148,13 @@ def targets_metrics(targets: Iterable[Any]) -> Any:
 @contextmanager
 def recording(path: str | None, metrics: Any) -> Iterator[Recorder | None]:
     """Around one batch run: yields a ``Recorder`` (None without ``path``) and writes the file
-    when the block ends; a block that raises records ``result="error"`` and re-raises.
+    when the block ends (``Recorder.written`` says whether it could, ``Recorder.exit_code``
+    fails the run if not); a block that raises records ``result="error"`` and re-raises.
     ``metrics`` is a ``FleetMetrics`` or ``TargetsMetrics`` (zero for what the run adds)."""
     if path is None:
         yield None
         return
-    target = check_path(path)
+    target = Path(path)
     recorder = Recorder(metrics)
     try:
         yield recorder
@@ -147,6 +163,6 @@ def recording(path: str | None, metrics: Any) -> Iterator[Recorder | None]:
             metrics.observe(error_figures(_utcnow()))
         else:
             metrics.observe_error(_utcnow())
-        write(target, metrics.samples())
+        write_or_report(target, metrics.samples())
         raise
-    write(target, metrics.samples())
+    recorder.written = write_or_report(target, metrics.samples())

@@ -65,6 +65,11 @@ def probe_instance(w: World, instance_id: str) -> str | None:
     return w.enroller.instance_protection_level(instance_id)
 
 
+def description(run_id: str) -> str:
+    """The description of every key run ``run_id`` creates (the clean-up's proof it is ours)."""
+    return f"byok-keeper acceptance run {run_id}: throwaway, deleted by the run"
+
+
 def create_key(w: World, spec: str, instance_id: str, run_id: str) -> str | None:
     """A throwaway EXTERNAL key (tagged with the run), or None when KMS refuses the spec."""
     request = km.CreateKeyRequest(
@@ -72,7 +77,7 @@ def create_key(w: World, spec: str, instance_id: str, run_id: str) -> str | None
         key_usage="SIGN/VERIFY",
         origin="EXTERNAL",
         dkmsinstance_id=instance_id,
-        description=f"byok-keeper acceptance run {run_id}: throwaway, deleted by the run",
+        description=description(run_id),
         tags=json.dumps([{"TagKey": ACCEPTANCE_TAG, "TagValue": run_id}]),
     )
     try:

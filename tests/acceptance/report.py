@@ -44,6 +44,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     keys: list[dict[str, Any]] = field(default_factory=list)
+    # keys carrying the acceptance tag that no acceptance run made: listed, never deleted
+    leftover_refused: list[dict[str, str]] = field(default_factory=list)
 
     def finding(self, row: str, observed: Any, detail: str = "", default: Any = None) -> None:
         """Record an answer once per row and observed value (several keys may see it)."""
@@ -70,6 +72,7 @@ class Report:
             "findings": [{**asdict(f), "differs": f.differs} for f in self.findings],
             "checks": self.checks,
             "keys": self.keys,
+            "leftover_refused": self.leftover_refused,
         }
 
     def write(self, path: Path) -> None:
@@ -84,6 +87,8 @@ class Report:
             if f.differs
         ]
         out += [f"FAILED   {c['name']}: {c['detail']}" for c in self.checks if not c["ok"]]
+        out += [f"KEPT     {k['key_id']}: has the acceptance tag, but {k['not_deleted_because']}"
+                for k in self.leftover_refused]  # fmt: skip
         scheduled = sum(1 for k in self.keys if k.get("deletion_scheduled"))
         out.append(
             f"{len(self.findings)} answers recorded, {sum(f.differs for f in self.findings)} "

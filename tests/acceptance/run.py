@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from .report import Report
 
 PENDING_WINDOW_DAYS = 7  # ScheduleKeyDeletion's shortest window (SDK: "Valid values: 7 to 366")
 MAX_LEFTOVER_PAGES = 10
+RUN_ID = re.compile(r"acc-[0-9]{10}-[0-9a-f]{6}")  # run_acceptance's run_id
 
 
 class Refused(Exception):
@@ -90,7 +92,7 @@ def run_acceptance(
     default to ones built from the credential chain; ``wait`` sleeps while material expires.
     Every key created is scheduled for deletion, and the report written to ``config.report``,
     before this returns or raises."""
-    run_id = f"acc-{int(time.time())}-{secrets.token_hex(3)}"
+    run_id = f"acc-{int(time.time())}-{secrets.token_hex(3)}"  # RUN_ID
     report = Report(run_id, config.region, config.instance_id)
     client = client or build_client(region=config.region, endpoint=config.endpoint)
     gateway = gateway or KmsGateway(client, ENROLL, region=config.region)
@@ -111,7 +113,7 @@ def run_acceptance(
             config.expiry_wait_seconds,
         )
         try:
-            _leftovers(client, report)
+            _leftovers(client, report, config.instance_id)
             _exercise(world, config, run_id, created)
         except Exception as exc:  # recorded; the keys are deleted all the same
             report.check("run", False, probes._one_line(exc))
@@ -142,8 +144,11 @@ def _exercise(w: World, config: Config, run_id: str, created: list[tuple[str, st
         probes.probe_throttling(w, created[0][0], config.throttle_burst)
 
 
-def _leftovers(client: Any, report: Report) -> None:
-    """Keys an earlier run left behind (a crash before its clean-up): schedule their deletion."""
+def _leftovers(client: Any, report: Report, instance_id: str) -> None:
+    """Keys an earlier run left behind (a crash before its clean-up): schedule their deletion.
+    The tag key alone proves nothing (anyone with kms:TagResource can set it on any key), so
+    only a key this run's code made is deleted (``ours``); any other key carrying the tag is
+    listed in the report (``leftover_refused``), never touched."""
     found = []
     filters = json.dumps([{"Key": "TagKey", "Values": [ACCEPTANCE_TAG]}])
     for page in range(1, MAX_LEFTOVER_PAGES + 1):
@@ -156,8 +161,31 @@ def _leftovers(client: Any, report: Report) -> None:
             break
     for key_id in found:
         meta = client.describe_key(km.DescribeKeyRequest(key_id=key_id)).body.key_metadata
-        if meta.key_state != "PendingDeletion":
+        if meta.key_state == "PendingDeletion":
+            continue
+        listed = client.list_resource_tags(km.ListResourceTagsRequest(key_id=key_id)).body
+        tags = listed.tags.tag if listed.tags and listed.tags.tag else []
+        run_ids = [t.tag_value or "" for t in tags if t.tag_key == ACCEPTANCE_TAG]
+        why = ours(meta, run_ids, instance_id)
+        if why is None:
             _schedule_deletion(client, [(key_id, meta.key_spec)], report, leftover=True)
+        else:
+            report.leftover_refused.append({"key_id": key_id, "not_deleted_because": why})
+
+
+def ours(meta: Any, run_ids: list[str], instance_id: str) -> str | None:
+    """None when ``meta`` (DescribeKey's) is a key ``probes.create_key`` made in
+    ``instance_id``: Origin EXTERNAL, its one acceptance tag a run id, and the description
+    that run wrote. Otherwise why it is not ours."""
+    if meta.origin != "EXTERNAL":
+        return f"Origin {meta.origin}, not EXTERNAL"
+    if (meta.dkmsinstance_id or "") != instance_id:
+        return f"in instance {meta.dkmsinstance_id or 'none'}, not {instance_id}"
+    if len(run_ids) != 1 or not RUN_ID.fullmatch(run_ids[0]):
+        return f"tag {ACCEPTANCE_TAG} is not one acceptance run id"
+    if meta.description != probes.description(run_ids[0]):
+        return "description is not the acceptance run's"
+    return None
 
 
 def _schedule_deletion(

@@ -284,3 +284,20 @@ def test_daemon_metrics_carry_each_targets_labels_and_a_failing_target_shows(clo
                if ("action", "ImportKeyMaterial") in k and v}  # fmt: skip
     assert imports == {"fra": 1.0}  # each target's own gateway: the import was fra's alone
     assert requests[_where("hz", action="DescribeKey", code="OK")] >= 1
+
+
+def test_a_metrics_file_that_cannot_be_written_never_stops_a_targets_run(cloud, env, tmp_path):
+    """With [[targets]] as without: plan and sweep do their work, then say in one line that
+    the metrics file was not written, and exit 1."""
+    fra_key = enroll_in("fra", env)
+    as_b(cloud).delete_key_material(km.DeleteKeyMaterialRequest(key_id=fra_key))
+    missing = ("--metrics-file", str(tmp_path / "missing" / "byok-keeper.prom"))
+    plan = cli_json("plan", *missing, env=env, code=1)
+    assert [(d["target"], d["decision"]) for d in plan["decisions"]] == [("fra", "REIMPORT")]
+    out = run_cli("sweep", *missing, "--output", "json", env=env)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("metrics_file_unwritten") == 1, out.stderr
+    assert ("fra", fra_key, "restored") in [
+        (o["target"], o["key_id"], o["outcome"]) for o in json.loads(out.stdout)["outcomes"]
+    ]
+    assert cloud.key_view(fra_key)["state"] == "Enabled"

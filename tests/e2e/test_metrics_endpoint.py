@@ -86,19 +86,37 @@ def test_batch_runs_write_their_metrics_for_the_textfile_collector(cli_env, serv
     assert [p.name for p in tmp_path.glob("*.tmp")] == []
 
 
-def test_a_metrics_flag_a_run_cannot_honour_is_a_usage_error_before_any_call(
-    cli_env, served, tmp_path
-):
+def test_metrics_addr_with_once_is_a_usage_error_before_any_call(cli_env, served, tmp_path):
     served.emulator.calls.clear()
-    state = ("--state-dir", str(tmp_path / "state"))
-    for args in (
-        ("daemon", "--once", *state, "--metrics-addr", "127.0.0.1:0"),
-        ("sweep", "--metrics-file", str(tmp_path / "missing" / "x.prom")),
-    ):
-        out = run_cli(*args, env=cli_env)
-        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
-        assert "--metrics-file" in out.stderr
+    out = run_cli("daemon", "--once", "--state-dir", str(tmp_path / "state"),
+                  "--metrics-addr", "127.0.0.1:0", env=cli_env)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "--metrics-file" in out.stderr
     assert served.calls() == []
+
+
+@pytest.mark.parametrize("where", ["missing/x.prom", "a-file/x.prom"])
+def test_a_metrics_file_that_cannot_be_written_never_stops_restoration(
+    cli_env, served, tmp_path, where
+):
+    """Monitoring never stops restoration: each batch run sweeps (plans), then says in one
+    line that its metrics file was not written, and fails (1) rather than passing silently.
+    (A directory named as the file stays a usage error: click refuses it before any call.)"""
+    (tmp_path / "a-file").write_text("")
+    key = enroll_cli(cli_env)["key_id"]
+    metrics = ("--metrics-file", str(tmp_path / where))
+    state = ("--state-dir", str(tmp_path / "state"))
+    for args, restores in ((("plan",), False), (("sweep",), True),
+                           (("daemon", "--once", *state), True)):  # fmt: skip
+        served.emulator.kms.delete_key_material(key)
+        served.emulator.calls.clear()
+        out = run_cli(*args, *metrics, env=cli_env)
+        assert out.returncode == 1, (args, out.stderr[-1500:])
+        lines = [line for line in out.stderr.splitlines() if "metrics_file_unwritten" in line]
+        assert len(lines) == 1 and "--metrics-file" in lines[0], (args, out.stderr[-1500:])
+        imported = [c["action"] for c in served.calls() if c["action"] == "ImportKeyMaterial"]
+        assert imported == (["ImportKeyMaterial"] if restores else []), args
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp")) == []
 
 
 def test_a_one_off_failure_written_by_real_runs_fires_the_shipped_alert(cli_env, served, tmp_path):

@@ -18,6 +18,7 @@ from alibabacloud_kms20160120 import models as km
 
 from byok_keeper.kms import ENROLL
 from byok_keeper.specs import KEY_SPECS
+from tests.acceptance import probes
 from tests.acceptance.probes import ACCEPTANCE_TAG
 from tests.acceptance.run import Config, Refused, run_acceptance
 from tests.functional.conftest import make_client, make_gateway
@@ -78,18 +79,36 @@ def test_the_run_passes_and_names_each_difference_with_its_fidelity_row(
     assert all(f"docs/FIDELITY.md {row!r}" in "\n".join(summary) for row in differences)
 
 
+CRASHED = "acc-1765000000-a1b2c3"  # an earlier run's id, as run_acceptance makes them
+
+
+def _tagged_key(kms, run_id=CRASHED, origin="EXTERNAL", instance="kst-local-software",
+                description=None) -> str:  # fmt: skip
+    spec = "EC_P256" if origin == "EXTERNAL" else "Aliyun_AES_256"
+    return kms.create_key(
+        km.CreateKeyRequest(
+            key_spec=spec,
+            key_usage="SIGN/VERIFY" if origin == "EXTERNAL" else "ENCRYPT/DECRYPT",
+            origin=origin,
+            dkmsinstance_id=instance,
+            description=probes.description(run_id) if description is None else description,
+            tags=json.dumps([{"TagKey": ACCEPTANCE_TAG, "TagValue": run_id}]),
+        )
+    ).body.key_metadata.key_id
+
+
 def test_the_run_deletes_its_keys_whatever_happens_and_those_an_earlier_run_left(
     emulator, kms, tmp_path
 ):
-    left = kms.create_key(
-        km.CreateKeyRequest(
-            key_spec="EC_P256",
-            key_usage="SIGN/VERIFY",
-            origin="EXTERNAL",
-            dkmsinstance_id="kst-local-software",
-            tags=json.dumps([{"TagKey": ACCEPTANCE_TAG, "TagValue": "acc-crashed"}]),
-        )
-    ).body.key_metadata.key_id
+    left = _tagged_key(kms)
+    # Keys someone tagged (kms:TagResource is all it takes): each misses one proof of being an
+    # acceptance run's key, and must survive the clean-up, listed in the report.
+    impostors = {
+        "Origin": _tagged_key(kms, origin="Aliyun_KMS", instance=""),
+        "instance": _tagged_key(kms, instance="kst-local-hardware"),
+        "run id": _tagged_key(kms, run_id="production", description=probes.description("x")),
+        "description": _tagged_key(kms, description="payments signing key (production)"),
+    }
 
     def interrupted(_seconds):
         raise KeyboardInterrupt  # the operator's Ctrl-C while material expires
@@ -104,6 +123,11 @@ def test_the_run_deletes_its_keys_whatever_happens_and_those_an_earlier_run_left
     assert [k["key_id"] for k in written["keys"] if k["leftover"]] == [left]
     assert all(k["deletion_scheduled"] for k in written["keys"])
     assert {emulator.key_view(k["key_id"])["state"] for k in written["keys"]} == {"PendingDeletion"}
+    refused = {k["key_id"]: k["not_deleted_because"] for k in written["leftover_refused"]}
+    assert set(refused) == set(impostors.values())
+    for proof, key_id in impostors.items():
+        assert emulator.key_view(key_id)["state"] != "PendingDeletion", proof
+        assert proof.split()[-1] in refused[key_id], (proof, refused[key_id])
 
 
 READY = {"BYOK_ACCEPTANCE": "1", "BYOK_REGION": "cn-hangzhou", "BYOK_ACCEPTANCE_INSTANCE": "kst-1"}

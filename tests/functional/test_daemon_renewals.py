@@ -162,3 +162,17 @@ def test_a_renewal_job_naming_an_unknown_target_sweeps_every_target(cloud, runni
     assert payload["outcome"] == "ok" and "swept" not in payload
     assert [t["target"] for t in payload["targets"]] == ["hz", "fra"]
     assert set(_jobs(state)) == set(IDS.format(**keys).split())
+
+
+def test_a_metrics_file_it_cannot_write_never_stops_the_daemons_renewals(running, tmp_path):
+    """The long-running daemon with --metrics-file: a sweep whose file cannot be written still
+    schedules every key's renewal (the failure is logged; ``--once`` would exit 1)."""
+    state, keys = running
+    daemon._make_metrics(state)  # as run_daemon does with --metrics-file
+    state.metrics_file = tmp_path / "missing" / "byok-keeper.prom"
+    assert daemon.scheduled_sweep("test")["outcome"] == "ok"
+    assert set(_jobs(state)) == set(IDS.format(**keys).split())
+    assert state.metrics_written is False
+    state.metrics_file.parent.mkdir()
+    daemon.scheduled_sweep("test")  # the directory is back: the next sweep writes the file
+    assert state.metrics_written is True and state.metrics_file.read_text().startswith("# HELP")

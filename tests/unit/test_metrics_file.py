@@ -12,9 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from byok_keeper import __version__
-from byok_keeper.errors import ConfigError
 from byok_keeper.metrics import METRIC_NAMES, FleetMetrics, Sample, fleet_figures
-from byok_keeper.metrics_file import check_path, exposition, write
+from byok_keeper.metrics_file import exposition, write
 from byok_keeper.plan import Decision
 
 
@@ -67,9 +66,16 @@ def test_the_file_is_replaced_whole_world_readable_and_leaves_no_temporary(tmp_p
 
 
 @pytest.mark.parametrize("where", ["missing/x.prom", "."])
-def test_a_path_that_cannot_be_written_is_a_usage_error(tmp_path, where):
-    with pytest.raises(ConfigError, match="--metrics-file"):
-        check_path(str(tmp_path / where))
+def test_a_path_that_cannot_be_written_lets_the_run_finish_then_fails_it(tmp_path, where):
+    from byok_keeper.metrics_file import recording
+
+    ran = []
+    with recording(str(tmp_path / where), FleetMetrics(None, region="r")) as recorder:
+        ran.append(True)  # the sweep runs: nothing is refused up front
+    assert ran and recorder.written is False
+    # 1 beats "a key needs a person" (4) and "pending" (3), never a usage error (2)
+    assert [recorder.exit_code(c) for c in (0, 1, 3, 4, 2)] == [1, 1, 1, 1, 2]
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp")) == []
 
 
 def test_a_run_that_stops_before_planning_still_writes_its_error(tmp_path):

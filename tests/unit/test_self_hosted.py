@@ -40,10 +40,22 @@ def test_service_units_run_a_command_the_cli_accepts(unit):
     assert params["once"] is (unit == "byok-keeper-once.service")
     if params["once"]:  # a batch run writes its metrics for node_exporter, where it may write
         metrics_dir = str(Path(params["metrics_file"]).parent)
-        writable = [p.lstrip("-") for p in service["ReadWritePaths"].split()]  # "-": optional
-        assert metrics_dir in writable and not params["metrics_addr"]
+        assert metrics_dir == f"/run/{service['RuntimeDirectory']}" and not params["metrics_addr"]
     assert service["LimitCORE"] == "0" and service["UMask"] == "0077"
     assert service["EnvironmentFile"] == "/etc/byok-keeper/env"
+
+
+def test_the_one_shot_unit_makes_its_metrics_directory_its_own():
+    """node_exporter's directory belongs to another user (and a directory someone else can
+    write is one they can plant a symlink in): systemd itself makes the unit's own directory,
+    owned by its user, readable by node_exporter, kept between runs; nothing runs as root."""
+    service = _unit("byok-keeper-once.service")["Service"]
+    metrics = Path(_parses(shlex.split(service["ExecStart"]))["metrics_file"])
+    assert metrics.parent == Path("/run") / service["RuntimeDirectory"]
+    assert service["RuntimeDirectoryMode"] == "0755"
+    assert service["RuntimeDirectoryPreserve"] == "yes"  # read between runs, until reboot
+    assert not any(k.startswith("ExecStartPre") for k in service)
+    assert "ReadWritePaths" not in service
 
 
 def test_the_timer_starts_the_one_shot_sweep_and_catches_up_after_downtime():
@@ -78,6 +90,26 @@ def test_the_cronjob_uses_rrsa_and_runs_a_command_the_cli_accepts():
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert params["state_dir"] in mounts
     assert str(Path(params["metrics_file"]).parent) in mounts  # node-exporter's hostPath
+
+
+def test_the_cronjob_hands_its_user_the_metrics_directory_before_it_runs():
+    """A hostPath is root-owned and the job runs as runAsUser: an init container, root with
+    CAP_CHOWN alone, gives the job's user the very directory its --metrics-file is in."""
+    job = next(d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "cronjob.yaml").read_text())
+               if d["kind"] == "CronJob")  # fmt: skip
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    metrics_dir = str(Path(_parses(container["command"])["metrics_file"]).parent)
+    (volume,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == metrics_dir]
+    (init,) = pod["initContainers"]
+    uid = pod["securityContext"]["runAsUser"]
+    assert init["command"] == ["chown", f"{uid}:{uid}", metrics_dir]
+    assert {"name": volume, "mountPath": metrics_dir} in init["volumeMounts"]
+    context = init["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert context["allowPrivilegeEscalation"] is False
+    (host,) = [v["hostPath"] for v in pod["volumes"] if v["name"] == volume]
+    assert host["path"] == metrics_dir  # byok-keeper's own directory, not node-exporter's
 
 
 def test_the_cronjob_image_installs_the_byok_keeper_wheel_from_hashed_pins():

@@ -129,5 +129,6 @@ def metrics_file_option(f):
         type=click.Path(dir_okay=False),
         help="Also write this run's metrics (the daemon's families) in Prometheus text format "
         "to PATH, atomically, for node_exporter's textfile collector, e.g. "
-        "/var/lib/node_exporter/textfile_collector/byok-keeper.prom.",
+        "/var/lib/node_exporter/textfile_collector/byok-keeper.prom. A file that cannot be "
+        "written never stops the run: it is logged, and the run exits 1 after its work.",
     )(f)

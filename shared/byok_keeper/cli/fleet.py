@@ -95,11 +95,12 @@ def plan_cmd(
         "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
     }
     app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
-    return exits.of_run(
+    code = exits.of_run(
         failed=bool(errors),
         alert=any(d.decision == ALERT for d in decisions),
         pending=any(d.decision in DUE for d in decisions),
     )
+    return recorder.exit_code(code) if recorder is not None else code
 
 
 @click.command("sweep")
@@ -170,7 +171,8 @@ def sweep_cmd(
         )
         if recorder is not None:
             recorder.sweep(result)
-    return _emit_sweep(app, result, dry_run)
+    code = _emit_sweep(app, result, dry_run)
+    return recorder.exit_code(code) if recorder is not None else code
 
 
 def _emit_sweep(app: App, result, dry_run: bool) -> int:

@@ -95,7 +95,8 @@ def plan_targets(
     headers = ["TARGET", "KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]
     app.emit(payload, table(rows, headers))
     failed = bool(errors) or any(not r.ok for r in runs)
-    return exits.of_run(failed=failed, alert=alert, pending=pending)
+    unwritten = recorder is not None and not recorder.written  # --metrics-file: a failure
+    return exits.of_run(failed=failed or unwritten, alert=alert, pending=pending)
 
 
 def _as_plan_results(runs: list[TargetRun]) -> list[TargetRun]:
@@ -185,7 +186,8 @@ def sweep_targets(
     if bad:
         human += f"\ntargets failed: {', '.join(bad)}"
     app.emit(payload, human)
-    return exits.of_run(failed=failed or bool(bad), alert=alert)
+    unwritten = recorder is not None and not recorder.written  # --metrics-file: a failure
+    return exits.of_run(failed=failed or bool(bad) or unwritten, alert=alert)
 
 
 def verify_targets(app: App, targets: tuple[Target, ...], key_ids: tuple[str, ...]) -> int:

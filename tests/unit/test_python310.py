@@ -32,9 +32,6 @@ NEW_IN_311 = {
 NEW_BUILTINS = {"ExceptionGroup", "BaseExceptionGroup"}
 RE_FUNCTIONS = {"compile", "match", "search", "fullmatch", "sub", "subn", "split", "findall",
                 "finditer"}  # fmt: skip
-# logs.py's possessive quantifiers are being replaced on another branch (fix-sec); drop this
-# entry once it is merged (the xfail below is not strict so the merge does not break CI).
-PENDING_REGEX = {"shared/byok_keeper/logs.py"}
 
 
 def _sources() -> list[pathlib.Path]:
@@ -161,6 +158,4 @@ def test_every_shipped_module_is_python_310(path):
     rel = str(path.relative_to(ROOT))
     names, regexes = findings(path.read_text())
     assert names == [], f"{rel}: 3.11-only {names}"
-    if rel in PENDING_REGEX and regexes:
-        pytest.xfail(f"{rel}: fixed on the fix-sec branch")
     assert regexes == [], f"{rel}: 3.11-only regular expressions {regexes}"

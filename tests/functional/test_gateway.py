@@ -220,3 +220,83 @@ def test_a_gateway_under_another_allowlist_shares_budget_clock_and_key_versions(
     assert other.budget is gateway.budget and other.region == gateway.region
     with pytest.raises(ActionNotAllowed):
         other.tag_key("key-x", {"a": "b"})
+
+
+# ---- what each attempt costs, and when CreateKey is sent again -----------------------------
+
+_CREATE = dict(key_spec="EC_P256", key_usage="SIGN/VERIFY", instance_id="kst-local-software",
+               description="", tags={})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fault, sent_again",
+    [
+        ("DropConnection", False),  # no answer: KMS may have created it
+        ("InternalFailure", False),  # a 5xx: the same
+        ("ServiceUnavailableTemporary", False),
+        ("Rejected.Throttling", True),  # refused for rate: nothing was done
+        ("Throttling.User", True),
+    ],
+)
+def test_create_key_is_sent_again_only_after_a_refusal_that_did_nothing(
+    emulator, kms, fault, sent_again
+):
+    gateway = make_gateway(emulator, ENROLL)
+    emulator.set_faults(fail_next={"CreateKey": [fault]})
+    if sent_again:
+        assert gateway.create_key(**_CREATE).key_id
+        assert [c["action"] for c in emulator.calls()] == ["CreateKey", "CreateKey"]
+    else:
+        with pytest.raises((KmsApiError, KmsUnavailable)):
+            gateway.create_key(**_CREATE)
+        assert len(emulator.calls()) == 1
+    assert gateway.stats["calls"] == (2 if sent_again else 1)
+
+
+@pytest.mark.parametrize(
+    "fault, max_delay, slept",
+    [
+        ("Rejected.Throttling", 5.0, [1.0]),  # x-acs-retry-after: 1000 ms is one second
+        ("Rejected.Throttling", 0.25, [0.25]),  # a hint over the cap is capped
+        ("Rejected.Throttling/no-retry-after", 5.0, [0.3]),  # no hint: the backoff's draw
+        ("Throttling.Api", 5.0, [0.3]),
+    ],
+)
+def test_a_throttled_call_waits_for_the_hint_in_seconds_capped_else_backs_off(
+    emulator, kms, fault, max_delay, slept
+):
+    sleeps: list[float] = []
+    dice = _Dice(0.5)
+    retry = RetryPolicy(max_attempts=5, base_delay=0.6, max_delay=max_delay)
+    gateway = make_gateway(emulator, READ_ONLY, sleep=sleeps.append, rng=dice, retry=retry)
+    emulator.set_faults(fail_next={"ListKeys": [fault]})
+    assert gateway.list_keys() == []
+    assert sleeps == pytest.approx(slept)
+    assert gateway.stats["throttled"] == 1 and gateway.stats["retries"] == 1
+
+
+def test_backoff_doubles_with_each_attempt_up_to_the_cap(emulator, kms):
+    dice = _Dice(1.0)
+    retry = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=3.0)
+    gateway = make_gateway(emulator, READ_ONLY, rng=dice, retry=retry)
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure"] * 5})
+    assert gateway.list_keys() == []
+    assert dice.ranges == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 3.0), (0, 3.0)]
+
+
+def test_every_attempt_is_counted_by_action_and_result_code(emulator, kms):
+    """``byok_keeper_kms_requests_total``: each attempt once, retries and the last failure
+    included, under the code KMS answered (OK for success)."""
+    gateway = make_gateway(emulator, READ_ONLY)
+    faults = ["InternalFailure", "Throttling.User", "Rejected.Throttling"]
+    emulator.set_faults(fail_next={"ListKeys": faults})
+    gateway.list_keys()
+    with pytest.raises(KmsApiError):
+        gateway.describe_key("key-missing")
+    assert gateway.requests == {
+        ("ListKeys", "InternalFailure"): 1,
+        ("ListKeys", "Throttling.User"): 1,
+        ("ListKeys", "Rejected.Throttling"): 1,
+        ("ListKeys", "OK"): 1,
+        ("DescribeKey", "Forbidden.KeyNotFound"): 1,
+    }

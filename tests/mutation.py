@@ -93,7 +93,8 @@ MODULES: dict[str, Target] = {
         (F + "test_hostile_kms.py", F + "test_agent.py", F + "test_enroll.py"),
     ),
     "envelope": Target(
-        "byok_keeper/vault/envelope.py", (F + "test_vault.py", "tests/fuzz/test_fuzz_parsers.py")
+        "byok_keeper/vault/envelope.py",
+        (U + "test_attacks.py", F + "test_vault.py", "tests/fuzz/test_fuzz_parsers.py"),
     ),
     "sealers": Target("byok_keeper/vault/sealers.py", (F + "test_vault.py",)),
     "gateway": Target(

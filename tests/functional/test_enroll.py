@@ -11,6 +11,7 @@ from byok_keeper.enroll import (
     MANAGED_TAG,
     MARKER_TAG,
     CreateRequest,
+    account_from_arn,
     enroll,
     enrollment_marker,
 )
@@ -228,3 +229,26 @@ def test_enrolling_twice_is_harmless(gateway, vault, emulator, kms):
     )
     assert second.key_id == first.key_id and second.resumed
     assert vault.get(first.key_id).header.first_imported_at == envelope.header.first_imported_at
+
+
+def test_the_envelope_names_the_account_and_region_the_key_lives_in(gateway, vault, emulator):
+    """A vault shared by ``[[targets]]`` sorts envelopes by the account and region their header
+    names (``multi.TargetVault``): enrollment must record the key's own, from its ARN."""
+    result = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                    create=create_request("EC_P256"))  # fmt: skip
+    view = emulator.key_view(result.key_id)
+    header = vault.get(result.key_id).header
+    assert (header.account_id, header.region) == (view["account_id"], view["region"])
+    assert header.account_id.isdigit()
+
+
+@pytest.mark.parametrize(
+    "arn, account",
+    [
+        ("acs:kms:cn-hangzhou:1234567890123456:key/key-abc", "1234567890123456"),
+        ("acs:kms:cn-hangzhou:1234567890123456", ""),  # no resource: not a key's ARN
+        ("", ""),
+    ],
+)
+def test_the_account_is_the_fourth_field_of_a_whole_arn(arn, account):
+    assert account_from_arn(arn) == account

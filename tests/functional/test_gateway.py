@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from byok_keeper.errors import ConfigError
@@ -300,3 +302,23 @@ def test_every_attempt_is_counted_by_action_and_result_code(emulator, kms):
         ("ListKeys", "OK"): 1,
         ("DescribeKey", "Forbidden.KeyNotFound"): 1,
     }
+
+
+def test_no_credentials_anywhere_is_credentials_missing_before_any_request(
+    emulator, kms, monkeypatch, tmp_path
+):
+    """The SDK's default chain finds nothing (no variables, no profile, no instance role): one
+    ``CredentialsMissing`` (a ``NoKmsAccess``: the run stops), not a retried KMS outage."""
+    from byok_keeper.kms import CredentialsMissing, KmsGateway, NoKmsAccess, build_client
+
+    for name in [n for n in os.environ if n.startswith("ALIBABA_CLOUD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.alibabacloud or ~/.aliyun profiles
+    sleeps: list[float] = []
+    client = build_client(region=emulator.region, endpoint=f"http://{emulator.endpoint}")
+    gateway = KmsGateway(client, READ_ONLY, region=emulator.region, sleep=sleeps.append)
+    with pytest.raises(CredentialsMissing) as exc:
+        gateway.list_keys()
+    assert isinstance(exc.value, NoKmsAccess)
+    assert emulator.calls() == [] and sleeps == []

@@ -259,3 +259,22 @@ def test_a_role_refused_twice_while_applying_stops_that_target_only(cloud, world
     cloud.set_faults()
     again, runs = sweep_all(cache, [targets["fra"]], trigger="t", actor="t")
     assert runs[0].ok and again.summary() == {"restored": KEYS}
+
+
+def test_the_call_refused_as_expired_is_sent_again_at_once(cloud, world):
+    """The refused attempt did nothing: after assuming the role anew the call is sent again
+    without a backoff (one AssumeRole already stands between the two)."""
+    from byok_keeper.kms import KmsGateway, build_client
+    from byok_keeper.multi import target_signing
+
+    settings, targets, keys = world
+    fra = targets["fra"]
+    signing, provider = target_signing(settings, fra)
+    client = build_client(region=fra.region, endpoint=fra.kms_endpoint, credential=signing)
+    sleeps: list[float] = []
+    gateway = KmsGateway(client, READ_ONLY, region=fra.region, sleep=sleeps.append,
+                         renewal=provider)  # fmt: skip
+    cloud.set_faults(fail_next={"DescribeKey": [EXPIRED]})
+    assert gateway.describe_key(keys[0]).key_state == "Enabled"
+    assert sleeps == [0.0]
+    assert gateway.requests == {("DescribeKey", EXPIRED): 1, ("DescribeKey", "OK"): 1}

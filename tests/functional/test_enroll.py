@@ -252,3 +252,38 @@ def test_the_envelope_names_the_account_and_region_the_key_lives_in(gateway, vau
 )
 def test_the_account_is_the_fourth_field_of_a_whole_arn(arn, account):
     assert account_from_arn(arn) == account
+
+
+def test_the_steps_and_the_result_say_what_was_done(gateway, vault, emulator):
+    """What the CLI prints step by step and as JSON: a first enrollment seals anew and proves
+    the key with a canary; enrolling the same material again resumes the envelope."""
+    steps: list[tuple[str, dict]] = []
+    material = generate_material("EC_P256")
+    record = lambda n, d: steps.append((n, d))  # noqa: E731
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"), on_step=record)  # fmt: skip
+    seen = dict(steps)
+    assert [name for name, _ in steps] == list(STEPS)
+    assert seen["seal"] == {"vault": vault.uri, "resumed": False}
+    assert seen["verify"] == {"canary": first.canary, "key_state": "Enabled"}
+    assert first.canary.startswith("sign ")
+    doc = first.to_json()
+    assert doc["key_id"] == first.key_id and doc["fingerprint"] == material.fingerprint
+    assert (doc["created"], doc["adopted"], doc["resumed"]) == (True, False, False)
+    assert doc["lease"] == "30d" and doc["key_state"] == "Enabled" and doc["canary"]
+    assert doc["material_expire_time"] == emulator.key_view(first.key_id)["material_expire_time"]
+
+    steps.clear()
+    again = enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=first.key_id,
+                   on_step=record)  # fmt: skip
+    assert dict(steps)["seal"]["resumed"] is True and again.resumed
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_enroll_takes_either_a_key_id_or_a_create_request(gateway, vault, emulator, both):
+    create = create_request("EC_P256") if both else None
+    key_id = "key-0123456789abcdef0123" if both else None
+    with pytest.raises(InputError, match="either an existing key id or --create"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=key_id, create=create)  # fmt: skip
+    assert emulator.calls() == [] and vault.inventory() == []

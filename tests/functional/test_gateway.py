@@ -322,3 +322,38 @@ def test_no_credentials_anywhere_is_credentials_missing_before_any_request(
         gateway.list_keys()
     assert isinstance(exc.value, NoKmsAccess)
     assert emulator.calls() == [] and sleeps == []
+
+
+@pytest.fixture
+def debug_lines():
+    """structlog at DEBUG for one test (the library default is INFO), captured."""
+    import logging
+
+    import structlog
+    from structlog.testing import capture_logs
+
+    old = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**old)
+
+
+def test_each_attempt_is_one_debug_line_of_names_and_codes(emulator, kms, debug_lines):
+    gateway = make_gateway(emulator, READ_ONLY, retry=RetryPolicy(max_attempts=2))
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure"],
+                                   "DescribeKey": ["InternalFailure"] * 2})  # fmt: skip
+    gateway.list_keys()
+    with pytest.raises(KmsApiError):
+        gateway.describe_key("key-abc")
+    lines = [{k: v for k, v in e.items() if k != "log_level"} for e in debug_lines
+             if e["event"] == "kms_call"]  # fmt: skip
+    failure = {"event": "kms_call", "result": "InternalFailure"}
+    assert lines == [
+        {**failure, "action": "ListKeys", "attempt": 1, "retry": True},
+        {"event": "kms_call", "action": "ListKeys", "attempt": 2, "result": "ok"},
+        {**failure, "action": "DescribeKey", "attempt": 1, "retry": True},
+        {**failure, "action": "DescribeKey", "attempt": 2, "retry": False},
+    ]

@@ -20,7 +20,14 @@ from byok_keeper.kms import ENROLL
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material, load_private_key
 from byok_keeper.specs import HARDWARE_ONLY
-from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
+from byok_keeper.vault import (
+    FileStore,
+    KmsSealer,
+    LocalKeySealer,
+    SecretsStore,
+    Vault,
+    VaultConflict,
+)
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.conftest import ALL_SPECS, hardware_refused
 from tests.functional.conftest import (
@@ -287,3 +294,48 @@ def test_enroll_takes_either_a_key_id_or_a_create_request(gateway, vault, emulat
         enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
                key_id=key_id, create=create)  # fmt: skip
     assert emulator.calls() == [] and vault.inventory() == []
+
+
+def _tamper(path, how: str) -> None:
+    import base64
+    import json
+
+    doc = json.loads(path.read_text())
+    if how == "header":
+        doc["header"]["lease"] = "never"  # a longer lease than sealed
+    else:
+        blob = bytearray(base64.b64decode(doc["material"]["ciphertext"]))
+        blob[5] ^= 1
+        doc["material"]["ciphertext"] = base64.b64encode(bytes(blob)).decode()
+    path.write_text(json.dumps(doc))
+
+
+_SPENDING = {"GetParametersForImport", "ImportKeyMaterial", "TagResource"}
+
+
+@pytest.mark.parametrize("how", ["header", "ciphertext"])
+def test_enrolling_over_an_envelope_that_does_not_open_is_refused(
+    gateway, vault, emulator, tmp_path, how
+):
+    """An existing envelope's header is reused only once it authenticates: a tampered one
+    (its lease lengthened, its ciphertext flipped) stops the enrollment before any token."""
+    material = generate_material("EC_P256")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    path = tmp_path / "vault" / f"{first.key_id}.json"
+    _tamper(path, how)
+    before, calls = path.read_bytes(), len(emulator.calls())
+    with pytest.raises(InputError, match="does not open"):
+        enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=first.key_id)
+    assert path.read_bytes() == before
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_other_material_over_an_envelope_is_a_vault_conflict(gateway, vault, emulator):
+    first = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    calls = len(emulator.calls())
+    with pytest.raises(VaultConflict, match="different material"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=first.key_id)  # fmt: skip
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING

@@ -106,6 +106,27 @@ def test_window_boundaries(left, decision):
     assert d(facts(key(expires=NOW + left))).decision == decision
 
 
+HOURLY = Policy(sweep_interval=timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("left", "decision", "reason"),
+    [
+        (timedelta(days=7), RENEW, "material expires in 7d 0h (window 7d 0h)"),
+        (timedelta(days=7, hours=1), RENEW, "opens before the next sweep (within 1h 0m)"),
+        (timedelta(days=7, hours=1, seconds=1), OK, "material expires in 7d 1h"),
+    ],
+)
+def test_a_window_opening_before_the_next_sweep_renews_now_and_not_a_second_earlier(
+    left, decision, reason
+):
+    """With sweeps an hour apart, a key whose window opens before the next sweep is renewed in
+    this one; the planner reads its details exactly then (``needs_details``), not later."""
+    got = d(facts(key(expires=NOW + left)), HOURLY)
+    assert (got.decision, reason in got.reason) == (decision, True), got.reason
+    assert needs_details(key(expires=NOW + left), NOW, HOURLY) is (decision == RENEW)
+
+
 def test_renew_before_is_a_policy():
     f = facts(key(expires=NOW + timedelta(days=10)))
     assert d(f).decision == OK

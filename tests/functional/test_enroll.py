@@ -16,7 +16,7 @@ from byok_keeper.enroll import (
     enrollment_marker,
 )
 from byok_keeper.errors import InputError, MaterialMismatch
-from byok_keeper.kms import ENROLL
+from byok_keeper.kms import ENROLL, KmsApiError
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material, load_private_key
 from byok_keeper.specs import HARDWARE_ONLY
@@ -339,3 +339,38 @@ def test_enrolling_other_material_over_an_envelope_is_a_vault_conflict(gateway, 
         enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
                key_id=first.key_id)  # fmt: skip
     assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_a_disabled_key_that_holds_material_is_refused(gateway, vault, emulator, kms):
+    """A Disabled key shows no public key, so nothing proves it holds this material."""
+    material = generate_material("EC_P256")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    kms.disable_key(km.DisableKeyRequest(key_id=first.key_id))
+    calls = len(emulator.calls())
+    with pytest.raises(InputError, match="is Disabled and already holds material"):
+        enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=first.key_id)
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_again_with_another_lease_seals_that_lease(gateway, vault, emulator):
+    material = generate_material("EC_P256")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    sealed = vault.get(first.key_id).header
+    again = enroll(gateway, vault, material, lease=parse_lease("10d"), key_id=first.key_id)
+    header = vault.get(first.key_id).header
+    assert header.lease == "10d" and again.lease == "10d"
+    assert header.enrolled_at == sealed.enrolled_at  # the rest of the header is kept
+
+
+def test_a_refused_import_token_other_than_unsupported_stays_a_kms_error(gateway, vault, emulator):
+    """Only ``Rejected.UnsupportedOperation`` means "this instance takes no imported keys" (an
+    input error, exit 2); any other refusal is KMS's, reported as it is, nothing sealed."""
+    emulator.set_faults(fail_next={"GetParametersForImport": ["Forbidden.NoPermission"]})
+    with pytest.raises(KmsApiError) as exc:
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               create=create_request("EC_P256"))  # fmt: skip
+    assert not isinstance(exc.value, InputError)
+    assert exc.value.code == "Forbidden.NoPermission"
+    assert vault.inventory() == []

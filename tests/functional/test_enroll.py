@@ -374,3 +374,17 @@ def test_a_refused_import_token_other_than_unsupported_stays_a_kms_error(gateway
     assert not isinstance(exc.value, InputError)
     assert exc.value.code == "Forbidden.NoPermission"
     assert vault.inventory() == []
+
+
+def test_material_of_another_spec_than_the_key_is_refused_before_anything_is_sealed(
+    gateway, vault, emulator, kms
+):
+    request = km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY", origin="EXTERNAL",
+                                  dkmsinstance_id="kst-local-software")  # fmt: skip
+    created = kms.create_key(request).body.key_metadata
+    calls = len(emulator.calls())
+    with pytest.raises(InputError, match="is EC_P256; the material is RSA_2048"):
+        enroll(gateway, vault, generate_material("RSA_2048"), lease=parse_lease("30d"),
+               key_id=created.key_id)  # fmt: skip
+    assert vault.inventory() == []
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING

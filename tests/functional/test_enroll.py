@@ -388,3 +388,18 @@ def test_material_of_another_spec_than_the_key_is_refused_before_anything_is_sea
                key_id=created.key_id)  # fmt: skip
     assert vault.inventory() == []
     assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_a_key_pending_deletion_is_refused(gateway, vault, emulator, kms):
+    request = km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY", origin="EXTERNAL",
+                                  dkmsinstance_id="kst-local-software")  # fmt: skip
+    key_id = kms.create_key(request).body.key_metadata.key_id
+    kms.schedule_key_deletion(
+        km.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_in_days=7)
+    )
+    calls = len(emulator.calls())
+    with pytest.raises(InputError, match="is PendingDeletion; cancel the deletion first"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=key_id)  # fmt: skip
+    assert vault.inventory() == []
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING

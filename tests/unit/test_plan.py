@@ -19,6 +19,7 @@ from byok_keeper.plan import (
     EnvelopeFacts,
     KeyFacts,
     Policy,
+    cadence_warning,
     decide,
     needs_details,
     plan,
@@ -232,3 +233,20 @@ def test_plan_uses_the_policy_it_is_given():
     fs = [facts(key(expires=NOW + timedelta(days=10)), envelope=env(lease="90d"))]
     assert [x.decision for x in plan(fs, NOW)] == [OK]
     assert [x.decision for x in plan(fs, NOW, Policy(renew_before=timedelta(days=20)))] == [RENEW]
+
+
+@pytest.mark.parametrize(
+    ("lease", "policy"),
+    [(None, HOURLY), ("never", HOURLY), ("1h", DEFAULT), ("1h", HOURLY), ("2h", HOURLY)],
+    ids=["no lease", "never", "continuous sweeps", "lease = interval", "longer"],
+)
+def test_no_cadence_warning_unless_a_lease_is_shorter_than_the_gap_between_sweeps(lease, policy):
+    assert cadence_warning(parse_lease(lease) if lease else None, policy) is None
+    if lease:
+        decision = d(facts(key(expires=NOW + timedelta(days=3)), envelope=env(lease)), policy)
+        assert decision.notes == ()
+
+
+def test_a_lease_shorter_than_the_gap_between_sweeps_is_warned_about():
+    warning = cadence_warning(parse_lease("1h"), Policy(sweep_interval=timedelta(hours=2)))
+    assert warning and "lease 1h is shorter than the sweep interval 2h 0m" in warning

@@ -403,3 +403,12 @@ def test_enrolling_a_key_pending_deletion_is_refused(gateway, vault, emulator, k
                key_id=key_id)  # fmt: skip
     assert vault.inventory() == []
     assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_a_first_enrollment_by_key_id_is_neither_created_nor_resumed(gateway, vault, kms):
+    request = km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY", origin="EXTERNAL",
+                                  dkmsinstance_id="kst-local-software")  # fmt: skip
+    key_id = kms.create_key(request).body.key_metadata.key_id
+    result = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                    key_id=key_id)  # fmt: skip
+    assert (result.created, result.adopted, result.resumed) == (False, False, False)

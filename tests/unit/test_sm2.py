@@ -87,3 +87,21 @@ def test_private_key_repr_hides_the_scalar():
     assert "SENSITIVE" in repr(key)
     assert key.scalar_bytes().hex() not in repr(key) + str(key)
     assert f"{key._d:x}" not in repr(key)
+
+
+@pytest.mark.parametrize(
+    "oids",
+    [
+        (sm2.OID_EC_PUBLIC_KEY, "1.2.840.10045.3.1.7"),  # the same point labelled P-256
+        ("1.2.156.10197.1.301.1", sm2.OID_SM2_CURVE),  # not id-ecPublicKey
+    ],
+)
+def test_a_key_info_that_does_not_name_sm2_is_refused_even_when_its_point_is_on_sm2(oids):
+    from byok_keeper import der
+
+    pub = sm2.Sm2PrivateKey.generate().public_key()
+    relabelled = der.sequence(der.sequence(*(der.oid(o) for o in oids)),
+                              der.bit_string(pub.point_bytes()))  # fmt: skip
+    with pytest.raises(sm2.Sm2Error, match="does not hold an SM2 key"):
+        sm2.Sm2PublicKey.from_spki_der(relabelled)
+    assert not sm2.is_sm2_spki(relabelled)

@@ -105,3 +105,14 @@ def test_a_key_info_that_does_not_name_sm2_is_refused_even_when_its_point_is_on_
     with pytest.raises(sm2.Sm2Error, match="does not hold an SM2 key"):
         sm2.Sm2PublicKey.from_spki_der(relabelled)
     assert not sm2.is_sm2_spki(relabelled)
+
+
+def test_public_keys_compare_hash_and_show_by_their_point():
+    one, other = (
+        sm2.Sm2PrivateKey.generate().public_key(),
+        sm2.Sm2PrivateKey.generate().public_key(),
+    )
+    same = sm2.Sm2PublicKey.from_spki_der(one.spki_der())
+    assert one == same and hash(one) == hash(same) and len({one, same, other}) == 2
+    assert one != other and one != (one.x, one.y)
+    assert repr(one) == f"Sm2PublicKey(x={one.x:064x})"

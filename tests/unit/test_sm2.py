@@ -116,3 +116,34 @@ def test_public_keys_compare_hash_and_show_by_their_point():
     assert one == same and hash(one) == hash(same) and len({one, same, other}) == 2
     assert one != other and one != (one.x, one.y)
     assert repr(one) == f"Sm2PublicKey(x={one.x:064x})"
+
+
+@pytest.mark.parametrize(
+    "d, accepted",
+    [(0, False), (1, True), (sm2.N - 2, True), (sm2.N - 1, False), (sm2.N, False)],
+    ids=["0", "1", "n-2", "n-1", "n"],
+)
+def test_a_private_scalar_outside_1_to_n_minus_2_is_refused(d, accepted):
+    """GB/T 32918.1: d in [1, n-2], so that 1 + d is invertible mod n (signing divides by it)."""
+    if accepted:
+        assert (
+            sm2.Sm2PrivateKey(d).public_key()
+            == sm2.Sm2PrivateKey.from_bytes(d.to_bytes(32, "big")).public_key()
+        )
+    else:
+        with pytest.raises(sm2.Sm2Error, match="out of range"):
+            sm2.Sm2PrivateKey(d)
+
+
+@pytest.mark.parametrize("size", [31, 33])
+def test_a_private_scalar_not_32_bytes_long_is_refused(size):
+    with pytest.raises(sm2.Sm2Error, match="must be 32 bytes"):
+        sm2.Sm2PrivateKey.from_bytes(b"\x01" * size)
+
+
+def test_a_ciphertext_too_short_to_hold_c1_c3_and_one_byte_is_one_opaque_error():
+    key = sm2.Sm2PrivateKey.generate()
+    ct = sm2.encrypt(key.public_key(), b"x")
+    assert len(ct) == 65 + 32 + 1 and key.decrypt(ct) == b"x"
+    with pytest.raises(sm2.Sm2Error, match="^SM2 decryption failed$"):
+        key.decrypt(ct[:-1])

@@ -147,3 +147,19 @@ def test_a_ciphertext_too_short_to_hold_c1_c3_and_one_byte_is_one_opaque_error()
     assert len(ct) == 65 + 32 + 1 and key.decrypt(ct) == b"x"
     with pytest.raises(sm2.Sm2Error, match="^SM2 decryption failed$"):
         key.decrypt(ct[:-1])
+
+
+def test_the_kdf_counts_its_blocks_one_two_three_as_the_standard_says():
+    """GB/T 32918.4's KDF: SM3(Z || ct) for ct = 1, 2, ... as 32-bit big-endian, truncated. Our
+    wrapping uses one block (a 16-byte ESK); a message longer than 32 bytes needs the next."""
+    z = bytes(range(64))
+    blocks = [sm2.sm3(z, ct.to_bytes(4, "big")) for ct in (1, 2, 3)]
+    assert sm2._kdf(z, 70) == b"".join(blocks)[:70]
+    key = sm2.Sm2PrivateKey.generate()
+    message = bytes(range(100))
+    assert key.decrypt(sm2.encrypt(key.public_key(), message)) == message
+
+
+def test_an_empty_message_is_not_encrypted():
+    with pytest.raises(sm2.Sm2Error, match="cannot encrypt an empty message"):
+        sm2.encrypt(sm2.Sm2PrivateKey.generate().public_key(), b"")

@@ -163,3 +163,34 @@ def test_the_kdf_counts_its_blocks_one_two_three_as_the_standard_says():
 def test_an_empty_message_is_not_encrypted():
     with pytest.raises(sm2.Sm2Error, match="cannot encrypt an empty message"):
         sm2.encrypt(sm2.Sm2PrivateKey.generate().public_key(), b"")
+
+
+def test_a_signature_with_r_or_s_plus_n_is_refused():
+    """GB/T 32918.2 requires r, s in [1, n-1]: without that check, (r, s + n) verifies too
+    (the ladder reduces its scalar mod n), so a signature would have more than one form."""
+    key = sm2.Sm2PrivateKey.generate()
+    e = sm2.user_digest(key.public_key(), b"message")
+    r, s = key.sign_digest(e)
+    for bad in ((r, s + sm2.N), (r + sm2.N, s)):
+        with pytest.raises(sm2.Sm2Error, match="does not verify"):
+            sm2.verify_digest(key.public_key(), e, *bad)
+
+
+def test_the_openssl_ciphertext_converters_refuse_what_is_not_a_ciphertext():
+    from byok_keeper import der
+
+    key = sm2.Sm2PrivateKey.generate()
+    raw = sm2.encrypt(key.public_key(), b"x")
+    assert sm2.ciphertext_from_der(sm2.ciphertext_to_der(raw)) == raw
+    for bad in (raw[:97], b"\x05" + raw[1:]):
+        with pytest.raises(sm2.Sm2Error, match="not a raw C1C3C2"):
+            sm2.ciphertext_to_der(bad)
+    x1, y1 = int.from_bytes(raw[1:33], "big"), int.from_bytes(raw[33:65], "big")
+    c3, c2 = der.octet_string(raw[65:97]), der.octet_string(raw[97:])
+    for fields in (
+        (der.integer(x1 + sm2.P), der.integer(y1), c3, c2),
+        (der.integer(x1), der.integer(-1), c3, c2),
+        (der.integer(x1), der.integer(y1), der.octet_string(raw[65:96]), c2),
+    ):
+        with pytest.raises(sm2.Sm2Error, match="not a DER SM2 ciphertext"):
+            sm2.ciphertext_from_der(der.sequence(*fields))

@@ -22,12 +22,13 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import parse_iso
+from .clock import iso, parse_iso
 from .errors import ApiError, injected, invalid_parameter, throttled
 
 # The performance page's per-second quotas, per account and region (docs/FIDELITY.md).
@@ -47,6 +48,9 @@ LIES = {
     "signature": ("bad",),
     "plaintext": ("bad",),
     "expiry": None,  # any ISO time, or "" for never
+    # Seconds added to the true expiry ("-301": five minutes and a second early); a key whose
+    # material never expires still says never. For checks at their boundary, whatever the clock.
+    "expiry_shift": None,
     "state": ("Enabled", "Disabled", "PendingImport", "PendingDeletion"),
 }
 
@@ -208,10 +212,13 @@ class Faults:
         if not lies:
             return result
         result = dict(result)
-        if action == "DescribeKey" and ("expiry" in lies or "state" in lies):
+        if action == "DescribeKey" and lies.keys() & {"expiry", "expiry_shift", "state"}:
             metadata = dict(result["KeyMetadata"])
             if "expiry" in lies:
                 metadata["MaterialExpireTime"] = lies["expiry"]
+            if "expiry_shift" in lies and metadata.get("MaterialExpireTime"):
+                true = parse_iso(metadata["MaterialExpireTime"])
+                metadata["MaterialExpireTime"] = iso(true + int(lies["expiry_shift"]))
             if "state" in lies:
                 metadata["KeyState"] = lies["state"]
             result["KeyMetadata"] = metadata
@@ -247,6 +254,13 @@ def _flip_last_byte(b64: str) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
+_FREE_FORM = {"expiry": "an ISO time or empty", "expiry_shift": "whole seconds"}
+
+
+def _is_int(text: str) -> bool:
+    return re.fullmatch(r"[+-]?[0-9]{1,9}", text) is not None
+
+
 def _parse_lies(lies: Any) -> dict[str, dict[str, str]]:
     """``{KeyId: {lie: value}}`` from the admin API. Raises ``ApiError``."""
     if not isinstance(lies, dict):
@@ -260,12 +274,14 @@ def _parse_lies(lies: Any) -> dict[str, dict[str, str]]:
                 raise invalid_parameter("lies", f"unknown lie {name!r}; known: {sorted(LIES)}")
             allowed = LIES[name]
             if not isinstance(value, str) or (allowed is not None and value not in allowed):
-                raise invalid_parameter("lies", f"{name} takes {allowed or 'an ISO time or empty'}")
+                raise invalid_parameter("lies", f"{name} takes {allowed or _FREE_FORM[name]}")
             if name == "expiry" and value:
                 try:
                     parse_iso(value)
                 except ValueError:
                     raise invalid_parameter("lies", "expiry must be YYYY-MM-DDTHH:MM:SSZ") from None
+            if name == "expiry_shift" and not _is_int(value):
+                raise invalid_parameter("lies", "expiry_shift must be whole seconds, e.g. -301")
         parsed[str(key_id)] = dict(told)
     return parsed
 

@@ -239,43 +239,59 @@ def test_sdk_loggers_have_no_handlers_of_their_own_after_configure():
 # ---- 9. core dumps ----------------------------------------------------------------------------
 
 _PROBE = """
-import ctypes, json, resource, sys
+import ctypes, importlib.util, json, os, resource, sys
+def fc(name):  # the FC function's own entry module, as FC loads it: functions/<name>/index.py
+    spec = importlib.util.spec_from_file_location("index", f"functions/{{name}}/index.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
 {call}
 print(json.dumps({{"core": resource.getrlimit(resource.RLIMIT_CORE),
-                  "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)}}))
+                  "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),
+                  "sdk_debug": os.environ.get("DEBUG")}}))
 """
+# Every entrypoint that holds material, entered as it is in production, each with an input it
+# refuses at once (so no hardening can come from anything it goes on to do). The daemon is
+# entered through ``run_daemon`` itself, not the CLI (which hardens on its own): its schedule
+# is refused, after the hardening and before anything is built.
 _ENTRYPOINTS = {
     "cli": "from byok_keeper.cli import main; main(['vault', 'list'])",
-    "fc-sweep": "from byok_keeper.fc import handle_sweep; handle_sweep(b'not json', None)",
-    "fc-reimport": "from byok_keeper.fc import handle_reimport; handle_reimport(b'[]', None)",
-    "daemon": "from byok_keeper.daemon import disable_core_dumps; disable_core_dumps()",
+    "fc-sweep": "fc('sweep')(b'not json', None)",
+    "fc-reimport": "fc('reimport')(b'[]', None)",
+    "fc-events": "fc('events')(b'not json', None)",
+    "daemon": (
+        "from pathlib import Path\n"
+        "from byok_keeper.daemon import run_daemon\n"
+        "from byok_keeper.errors import ByokError\n"
+        "from byok_keeper.settings import load_settings\n"
+        "try:\n"
+        "    run_daemon(load_settings(), schedule='not a schedule', state_dir=Path('unused'),\n"
+        "               once=True, health_file=None)\n"
+        "except ByokError:\n"
+        "    pass"
+    ),
+    "cli-daemon": "from byok_keeper.cli import main; main(['daemon', '--once', '--state-dir', "
+    "'{state}'])",
 }
 
 
 @pytest.mark.parametrize("entrypoint", sorted(_ENTRYPOINTS))
-def test_every_entrypoint_disables_core_dumps_and_is_not_dumpable(cli_env, entrypoint):
+def test_every_entrypoint_hardens_the_process_as_it_starts(cli_env, tmp_path, entrypoint):
+    """No core dumps, not dumpable, and the SDK's debug switch (``DEBUG=sdk``, which prints
+    request lines carrying import tokens and wrapped material) gone from the environment:
+    the same three in every entrypoint, checked in the process after it ran."""
     import json
     import subprocess
     import sys
+    from pathlib import Path
 
-    code = _PROBE.format(call=_ENTRYPOINTS[entrypoint])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=cli_env, timeout=60)  # fmt: skip
+    code = _PROBE.format(call=_ENTRYPOINTS[entrypoint].format(state=tmp_path / "state"))
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**cli_env, "DEBUG": "sdk"}, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     state = json.loads(out.stdout.strip().splitlines()[-1])
-    assert state == {"core": [0, 0], "dumpable": 0}
-
-
-def test_the_daemon_hardens_itself_through_run_daemon(cli_env, tmp_path):
-    import json
-    import subprocess
-    import sys
-
-    call = ("from byok_keeper.cli import main; "
-            f"main(['daemon', '--once', '--state-dir', {str(tmp_path / 's')!r}])")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", _PROBE.format(call=call)], capture_output=True,
-                         text=True, env={**cli_env, "DEBUG": "sdk"}, timeout=120)  # fmt: skip
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"core": [0, 0], "dumpable": 0}
+    assert state == {"core": [0, 0], "dumpable": 0, "sdk_debug": None}
 
 
 # ---- 10. pickled job store --------------------------------------------------------------------

@@ -74,3 +74,29 @@ def firing_groups(name: str, lines: list[dict]) -> dict[str | None, bool]:
         group = scalar(line, key[1])
         groups[group] = groups.get(group, 0) + _holds(counts[below[1]], line)
     return {group: n < int(below[2]) for group, n in groups.items()}
+
+
+_MIN = re.compile(r"min\(cast\(" + _FIELD + r" as double\)\) as (\w+)")
+_MIN_BY = re.compile(r"min_by\(" + _FIELD + r", cast\(" + _FIELD + r" as double\)\) as (\w+)")
+
+
+def lowest(name: str, lines: list[dict]) -> dict[str, str | float | None]:
+    """A rule of the form ``select min(cast(F as double)) as A, min_by(G, cast(F as double))
+    as B, ... where ..`` (no group): each column over the lines the query keeps. SQL's min
+    skips NULLs; min_by takes G from the line whose F is least."""
+    query = rule(name)["configuration"]["queryList"][0]["query"]
+    select = query.split(" | select ", 1)[1].split(" where ", 1)[0]
+    columns = [c.strip() for c in select.split(", min_by(")]
+    columns = columns[:1] + ["min_by(" + c for c in columns[1:]]
+    kept = [x for x in lines if selects(query, x)]
+    out: dict[str, str | float | None] = {}
+    for column in columns:
+        if m := _MIN.fullmatch(column):
+            values = [float(v) for x in kept if (v := scalar(x, m[1])) is not None]
+            out[m[2]] = min(values, default=None)
+        else:
+            by = _MIN_BY.fullmatch(column)
+            assert by, column  # a form this evaluator does not know: fail, never guess
+            ranked = [(float(v), scalar(x, by[1])) for x in kept if (v := scalar(x, by[2]))]
+            out[by[3]] = min(ranked, key=lambda r: r[0])[1] if ranked else None
+    return out

@@ -11,15 +11,23 @@ from byok_keeper.enroll import (
     MANAGED_TAG,
     MARKER_TAG,
     CreateRequest,
+    account_from_arn,
     enroll,
     enrollment_marker,
 )
 from byok_keeper.errors import InputError, MaterialMismatch
-from byok_keeper.kms import ENROLL
+from byok_keeper.kms import ENROLL, KmsApiError
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material, load_private_key
 from byok_keeper.specs import HARDWARE_ONLY
-from byok_keeper.vault import FileStore, KmsSealer, LocalKeySealer, SecretsStore, Vault
+from byok_keeper.vault import (
+    FileStore,
+    KmsSealer,
+    LocalKeySealer,
+    SecretsStore,
+    Vault,
+    VaultConflict,
+)
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.conftest import ALL_SPECS, hardware_refused
 from tests.functional.conftest import (
@@ -228,3 +236,179 @@ def test_enrolling_twice_is_harmless(gateway, vault, emulator, kms):
     )
     assert second.key_id == first.key_id and second.resumed
     assert vault.get(first.key_id).header.first_imported_at == envelope.header.first_imported_at
+
+
+def test_the_envelope_names_the_account_and_region_the_key_lives_in(gateway, vault, emulator):
+    """A vault shared by ``[[targets]]`` sorts envelopes by the account and region their header
+    names (``multi.TargetVault``): enrollment must record the key's own, from its ARN."""
+    result = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                    create=create_request("EC_P256"))  # fmt: skip
+    view = emulator.key_view(result.key_id)
+    header = vault.get(result.key_id).header
+    assert (header.account_id, header.region) == (view["account_id"], view["region"])
+    assert header.account_id.isdigit()
+
+
+@pytest.mark.parametrize(
+    "arn, account",
+    [
+        ("acs:kms:cn-hangzhou:1234567890123456:key/key-abc", "1234567890123456"),
+        ("acs:kms:cn-hangzhou:1234567890123456", ""),  # no resource: not a key's ARN
+        ("", ""),
+    ],
+)
+def test_the_account_is_the_fourth_field_of_a_whole_arn(arn, account):
+    assert account_from_arn(arn) == account
+
+
+def test_the_steps_and_the_result_say_what_was_done(gateway, vault, emulator):
+    """What the CLI prints step by step and as JSON: a first enrollment seals anew and proves
+    the key with a canary; enrolling the same material again resumes the envelope."""
+    steps: list[tuple[str, dict]] = []
+    material = generate_material("EC_P256")
+    record = lambda n, d: steps.append((n, d))  # noqa: E731
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"), on_step=record)  # fmt: skip
+    seen = dict(steps)
+    assert [name for name, _ in steps] == list(STEPS)
+    assert seen["seal"] == {"vault": vault.uri, "resumed": False}
+    assert seen["verify"] == {"canary": first.canary, "key_state": "Enabled"}
+    assert first.canary.startswith("sign ")
+    doc = first.to_json()
+    assert doc["key_id"] == first.key_id and doc["fingerprint"] == material.fingerprint
+    assert (doc["created"], doc["adopted"], doc["resumed"]) == (True, False, False)
+    assert doc["lease"] == "30d" and doc["key_state"] == "Enabled" and doc["canary"]
+    assert doc["material_expire_time"] == emulator.key_view(first.key_id)["material_expire_time"]
+
+    steps.clear()
+    again = enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=first.key_id,
+                   on_step=record)  # fmt: skip
+    assert dict(steps)["seal"]["resumed"] is True and again.resumed
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_enroll_takes_either_a_key_id_or_a_create_request(gateway, vault, emulator, both):
+    create = create_request("EC_P256") if both else None
+    key_id = "key-0123456789abcdef0123" if both else None
+    with pytest.raises(InputError, match="either an existing key id or --create"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=key_id, create=create)  # fmt: skip
+    assert emulator.calls() == [] and vault.inventory() == []
+
+
+def _tamper(path, how: str) -> None:
+    import base64
+    import json
+
+    doc = json.loads(path.read_text())
+    if how == "header":
+        doc["header"]["lease"] = "never"  # a longer lease than sealed
+    else:
+        blob = bytearray(base64.b64decode(doc["material"]["ciphertext"]))
+        blob[5] ^= 1
+        doc["material"]["ciphertext"] = base64.b64encode(bytes(blob)).decode()
+    path.write_text(json.dumps(doc))
+
+
+_SPENDING = {"GetParametersForImport", "ImportKeyMaterial", "TagResource"}
+
+
+@pytest.mark.parametrize("how", ["header", "ciphertext"])
+def test_enrolling_over_an_envelope_that_does_not_open_is_refused(
+    gateway, vault, emulator, tmp_path, how
+):
+    """An existing envelope's header is reused only once it authenticates: a tampered one
+    (its lease lengthened, its ciphertext flipped) stops the enrollment before any token."""
+    material = generate_material("EC_P256")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    path = tmp_path / "vault" / f"{first.key_id}.json"
+    _tamper(path, how)
+    before, calls = path.read_bytes(), len(emulator.calls())
+    with pytest.raises(InputError, match="does not open"):
+        enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=first.key_id)
+    assert path.read_bytes() == before
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_other_material_over_an_envelope_is_a_vault_conflict(gateway, vault, emulator):
+    first = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    calls = len(emulator.calls())
+    with pytest.raises(VaultConflict, match="different material"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=first.key_id)  # fmt: skip
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_a_disabled_key_that_holds_material_is_refused(gateway, vault, emulator, kms):
+    """A Disabled key shows no public key, so nothing proves it holds this material."""
+    material = generate_material("EC_P256")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    kms.disable_key(km.DisableKeyRequest(key_id=first.key_id))
+    calls = len(emulator.calls())
+    with pytest.raises(InputError, match="is Disabled and already holds material"):
+        enroll(gateway, vault, material, lease=parse_lease("30d"), key_id=first.key_id)
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_again_with_another_lease_seals_that_lease(gateway, vault, emulator):
+    material = generate_material("EC_P256")
+    first = enroll(gateway, vault, material, lease=parse_lease("30d"),
+                   create=create_request("EC_P256"))  # fmt: skip
+    sealed = vault.get(first.key_id).header
+    again = enroll(gateway, vault, material, lease=parse_lease("10d"), key_id=first.key_id)
+    header = vault.get(first.key_id).header
+    assert header.lease == "10d" and again.lease == "10d"
+    assert header.enrolled_at == sealed.enrolled_at  # the rest of the header is kept
+
+
+def test_a_refused_import_token_other_than_unsupported_stays_a_kms_error(gateway, vault, emulator):
+    """Only ``Rejected.UnsupportedOperation`` means "this instance takes no imported keys" (an
+    input error, exit 2); any other refusal is KMS's, reported as it is, nothing sealed."""
+    emulator.set_faults(fail_next={"GetParametersForImport": ["Forbidden.NoPermission"]})
+    with pytest.raises(KmsApiError) as exc:
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               create=create_request("EC_P256"))  # fmt: skip
+    assert not isinstance(exc.value, InputError)
+    assert exc.value.code == "Forbidden.NoPermission"
+    assert vault.inventory() == []
+
+
+def test_material_of_another_spec_than_the_key_is_refused_before_anything_is_sealed(
+    gateway, vault, emulator, kms
+):
+    request = km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY", origin="EXTERNAL",
+                                  dkmsinstance_id="kst-local-software")  # fmt: skip
+    created = kms.create_key(request).body.key_metadata
+    calls = len(emulator.calls())
+    with pytest.raises(InputError, match="is EC_P256; the material is RSA_2048"):
+        enroll(gateway, vault, generate_material("RSA_2048"), lease=parse_lease("30d"),
+               key_id=created.key_id)  # fmt: skip
+    assert vault.inventory() == []
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_enrolling_a_key_pending_deletion_is_refused(gateway, vault, emulator, kms):
+    request = km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY", origin="EXTERNAL",
+                                  dkmsinstance_id="kst-local-software")  # fmt: skip
+    key_id = kms.create_key(request).body.key_metadata.key_id
+    kms.schedule_key_deletion(
+        km.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_in_days=7)
+    )
+    calls = len(emulator.calls())
+    with pytest.raises(InputError, match="is PendingDeletion; cancel the deletion first"):
+        enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+               key_id=key_id)  # fmt: skip
+    assert vault.inventory() == []
+    assert not {c["action"] for c in emulator.calls()[calls:]} & _SPENDING
+
+
+def test_a_first_enrollment_by_key_id_is_neither_created_nor_resumed(gateway, vault, kms):
+    request = km.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY", origin="EXTERNAL",
+                                  dkmsinstance_id="kst-local-software")  # fmt: skip
+    key_id = kms.create_key(request).body.key_metadata.key_id
+    result = enroll(gateway, vault, generate_material("EC_P256"), lease=parse_lease("30d"),
+                    key_id=key_id)  # fmt: skip
+    assert (result.created, result.adopted, result.resumed) == (False, False, False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from byok_keeper.errors import ConfigError
@@ -220,3 +222,138 @@ def test_a_gateway_under_another_allowlist_shares_budget_clock_and_key_versions(
     assert other.budget is gateway.budget and other.region == gateway.region
     with pytest.raises(ActionNotAllowed):
         other.tag_key("key-x", {"a": "b"})
+
+
+# ---- what each attempt costs, and when CreateKey is sent again -----------------------------
+
+_CREATE = dict(key_spec="EC_P256", key_usage="SIGN/VERIFY", instance_id="kst-local-software",
+               description="", tags={})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fault, sent_again",
+    [
+        ("DropConnection", False),  # no answer: KMS may have created it
+        ("InternalFailure", False),  # a 5xx: the same
+        ("ServiceUnavailableTemporary", False),
+        ("Rejected.Throttling", True),  # refused for rate: nothing was done
+        ("Throttling.User", True),
+    ],
+)
+def test_create_key_is_sent_again_only_after_a_refusal_that_did_nothing(
+    emulator, kms, fault, sent_again
+):
+    gateway = make_gateway(emulator, ENROLL)
+    emulator.set_faults(fail_next={"CreateKey": [fault]})
+    if sent_again:
+        assert gateway.create_key(**_CREATE).key_id
+        assert [c["action"] for c in emulator.calls()] == ["CreateKey", "CreateKey"]
+    else:
+        with pytest.raises((KmsApiError, KmsUnavailable)):
+            gateway.create_key(**_CREATE)
+        assert len(emulator.calls()) == 1
+    assert gateway.stats["calls"] == (2 if sent_again else 1)
+
+
+@pytest.mark.parametrize(
+    "fault, max_delay, slept",
+    [
+        ("Rejected.Throttling", 5.0, [1.0]),  # x-acs-retry-after: 1000 ms is one second
+        ("Rejected.Throttling", 0.25, [0.25]),  # a hint over the cap is capped
+        ("Rejected.Throttling/no-retry-after", 5.0, [0.3]),  # no hint: the backoff's draw
+        ("Throttling.Api", 5.0, [0.3]),
+    ],
+)
+def test_a_throttled_call_waits_for_the_hint_in_seconds_capped_else_backs_off(
+    emulator, kms, fault, max_delay, slept
+):
+    sleeps: list[float] = []
+    dice = _Dice(0.5)
+    retry = RetryPolicy(max_attempts=5, base_delay=0.6, max_delay=max_delay)
+    gateway = make_gateway(emulator, READ_ONLY, sleep=sleeps.append, rng=dice, retry=retry)
+    emulator.set_faults(fail_next={"ListKeys": [fault]})
+    assert gateway.list_keys() == []
+    assert sleeps == pytest.approx(slept)
+    assert gateway.stats["throttled"] == 1 and gateway.stats["retries"] == 1
+
+
+def test_backoff_doubles_with_each_attempt_up_to_the_cap(emulator, kms):
+    dice = _Dice(1.0)
+    retry = RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=3.0)
+    gateway = make_gateway(emulator, READ_ONLY, rng=dice, retry=retry)
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure"] * 5})
+    assert gateway.list_keys() == []
+    assert dice.ranges == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 3.0), (0, 3.0)]
+
+
+def test_every_attempt_is_counted_by_action_and_result_code(emulator, kms):
+    """``byok_keeper_kms_requests_total``: each attempt once, retries and the last failure
+    included, under the code KMS answered (OK for success)."""
+    gateway = make_gateway(emulator, READ_ONLY)
+    faults = ["InternalFailure", "Throttling.User", "Rejected.Throttling"]
+    emulator.set_faults(fail_next={"ListKeys": faults})
+    gateway.list_keys()
+    with pytest.raises(KmsApiError):
+        gateway.describe_key("key-missing")
+    assert gateway.requests == {
+        ("ListKeys", "InternalFailure"): 1,
+        ("ListKeys", "Throttling.User"): 1,
+        ("ListKeys", "Rejected.Throttling"): 1,
+        ("ListKeys", "OK"): 1,
+        ("DescribeKey", "Forbidden.KeyNotFound"): 1,
+    }
+
+
+def test_no_credentials_anywhere_is_credentials_missing_before_any_request(
+    emulator, kms, monkeypatch, tmp_path
+):
+    """The SDK's default chain finds nothing (no variables, no profile, no instance role): one
+    ``CredentialsMissing`` (a ``NoKmsAccess``: the run stops), not a retried KMS outage."""
+    from byok_keeper.kms import CredentialsMissing, KmsGateway, NoKmsAccess, build_client
+
+    for name in [n for n in os.environ if n.startswith("ALIBABA_CLOUD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.alibabacloud or ~/.aliyun profiles
+    sleeps: list[float] = []
+    client = build_client(region=emulator.region, endpoint=f"http://{emulator.endpoint}")
+    gateway = KmsGateway(client, READ_ONLY, region=emulator.region, sleep=sleeps.append)
+    with pytest.raises(CredentialsMissing) as exc:
+        gateway.list_keys()
+    assert isinstance(exc.value, NoKmsAccess)
+    assert emulator.calls() == [] and sleeps == []
+
+
+@pytest.fixture
+def debug_lines():
+    """structlog at DEBUG for one test (the library default is INFO), captured."""
+    import logging
+
+    import structlog
+    from structlog.testing import capture_logs
+
+    old = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**old)
+
+
+def test_each_attempt_is_one_debug_line_of_names_and_codes(emulator, kms, debug_lines):
+    gateway = make_gateway(emulator, READ_ONLY, retry=RetryPolicy(max_attempts=2))
+    emulator.set_faults(fail_next={"ListKeys": ["InternalFailure"],
+                                   "DescribeKey": ["InternalFailure"] * 2})  # fmt: skip
+    gateway.list_keys()
+    with pytest.raises(KmsApiError):
+        gateway.describe_key("key-abc")
+    lines = [{k: v for k, v in e.items() if k != "log_level"} for e in debug_lines
+             if e["event"] == "kms_call"]  # fmt: skip
+    failure = {"event": "kms_call", "result": "InternalFailure"}
+    assert lines == [
+        {**failure, "action": "ListKeys", "attempt": 1, "retry": True},
+        {"event": "kms_call", "action": "ListKeys", "attempt": 2, "result": "ok"},
+        {**failure, "action": "DescribeKey", "attempt": 1, "retry": True},
+        {**failure, "action": "DescribeKey", "attempt": 2, "retry": False},
+    ]

@@ -59,6 +59,8 @@ def test_lies_are_set_through_the_admin_api_and_checked(emulator, kms):
         {"key-a": {"public_key": "mine"}},
         {"key-a": {"rotate": "yes"}},
         {"key-a": {"expiry": "tomorrow"}},
+        {"key-a": {"expiry_shift": "5 minutes"}},
+        {"key-a": {"expiry_shift": "--5"}},
         {"key-a": {}},
         ["key-a"],
     ):
@@ -102,6 +104,35 @@ def test_an_expiry_kms_did_not_apply_fails_the_key(world, lease):
     outcome = reestablish(sweeper, vault, key_id)
     assert outcome.outcome == "failed" and outcome.error_code == "ExecutionError"
     assert "reports expiry" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "shift, restored",
+    [(-301, False), (-300, True), (-299, True), (+240, True)],
+    ids=["301s-early", "300s-early", "299s-early", "4min-late"],
+)
+def test_an_expiry_a_few_minutes_off_is_held_to_the_300_second_slack(world, shift, restored):
+    """KMS (or a proxy) answers an expiry a few minutes off the one imported: up to 300 s
+    earlier is another run's concurrent import (``CONCURRENT_EXPIRY_SLACK``), one second more
+    is an expiry KMS did not apply. A later one is always fine. The shift is applied to the
+    expiry KMS really holds, so the boundary is exact whatever the clock does meanwhile."""
+    emulator, vault, _, sweeper = world
+    key_id = _lapsed(world, lease="30d")
+    emulator.set_faults(lies={key_id: {"expiry_shift": str(shift)}})
+    outcome = reestablish(sweeper, vault, key_id)
+    held = emulator.key_view(key_id)["material_expire_time"]
+    if restored:
+        assert outcome.outcome == "restored", outcome.reason
+        assert int(outcome.new_expiry.timestamp()) == int(_unix(held)) + shift
+    else:
+        assert (outcome.outcome, outcome.error_code) == ("failed", "ExecutionError")
+        assert f"reports expiry {iso(_unix(held) + shift)}, imported with {held}" in outcome.reason
+
+
+def _unix(text: str) -> float:
+    from aliyun_local.clock import parse_iso
+
+    return parse_iso(text)
 
 
 def test_a_state_kms_did_not_reach_after_import_fails_the_key(world):

@@ -259,3 +259,37 @@ def test_a_role_refused_twice_while_applying_stops_that_target_only(cloud, world
     cloud.set_faults()
     again, runs = sweep_all(cache, [targets["fra"]], trigger="t", actor="t")
     assert runs[0].ok and again.summary() == {"restored": KEYS}
+
+
+def _fra_gateway(settings, fra, sleeps: list[float]):
+    """fra's gateway on its assumed role, as ``target_deps`` builds it, sleeping into ``sleeps``."""
+    from byok_keeper.kms import KmsGateway, build_client
+    from byok_keeper.multi import target_signing
+
+    signing, provider = target_signing(settings, fra)
+    client = build_client(region=fra.region, endpoint=fra.kms_endpoint, credential=signing)
+    return KmsGateway(client, READ_ONLY, region=fra.region, sleep=sleeps.append, renewal=provider)
+
+
+def test_the_call_refused_as_expired_is_sent_again_at_once(cloud, world):
+    """The refused attempt did nothing: after assuming the role anew the call is sent again
+    without a backoff (one AssumeRole already stands between the two)."""
+    settings, targets, keys = world
+    sleeps: list[float] = []
+    gateway = _fra_gateway(settings, targets["fra"], sleeps)
+    cloud.set_faults(fail_next={"DescribeKey": [EXPIRED]})
+    assert gateway.describe_key(keys[0]).key_state == "Enabled"
+    assert sleeps == [0.0]
+    assert gateway.requests == {("DescribeKey", EXPIRED): 1, ("DescribeKey", "OK"): 1}
+
+
+def test_the_renewals_own_try_does_not_spend_the_retry_budget(cloud, world):
+    """After the renewal the call still has every one of its retries for KMS's own faults."""
+    settings, targets, keys = world
+    sleeps: list[float] = []
+    gateway = _fra_gateway(settings, targets["fra"], sleeps)
+    attempts = gateway.retry.max_attempts
+    cloud.set_faults(fail_next={"DescribeKey": [EXPIRED] + ["InternalFailure"] * (attempts - 1)})
+    assert gateway.describe_key(keys[0]).key_state == "Enabled"
+    assert sum(gateway.requests.values()) == attempts + 1
+    assert len(sleeps) == attempts

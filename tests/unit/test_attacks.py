@@ -155,6 +155,55 @@ def test_envelope_timestamps_take_ascii_digits_only():
         parse(json.dumps(doc).encode())
 
 
+def _with(doc: dict, part: str, field: str, value) -> dict:
+    doc[part][field] = value
+    return doc
+
+
+# Each way an envelope can be malformed that reaches the checks after the JSON is read: one
+# changed field, refused with its own reason (a tampered or foreign file, never unsealed).
+_MALFORMED = {
+    "wrong type": (lambda d: _with(d, "header", "lease", 30), "header.lease has the wrong type"),
+    "usage": (lambda d: _with(d, "header", "key_usage", "WRAP"), "invalid key usage"),
+    "protection": (lambda d: _with(d, "header", "protection_level", "HSMX"), "protection level"),
+    "encoding": (lambda d: _with(d, "header", "material_encoding", "RAW"), "does not fit its key"),
+    "public key": (lambda d: _with(d, "header", "public_key_der", "not base64!"), "public key is"),
+    "sealer": (lambda d: _with(d, "seal", "sealer", "pkcs11"), "sealer 'pkcs11' is unknown"),
+    "nonce length": (lambda d: _with(d, "material", "nonce", "AAAAAAAAAAAA"), "12 bytes"),
+    "nonce alphabet": (
+        lambda d: _with(d, "material", "nonce", "AAAAAAAA!AAAAAAAA"),
+        "nonce is not",
+    ),
+    "ciphertext": (lambda d: _with(d, "material", "ciphertext", "@@@@"), "ciphertext is not"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(_MALFORMED))
+def test_a_malformed_envelope_is_refused_with_its_reason(how):
+    import json
+
+    from byok_keeper.vault.envelope import EnvelopeError, parse
+
+    doc = _sealed_envelope_doc()
+    assert parse(json.dumps(doc).encode()).key_id == "key-abc"  # the untouched one parses
+    change, message = _MALFORMED[how]
+    with pytest.raises(EnvelopeError, match=message):
+        parse(json.dumps(change(doc)).encode())
+
+
+def test_an_envelope_over_one_mib_is_refused_before_it_is_read():
+    import json
+
+    from byok_keeper.vault.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, parse
+
+    doc = _sealed_envelope_doc()
+    data = json.dumps(doc).encode()
+    padded = data[:-1] + b" " * (MAX_ENVELOPE_BYTES - len(data)) + b"}"
+    assert len(padded) == MAX_ENVELOPE_BYTES and parse(padded).key_id == "key-abc"
+    with pytest.raises(EnvelopeError, match="larger than"):
+        parse(padded + b" ")
+
+
 # ---- 12. SM2 timing ---------------------------------------------------------------------------
 
 

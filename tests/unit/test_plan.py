@@ -19,6 +19,7 @@ from byok_keeper.plan import (
     EnvelopeFacts,
     KeyFacts,
     Policy,
+    cadence_warning,
     decide,
     needs_details,
     plan,
@@ -104,6 +105,27 @@ def test_hold_wins_over_everything_and_pending_deletion_over_the_rest():
 )
 def test_window_boundaries(left, decision):
     assert d(facts(key(expires=NOW + left))).decision == decision
+
+
+HOURLY = Policy(sweep_interval=timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("left", "decision", "reason"),
+    [
+        (timedelta(days=7), RENEW, "material expires in 7d 0h (window 7d 0h)"),
+        (timedelta(days=7, hours=1), RENEW, "opens before the next sweep (within 1h 0m)"),
+        (timedelta(days=7, hours=1, seconds=1), OK, "material expires in 7d 1h"),
+    ],
+)
+def test_a_window_opening_before_the_next_sweep_renews_now_and_not_a_second_earlier(
+    left, decision, reason
+):
+    """With sweeps an hour apart, a key whose window opens before the next sweep is renewed in
+    this one; the planner reads its details exactly then (``needs_details``), not later."""
+    got = d(facts(key(expires=NOW + left)), HOURLY)
+    assert (got.decision, reason in got.reason) == (decision, True), got.reason
+    assert needs_details(key(expires=NOW + left), NOW, HOURLY) is (decision == RENEW)
 
 
 def test_renew_before_is_a_policy():
@@ -211,3 +233,20 @@ def test_plan_uses_the_policy_it_is_given():
     fs = [facts(key(expires=NOW + timedelta(days=10)), envelope=env(lease="90d"))]
     assert [x.decision for x in plan(fs, NOW)] == [OK]
     assert [x.decision for x in plan(fs, NOW, Policy(renew_before=timedelta(days=20)))] == [RENEW]
+
+
+@pytest.mark.parametrize(
+    ("lease", "policy"),
+    [(None, HOURLY), ("never", HOURLY), ("1h", DEFAULT), ("1h", HOURLY), ("2h", HOURLY)],
+    ids=["no lease", "never", "continuous sweeps", "lease = interval", "longer"],
+)
+def test_no_cadence_warning_unless_a_lease_is_shorter_than_the_gap_between_sweeps(lease, policy):
+    assert cadence_warning(parse_lease(lease) if lease else None, policy) is None
+    if lease:
+        decision = d(facts(key(expires=NOW + timedelta(days=3)), envelope=env(lease)), policy)
+        assert decision.notes == ()
+
+
+def test_a_lease_shorter_than_the_gap_between_sweeps_is_warned_about():
+    warning = cadence_warning(parse_lease("1h"), Policy(sweep_interval=timedelta(hours=2)))
+    assert warning and "lease 1h is shorter than the sweep interval 2h 0m" in warning

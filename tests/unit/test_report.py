@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
 
 import pytest
 
@@ -91,3 +93,67 @@ def test_the_page_names_account_target_and_where_its_schedule_came_from():
     page = render_html(fleet)
     assert "target prod-fra \u00b7 account 1234567890123456 \u00b7 region eu-central-1" in page
     assert "next sweep 2026-11-29 12:00 UTC (schedule 0 0 0/6 * * * (BYOK_SWEEP_INTERVAL" in page
+
+
+# ---- every attacker-writable field is escaped in the page ------------------------------------
+
+_HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&amp;"
+_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "div", "span", "i", "p",
+         "svg", "line", "text", "a", "g", "rect", "path", "table", "tr", "th", "td"}  # fmt: skip
+
+
+class _Page(HTMLParser):
+    """Every element, attribute and text node of a page, as a browser's tokenizer sees them."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.attrs: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.attrs += attrs
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _fleet_with(field: str) -> Fleet:
+    """One key of each kind (a bar, no material, never expires, KMS could not describe it) with
+    the hostile text in ``field`` of every one of them, or in the region."""
+    expiry = NOW + timedelta(days=3)
+    decisions = [
+        Decision("key-bar", "HOLD", "held: by ops", "Enabled", "EC_P256", expiry),
+        Decision("key-gone", "REIMPORT", "deleted", "PendingImport", "RSA_2048", None),
+        Decision("key-never", "OK", "never", "Enabled", "EC_SM2", None),
+    ]
+    page = {"region": "cn-hangzhou", "account_id": "1234567890123456", "target": "prod"}
+    if field in page:  # the page's own fields: the settings name them, the heading shows them
+        page[field] = _HOSTILE
+    else:
+        decisions = [replace(d, **{field: _HOSTILE}) for d in decisions]
+    error = KmsUnavailable("DescribeKey", _HOSTILE if field == "reason" else "timeout")
+    errors = [(_HOSTILE if field == "key_id" else "key-lost", error)]
+    rows = tuple(rows_from(decisions, errors, Policy()))
+    return Fleet(NOW, NOW + timedelta(minutes=15), page["region"], rows,
+                 account_id=page["account_id"], target=page["target"])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field", ["key_id", "reason", "key_spec", "key_state", "region", "account_id", "target"]
+)
+def test_every_field_that_reaches_the_page_is_escaped(field):
+    """Key ids, reasons (hold reasons and lease tags are attacker-writable tag values; an error's
+    text), specs and states (a hostile KMS answers them) and the region reach the page: each
+    comes out as text, never as markup."""
+    page = render_html(_fleet_with(field))
+    parsed = _Page(page)
+    assert parsed.tags <= _TAGS, parsed.tags - _TAGS
+    assert not [name for name, _ in parsed.attrs if name.startswith("on")]
+    assert "<script" not in page and "<img" not in page
+    # The text survives whole: what the attacker wrote is shown, as text, where it belongs.
+    shown = "".join(parsed.text)
+    assert _HOSTILE in shown, field

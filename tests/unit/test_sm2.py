@@ -87,3 +87,110 @@ def test_private_key_repr_hides_the_scalar():
     assert "SENSITIVE" in repr(key)
     assert key.scalar_bytes().hex() not in repr(key) + str(key)
     assert f"{key._d:x}" not in repr(key)
+
+
+@pytest.mark.parametrize(
+    "oids",
+    [
+        (sm2.OID_EC_PUBLIC_KEY, "1.2.840.10045.3.1.7"),  # the same point labelled P-256
+        ("1.2.156.10197.1.301.1", sm2.OID_SM2_CURVE),  # not id-ecPublicKey
+    ],
+)
+def test_a_key_info_that_does_not_name_sm2_is_refused_even_when_its_point_is_on_sm2(oids):
+    from byok_keeper import der
+
+    pub = sm2.Sm2PrivateKey.generate().public_key()
+    relabelled = der.sequence(der.sequence(*(der.oid(o) for o in oids)),
+                              der.bit_string(pub.point_bytes()))  # fmt: skip
+    with pytest.raises(sm2.Sm2Error, match="does not hold an SM2 key"):
+        sm2.Sm2PublicKey.from_spki_der(relabelled)
+    assert not sm2.is_sm2_spki(relabelled)
+
+
+def test_public_keys_compare_hash_and_show_by_their_point():
+    one, other = (
+        sm2.Sm2PrivateKey.generate().public_key(),
+        sm2.Sm2PrivateKey.generate().public_key(),
+    )
+    same = sm2.Sm2PublicKey.from_spki_der(one.spki_der())
+    assert one == same and hash(one) == hash(same) and len({one, same, other}) == 2
+    assert one != other and one != (one.x, one.y)
+    assert repr(one) == f"Sm2PublicKey(x={one.x:064x})"
+
+
+@pytest.mark.parametrize(
+    "d, accepted",
+    [(0, False), (1, True), (sm2.N - 2, True), (sm2.N - 1, False), (sm2.N, False)],
+    ids=["0", "1", "n-2", "n-1", "n"],
+)
+def test_a_private_scalar_outside_1_to_n_minus_2_is_refused(d, accepted):
+    """GB/T 32918.1: d in [1, n-2], so that 1 + d is invertible mod n (signing divides by it)."""
+    if accepted:
+        assert (
+            sm2.Sm2PrivateKey(d).public_key()
+            == sm2.Sm2PrivateKey.from_bytes(d.to_bytes(32, "big")).public_key()
+        )
+    else:
+        with pytest.raises(sm2.Sm2Error, match="out of range"):
+            sm2.Sm2PrivateKey(d)
+
+
+@pytest.mark.parametrize("size", [31, 33])
+def test_a_private_scalar_not_32_bytes_long_is_refused(size):
+    with pytest.raises(sm2.Sm2Error, match="must be 32 bytes"):
+        sm2.Sm2PrivateKey.from_bytes(b"\x01" * size)
+
+
+def test_a_ciphertext_too_short_to_hold_c1_c3_and_one_byte_is_one_opaque_error():
+    key = sm2.Sm2PrivateKey.generate()
+    ct = sm2.encrypt(key.public_key(), b"x")
+    assert len(ct) == 65 + 32 + 1 and key.decrypt(ct) == b"x"
+    with pytest.raises(sm2.Sm2Error, match="^SM2 decryption failed$"):
+        key.decrypt(ct[:-1])
+
+
+def test_the_kdf_counts_its_blocks_one_two_three_as_the_standard_says():
+    """GB/T 32918.4's KDF: SM3(Z || ct) for ct = 1, 2, ... as 32-bit big-endian, truncated. Our
+    wrapping uses one block (a 16-byte ESK); a message longer than 32 bytes needs the next."""
+    z = bytes(range(64))
+    blocks = [sm2.sm3(z, ct.to_bytes(4, "big")) for ct in (1, 2, 3)]
+    assert sm2._kdf(z, 70) == b"".join(blocks)[:70]
+    key = sm2.Sm2PrivateKey.generate()
+    message = bytes(range(100))
+    assert key.decrypt(sm2.encrypt(key.public_key(), message)) == message
+
+
+def test_an_empty_message_is_not_encrypted():
+    with pytest.raises(sm2.Sm2Error, match="cannot encrypt an empty message"):
+        sm2.encrypt(sm2.Sm2PrivateKey.generate().public_key(), b"")
+
+
+def test_a_signature_with_r_or_s_plus_n_is_refused():
+    """GB/T 32918.2 requires r, s in [1, n-1]: without that check, (r, s + n) verifies too
+    (the ladder reduces its scalar mod n), so a signature would have more than one form."""
+    key = sm2.Sm2PrivateKey.generate()
+    e = sm2.user_digest(key.public_key(), b"message")
+    r, s = key.sign_digest(e)
+    for bad in ((r, s + sm2.N), (r + sm2.N, s)):
+        with pytest.raises(sm2.Sm2Error, match="does not verify"):
+            sm2.verify_digest(key.public_key(), e, *bad)
+
+
+def test_the_openssl_ciphertext_converters_refuse_what_is_not_a_ciphertext():
+    from byok_keeper import der
+
+    key = sm2.Sm2PrivateKey.generate()
+    raw = sm2.encrypt(key.public_key(), b"x")
+    assert sm2.ciphertext_from_der(sm2.ciphertext_to_der(raw)) == raw
+    for bad in (raw[:97], b"\x05" + raw[1:]):
+        with pytest.raises(sm2.Sm2Error, match="not a raw C1C3C2"):
+            sm2.ciphertext_to_der(bad)
+    x1, y1 = int.from_bytes(raw[1:33], "big"), int.from_bytes(raw[33:65], "big")
+    c3, c2 = der.octet_string(raw[65:97]), der.octet_string(raw[97:])
+    for fields in (
+        (der.integer(x1 + sm2.P), der.integer(y1), c3, c2),
+        (der.integer(x1), der.integer(-1), c3, c2),
+        (der.integer(x1), der.integer(y1), der.octet_string(raw[65:96]), c2),
+    ):
+        with pytest.raises(sm2.Sm2Error, match="not a DER SM2 ciphertext"):
+            sm2.ciphertext_from_der(der.sequence(*fields))

@@ -168,7 +168,7 @@ _MALFORMED = {
     "protection": (lambda d: _with(d, "header", "protection_level", "HSMX"), "protection level"),
     "encoding": (lambda d: _with(d, "header", "material_encoding", "RAW"), "does not fit its key"),
     "public key": (lambda d: _with(d, "header", "public_key_der", "not base64!"), "public key is"),
-    "sealer": (lambda d: _with(d, "seal", "sealer", "pkcs11"), "sealer 'pkcs11' is unknown"),
+    "sealer": (lambda d: _with(d, "seal", "sealer", "tpm"), "sealer 'tpm' is unknown"),
     "nonce length": (lambda d: _with(d, "material", "nonce", "AAAAAAAAAAAA"), "12 bytes"),
     "nonce alphabet": (
         lambda d: _with(d, "material", "nonce", "AAAAAAAA!AAAAAAAA"),

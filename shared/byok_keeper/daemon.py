@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -144,11 +143,10 @@ def trigger_for(schedule: str):
 def write_health(path: Path | None, payload: dict[str, Any]) -> None:
     if path is None:
         return
+    from .files import replace_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".health-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, sort_keys=True)
-    os.replace(tmp, path)
+    replace_atomically(path, json.dumps(payload, sort_keys=True).encode(), 0o600)
 
 
 def scheduled_sweep(trigger: str = "schedule", target: str | None = None) -> dict[str, Any]:

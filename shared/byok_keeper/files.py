@@ -1,6 +1,7 @@
 """Reading the local files byok-keeper trusts (envelopes, the seal key, key files, settings):
 regular files only, checked on the opened descriptor, and never more than a cap; and writing
-the few it creates (a seal key, a break-glass wrap) as new files only, mode 0600.
+the few it creates (a seal key, a break-glass wrap) as new files only, mode 0600; and replacing
+the files others read whole (envelopes, the fleet report, metrics, the health file) atomically.
 
 A path that is a link to ``/dev/zero`` (or a FIFO, or a huge sparse file) must not make a run
 read until memory runs out or block forever, so the file is opened non-blocking, ``fstat`` on
@@ -100,3 +101,24 @@ def write_new(path: str | Path, data: bytes | bytearray, what: str) -> None:
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {what} {path}: {exc.strerror}") from None
+
+
+def replace_atomically(path: str | Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data`` so a reader sees the old file or the new one, never half:
+    a temporary file beside it (``mode`` whatever the umask), flushed to disk, renamed over
+    ``path``; a failed write leaves no temporary file behind. Raises ``OSError`` for the caller
+    to name."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -19,8 +19,6 @@ Pure but for ``write`` (and ``write_or_report``): the exposition is built here r
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -65,19 +63,10 @@ def exposition(samples: Iterable[Sample]) -> str:
 
 def write(path: Path, samples: Iterable[Sample]) -> None:
     """Write the exposition atomically (see the module). Raises ``ExecutionError``."""
-    text = exposition(samples).encode()
+    from .files import replace_atomically
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o644)
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_atomically(path, exposition(samples).encode(), 0o644)
     except OSError as exc:
         raise ExecutionError(f"cannot write --metrics-file {path}: {exc.strerror}") from None
 

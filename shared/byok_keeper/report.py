@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -145,15 +143,12 @@ def write_html(path: str | Path, page: str) -> int:
     """Write atomically (a reader never sees half a page), mode 0600 whatever the umask;
     returns the size in bytes."""
     from .errors import InputError
+    from .files import replace_atomically
 
     path = Path(path)
     data = page.encode()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)  # whatever the umask: key ids, states, expiries (like break-glass)
-        os.replace(tmp, path)
+    try:  # 0600 whatever the umask: key ids, states, expiries (like break-glass)
+        replace_atomically(path, data, 0o600)
     except OSError as exc:
         raise InputError(f"cannot write the report to {path}: {exc.strerror}") from None
     return len(data)

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..domain import check_key_id
 from ..errors import ConfigError, ExecutionError
-from ..files import FileTooLarge, read_capped
+from ..files import FileTooLarge, read_capped, replace_atomically
 from ..kms.errors import KmsApiError
 from .envelope import MAX_ENVELOPE_BYTES, EnvelopeError, parse
 
@@ -103,17 +102,7 @@ class FileStore:
             raise ConfigError(
                 f"cannot create vault directory {self.directory}: {exc.strerror}"
             ) from None
-        fd, tmp = tempfile.mkstemp(prefix=f".{key_id}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o600)
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._path(key_id))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_atomically(self._path(key_id), data, 0o600)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

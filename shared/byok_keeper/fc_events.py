@@ -105,25 +105,37 @@ def _act(event: KmsEvent, context: Any) -> dict[str, Any]:
     return look(event, context)
 
 
-def look_stopped(event: KmsEvent, context: Any) -> dict[str, Any]:
-    """ScheduleKeyDeletion, DisableKey: an alert only when one DescribeKey shows a key we manage
-    really PendingDeletion or Disabled (``restore.stopped_key``); otherwise ``looked`` and
-    nothing more. A forged batch naming random or healthy keys pages nobody (issue 25)."""
-    from .fc import RUNTIME, RetryableFailure, retryable
+def _one_look(deps, event: KmsEvent, context: Any, look_at) -> tuple[Any, dict | None]:
+    """``look_at(deps, key_id)``'s answer and None; or, when KMS refuses for good, None and the
+    answer to return (audited, no FC retry). Lost access and retryable codes raise
+    ``RetryableFailure``, so FC retries."""
+    from .fc import RetryableFailure, retryable
     from .kms import KmsApiError, NoKmsAccess
-    from .restore import stopped_key
 
-    deps = RUNTIME.deps(context)
-    fields = _fields(event, context)
     try:
-        state = stopped_key(deps, event.key_id)
+        return look_at(deps, event.key_id), None
     except NoKmsAccess as exc:
         raise RetryableFailure(f"{event.key_id}: {exc}") from None
     except KmsApiError as exc:
         if retryable(exc.code):
             raise RetryableFailure(f"{event.key_id}: {exc.code}") from None
-        deps.audit.event("event", outcome="failed", alert=True, error_code=exc.code, **fields)
-        return {"ok": False, "outcome": "failed", "error": exc.code, **event.to_json()}
+        deps.audit.event("event", outcome="failed", alert=True, error_code=exc.code,
+                         **_fields(event, context))  # fmt: skip
+        return None, {"ok": False, "outcome": "failed", "error": exc.code, **event.to_json()}
+
+
+def look_stopped(event: KmsEvent, context: Any) -> dict[str, Any]:
+    """ScheduleKeyDeletion, DisableKey: an alert only when one DescribeKey shows a key we manage
+    really PendingDeletion or Disabled (``restore.stopped_key``); otherwise ``looked`` and
+    nothing more. A forged batch naming random or healthy keys pages nobody (issue 25)."""
+    from .fc import RUNTIME
+    from .restore import stopped_key
+
+    deps = RUNTIME.deps(context)
+    fields = _fields(event, context)
+    state, refused = _one_look(deps, event, context, stopped_key)
+    if refused is not None:
+        return refused
     if state is None:
         why = "not a key we manage, or not PendingDeletion or Disabled: no alert"
         deps.audit.event("event", outcome="looked", decision_reason=why, **fields)
@@ -137,20 +149,13 @@ def look(event: KmsEvent, context: Any) -> dict[str, Any]:
     plan says so (``restore.reimport_one``: the hold re-checked right before import, and never
     overridden from here)."""
     from .fc import RUNTIME, RetryableFailure, retryable
-    from .kms import KmsApiError, NoKmsAccess
+    from .kms import NoKmsAccess
     from .restore import plan_one
 
     deps = RUNTIME.deps(context)
-    try:
-        decision = plan_one(deps, event.key_id)
-    except NoKmsAccess as exc:
-        raise RetryableFailure(f"{event.key_id}: {exc}") from None
-    except KmsApiError as exc:
-        if retryable(exc.code):
-            raise RetryableFailure(f"{event.key_id}: {exc.code}") from None
-        deps.audit.event("event", outcome="failed", alert=True, error_code=exc.code,
-                         **_fields(event, context))  # fmt: skip
-        return {"ok": False, "outcome": "failed", "error": exc.code, **event.to_json()}
+    decision, refused = _one_look(deps, event, context, plan_one)
+    if refused is not None:
+        return refused
     if not decision.due:
         deps.audit.event("event", outcome="looked", decision=decision.decision,
                          decision_reason=decision.reason, key_state=decision.key_state,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Protocol
 
-from .errors import InputError
+from .errors import InputError, shown
 
 # ---- KMS time ------------------------------------------------------------------------------
 
@@ -52,7 +52,7 @@ def check_key_id(key_id: str) -> str:
     """A KMS key id as byok-keeper accepts it (it names vault files and secrets). Raises
     ``InputError`` (exit 2)."""
     if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
-        raise InputError(f"invalid key id {key_id!r}: letters, digits, '-' and '_' only")
+        raise InputError(f"invalid key id {shown(key_id)}: letters, digits, '-' and '_' only")
     return key_id
 
 

@@ -67,3 +67,11 @@ class MaterialMismatch(ExecutionError):
             f"material mismatch for {key_id}: {where} has fingerprint {actual[:16]}..., "
             f"the envelope records {expected[:16]}...; nothing was imported"
         )
+
+
+def shown(value: object) -> str:
+    """Caller text quoted in an error: its repr, cut to 40 characters (anything else: its type's
+    name). An error's message can become an audit ``reason`` or a log line, which the log
+    redaction never cuts, and the text may be an attacker's 128 KiB."""
+    text = value if isinstance(value, str) else type(value).__name__
+    return repr(text if len(text) <= 40 else text[:40] + "...")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .domain import KEY_ID_RE
+from .errors import shown
 
 # The deployed rule (deploy/functions.yml) lists exactly these; the parser accepts what it does.
 SOURCES = ("acs.actiontrail", "acs.kms")
@@ -296,13 +297,6 @@ def _caller(identity: Any) -> str:
         if identity.get(field):
             return claimed(identity[field])
     return ""
-
-
-def shown(value: Any) -> str:
-    """Caller text quoted in a refusal: its repr, cut to 40 characters (a refusal's message
-    becomes an audit ``reason``, which the log redaction never cuts)."""
-    text = value if isinstance(value, str) else type(value).__name__
-    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def shown_names(names: set[str], most: int = 3) -> str:

@@ -254,7 +254,7 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
     line of at most ``events.MAX_CLAIM_CHARS`` (128) characters. Raises ``BadEvent``."""
     from .domain import check_key_id
     from .errors import ByokError
-    from .events import claimed, shown, shown_names
+    from .events import claimed, shown_names
 
     doc = _parse_json(event, "reimport")
     if "override_hold" in doc:
@@ -271,8 +271,8 @@ def parse_reimport_event(event: bytes | str | dict) -> dict[str, Any]:
         raise BadEvent("reimport event needs key_id")
     try:
         check_key_id(key_id)
-    except ByokError:  # its message quotes the whole id: quote it cut short instead
-        raise BadEvent(f"invalid key id {shown(key_id)}: letters, digits, - and _") from None
+    except ByokError as exc:  # its message quotes the id cut short (errors.shown)
+        raise BadEvent(str(exc)) from None
     if "dry_run" in doc and not isinstance(doc["dry_run"], bool):
         raise BadEvent("dry_run must be true or false")
     for name in ("reason", "requested_by"):

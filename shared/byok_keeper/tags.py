@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .errors import InputError
+from .errors import InputError, shown
 
 # byok-keeper's own tags (the ``byok-keeper:`` prefix is reserved for them).
 HOLD_TAG = "byok-keeper:hold"  # set by an operator: the agent never imports into the key
@@ -37,11 +37,11 @@ def check_tag(key: str, value: str) -> None:
     """Raise ``InputError`` naming the rule when KMS would refuse the tag ``key=value``."""
     for what, text in (("key", key), ("value", value)):
         if len(text) > MAX_TAG_CHARS or not _ALLOWED.fullmatch(text):
-            raise InputError(f"tag {what} {_shown(text)} breaks KMS's tag rule: {RULE}")
+            raise InputError(f"tag {what} {shown(text)} breaks KMS's tag rule: {RULE}")
     if not key.strip():
         raise InputError("a tag key must not be empty")
     if key.lower().startswith(RESERVED_PREFIXES):
-        raise InputError(f"tag key {_shown(key)} breaks KMS's tag rule: {RULE}")
+        raise InputError(f"tag key {shown(key)} breaks KMS's tag rule: {RULE}")
 
 
 def check_tags(tags: Mapping[str, str]) -> None:
@@ -50,8 +50,3 @@ def check_tags(tags: Mapping[str, str]) -> None:
         raise InputError(f"a KMS key carries at most {MAX_TAGS_PER_KEY} tags, not {len(tags)}")
     for key, value in tags.items():
         check_tag(key, value)
-
-
-def _shown(text: str) -> str:
-    """The offending text, quoted on one line and cut short."""
-    return repr(text if len(text) <= 40 else text[:40] + "...")

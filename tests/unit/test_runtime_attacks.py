@@ -162,3 +162,14 @@ def test_a_settings_file_someone_else_could_write_is_refused(tmp_path, change):
         config.chmod(0o664 if change == "group-writable" else 0o646)
     with pytest.raises(ConfigError, match="config file"):
         load_settings(env={}, config_path=config)
+
+
+def test_a_key_id_check_quotes_a_long_id_cut_short_for_every_caller():
+    """domain.check_key_id is where the CLI, the vault and the FC handlers refuse an id: its
+    message quotes the id through errors.shown, so no caller carries 128 KiB into a line."""
+    from byok_keeper.domain import check_key_id
+    from byok_keeper.errors import InputError
+
+    with pytest.raises(InputError) as refused:
+        check_key_id("k" * 131072 + "/")
+    assert len(str(refused.value)) < 120 and "..." in str(refused.value)

@@ -31,7 +31,7 @@ from typing import Any
 from .clock import iso, parse_iso
 from .errors import ApiError, injected, invalid_parameter, throttled
 
-# The performance page's per-second quotas, per account and region (docs/FIDELITY.md).
+# The performance page's per-second quotas, per account and region (docs/FIDELITY.md#quota-classes).
 DOCUMENTED_QUOTAS = {
     "read_qps": 50.0,
     "write_qps": 30.0,

@@ -1,8 +1,9 @@
 """SM2 (GB/T 32918) over the recommended 256-bit curve: keys, encryption, signatures.
 
 ``cryptography`` provides SM3 and SM4 but cannot hold SM2 keys, and the popular ``gmssl``
-package (3.2.x, ``sm2.py``) draws its ephemeral scalar from ``random``. This module is the
-small remainder, written against the standard and proven against OpenSSL 3 in the tests:
+package (3.2.x, ``sm2.py``) draws its ephemeral scalar from ``random`` (sources in
+docs/FIDELITY.md#wrapped-key-material). This module is the small remainder, written against
+the standard and proven against OpenSSL 3 in the tests:
 
 * every random scalar comes from ``secrets`` (the OS CSPRNG);
 * ciphertexts are C1C3C2 raw (``04 || x1 || y1 || C3 || C2``), the form Alibaba Cloud KMS uses,

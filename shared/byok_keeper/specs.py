@@ -1,7 +1,9 @@
 """Key specs, usages, protection levels and wrapping algorithms: the data, in one place.
 
-Everything here is a fact about Alibaba Cloud KMS (sources in docs/FIDELITY.md). Other modules look
-things up here instead of repeating strings.
+Everything here is a fact about Alibaba Cloud KMS, with its source in docs/FIDELITY.md (the specs
+per protection level: docs/FIDELITY.md#documented-what-aliyun-local-enforces-by-default; the
+wrapping algorithms: docs/FIDELITY.md#wrapped-key-material). Other modules look things up here
+instead of repeating strings.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``EncryptedKeyMaterial = Base64( Enc_IWK(ESK) || Enc_ESK(TAK) )`` where IWK is the wrapping
 public key from GetParametersForImport, ESK a fresh ephemeral symmetric key and TAK the target
-key encoded for import (``material.PrivateKeyMaterial.import_bytes()``):
+key encoded for import (``material.PrivateKeyMaterial.import_bytes()``; sources in
+docs/FIDELITY.md#wrapped-key-material):
 
 * ``RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD``: a 32-byte ESK under RSA-2048 OAEP (SHA-256,
   MGF1-SHA-256, empty label), then the TAK under AES-256-ECB with PKCS#7 padding.

@@ -2,6 +2,10 @@
 resolves (the file, and the #anchor to one of its headings), and every documented
 ``byok-keeper [COMMAND ...] [--flag]`` names commands and flags the CLI has.
 
+Citations stay inside the project: a ``docs/<page>.md#<anchor>`` named in any tracked file (a
+docstring, a comment) resolves to a heading, and no tracked file names notes that live outside
+the repository (the facts the code relies on are in docs/FIDELITY.md, with public sources).
+
 The CLI is read live, by walking ``byok_keeper.cli``'s click group, so a command or flag added
 (or renamed) later is checked without touching this module. Commands come from shell code blocks
 and from inline code in prose: a span starting ``byok-keeper``, or starting with a top-level
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +34,13 @@ _LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\
 _SHELL = {"", "sh", "bash", "shell", "console", "zsh"}
 _SEPARATORS = {";", "&&", "||", "|", "&", "(", ")"}
 _PLACEHOLDER = re.compile(r"^(<.*>|\.\.\.|[A-Z][A-Z0-9_]*(\.\.\.)?)$")
+# Notes kept outside the repository, which no tracked file may cite. Spelled in pieces so that
+# this file does not name them itself.
+_OFF_NAMES = ("ALIBABA" + "-FACTS", "DES" + "IGN", "STY" + "LE")
+_OFF_TREE = re.compile(
+    r"\b(?:" + "|".join(_OFF_NAMES) + r")\.md\b|" + "shared" + "/docs", re.IGNORECASE
+)
+_DOC_ANCHOR = re.compile(r"\bdocs/([\w-]+\.md)#([\w-]+)")
 
 
 @dataclass(frozen=True)
@@ -286,3 +298,67 @@ def test_reference_names_every_command_and_global_flag_of_the_live_cli():
     tokens = {token for span in spans for token in re.split(r"[\s/=]+", span)}
     flags = [name for name in _options(cli) if name.startswith("--") and name not in tokens]
     assert flags == [], "global flags docs/REFERENCE.md lacks"
+
+
+def tracked_files() -> list[Path]:
+    """The repository's tracked files (``git ls-files``); outside a git checkout, every file but
+    hidden directories and caches."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+        files = [ROOT / name for name in out.split("\0") if name]
+    except (OSError, subprocess.SubprocessError):
+        skip = {"__pycache__", "build", "dist"}
+        files = [
+            p
+            for p in ROOT.rglob("*")
+            if not any(part.startswith(".") or part in skip for part in p.relative_to(ROOT).parts)
+        ]
+    return [p for p in files if p.is_file()]
+
+
+def _text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def test_no_tracked_file_cites_notes_outside_the_repository():
+    files = tracked_files()
+    assert len(files) > 100, "the file walk found almost nothing: is it broken?"
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {match.group(0)}"
+        for path in files
+        for number, line in enumerate(_text(path).splitlines(), start=1)
+        for match in _OFF_TREE.finditer(line)
+    ]
+    assert found == [], "cite docs/FIDELITY.md (with a public source) instead"
+
+
+def test_every_docs_anchor_named_in_a_tracked_file_resolves():
+    problems, seen = [], 0
+    for path in tracked_files():
+        for number, line in enumerate(_text(path).splitlines(), start=1):
+            for name, anchor in _DOC_ANCHOR.findall(line):
+                seen += 1
+                page = ROOT / "docs" / name
+                if not page.exists():
+                    problems.append(f"{path.relative_to(ROOT)}:{number}: no file docs/{name}")
+                elif anchor not in anchors(read_page(page)):
+                    problems.append(f"{path.relative_to(ROOT)}:{number}: no #{anchor} in {name}")
+    assert seen, "the anchor scanner found no docs page anchor: is it broken?"
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("line", "cites"),
+    [
+        ("see " + "ALIBABA" + "-FACTS.md, Quotas", True),
+        ("(" + "des" + "ign.md)", True),
+        ("the " + "STY" + "LE.md rules", True),
+        ("../" + "shared" + "/docs/x", True),
+        ("docs/FIDELITY.md#quota-classes", False),
+        ("redesign.md and shared/documents", False),
+    ],
+)
+def test_the_off_tree_scanner_knows_the_names(line, cites):
+    assert bool(_OFF_TREE.search(line)) is cites

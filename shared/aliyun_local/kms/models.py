@@ -1,8 +1,10 @@
 """KMS state and rules, per region: keys, import tokens, aliases (secrets: ``secrets.py``).
 
-The rules follow Alibaba Cloud's KMS API reference, each with its source in docs/FIDELITY.md.
-Where Alibaba Cloud's documentation is silent, the choice made here is marked "best guess"
-and, where it matters to byok-keeper, is a setting.
+The rules follow Alibaba Cloud's KMS API reference, each with its source in
+docs/FIDELITY.md#documented-what-aliyun-local-enforces-by-default. Where Alibaba Cloud's
+documentation is silent, the choice made here is marked "best guess" (listed in
+docs/FIDELITY.md#best-guesses-without-a-setting-the-agent-does-not-depend-on-them) and, where
+it matters to byok-keeper, is a setting (docs/FIDELITY.md#undocumented-or-disputed-the-settings).
 
 A key's state is derived, never stored, so it cannot drift from the facts it comes from:
 ``PendingDeletion`` if deletion is scheduled, else ``PendingImport`` if it has no material

@@ -21,7 +21,7 @@ from . import API_VERSION
 from .errors import ApiError, invalid_parameter, missing_parameter
 from .models import KmsBackend
 
-# Quota classes (KMS's performance page, sourced in docs/FIDELITY.md): each class has its own
+# Quota classes (KMS's performance page: docs/FIDELITY.md#quota-classes): each class has its own
 # per-second quota; Encrypt/Decrypt and secrets calls have larger ones, not emulated.
 QUOTA_CLASSES: dict[str, frozenset[str]] = {
     "read": frozenset(

@@ -3,7 +3,8 @@
 aliyun-local must not open ``EncryptedKeyMaterial`` with the functions the agent wraps it with:
 a wrong parameter on both sides would cancel out and every functional test would pass. So this
 module names every parameter from Alibaba Cloud's import procedure itself ("Import key
-material into an asymmetric key", step 3; docs/FIDELITY.md) and imports nothing from
+material into an asymmetric key", step 3; docs/FIDELITY.md#wrapped-key-material) and imports
+nothing from
 ``byok_keeper``:
 
 * ``RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD``: the first 256 bytes are the 32-byte ESK under

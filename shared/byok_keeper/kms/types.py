@@ -87,8 +87,8 @@ FORBIDDEN = frozenset(
 )
 assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
 
-# Quota classes, as KMS counts them (KMS's performance page; docs/FIDELITY.md): each has its
-# own per-account, per-region quota, shared with the customer's production traffic.
+# Quota classes, as KMS counts them (KMS's performance page; docs/FIDELITY.md#quota-classes):
+# each has its own per-account, per-region quota, shared with the customer's production traffic.
 QUOTA_CLASSES: dict[str, frozenset[str]] = {
     "read": frozenset(
         {"DescribeKey", "ListKeys", "GetParametersForImport", "GetPublicKey", "ListKeyVersions"}
@@ -101,7 +101,7 @@ QUOTA_CLASSES: dict[str, frozenset[str]] = {
         {"AsymmetricSign", "AsymmetricVerify", "AsymmetricEncrypt", "AsymmetricDecrypt"}
     ),
     # The vault's calls (issue 25): symmetric crypto on the seal key, and Secrets Manager, each
-    # class with its own shared-gateway quota (docs/FIDELITY.md, "Quota classes").
+    # class with its own shared-gateway quota (docs/FIDELITY.md#quota-classes).
     "symmetric": frozenset({"Decrypt", "GenerateDataKey", "Encrypt"}),
     "secret_read": frozenset({"GetSecretValue"}),
     "secret_list": frozenset({"ListSecrets"}),

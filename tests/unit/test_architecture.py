@@ -1,6 +1,8 @@
 """The house rules of docs/ARCHITECTURE.md, held by a test.
 
 - importing the pure planner loads no Alibaba SDK module (the domain floor is SDK-free);
+- the modules that import an Alibaba SDK (at any level, or by name through ``importlib``) are
+  exactly those ARCHITECTURE.md names;
 - no import circle between byok_keeper modules (function-level imports count too);
 - no file in shared/byok_keeper over 450 lines, no function over 80 lines.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -17,6 +20,8 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "byok_keeper"
 MAX_FILE_LINES = 450
 MAX_FUNCTION_LINES = 80
+ARCHITECTURE = PACKAGE.parents[1] / "docs" / "ARCHITECTURE.md"
+SDK_ROOTS = ("alibabacloud", "Tea", "darabonba")
 
 
 def _sources() -> list[pathlib.Path]:
@@ -70,6 +75,33 @@ def test_importing_the_planner_loads_no_alibaba_sdk():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "", f"byok_keeper.plan loads: {out.stdout.strip()[:300]}"
+
+
+def _loads_an_sdk(path: pathlib.Path) -> bool:
+    """Imports an SDK module (any level but ``TYPE_CHECKING``), or names one in a module that
+    calls ``importlib.import_module`` (``logs._SDK_MODULES``)."""
+    if any(m.split(".")[0].startswith(SDK_ROOTS) for m in _top_level_imports(path)):
+        return True
+    tree = ast.parse(path.read_text())
+    if "import_module" not in {getattr(n, "attr", getattr(n, "id", "")) for n in ast.walk(tree)}:
+        return False
+    return any(
+        isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and re.fullmatch(r"(alibabacloud\w*|Tea|darabonba)(\.\w+)*", n.value)
+        for n in ast.walk(tree)
+    )
+
+
+def test_architecture_names_every_module_that_imports_an_alibaba_sdk():
+    importers = {str(p.relative_to(PACKAGE)) for p in _sources() if _loads_an_sdk(p)}
+    text = " ".join(ARCHITECTURE.read_text().split())
+    sentence = re.search(r"The Alibaba SDKs .*? nowhere else\.", text)
+    assert sentence, "ARCHITECTURE.md: the sentence naming the SDK importers is gone"
+    named = set(re.findall(r"`([\w/]+\.py)`", sentence.group(0)))
+    assert importers, "the SDK import scanner found nothing: is it broken?"
+    assert sorted(importers - named) == [], "SDK importers ARCHITECTURE.md does not name"
+    assert sorted(named - importers) == [], "modules ARCHITECTURE.md names that load no SDK"
 
 
 def test_no_import_circle():

@@ -15,8 +15,8 @@ Then the checks ``twine check`` makes and more, each failure one line and exit 1
 versions, requirement syntax), the long description is present and declared Markdown, the sdist's
 and the wheel's metadata agree, every file of a wheel is in its RECORD with its sha256, the
 byok-keeper wheel carries no ``aliyun_local`` (and the aliyun-local wheel no ``byok_keeper``),
-aliyun-local requires exactly the byok-keeper it was built with, and CHANGELOG.md has a section
-for the version built.
+aliyun-local does not require byok-keeper (the emulator shares no code with the agent it tests),
+and CHANGELOG.md has a section for the version built.
 
 Beside them, ``byok-keeper-pins.txt``: byok-keeper's runtime dependencies and theirs, each
 pinned with its sha256 hashes as constraints.txt has them, so a host installs the wheel with
@@ -204,10 +204,9 @@ def build_all(out: Path) -> list[Path]:
             sdist, wheel = build(project, Path(tmp))
             metas[project.name] = check(project, sdist, wheel, versions)
             files += [sdist, wheel]
-        pinned = [str(r) for r in metas["aliyun-local"].requires_dist or []]
-        wanted = f"byok-keeper=={versions['byok-keeper']}"
-        if wanted not in pinned:
-            raise DistError(f"aliyun-local requires {pinned}, not exactly {wanted}")
+        required = [r.name for r in metas["aliyun-local"].requires_dist or []]
+        if "byok-keeper" in required:
+            raise DistError("aliyun-local requires byok-keeper; the emulator must not")
         pins = Path(tmp) / "byok-keeper-pins.txt"
         pins.write_text(runtime_pins())
         for old in out.glob("*"):  # earlier builds of these two only

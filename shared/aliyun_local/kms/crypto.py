@@ -16,11 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from byok_keeper import sm2
-from byok_keeper.specs import KEY_SPECS
-
+from . import sm2
 from .errors import invalid_ciphertext, invalid_parameter
 from .keys import Key
+from .specs import KEY_SPECS
 
 _CIPHERTEXT_MAGIC = b"ALK1"
 

@@ -11,13 +11,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from byok_keeper import sm2
-from byok_keeper.specs import KEY_SPECS
-from byok_keeper.wrapping import WrappingPrivateKey
-
 from ..clock import iso
+from . import sm2
 from .errors import invalid_parameter
 from .settings import Settings
+from .specs import KEY_SPECS
+from .wrapkeys import WrappingPrivateKey
 
 ENABLED, DISABLED, PENDING_DELETION, PENDING_IMPORT = (
     "Enabled",

@@ -21,10 +21,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from byok_keeper.material import load_private_key
-from byok_keeper.specs import HSM, KEY_SPECS, SOFTWARE
-from byok_keeper.wrapping import new_wrapping_key, wrapping_public_key_der
-
 from ..clock import Clock, iso
 from . import crypto, unwrap
 from .errors import (
@@ -53,6 +49,8 @@ from .keys import (
 )
 from .secrets import SecretStore
 from .settings import Settings
+from .specs import HSM, KEY_SPECS, SOFTWARE
+from .wrapkeys import new_wrapping_key, wrapping_public_key_der
 
 __all__ = ["DISABLED", "ENABLED", "PENDING_DELETION", "PENDING_IMPORT", "KmsBackend"]
 
@@ -274,7 +272,7 @@ class KmsBackend:
             key.versions[version] = os.urandom(32)
         elif origin == "Aliyun_KMS":
             key.material = crypto.generate_material(key_spec)
-            key.bound_fingerprint = load_private_key(key.material, key_spec=key_spec).fingerprint
+            key.bound_fingerprint = unwrap.material_fingerprint(key.material, key_spec)
         with self.lock:
             self.keys[key_id] = key
             self.changed()

@@ -14,9 +14,9 @@ nothing from
   in raw C1C3C2 form (``04 || x1 || y1 || C3 || C2``, GB/T 32918.4 with SM3 and its KDF); the
   rest is the TAK under SM4-ECB with no padding, the raw 32-byte SM2 scalar.
 
-The SM2 arithmetic here is plain affine double-and-add: an emulator's, not constant-time, and
-deliberately not the agent's Jacobian Montgomery ladder. ``material_fingerprint`` checks the TAK
-and computes the SHA-256 of its public key's SubjectPublicKeyInfo the same independent way.
+The SM2 arithmetic is the emulator's own (``sm2.py``: affine double-and-add, not constant-time,
+deliberately not the agent's form). ``material_fingerprint`` checks the TAK and computes the
+SHA-256 of its public key's SubjectPublicKeyInfo the same independent way.
 """
 
 from __future__ import annotations
@@ -24,28 +24,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from . import sm2
+
 RSA_OAEP_AES = "RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD"
 SM2_SM4 = "SM2PKE_SM4_ECB"
 MAX_CHARS = 16 * 1024
 
-# GB/T 32918.5 recommended curve parameters (sm2p256v1).
-_P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
-_A = _P - 3
-_B = 0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93
-_N = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
-_G = (
-    0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
-    0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
-)
-# DER SubjectPublicKeyInfo of an SM2 key up to the 65-byte point: SEQUENCE { SEQUENCE {
-# id-ecPublicKey 1.2.840.10045.2.1, sm2p256v1 1.2.156.10197.1.301 }, BIT STRING (0 unused) }.
-_SM2_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
 _EC_CURVES = {"EC_P256": "secp256r1", "EC_P256K": "secp256k1"}
 
 
@@ -54,77 +43,20 @@ class UnwrapFailed(Exception):
     show: it never quotes the input)."""
 
 
-# ---- SM2 ---------------------------------------------------------------------------------------
-
-
-def _on_curve(pt: tuple[int, int]) -> bool:
-    x, y = pt
-    return 0 <= x < _P and 0 <= y < _P and (y * y - x * x * x - _A * x - _B) % _P == 0
-
-
-def _add(p1: tuple[int, int] | None, p2: tuple[int, int] | None) -> tuple[int, int] | None:
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    (x1, y1), (x2, y2) = p1, p2
-    if x1 == x2:
-        if (y1 + y2) % _P == 0:
-            return None
-        lam = (3 * x1 * x1 + _A) * pow(2 * y1, -1, _P) % _P
-    else:
-        lam = (y2 - y1) * pow(x2 - x1, -1, _P) % _P
-    x3 = (lam * lam - x1 - x2) % _P
-    return x3, (lam * (x1 - x3) - y1) % _P
-
-
-def _mul(k: int, pt: tuple[int, int]) -> tuple[int, int] | None:
-    result, addend = None, pt
-    while k:
-        if k & 1:
-            result = _add(result, addend)
-        addend = _add(addend, addend)
-        k >>= 1
-    return result
-
-
-def _sm3(data: bytes) -> bytes:
-    digest = hashes.Hash(hashes.SM3())
-    digest.update(data)
-    return digest.finalize()
-
-
-def _sm3_kdf(z: bytes, length: int) -> bytes:
-    blocks = (length + 31) // 32
-    return b"".join(_sm3(z + i.to_bytes(4, "big")) for i in range(1, blocks + 1))[:length]
+# ---- SM2 (the emulator's own, sm2.py) ----------------------------------------------------------
 
 
 def sm2_decrypt(d: int, ciphertext: bytes) -> bytes:
     """GB/T 32918.4 decryption of raw C1C3C2. Raises ``UnwrapFailed``."""
-    if len(ciphertext) < 65 + 32 + 1 or ciphertext[0] != 0x04:
-        raise UnwrapFailed("the SM2 ciphertext is not C1C3C2 with an uncompressed C1")
-    c1 = (int.from_bytes(ciphertext[1:33], "big"), int.from_bytes(ciphertext[33:65], "big"))
-    c3, c2 = ciphertext[65:97], ciphertext[97:]
-    if not _on_curve(c1):
-        raise UnwrapFailed("C1 is not on the SM2 curve")
-    shared = _mul(d, c1)
-    if shared is None:
-        raise UnwrapFailed("C1 is of small order")
-    x2, y2 = (v.to_bytes(32, "big") for v in shared)
-    t = _sm3_kdf(x2 + y2, len(c2))
-    if not any(t):
-        raise UnwrapFailed("the SM2 KDF produced zeros")
-    message = bytes(a ^ b for a, b in zip(c2, t, strict=True))
-    if not hmac.compare_digest(_sm3(x2 + message + y2), c3):
-        raise UnwrapFailed("C3 does not match")
-    return message
+    try:
+        return sm2.Sm2PrivateKey(d).decrypt(ciphertext)
+    except sm2.Sm2Error as exc:
+        raise UnwrapFailed(str(exc)) from None
 
 
 def sm2_spki(d: int) -> bytes:
     """DER SubjectPublicKeyInfo of the SM2 key with private scalar ``d``."""
-    point = _mul(d, _G)
-    assert point is not None
-    return _SM2_SPKI_PREFIX + b"\x04" + point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+    return sm2.Sm2PrivateKey(d).public_key().spki_der()
 
 
 # ---- the two wrapping algorithms ----------------------------------------------------------------
@@ -192,7 +124,7 @@ def material_fingerprint(tak: bytes | bytearray, key_spec: str) -> str:
         if len(tak) != 32:
             raise UnwrapFailed("EC_SM2 material must be the 32-byte private scalar")
         d = int.from_bytes(bytes(tak), "big")
-        if not 1 <= d <= _N - 2:
+        if not 1 <= d <= sm2.N - 2:
             raise UnwrapFailed("the SM2 scalar is out of range")
         return hashlib.sha256(sm2_spki(d)).hexdigest()
     # PKCS#8 PrivateKeyInfo: SEQUENCE { INTEGER 0, SEQUENCE AlgorithmIdentifier, ... }. Skip

@@ -22,7 +22,6 @@ MAX_ASYNC_WORKERS = 4
 
 
 @dataclass
-@dataclass
 class Delivery:
     kind: str  # "OnFailure" or "OnSuccess"
     destination: str

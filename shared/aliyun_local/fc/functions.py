@@ -48,7 +48,6 @@ def now_iso() -> str:
 
 
 @dataclass
-@dataclass
 class Function:
     service: str
     name: str

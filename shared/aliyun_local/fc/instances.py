@@ -47,7 +47,6 @@ def interpreter_for(runtime: str, runtimes: dict[str, str]) -> str:
 
 
 @dataclass
-@dataclass
 class Instance:
     proc: subprocess.Popen
     checksum: str

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aliyun_local.clock import Clock
+from aliyun_local.emulator import STATE_FORMAT
 from aliyun_local.kms.models import KmsBackend
-from aliyun_local.server import STATE_FORMAT
 from byok_keeper.kms import QUOTA_CLASSES
 from byok_keeper.material import load_private_key
 from byok_keeper.vault import FileStore, Header, LocalKeySealer, Vault

@@ -31,7 +31,7 @@ from pathlib import Path
 
 # bench/sweep.py: the seeding, the call log and the bound (this script's directory is on the path)
 import sweep as bench_sweep
-from aliyun_local.server import STATE_FORMAT
+from aliyun_local.emulator import STATE_FORMAT
 from byok_keeper.vault.sealers import new_seal_key_file
 
 BIN = Path(sys.executable).parent

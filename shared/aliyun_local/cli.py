@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .errors import ApiError
-from .eventbridge import DEFAULT_DELIVERY_DELAY
-from .faults import Faults
-from .kms.settings import PROFILES, SETTINGS
-from .server import (
+from .emulator import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
-    LocalServer,
 )
+from .errors import ApiError
+from .eventbridge import DEFAULT_DELIVERY_DELAY
+from .faults import Faults
+from .kms.settings import PROFILES, SETTINGS
+from .server import LocalServer
 
 DESCRIPTION = """\
 aliyun-local serves a faithful local Alibaba Cloud KMS (API 2016-01-20) over HTTP, so the real
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aliyun-local {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_serve(sub)
+    return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    """``aliyun-local serve``: where it listens and as whom, then how it behaves."""
     serve = sub.add_parser(
         "serve",
         help="serve the emulator until SIGINT/SIGTERM",
@@ -140,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="an account (16 digits) to serve (repeatable; the first is the default account, "
         f"whose keys are --access-key-id; default {DEFAULT_ACCOUNT_ID})",
     )
+    _add_serve_behaviour(serve)
+
+
+def _add_serve_behaviour(serve: argparse.ArgumentParser) -> None:
+    """``serve``'s answers: latency, quotas, the fidelity profile, FC runtimes, events."""
     serve.add_argument("--latency-ms", type=float, default=0.0, help="added to every KMS call")
     serve.add_argument("--read-qps", type=_positive, help="key-management read quota (429 above)")
     serve.add_argument("--write-qps", type=_positive, help="key-management write quota")
@@ -192,7 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_DELIVERY_DELAY}; real delivery takes seconds; "
         "also POST /_local/events/config)",
     )
-    return parser
 
 
 def _pool_size(value: str) -> int:

@@ -29,12 +29,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import ApiError
-
-if TYPE_CHECKING:
-    from .fc.models import FcBackend
+from .fc import V3 as FC3_SERVICE
 
 MAX_EVENTS_KEPT = 10_000
 MAX_SYNC_DELIVERIES = 4  # synchronous invocations in flight at once; more wait their turn
@@ -166,7 +164,6 @@ def trigger_config(raw: Any) -> dict[str, Any]:
 
 
 READINGS = ("true-is-sync", "true-is-async")
-_FC3_SERVICE = ""  # fc.models.V3: FC 3.0 functions have no service (fc.models imports us)
 
 
 def asynchronous(config: dict[str, Any], service: str, reading: str) -> bool:
@@ -175,7 +172,7 @@ def asynchronous(config: dict[str, Any], service: str, reading: str) -> bool:
     synchronous, FC 2.0's page says asynchronous); an FC 2.0 trigger (one with a service)
     reads it as FC 2.0 documents."""
     flag = bool(config.get("asyncInvocationType", False))
-    if service != _FC3_SERVICE or reading == "true-is-async":
+    if service != FC3_SERVICE or reading == "true-is-async":
         return flag
     return not flag
 
@@ -193,13 +190,30 @@ def _wall() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class Functions(Protocol):
+    """What the bus needs of FC (``fc.models.FcBackend``): its triggers (the rules), under its
+    lock, and invocation, asynchronous through FC's queue or synchronous."""
+
+    lock: threading.RLock
+    triggers: dict[tuple[str, str, str], dict[str, Any]]
+    async_results: dict[str, dict[str, Any]]
+
+    def invoke(
+        self, service: str, function: str, event: bytes, request_id: str | None = None
+    ) -> tuple[bool, bytes, str]: ...
+
+    def invoke_async(self, service: str, function: str, event: bytes) -> str: ...
+
+    def wait_idle(self, timeout: float = 60.0) -> bool: ...
+
+
 class EventBus:
     """The default event bus of one account and region, with FC ``eventbridge`` triggers as
     its rules. Every public method is thread-safe."""
 
     def __init__(
         self,
-        fc: FcBackend,
+        fc: Functions,
         delivery_delay: float = DEFAULT_DELIVERY_DELAY,
         reading: Callable[[], str] = lambda: READINGS[0],
     ) -> None:

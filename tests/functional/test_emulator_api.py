@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from darabonba.runtime import RuntimeOptions
 
+from aliyun_local.endpoints import kms as kms_endpoint
 from aliyun_local.server import LocalServer
 from byok_keeper import sm2
 from byok_keeper.material import load_private_key
@@ -245,11 +246,11 @@ def test_secrets_versions_stages_and_idempotency(kms):
 
 
 def test_secret_data_travels_in_the_body_not_the_url(emulator, kms, mocker):
-    spy = mocker.spy(emulator.emulator, "handle_kms")
+    spy = mocker.spy(kms_endpoint, "handle")
     kms.create_secret(
         km.CreateSecretRequest(secret_name="s", secret_data="in-the-body", version_id="1")
     )
-    _method, raw_path, _headers, body = spy.call_args.args
+    _emulator, _method, raw_path, _headers, body = spy.call_args.args
     assert "in-the-body" not in raw_path and b"in-the-body" in body
 
 

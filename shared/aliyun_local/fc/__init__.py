@@ -3,3 +3,4 @@
 
 API_VERSION = "2021-04-06"
 API_VERSION_V3 = "2023-03-30"
+V3 = ""  # the "service" of FC 3.0 functions

@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..errors import ApiError
-from .models import V3, FcBackend
+from . import V3
+from .models import FcBackend
 
 _ROUTES = [
     (re.compile(r"^/2021-04-06/services/?\Z"), {"POST": "CreateService"}),

@@ -9,6 +9,7 @@ from .kms import READ_ONLY, KmsApiError, KmsGateway
 from .settings import Settings
 from .vault import build_store
 from .vault.envelope import parse
+from .vault.registry import needs_kms
 
 
 def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
@@ -23,8 +24,8 @@ def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
 
 def vault_store(settings: Settings):
     """The configured vault's store, to read or move envelopes without unsealing anything (no
-    seal key needed); a KMS gateway only for a ``kms-secrets:`` vault."""
-    in_kms = bool(settings.vault and settings.vault.startswith("kms-secrets:"))
+    seal key needed); a KMS gateway only for a vault that lives in KMS (``kms-secrets:``)."""
+    in_kms = needs_kms(settings.vault)
     return build_store(settings.vault or "", build_gateway(settings, READ_ONLY) if in_kms else None)
 
 
@@ -37,9 +38,7 @@ def list_vault(
     Reads only the vault, unless ``with_aliases`` (one ListAliasesByKeyId per key) or the vault
     itself lives in KMS (``kms-secrets:``)."""
     gateway = (
-        build_gateway(settings, READ_ONLY)
-        if with_aliases or (settings.vault and settings.vault.startswith("kms-secrets:"))
-        else None
+        build_gateway(settings, READ_ONLY) if with_aliases or needs_kms(settings.vault) else None
     )
     store = build_store(settings.vault or "", gateway)
     rows = []

@@ -5,21 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from .factory import build_gateway
-from .kms import READ_ONLY, KmsApiError, KmsGateway
+from .kms import READ_ONLY
 from .settings import Settings
 from .vault import build_store
 from .vault.envelope import parse
 from .vault.registry import needs_kms
-
-
-def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
-    """A key's aliases; None when KMS no longer has the key."""
-    try:
-        return gateway.aliases_of(key_id)
-    except KmsApiError as exc:
-        if exc.code != "Forbidden.KeyNotFound":
-            raise
-        return None
 
 
 def vault_store(settings: Settings):
@@ -41,6 +31,8 @@ def list_vault(
         build_gateway(settings, READ_ONLY) if with_aliases or needs_kms(settings.vault) else None
     )
     store = build_store(settings.vault or "", gateway)
+    if with_aliases:  # only then: listing alone never loads the sweep
+        from .sweep import aliases_or_none
     rows = []
     for key_id in store.list_key_ids():
         data = store.read(key_id)

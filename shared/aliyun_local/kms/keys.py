@@ -17,7 +17,7 @@ from byok_keeper.wrapping import WrappingPrivateKey
 
 from ..clock import iso
 from .errors import invalid_parameter
-from .settings import Settings
+from .settings import FidelitySettings
 
 ENABLED, DISABLED, PENDING_DELETION, PENDING_IMPORT = (
     "Enabled",
@@ -67,7 +67,7 @@ class Key:
             return PENDING_IMPORT
         return DISABLED if self.disabled else ENABLED
 
-    def metadata(self, settings: Settings) -> dict[str, str]:
+    def metadata(self, settings: FidelitySettings) -> dict[str, str]:
         meta = {
             "Arn": self.arn,
             "AutomaticRotation": "Enabled" if self.automatic_rotation else "Disabled",

@@ -50,7 +50,7 @@ from .keys import (
     tag_char,
 )
 from .secrets import SecretStore
-from .settings import Settings
+from .settings import FidelitySettings
 
 __all__ = ["DISABLED", "ENABLED", "PENDING_DELETION", "PENDING_IMPORT", "KmsBackend"]
 
@@ -127,7 +127,7 @@ class KmsBackend:
             self.tokens = {t["token"]: ImportToken.from_state(t) for t in state.get("tokens", [])}
             self.secrets.load_state(state.get("secrets", []))
             self.aliases = dict(state.get("aliases", {}))
-            self.settings = Settings()
+            self.settings = FidelitySettings()
             self.settings.update(state.get("settings", {}))
             self.settings.update(self._startup_settings)  # the command line wins
 
@@ -140,8 +140,8 @@ class KmsBackend:
             self.settings = self._startup()
             self.instances = dict(DEFAULT_INSTANCES)
 
-    def _startup(self) -> Settings:
-        settings = Settings()
+    def _startup(self) -> FidelitySettings:
+        settings = FidelitySettings()
         settings.update(self._startup_settings)
         return settings
 

@@ -48,8 +48,7 @@ def plan_cmd(
     from ..kms import READ_ONLY
     from ..metrics_file import fleet_metrics, recording
     from ..plan import ALERT, DUE
-    from ..status import plan_fleet
-    from ..sweep import decisions_json
+    from ..sweep import decisions_json, plan_fleet
 
     targets = app.fleet_targets(target_names)
     if targets is not None:

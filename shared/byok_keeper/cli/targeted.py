@@ -47,8 +47,7 @@ def plan_targets(
     from ..kms import READ_ONLY
     from ..metrics_file import recording, targets_metrics
     from ..plan import ALERT, DUE
-    from ..status import plan_fleet
-    from ..sweep import decisions_json
+    from ..sweep import decisions_json, plan_fleet
 
     settings = app.settings
     gateways: dict[str, Any] = {}

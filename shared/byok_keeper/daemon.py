@@ -203,11 +203,7 @@ def _sweep(rt: DaemonState, deps: Deps, trigger: str, only: tuple = ()):
     from .sweep import run_sweep
 
     return run_sweep(
-        deps.gateway,
-        deps.require_vault(),
-        policy=deps.policy,
-        concurrency=deps.settings.concurrency,
-        audit=deps.audit,
+        deps,
         trigger=f"daemon-{trigger}",
         actor="daemon",
         log=log.warning,

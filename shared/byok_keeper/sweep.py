@@ -220,7 +220,7 @@ def _static(d: Decision) -> Outcome:
     )
 
 
-def run_sweep(
+def sweep_keys(
     gateway: KmsGateway,
     vault: Vault,
     *,
@@ -288,6 +288,38 @@ def run_sweep(
             audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
     return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats),
                        stopped=str(lost)[:300] if lost is not None else None)  # fmt: skip
+
+
+def run_sweep(
+    deps: Deps,
+    *,
+    trigger: str,
+    actor: str,
+    dry_run: bool = False,
+    scan_account: bool = False,
+    concurrency: int | None = None,
+    log: Callable[..., None] | None = None,
+    applier: Applier | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """One sweep of one ``Deps`` (its gateway, vault, policy and audit log; ``concurrency``
+    default its settings'): what the CLI, FC, the daemon and the fleet loop run."""
+    return sweep_keys(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        dry_run=dry_run,
+        scan_account=scan_account,
+        concurrency=concurrency or deps.settings.concurrency,
+        audit=deps.audit,
+        trigger=trigger,
+        actor=actor,
+        on_outcome=on_outcome,
+        on_progress=on_progress,
+        log=log,
+        applier=applier,
+    )
 
 
 @dataclass(frozen=True)

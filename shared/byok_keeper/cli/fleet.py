@@ -153,13 +153,10 @@ def sweep_cmd(
     log = get_logger("byok_keeper.sweep")
     with recording(metrics_file, fleet_metrics(deps)) as recorder:
         result = run_sweep(
-            deps.gateway,
-            deps.require_vault(),
-            policy=deps.policy,
+            deps,
             dry_run=dry_run,
             scan_account=scan_account,
-            concurrency=concurrency or deps.settings.concurrency,
-            audit=deps.audit,
+            concurrency=concurrency,
             trigger="cli",
             actor=local_actor(),
             on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))

@@ -419,6 +419,7 @@ def enrolled_key_ids(params: dict[str, str], region: str) -> list[str]:
     from byok_keeper.kms import READ_ONLY
     from byok_keeper.settings import load_settings
     from byok_keeper.vault import build_store
+    from byok_keeper.vault.registry import needs_kms
 
     uri = params["VaultUri"]
     try:
@@ -426,7 +427,7 @@ def enrolled_key_ids(params: dict[str, str], region: str) -> list[str]:
             {"vault": uri, "region": region, "kms_endpoint": params["KmsEndpoint"] or None},
             env={},
         )
-        gateway = build_gateway(settings, READ_ONLY) if uri.startswith("kms-secrets:") else None
+        gateway = build_gateway(settings, READ_ONLY) if needs_kms(uri) else None
         return sorted(build_store(uri, gateway).list_key_ids())
     except ByokError as exc:
         raise DeployError(f"--pin-keys: reading the vault {uri}: {exc}") from None

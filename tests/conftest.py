@@ -48,9 +48,9 @@ def hardware_refused(profile: str, spec: str) -> bool:
     """Whether an emulator started with ``profile`` refuses imported ``spec`` material: its
     hardware instance takes no imported asymmetric material (the setting's default and strict
     answer), and some specs live only there."""
-    from aliyun_local.kms.settings import Settings
+    from aliyun_local.kms.settings import FidelitySettings
 
-    accepts = Settings(profile).hardware_accepts_asymmetric_import
+    accepts = FidelitySettings(profile).hardware_accepts_asymmetric_import
     return not accepts and spec in SOFTWARE_STAND_IN
 
 

@@ -1,5 +1,6 @@
 """Sweep schedules, read once for everyone: the planner's longest gap between two sweeps
-(``interval_seconds``), the daemon's and ``report --schedule``'s trigger (``parse_schedule``).
+(``interval_seconds``), the daemon's and ``report --schedule``'s trigger (``parse_schedule``,
+``trigger_for``: APScheduler's, loaded only when a trigger is asked for).
 
 Pure, no I/O. A schedule is one of:
 
@@ -150,3 +151,30 @@ def _cron_gap(fields: list[frozenset[int]]) -> int:
     within = max((b - a for a, b in pairwise(times)), default=0)
     across = max((b - a) * 86400 + times[0] - times[-1] for a, b in pairwise(days))
     return max(within, across)
+
+
+def trigger_for(schedule: str):
+    """The APScheduler trigger of ``--schedule``: a 5-field crontab in UTC (the daemon's own
+    form), or any form ``parse_schedule`` reads (``@every 15m``, ``6h``, FC's 6-field
+    cron, ``CRON_TZ=<zone> <6 fields>``), read by the same function as the sweep interval."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if len(schedule.split()) == 5:
+        try:
+            return CronTrigger.from_crontab(schedule, timezone=timezone.utc)
+        except ValueError as exc:
+            raise InputError(f"invalid --schedule {schedule!r}: {exc}") from None
+    parsed = parse_schedule(schedule, what="invalid --schedule")
+    if parsed.fields is None:
+        return IntervalTrigger(seconds=parsed.every_seconds, timezone=timezone.utc)
+    names = ("second", "minute", "hour", "day", "month", "day_of_week")
+    # FC counts weekdays from Sunday (0); APScheduler from Monday (0).
+    sec, minute, hour, day, month, dow = parsed.fields
+    fields = (sec, minute, hour, day, month, frozenset((d - 1) % 7 for d in dow))
+    full = (60, 60, 24, 31, 12, 7)
+    spec = {
+        n: "*" if len(f) == size else ",".join(map(str, sorted(f)))
+        for n, f, size in zip(names, fields, full, strict=True)
+    }
+    return CronTrigger(**spec, timezone=parsed.zone)

@@ -110,36 +110,6 @@ def check_state_dir(state_dir: Path) -> None:
             )
 
 
-def trigger_for(schedule: str):
-    """The APScheduler trigger of ``--schedule``: a 5-field crontab in UTC (the daemon's own
-    form), or any form ``cadence.parse_schedule`` reads (``@every 15m``, ``6h``, FC's 6-field
-    cron, ``CRON_TZ=<zone> <6 fields>``), read by the same function as the sweep interval."""
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    from .cadence import parse_schedule
-    from .errors import InputError
-
-    if len(schedule.split()) == 5:
-        try:
-            return CronTrigger.from_crontab(schedule, timezone=timezone.utc)
-        except ValueError as exc:
-            raise InputError(f"invalid --schedule {schedule!r}: {exc}") from None
-    parsed = parse_schedule(schedule, what="invalid --schedule")
-    if parsed.fields is None:
-        return IntervalTrigger(seconds=parsed.every_seconds, timezone=timezone.utc)
-    names = ("second", "minute", "hour", "day", "month", "day_of_week")
-    # FC counts weekdays from Sunday (0); APScheduler from Monday (0).
-    sec, minute, hour, day, month, dow = parsed.fields
-    fields = (sec, minute, hour, day, month, frozenset((d - 1) % 7 for d in dow))
-    full = (60, 60, 24, 31, 12, 7)
-    spec = {
-        n: "*" if len(f) == size else ",".join(map(str, sorted(f)))
-        for n, f, size in zip(names, fields, full, strict=True)
-    }
-    return CronTrigger(**spec, timezone=parsed.zone)
-
-
 def write_health(path: Path | None, payload: dict[str, Any]) -> None:
     if path is None:
         return
@@ -233,11 +203,7 @@ def _sweep(rt: DaemonState, deps: Deps, trigger: str, only: tuple = ()):
     from .sweep import run_sweep
 
     return run_sweep(
-        deps.gateway,
-        deps.require_vault(),
-        policy=deps.policy,
-        concurrency=deps.settings.concurrency,
-        audit=deps.audit,
+        deps,
         trigger=f"daemon-{trigger}",
         actor="daemon",
         log=log.warning,
@@ -358,6 +324,8 @@ def run_daemon(
     from .metrics_file import with_metrics_exit
 
     disable_core_dumps()
+    from .cadence import trigger_for
+
     trigger = trigger_for(schedule)
     if once and metrics_addr:
         msg = "--metrics-addr serves a running daemon; one run (--once) writes its metrics"

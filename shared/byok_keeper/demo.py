@@ -37,7 +37,7 @@ from .material import generate_material
 from .plan import HOLD_TAG, Policy, plan
 from .render import expiry, table
 from .specs import HARDWARE_ONLY
-from .sweep import discover, run_sweep
+from .sweep import discover, sweep_keys
 from .vault import FileStore, LocalKeySealer, Vault
 from .vault.sealers import new_seal_key_file
 
@@ -108,7 +108,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         _show_plan(enroller.with_allowlist(SWEEP), vault, policy, spec_of, echo)
 
         echo("\n4. byok-keeper sweep")
-        result = run_sweep(sweeper, vault, policy=policy, trigger="demo", actor="demo")
+        result = sweep_keys(sweeper, vault, policy=policy, trigger="demo", actor="demo")
         echo(_outcomes_table(result.outcomes, spec_of))
 
         echo("\n5. before / after (the emulator's own view)")
@@ -116,7 +116,7 @@ def run_demo(echo: Callable[[str], None] = print, keep: str | None = None) -> in
         echo(_before_after(keys, fingerprints, before, after))
 
         problems = _problems(keys, fingerprints, before, after, held_before)
-        second = run_sweep(sweeper, vault, policy=policy, trigger="demo", actor="demo")
+        second = sweep_keys(sweeper, vault, policy=policy, trigger="demo", actor="demo")
         if any(o.outcome in ("restored", "renewed", "failed") for o in second.outcomes):
             problems.append("a second sweep still found work to do")
 

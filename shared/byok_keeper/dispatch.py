@@ -241,13 +241,9 @@ def dispatch_sweep(
     applier = None if inline else fc_async_applier(deps, context_request_id, target_name, fc_client)
     log = get_logger("byok_keeper.sweep")  # clock_skew, kms_access_lost: as the CLI logs them
     result = run_sweep(
-        deps.gateway,
-        deps.require_vault(),
-        policy=deps.policy,
+        deps,
         dry_run=options["dry_run"],
         scan_account=options["scan_account"],
-        concurrency=settings.concurrency,
-        audit=deps.audit,
         trigger="fc-timer",
         actor=context_request_id or "fc",
         applier=applier,

@@ -2,8 +2,9 @@
 settings file whose ``[[targets]]`` it covers.
 
 * The sweep function, on its timer: with at most ``INLINE_TARGETS_MAX`` targets it sweeps them
-  itself, in parallel, each target's due keys applied per ``BYOK_DISPATCH`` (inline, or one
-  async ``reimport`` invocation per key whose event carries ``"target"``). With more targets it
+  itself, in parallel (the one fleet loop, ``fleet_sweep.sweep_fleet``), each target's due keys
+  applied per ``BYOK_DISPATCH`` (inline, or one async ``reimport`` invocation per key whose
+  event carries ``"target"``). With more targets it
   fans out: one async invocation of itself per target (timer payload ``{"target": NAME}``), so
   one invocation's timeout bounds one target's sweep, not the fleet's.
 * The reimport function acts in the target its event names (none: the deployment's own
@@ -27,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .errors import ByokError
-from .multi import run_targets
+from .fleet_sweep import sweep_fleet
 from .targets import Target, load_targets, select
 
 INLINE_TARGETS_MAX = 2  # more targets than this: one async sweep invocation per target
@@ -95,13 +96,11 @@ def sweep_targets(
     inline = cache.settings.dispatch == "inline" or options["dry_run"]
     fc_client = None if inline else _fc_client(cache, context)
 
-    def work(target: Target) -> dict:
-        try:
-            deps = cache.get(target)
-        except BaseException:  # no Deps, no run: its one metrics line still says so (SLS)
-            where = {"region": target.region, "account_id": target.account_id}
-            bare_line(datetime.now(timezone.utc), "error", **where, target=target.name)
-            raise
+    def no_deps(target: Target) -> None:  # no Deps, no run: its one metrics line says so (SLS)
+        where = {"region": target.region, "account_id": target.account_id}
+        bare_line(datetime.now(timezone.utc), "error", **where, target=target.name)
+
+    def sweep_one(target: Target, deps: Any) -> dict:
         where = {"region": deps.region, "account_id": deps.account_id, "target": target.name}
         with run_line(deps.gateway, **where) as m:
             return dispatch_sweep(
@@ -113,7 +112,8 @@ def sweep_targets(
                 fc_client=fc_client,
             )
 
-    runs = run_targets(chosen, work, concurrency=cache.settings.concurrency)
+    concurrency = cache.settings.concurrency
+    runs = sweep_fleet(chosen, cache.get, sweep_one, concurrency=concurrency, on_no_deps=no_deps)
     answers = {r.target.name: r.value if r.ok else {"ok": False, "error": r.error} for r in runs}
     return {"ok": all(a["ok"] for a in answers.values()), "targets": answers}
 

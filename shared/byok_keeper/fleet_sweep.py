@@ -1,7 +1,11 @@
-"""One sweep over every target, for the unattended entrypoints (the daemon, FC's sweep function
-with few targets): each target's ``Deps`` kept while it works (``TargetDepsCache``), the
-targets swept in parallel (``multi.run_targets``), and one merged ``SweepResult`` for the health
-file, metrics and renewal jobs beside each target's own status."""
+"""The one fleet loop: every target swept in parallel under one bound (``multi.run_targets``),
+each with its own ``Deps`` and its failure its own (``sweep_fleet``). Its users differ only in
+what they pass: where a target's ``Deps`` come from (built per run by the CLI, kept per target by
+the daemon and FC: ``TargetDepsCache``), what one target's sweep is (``sweeper``: ``run_sweep``
+with each log line naming the target; FC's adds its metrics line and dispatch) and what happens
+when a target's ``Deps`` cannot be built (FC logs its metrics line). ``sweep_all`` is the
+daemon's: one merged ``SweepResult`` for the health file, metrics and renewal jobs beside each
+target's own status."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from .kms import SWEEP
 from .multi import TargetRun, run_targets, target_deps
@@ -17,6 +21,8 @@ from .runtime import Deps
 from .settings import Settings
 from .sweep import SweepResult, run_sweep
 from .targets import Target
+
+T = TypeVar("T")
 
 
 class TargetDepsCache:
@@ -62,6 +68,57 @@ def merge(runs: Sequence[TargetRun[SweepResult]]) -> SweepResult:
     )
 
 
+def sweeper(
+    *,
+    trigger: str,
+    actor: str,
+    dry_run: bool = False,
+    scan_account: bool = False,
+    concurrency: int | None = None,
+    log: Callable[..., Any] | None = None,
+) -> Callable[[Target, Deps], SweepResult]:
+    """One target's sweep: ``run_sweep`` of its ``Deps``, each line it logs (``clock_skew``,
+    ``kms_access_lost``) naming the target (``target``)."""
+
+    def sweep_one(target: Target, deps: Deps) -> SweepResult:
+        return run_sweep(
+            deps,
+            dry_run=dry_run,
+            scan_account=scan_account,
+            concurrency=concurrency,
+            trigger=trigger,
+            actor=actor,
+            log=None if log is None else functools.partial(log, target=target.name),
+        )
+
+    return sweep_one
+
+
+def sweep_fleet(
+    targets: Sequence[Target],
+    deps_for: Callable[[Target], Deps],
+    sweep_one: Callable[[Target, Deps], T],
+    *,
+    concurrency: int,
+    on_no_deps: Callable[[Target], None] | None = None,
+) -> list[TargetRun[T]]:
+    """``sweep_one(target, deps_for(target))`` for every target, in parallel (``concurrency``
+    bounds the targets at once, ``multi.parallel_targets``), in the targets' order; a target
+    that fails -- its ``Deps`` (then ``on_no_deps(target)`` first) or its sweep -- is its own
+    failed run and never stops the others."""
+
+    def work(target: Target) -> T:
+        try:
+            deps = deps_for(target)
+        except BaseException:
+            if on_no_deps is not None:
+                on_no_deps(target)
+            raise
+        return sweep_one(target, deps)
+
+    return run_targets(targets, work, concurrency=concurrency)
+
+
 def sweep_all(
     cache: TargetDepsCache,
     targets: Sequence[Target],
@@ -70,22 +127,9 @@ def sweep_all(
     actor: str,
     log: Callable[..., Any] | None = None,
 ) -> tuple[SweepResult, list[TargetRun[SweepResult]]]:
-    """Sweep every target in parallel; a target that fails is its own failed run. Each line a
-    target's sweep logs (``clock_skew``, ``kms_access_lost``) names it (``target``)."""
-    settings = cache.settings
-
-    def work(target: Target) -> SweepResult:
-        deps = cache.get(target)
-        return run_sweep(
-            deps.gateway,
-            deps.require_vault(),
-            policy=deps.policy,
-            concurrency=settings.concurrency,
-            audit=deps.audit,
-            trigger=trigger,
-            actor=actor,
-            log=None if log is None else functools.partial(log, target=target.name),
-        )
-
-    runs = run_targets(targets, work, concurrency=settings.concurrency)
+    """The daemon's sweep of every target (``sweep_fleet``, ``Deps`` from ``cache``), and the
+    runs merged into one result."""
+    concurrency = cache.settings.concurrency
+    sweep_one = sweeper(trigger=trigger, actor=actor, concurrency=concurrency, log=log)
+    runs = sweep_fleet(targets, cache.get, sweep_one, concurrency=concurrency)
     return merge(runs), runs

@@ -5,26 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from .factory import build_gateway
-from .kms import READ_ONLY, KmsApiError, KmsGateway
+from .kms import READ_ONLY
 from .settings import Settings
 from .vault import build_store
 from .vault.envelope import parse
-
-
-def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
-    """A key's aliases; None when KMS no longer has the key."""
-    try:
-        return gateway.aliases_of(key_id)
-    except KmsApiError as exc:
-        if exc.code != "Forbidden.KeyNotFound":
-            raise
-        return None
+from .vault.registry import needs_kms
 
 
 def vault_store(settings: Settings):
     """The configured vault's store, to read or move envelopes without unsealing anything (no
-    seal key needed); a KMS gateway only for a ``kms-secrets:`` vault."""
-    in_kms = bool(settings.vault and settings.vault.startswith("kms-secrets:"))
+    seal key needed); a KMS gateway only for a vault that lives in KMS (``kms-secrets:``)."""
+    in_kms = needs_kms(settings.vault)
     return build_store(settings.vault or "", build_gateway(settings, READ_ONLY) if in_kms else None)
 
 
@@ -37,11 +28,11 @@ def list_vault(
     Reads only the vault, unless ``with_aliases`` (one ListAliasesByKeyId per key) or the vault
     itself lives in KMS (``kms-secrets:``)."""
     gateway = (
-        build_gateway(settings, READ_ONLY)
-        if with_aliases or (settings.vault and settings.vault.startswith("kms-secrets:"))
-        else None
+        build_gateway(settings, READ_ONLY) if with_aliases or needs_kms(settings.vault) else None
     )
     store = build_store(settings.vault or "", gateway)
+    if with_aliases:  # only then: listing alone never loads the sweep
+        from .sweep import aliases_or_none
     rows = []
     for key_id in store.list_key_ids():
         data = store.read(key_id)

@@ -23,6 +23,7 @@ from .runtime import Deps, build_deps
 from .settings import Settings
 from .targets import Target, target_settings
 from .vault import Vault
+from .vault.registry import store_is_shared
 
 if TYPE_CHECKING:
     from .sts import AssumedRoleProvider
@@ -97,8 +98,9 @@ def target_deps(
     with_vault: bool = True,
 ) -> Deps:
     """``Deps`` for one target: its settings, its credential, its own budget. On the global
-    file vault (the target names none of its own) it sees only its account's and region's
-    keys; a ``kms-secrets://`` vault lives in each target's own KMS, so it is never shared."""
+    file vault, or any store the registry calls ``shared`` (the target names none of its own),
+    it sees only its account's and region's keys; a ``kms-secrets://`` vault lives in each
+    target's own KMS, so it is never shared."""
     signing, renewal = target_signing(settings, target, credential)
     deps = build_deps(
         target_settings(settings, target),
@@ -109,7 +111,7 @@ def target_deps(
         account_id=target.account_id,
         renewal=renewal,
     )
-    if deps.vault is not None and not target.vault and deps.vault.uri.startswith("file:"):
+    if deps.vault is not None and not target.vault and store_is_shared(deps.vault.uri):
         deps = dataclasses.replace(deps, vault=TargetVault(deps.vault, target))
     return dataclasses.replace(deps, audit=TargetAudit(deps.settings.audit_file, target.name))
 

@@ -88,8 +88,8 @@ DAEMON_SCHEDULE = "*/15 * * * *"
 
 def report_schedule(given: str | None, sweep_interval: str) -> tuple[str, str]:
     """The schedule the next-sweep line follows, and where it came from: ``--schedule``, else
-    the sweep interval setting (an FC deployment's timer cron, or a duration: ``trigger_for``
-    reads every form the setting takes), else the daemon's default."""
+    the sweep interval setting (an FC deployment's timer cron, or a duration:
+    ``cadence.trigger_for`` reads every form the setting takes), else the daemon's default."""
     if given:
         return given, "--schedule"
     if sweep_interval:
@@ -110,9 +110,9 @@ def build_report(
     schedule_source: str = "",
 ) -> Fleet:
     """Discover every key with its tags (holds show however far from expiry), plan, and find
-    the next sweep of ``schedule`` (the daemon's syntax: ``daemon.trigger_for``;
+    the next sweep of ``schedule`` (the daemon's syntax: ``cadence.trigger_for``;
     ``schedule_source`` says where it came from, for the page). Changes nothing."""
-    from .daemon import trigger_for
+    from .cadence import trigger_for
     from .plan import plan
     from .sweep import discover
 

@@ -98,14 +98,22 @@ def local_actor() -> str:
         return "unknown"
 
 
+def _sealer_values(settings: Settings) -> tuple[tuple[str, str | None], ...]:
+    """The sealer settings and their values (``vault.registry.needs_kms`` reads them)."""
+    from .vault.registry import sealer_settings
+
+    return tuple((b.setting, getattr(settings, b.setting)) for b in sealer_settings() if b.setting)
+
+
 def build_offline_vault(settings: Settings) -> Vault:
     """The vault for offline work (break-glass ``wrap``): KMS is reached, read-only, only when
     the vault itself or its seal lives there; a file vault with a local seal key needs none."""
     from .kms import READ_ONLY
     from .vault import build_sealer, build_store
+    from .vault.registry import needs_kms
 
     gateway = None
-    if (settings.vault or "").startswith("kms-secrets:") or settings.seal_kms_key_id:
+    if needs_kms(settings.vault, *_sealer_values(settings)):
         gateway = build_gateway(settings, READ_ONLY)  # the vault itself lives in KMS
     return Vault(
         build_store(settings.vault or "", gateway),
@@ -130,13 +138,15 @@ def build_reseal(
     vault, its sealer or the target lives there."""
     from .kms import RESEAL
     from .vault import build_sealer, build_store
+    from .vault.registry import needs_kms
 
+    to = (
+        ("seal_key_file", to_seal_key_file),
+        ("seal_kms_key_id", to_seal_kms_key_id),
+        ("seal_pkcs11", to_seal_pkcs11),
+    )
     gateway = None
-    if (
-        (settings.vault or "").startswith("kms-secrets:")
-        or settings.seal_kms_key_id
-        or to_seal_kms_key_id
-    ):
+    if needs_kms(settings.vault, *_sealer_values(settings), *to):
         gateway = build_gateway(settings, RESEAL)
     try:
         target = build_sealer(

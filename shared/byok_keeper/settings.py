@@ -224,10 +224,10 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"output must be one of {', '.join(OUTPUTS)}, not {value!r}")
     if name.endswith("_endpoint"):
         check_endpoint(value, name)
-    if name == "seal_pkcs11":
-        from .vault.pkcs11_uri import parse_uri
+    if name.startswith("seal_"):
+        from .vault.registry import check_setting
 
-        parse_uri(value)  # refuses pin-value, a relative or writable module, before any use
+        check_setting(name, value)  # pkcs11: refuses pin-value, a relative or writable module
     if name == "renew_before":
         try:
             if parse_lease(value).never:

@@ -1,19 +1,16 @@
-"""Facts for on-call, changing nothing: one key's full status (``byok-keeper status``) and the
-fleet's plan with what it could not read (``byok-keeper plan``)."""
+"""Facts for on-call, changing nothing: one key's full status (``byok-keeper status``). The
+fleet's plan (``byok-keeper plan``) is ``sweep.plan_fleet``, beside the sweep it previews."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from .domain import format_kms_time
-from .errors import ByokError, ExecutionError
-from .inventory import aliases_or_none
+from .errors import ExecutionError
 from .kms import KmsApiError
-from .plan import Decision, EnvelopeFacts, KeyFacts, decide, plan
+from .plan import EnvelopeFacts, KeyFacts, decide
 from .runtime import Deps
-from .sweep import discover
 
 
 def _time(v: Any) -> str:
@@ -72,32 +69,3 @@ def key_status(deps: Deps, key_id: str) -> dict[str, Any]:
         "decision": decision.decision,
         "reason": decision.reason,
     }
-
-
-@dataclass(frozen=True)
-class FleetPlan:
-    decisions: list[Decision]
-    errors: list[tuple[str, ByokError]]
-    aliases: dict[str, list[str] | None]  # filled only when asked for
-
-
-def plan_fleet(
-    deps: Deps,
-    *,
-    scan_account: bool = False,
-    with_aliases: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> FleetPlan:
-    """What a sweep would do for every enrolled key (all details read: tags, holds)."""
-    facts, errors = discover(
-        deps.gateway,
-        deps.require_vault(),
-        policy=deps.policy,
-        details="all",
-        scan_account=scan_account,
-        concurrency=deps.settings.concurrency,
-        on_progress=on_progress,
-    )
-    decisions = plan(facts, deps.gateway.now(), deps.policy)
-    aliases = {d.key_id: aliases_or_none(deps.gateway, d.key_id) for d in decisions if with_aliases}
-    return FleetPlan(decisions, errors, aliases)

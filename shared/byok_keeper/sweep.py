@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .audit import AuditLog
 from .errors import ByokError
@@ -37,6 +37,9 @@ from .plan import (
 )
 from .reestablish import FAILED, HELD, NOT_ATTEMPTED, SKIPPED, Outcome, reestablish
 from .vault import Vault
+
+if TYPE_CHECKING:
+    from .runtime import Deps
 
 CLOCK_SKEW_WARNING_SECONDS = 60
 
@@ -217,7 +220,7 @@ def _static(d: Decision) -> Outcome:
     )
 
 
-def run_sweep(
+def sweep_keys(
     gateway: KmsGateway,
     vault: Vault,
     *,
@@ -285,6 +288,78 @@ def run_sweep(
             audit.event("key", trigger=trigger, actor=actor, dry_run=dry_run, **o.to_json())
     return SweepResult(now, tuple(decisions), tuple(outcomes), dry_run, dict(gateway.stats),
                        stopped=str(lost)[:300] if lost is not None else None)  # fmt: skip
+
+
+def run_sweep(
+    deps: Deps,
+    *,
+    trigger: str,
+    actor: str,
+    dry_run: bool = False,
+    scan_account: bool = False,
+    concurrency: int | None = None,
+    log: Callable[..., None] | None = None,
+    applier: Applier | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """One sweep of one ``Deps`` (its gateway, vault, policy and audit log; ``concurrency``
+    default its settings'): what the CLI, FC, the daemon and the fleet loop run."""
+    return sweep_keys(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        dry_run=dry_run,
+        scan_account=scan_account,
+        concurrency=concurrency or deps.settings.concurrency,
+        audit=deps.audit,
+        trigger=trigger,
+        actor=actor,
+        on_outcome=on_outcome,
+        on_progress=on_progress,
+        log=log,
+        applier=applier,
+    )
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    decisions: list[Decision]
+    errors: list[tuple[str, ByokError]]
+    aliases: dict[str, list[str] | None]  # filled only when asked for
+
+
+def aliases_or_none(gateway: KmsGateway, key_id: str) -> list[str] | None:
+    """A key's aliases; None when KMS no longer has the key."""
+    try:
+        return gateway.aliases_of(key_id)
+    except KmsApiError as exc:
+        if exc.code != "Forbidden.KeyNotFound":
+            raise
+        return None
+
+
+def plan_fleet(
+    deps: Deps,
+    *,
+    scan_account: bool = False,
+    with_aliases: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FleetPlan:
+    """What a sweep would do for every enrolled key (all details read: tags, holds); changes
+    nothing (``byok-keeper plan``)."""
+    facts, errors = discover(
+        deps.gateway,
+        deps.require_vault(),
+        policy=deps.policy,
+        details="all",
+        scan_account=scan_account,
+        concurrency=deps.settings.concurrency,
+        on_progress=on_progress,
+    )
+    decisions = plan(facts, deps.gateway.now(), deps.policy)
+    aliases = {d.key_id: aliases_or_none(deps.gateway, d.key_id) for d in decisions if with_aliases}
+    return FleetPlan(decisions, errors, aliases)
 
 
 def _warn_cadence(

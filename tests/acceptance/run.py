@@ -17,7 +17,7 @@ from typing import Any
 
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.kms import ENROLL, HOLD, SWEEP, KmsGateway, build_client
+from byok_keeper.kms import ENROLL, HOLD_ACTIONS, SWEEP, KmsGateway, build_client
 from byok_keeper.specs import KEY_SPECS
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
@@ -106,7 +106,7 @@ def run_acceptance(
             client,
             gateway.with_allowlist(ENROLL),
             gateway.with_allowlist(SWEEP),
-            gateway.with_allowlist(HOLD),
+            gateway.with_allowlist(HOLD_ACTIONS),
             vault,
             report,
             wait,

@@ -14,7 +14,7 @@ from byok_keeper.kms import FORBIDDEN, SWEEP
 from byok_keeper.material import generate_material
 from byok_keeper.plan import HOLD_TAG, Policy
 from byok_keeper.reestablish import reestablish
-from byok_keeper.sweep import run_sweep
+from byok_keeper.sweep import sweep_keys
 from tests.functional.conftest import build_world, enroll_key
 
 # Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
@@ -46,7 +46,7 @@ def test_sweep_restores_deleted_and_expired_and_renews(world):
     emulator.emulator.kms.delete_key_material(deleted)
     emulator.advance_clock(8 * 86400)
     emulator.emulator.calls.clear()
-    result = run_sweep(sweeper, vault)
+    result = sweep_keys(sweeper, vault)
     by_key = {o.key_id: o for o in result.outcomes}
     assert (
         by_key[deleted].outcome,
@@ -73,7 +73,7 @@ def test_sweep_restores_deleted_and_expired_and_renews(world):
             and c["action"] not in ("AsymmetricSign", "AsymmetricDecrypt", "AsymmetricEncrypt")
         ]
         assert len(calls) <= 8 and calls.count("ListResourceTags") == 2, calls
-    second = run_sweep(sweeper, vault)
+    second = sweep_keys(sweeper, vault)
     assert {o.outcome for o in second.outcomes} == {"ok"}
 
 
@@ -112,7 +112,7 @@ def test_vault_holding_other_material_is_refused_and_nothing_is_imported(world):
     emulator.emulator.kms.delete_key_material(pending)
     emulator.advance_clock(8 * 86400)
     before = {k: len(_imports(emulator, k)) for k in (pending, enabled)}
-    result = run_sweep(sweeper, vault)
+    result = sweep_keys(sweeper, vault)
     outcomes = {o.key_id: o for o in result.outcomes}
     for key_id in (pending, enabled):
         assert outcomes[key_id].outcome == "failed"
@@ -133,7 +133,7 @@ def test_incomplete_enrollment_is_an_alert_not_an_import(world):
     (vault.store.directory / f"{key_id}.json").unlink()
     vault.put(replace(envelope.header, first_imported_at=None), material)
     emulator.emulator.kms.delete_key_material(key_id)
-    result = run_sweep(sweeper, vault)
+    result = sweep_keys(sweeper, vault)
     (outcome,) = result.outcomes
     assert (outcome.decision, outcome.outcome) == ("ALERT", "alert")
     assert emulator.key_view(key_id)["state"] == "PendingImport"
@@ -145,7 +145,7 @@ def test_scan_account_alerts_on_external_keys_without_envelope(world, kms):
     _emulator, vault, _, sweeper = world
     _enroll(world)
     orphan = create_external_key(kms, "RSA_2048")
-    result = run_sweep(sweeper, vault, scan_account=True, dry_run=True)
+    result = sweep_keys(sweeper, vault, scan_account=True, dry_run=True)
     outcome = next(o for o in result.outcomes if o.key_id == orphan)
     assert outcome.decision == "ALERT" and "nobody can restore it" in outcome.reason
 
@@ -154,7 +154,7 @@ def test_dry_run_imports_nothing(world):
     emulator, vault, _, sweeper = world
     key_id, _ = _enroll(world)
     emulator.emulator.kms.delete_key_material(key_id)
-    result = run_sweep(sweeper, vault, dry_run=True)
+    result = sweep_keys(sweeper, vault, dry_run=True)
     assert [o.outcome for o in result.outcomes] == ["dry-run"]
     assert emulator.key_view(key_id)["state"] == "PendingImport"
 
@@ -164,7 +164,7 @@ def test_kms_clock_is_used_and_skew_is_logged(world):
     _key_id, _ = _enroll(world, lease="14d")
     emulator.advance_clock(8 * 86400)  # the local clock is now 8 days behind KMS
     logged = []
-    result = run_sweep(sweeper, vault, log=lambda event, **kw: logged.append((event, kw)))
+    result = sweep_keys(sweeper, vault, log=lambda event, **kw: logged.append((event, kw)))
     assert [o.outcome for o in result.outcomes] == ["renewed"]
     assert logged and logged[0][0] == "clock_skew"
     assert abs(logged[0][1]["skew_seconds"] - 8 * 86400) < 5
@@ -180,7 +180,7 @@ def test_one_canonical_line_per_key_and_no_material_in_logs(world, tmp_path):
         emulator.emulator.kms.delete_key_material(key_id)
     audit_path = tmp_path / "audit.jsonl"
     with capture_logs() as logs:
-        run_sweep(sweeper, vault, audit=AuditLog(audit_path), trigger="test", actor="pytest")
+        sweep_keys(sweeper, vault, audit=AuditLog(audit_path), trigger="test", actor="pytest")
     lines = [e for e in logs if e["event"] == "key"]
     assert sorted(e["key_id"] for e in lines) == sorted(k for k, _ in keys)
     for e in lines:
@@ -212,8 +212,8 @@ def test_renewal_window_policy_changes_the_plan(world):
     emulator, vault, _, sweeper = world
     _enroll(world, lease="30d")
     emulator.advance_clock(16 * 86400)  # 14 days left
-    assert [o.outcome for o in run_sweep(sweeper, vault).outcomes] == ["ok"]
-    result = run_sweep(sweeper, vault, policy=Policy(renew_before=timedelta(days=14)))
+    assert [o.outcome for o in sweep_keys(sweeper, vault).outcomes] == ["ok"]
+    result = sweep_keys(sweeper, vault, policy=Policy(renew_before=timedelta(days=14)))
     assert [o.outcome for o in result.outcomes] == ["renewed"]
 
 

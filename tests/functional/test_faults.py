@@ -18,7 +18,7 @@ from byok_keeper.kms import ClockSkewError, RetryPolicy
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.reestablish import reestablish
-from byok_keeper.sweep import run_sweep
+from byok_keeper.sweep import sweep_keys
 from tests.figures import observe, record
 from tests.functional.conftest import build_world, create_request, enroll_key, skew_local_clock
 
@@ -74,7 +74,7 @@ def _due_key(world, action):
 def _run(path, world, key_id):
     _emulator, vault, _, sweeper = world
     if path == "sweep":
-        result = run_sweep(sweeper, vault)
+        result = sweep_keys(sweeper, vault)
         return next(o for o in result.outcomes if o.key_id == key_id)
     return reestablish(sweeper, vault, key_id)  # what `byok-keeper reimport` runs
 
@@ -220,7 +220,7 @@ def test_a_local_clock_hours_off_stops_the_run_with_one_reason(world, mocker, ho
     emulator.emulator.calls.clear()
     skew_local_clock(mocker, hours * 3600)
     with pytest.raises(ClockSkewError) as caught:
-        run_sweep(sweeper, vault)
+        sweep_keys(sweeper, vault)
     message = str(caught.value)
     assert "InvalidTimeStamp.Expired" in message and "time synchronisation" in message
     assert "\n" not in message and caught.value.exit_code == 2
@@ -317,7 +317,7 @@ def test_one_fault_at_each_vault_step_of_a_sweep(secrets_world, action, code):
     key_id, material = enroll_key((emulator, vault_for(enroller), enroller, sweeper))
     emulator.emulator.kms.delete_key_material(key_id)
     emulator.set_faults(fail_next={action: [code]}, hang_ms=HANG_MS)
-    result = run_sweep(sweeper, vault_for(sweeper))
+    result = sweep_keys(sweeper, vault_for(sweeper))
     (outcome,) = result.outcomes
     fired = _fault(emulator, key_id, material, code, path="sweep (kms-secrets vault)",
                    action=action, persistent=False, first_run=outcome.outcome,
@@ -362,7 +362,7 @@ def test_kms_access_lost_mid_apply_stops_the_run_with_one_reason(world):
     emulator.emulator.calls.clear()
     emulator.set_faults(fail_next={"GetParametersForImport": ["InvalidTimeStamp.Expired"]})
     logged = []
-    result = run_sweep(sweeper, vault, concurrency=1, log=lambda e, **kw: logged.append((e, kw)))
+    result = sweep_keys(sweeper, vault, concurrency=1, log=lambda e, **kw: logged.append((e, kw)))
     by_outcome = sorted((o.outcome, o.error_code) for o in result.outcomes)
     assert by_outcome == [("failed", "ClockSkewError")] + [("skipped", "ClockSkewError")] * 2
     skipped = [o for o in result.outcomes if o.outcome == "skipped"]
@@ -373,7 +373,7 @@ def test_kms_access_lost_mid_apply_stops_the_run_with_one_reason(world):
     assert [c["action"] for c in emulator.calls()].count("DescribeKey") == 4
     assert [e for e, _ in logged if e == "kms_access_lost"] == ["kms_access_lost"]
     assert {emulator.key_view(k)["state"] for k in keys} == {"PendingImport"}
-    again = run_sweep(sweeper, vault)  # the next run restores them all
+    again = sweep_keys(sweeper, vault)  # the next run restores them all
     assert again.summary() == {"restored": 3}
 
 
@@ -388,7 +388,7 @@ def test_a_renewal_not_attempted_after_kms_access_was_lost_counts_toward_the_fir
         enroll_key(world, lease="14d")
     emulator.advance_clock(8 * 86400)  # both inside their renewal window
     emulator.set_faults(fail_next={"GetPublicKey": ["InvalidTimeStamp.Expired"]})
-    result = run_sweep(sweeper, vault, concurrency=1)
+    result = sweep_keys(sweeper, vault, concurrency=1)
     assert result.summary() == {"failed": 1, "skipped": 1}
     (left,) = [o for o in result.outcomes if o.not_attempted]
     assert left.error_code == "ClockSkewError" and left.decision == "RENEW"

@@ -16,7 +16,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingExcep
 
 from byok_keeper.enroll import enroll
 from byok_keeper.errors import InputError
-from byok_keeper.kms import ENROLL, HOLD, READ_ONLY, SWEEP, KmsApiError, RequestBudget
+from byok_keeper.kms import ENROLL, HOLD_ACTIONS, READ_ONLY, SWEEP, KmsApiError, RequestBudget
 from byok_keeper.lease import parse_lease
 from byok_keeper.material import generate_material
 from byok_keeper.reestablish import reestablish
@@ -236,7 +236,7 @@ def test_tags_on_a_pending_deletion_key_are_refused(emulator, kms):
 
 
 def test_the_agent_refuses_a_bad_tag_before_calling_kms(emulator, kms):
-    gateway = make_gateway(emulator, HOLD)
+    gateway = make_gateway(emulator, HOLD_ACTIONS)
     with pytest.raises(InputError, match="tag rule"):
         gateway.tag_key("key-x", {"byok-keeper:hold": "INC-1, compromised"})
     assert emulator.calls() == []

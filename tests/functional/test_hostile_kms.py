@@ -18,7 +18,7 @@ from aliyun_local.clock import iso
 from byok_keeper.lease import parse_lease
 from byok_keeper.plan import HOLD_TAG, LEASE_TAG
 from byok_keeper.reestablish import reestablish
-from byok_keeper.sweep import run_sweep
+from byok_keeper.sweep import sweep_keys
 from byok_keeper.vault import Vault
 from byok_keeper.verify import verify_key
 from tests.functional.conftest import build_world, enroll_key, hardware_takes_imports
@@ -309,7 +309,7 @@ def test_an_unreadable_envelope_fails_that_key_and_the_sweep_goes_on(world):
     for key_id in (broken, fine):
         emulator.emulator.kms.delete_key_material(key_id)
     (vault.store.directory / f"{broken}.json").write_text("{not json")
-    result = run_sweep(sweeper, vault)
+    result = sweep_keys(sweeper, vault)
     outcomes = {o.key_id: o for o in result.outcomes}
     assert outcomes[broken].outcome == "failed"
     assert outcomes[fine].outcome == "restored"

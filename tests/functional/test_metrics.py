@@ -26,7 +26,7 @@ from byok_keeper.metrics import (
 )
 from byok_keeper.plan import DECISIONS
 from byok_keeper.reestablish import FAILED
-from byok_keeper.sweep import run_sweep
+from byok_keeper.sweep import sweep_keys
 from tests.functional import sls_rules
 from tests.functional.conftest import build_world, enroll_key, fc_context, skew_local_clock
 
@@ -69,7 +69,7 @@ def fleet(emulator, tmp_path):
 def test_metrics_from_a_real_sweep(fleet, emulator):
     (_, vault, _, sweeper), ids = fleet
     metrics = FleetMetrics(sweeper, region="cn-hangzhou", account_id="1234567890123456")
-    result = run_sweep(sweeper, vault)
+    result = sweep_keys(sweeper, vault)
     metrics.observe(fleet_figures(result.decisions, result.outcomes, now=result.now))
     got = scrape(metrics)
 
@@ -112,13 +112,13 @@ def test_metrics_from_a_real_sweep(fleet, emulator):
 def test_failures_accumulate_and_an_unrenewable_key_moves_the_first_lapse(fleet, emulator):
     (_, vault, _, sweeper), ids = fleet
     metrics = FleetMetrics(sweeper, region="cn-hangzhou")
-    first = run_sweep(sweeper, vault)
+    first = sweep_keys(sweeper, vault)
     metrics.observe(fleet_figures(first.decisions, first.outcomes, now=first.now))
     # Five days later the held key has lapsed (no material: nothing left to lose) and the
     # 8-day key is due again; its renewal is refused, so it is the next to lapse.
     emulator.advance_clock(5 * DAY)
     emulator.set_faults(fail_next={"ImportKeyMaterial": "Forbidden.NoPermission"})
-    second = run_sweep(sweeper, vault)
+    second = sweep_keys(sweeper, vault)
     metrics.observe(fleet_figures(second.decisions, second.outcomes, now=second.now))
     got = scrape(metrics)
 
@@ -136,7 +136,7 @@ def test_nothing_unrenewable_means_no_lapse(emulator, tmp_path):
     emulator.reset()
     world = build_world(emulator, tmp_path)
     enroll_key(world, lease="never")
-    result = run_sweep(world[3], world[1])
+    result = sweep_keys(world[3], world[1])
     figures = fleet_figures(result.decisions, result.outcomes, now=result.now)
     assert math.isinf(figures.seconds_until_first_lapse) and figures.expiries == ()
 

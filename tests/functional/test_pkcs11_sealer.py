@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from byok_keeper.audit import AuditLog
 from byok_keeper.errors import ConfigError
 from byok_keeper.kms import ENROLL, SWEEP
-from byok_keeper.sweep import run_sweep
+from byok_keeper.sweep import sweep_keys
 from byok_keeper.vault import FileStore, LocalKeySealer, SealError, Vault
 from byok_keeper.vault.envelope import parse
 from byok_keeper.vault.pkcs11 import (
@@ -92,7 +92,7 @@ def test_enrolled_keys_are_restored_identically_by_a_concurrent_sweep(world, emu
     before = {k: emulator.key_view(k)["material_fingerprint"] for k in keys}
     for k in keys:
         emulator.emulator.kms.delete_key_material(k)
-    result = run_sweep(sweeper, vault, concurrency=8)
+    result = sweep_keys(sweeper, vault, concurrency=8)
     assert sorted(o.outcome for o in result.outcomes) == ["restored"] * len(keys)
     assert {k: emulator.key_view(k)["material_fingerprint"] for k in keys} == before
 

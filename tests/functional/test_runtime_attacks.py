@@ -239,7 +239,7 @@ def test_idle_connections_to_metrics_hold_no_threads_and_sweeps_and_scrapes_go_o
     from byok_keeper.kms import SWEEP
     from byok_keeper.metrics import FleetMetrics, serve
     from byok_keeper.metrics_http import MAX_CONNECTIONS
-    from byok_keeper.sweep import run_sweep
+    from byok_keeper.sweep import sweep_keys
     from byok_keeper.vault import FileStore, LocalKeySealer, Vault
     from tests.functional.conftest import make_gateway
 
@@ -258,7 +258,7 @@ def test_idle_connections_to_metrics_hold_no_threads_and_sweeps_and_scrapes_go_o
             assert late.recv(64).startswith(b"HTTP/1.1 503 Service Unavailable")
         assert threading.active_count() - before <= MAX_CONNECTIONS
         emulator.emulator.kms.delete_key_material(key_id)
-        result = run_sweep(gateway, vault)  # its pool starts threads as it always does
+        result = sweep_keys(gateway, vault)  # its pool starts threads as it always does
         assert [o.outcome for o in result.outcomes] == ["restored"]
         for held in idle[:MAX_CONNECTIONS]:  # dropped by the read timeout, unanswered
             assert held.recv(64) == b""

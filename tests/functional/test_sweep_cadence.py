@@ -10,7 +10,7 @@ import pytest
 
 from byok_keeper.audit import AuditLog
 from byok_keeper.plan import Policy
-from byok_keeper.sweep import run_sweep
+from byok_keeper.sweep import sweep_keys
 from tests.functional.conftest import build_world, enroll_key
 
 SIX_HOURS = Policy(sweep_interval=timedelta(hours=6))
@@ -25,8 +25,8 @@ def test_a_renewal_due_before_the_next_sweep_is_done_now_with_the_same_material(
     emulator, vault, _, sweeper = world
     key_id, material = enroll_key(world, lease="30d")
     emulator.advance_clock((30 - 7) * 86400 - 3 * 3600)  # the window opens in 3 hours
-    assert [o.outcome for o in run_sweep(sweeper, vault).outcomes] == ["ok"]
-    result = run_sweep(sweeper, vault, policy=SIX_HOURS)
+    assert [o.outcome for o in sweep_keys(sweeper, vault).outcomes] == ["ok"]
+    result = sweep_keys(sweeper, vault, policy=SIX_HOURS)
     (outcome,) = result.outcomes
     assert outcome.outcome == "renewed" and "before the next sweep" in result.decisions[0].reason
     assert emulator.key_view(key_id)["material_fingerprint"] == material.fingerprint
@@ -36,7 +36,7 @@ def test_a_lease_shorter_than_the_cadence_is_renewed_and_reported(world, tmp_pat
     _emulator, vault, _, sweeper = world
     key_id, _material = enroll_key(world, lease="1h")
     audit = tmp_path / "audit.jsonl"
-    result = run_sweep(sweeper, vault, policy=SIX_HOURS, audit=AuditLog(str(audit)))
+    result = sweep_keys(sweeper, vault, policy=SIX_HOURS, audit=AuditLog(str(audit)))
     assert [o.outcome for o in result.outcomes] == ["renewed"]
     assert "lapses between sweeps" in result.decisions[0].reason  # what `plan` shows
     lines = [json.loads(x) for x in audit.read_text().splitlines()]

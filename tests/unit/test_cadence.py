@@ -114,7 +114,7 @@ def test_the_daemon_and_report_read_every_schedule_form_the_sweep_interval_reads
 ):
     from datetime import datetime, timezone
 
-    from byok_keeper.daemon import trigger_for
+    from byok_keeper.cadence import trigger_for
 
     now = datetime.fromisoformat(after).replace(tzinfo=timezone.utc)
     nxt = trigger_for(schedule).get_next_fire_time(None, now)
@@ -125,14 +125,14 @@ def test_the_daemon_and_report_read_every_schedule_form_the_sweep_interval_reads
 
 @pytest.mark.parametrize("schedule", ["@every 6h", "6h"])
 def test_the_daemon_reads_durations_as_the_sweep_interval_does(schedule):
-    from byok_keeper.daemon import trigger_for
+    from byok_keeper.cadence import trigger_for
 
     assert trigger_for(schedule).interval == timedelta(seconds=interval_seconds(schedule))
 
 
 @pytest.mark.parametrize("schedule", ["every tuesday", "CRON_TZ=Mars/Olympus 0 0 0/6 * * *"])
 def test_a_schedule_the_daemon_cannot_read_is_one_line(schedule):
-    from byok_keeper.daemon import trigger_for
+    from byok_keeper.cadence import trigger_for
 
     with pytest.raises(InputError) as refused:
         trigger_for(schedule)
@@ -150,7 +150,7 @@ def test_a_schedule_the_daemon_cannot_read_is_one_line(schedule):
 def test_the_sweep_interval_gives_the_reports_next_sweep(interval, after, next_sweep):
     from datetime import datetime, timezone
 
-    from byok_keeper.daemon import trigger_for
+    from byok_keeper.cadence import trigger_for
     from byok_keeper.report import report_schedule
 
     schedule, source = report_schedule(None, interval)

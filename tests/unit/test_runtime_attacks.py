@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from byok_keeper.kms import ENROLL, HOLD, READ_ONLY, SWEEP
+from byok_keeper.kms import ENROLL, HOLD_ACTIONS, READ_ONLY, SWEEP
 from byok_keeper.kms.budget import RequestBudget
 from byok_keeper.logs import REDACTED, redact
 
@@ -70,7 +70,7 @@ def test_the_redaction_patterns_need_nothing_newer_than_python_3_10():
 
 # ---- 4. every call the agent may send spends a budget ------------------------------------------
 
-ALL_ACTIONS = sorted(SWEEP.actions | READ_ONLY.actions | ENROLL.actions | HOLD.actions)
+ALL_ACTIONS = sorted(SWEEP.actions | READ_ONLY.actions | ENROLL.actions | HOLD_ACTIONS.actions)
 
 
 @pytest.mark.parametrize("action", ALL_ACTIONS)

@@ -19,7 +19,7 @@ from .errors import (
 )
 from .keypool import RsaKeyPool
 from .keys import ENABLED, PENDING_DELETION, ImportToken, Key
-from .settings import Settings
+from .settings import FidelitySettings
 from .specs import HSM, KEY_SPECS
 from .wrapkeys import new_wrapping_key, wrapping_public_key_der
 
@@ -35,7 +35,7 @@ class KeyImport:
     region: str
     account_id: str
     clock: Clock
-    settings: Settings
+    settings: FidelitySettings
     keys: dict[str, Key]
     tokens: dict[str, ImportToken]
     key_pool: RsaKeyPool

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from ..clock import iso
 from . import sm2
 from .errors import invalid_parameter
-from .settings import Settings
+from .settings import FidelitySettings
 from .specs import KEY_SPECS
 from .wrapkeys import WrappingPrivateKey
 
@@ -66,7 +66,7 @@ class Key:
             return PENDING_IMPORT
         return DISABLED if self.disabled else ENABLED
 
-    def metadata(self, settings: Settings) -> dict[str, str]:
+    def metadata(self, settings: FidelitySettings) -> dict[str, str]:
         meta = {
             "Arn": self.arn,
             "AutomaticRotation": "Enabled" if self.automatic_rotation else "Disabled",

@@ -9,7 +9,7 @@ import threading
 from ..clock import Clock
 from .errors import invalid_parameter, resource_exists, state_rejected
 from .keys import PENDING_DELETION, Key, tag_char
-from .settings import Settings
+from .settings import FidelitySettings
 
 
 class KeyLabels:
@@ -19,7 +19,7 @@ class KeyLabels:
     region: str
     account_id: str
     clock: Clock
-    settings: Settings
+    settings: FidelitySettings
     keys: dict[str, Key]
     aliases: dict[str, str]
 

@@ -19,7 +19,7 @@ from .keys import (
     new_key_id,
     new_version_id,
 )
-from .settings import Settings
+from .settings import FidelitySettings
 from .specs import HSM, KEY_SPECS, SOFTWARE
 
 SYMMETRIC_SPECS = ("Aliyun_AES_256",)
@@ -34,7 +34,7 @@ class KeyLifecycle:
     region: str
     account_id: str
     clock: Clock
-    settings: Settings
+    settings: FidelitySettings
     keys: dict[str, Key]
     instances: dict[str, str]
 

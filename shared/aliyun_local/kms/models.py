@@ -26,7 +26,7 @@ from .keys import DISABLED, ENABLED, PENDING_DELETION, PENDING_IMPORT, ImportTok
 from .labels import KeyLabels
 from .lifecycle import DEFAULT_INSTANCES, KeyLifecycle
 from .secrets import SecretStore
-from .settings import Settings
+from .settings import FidelitySettings
 from .usage import KeyUse
 
 __all__ = ["DISABLED", "ENABLED", "PENDING_DELETION", "PENDING_IMPORT", "KmsBackend"]
@@ -96,7 +96,7 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
             self.tokens = {t["token"]: ImportToken.from_state(t) for t in state.get("tokens", [])}
             self.secrets.load_state(state.get("secrets", []))
             self.aliases = dict(state.get("aliases", {}))
-            self.settings = Settings()
+            self.settings = FidelitySettings()
             self.settings.update(state.get("settings", {}))
             self.settings.update(self._startup_settings)  # the command line wins
 
@@ -109,8 +109,8 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
             self.settings = self._startup()
             self.instances = dict(DEFAULT_INSTANCES)
 
-    def _startup(self) -> Settings:
-        settings = Settings()
+    def _startup(self) -> FidelitySettings:
+        settings = FidelitySettings()
         settings.update(self._startup_settings)
         return settings
 

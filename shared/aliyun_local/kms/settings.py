@@ -1,6 +1,8 @@
 """The answers aliyun-local gives where Alibaba Cloud's documentation is silent (or sources
-disagree): one ``Setting`` per behaviour, the ``default`` and ``strict`` profiles, and the
-``Settings`` in force (``/_local/settings``, ``serve --set``). Each row is in docs/FIDELITY.md.
+disagree): one ``Setting`` per behaviour, the ``default`` and ``strict`` fidelity profiles, and
+the ``FidelitySettings`` in force (``/_local/settings``, ``serve --set``). Each row is in
+docs/FIDELITY.md. (Named apart from the agent's ``byok_keeper.settings.Settings``; this
+"profile" is a fidelity profile, not an aliyun CLI credentials profile.)
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ SETTINGS: dict[str, Setting] = {
 PROFILES = ("default", "strict")
 
 
-class Settings:
+class FidelitySettings:
     """The answers in force for the undocumented behaviours (``/_local/settings``).
 
     ``profile("strict")`` picks the most hostile answer of each; ``update`` overrides single
@@ -137,7 +139,7 @@ class Settings:
         """Apply ``{"profile": ...}`` first, then each ``name: value``; all or nothing."""
         body = dict(body)
         body.pop("overrides", None)  # as to_json shows them; the values themselves follow
-        staged = Settings(body.pop("profile", self._profile))
+        staged = FidelitySettings(body.pop("profile", self._profile))
         if "profile" not in body and staged._profile == self._profile:
             staged._values = dict(self._values)
         for name, value in body.items():
@@ -152,6 +154,6 @@ class Settings:
         self._profile, self._values = staged._profile, staged._values
 
     def to_json(self) -> dict[str, Any]:
-        base = Settings(self._profile)._values
+        base = FidelitySettings(self._profile)._values
         overrides = sorted(n for n, v in self._values.items() if base[n] != v)
         return {"profile": self._profile, "overrides": overrides, **self._values}

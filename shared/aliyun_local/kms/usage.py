@@ -9,7 +9,7 @@ from ..clock import Clock
 from . import crypto
 from .errors import ApiError, invalid_parameter, state_rejected, unsupported_operation
 from .keys import ENABLED, Key
-from .settings import Settings
+from .settings import FidelitySettings
 from .specs import KEY_SPECS
 
 
@@ -20,7 +20,7 @@ class KeyUse:
     region: str
     account_id: str
     clock: Clock
-    settings: Settings
+    settings: FidelitySettings
     keys: dict[str, Key]
 
     def _usable(self, key_id: str, version_id: str | None = None) -> Key:

@@ -48,8 +48,7 @@ def plan_cmd(
     from ..kms import READ_ONLY
     from ..metrics_file import fleet_metrics, recording
     from ..plan import ALERT, DUE
-    from ..status import plan_fleet
-    from ..sweep import decisions_json
+    from ..sweep import decisions_json, plan_fleet
 
     targets = app.fleet_targets(target_names)
     if targets is not None:
@@ -154,13 +153,10 @@ def sweep_cmd(
     log = get_logger("byok_keeper.sweep")
     with recording(metrics_file, fleet_metrics(deps)) as recorder:
         result = run_sweep(
-            deps.gateway,
-            deps.require_vault(),
-            policy=deps.policy,
+            deps,
             dry_run=dry_run,
             scan_account=scan_account,
-            concurrency=concurrency or deps.settings.concurrency,
-            audit=deps.audit,
+            concurrency=concurrency,
             trigger="cli",
             actor=local_actor(),
             on_outcome=(lambda o: click.echo(f"  {o.key_id}: {o.outcome}", err=True))

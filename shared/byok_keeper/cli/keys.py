@@ -342,11 +342,11 @@ def hold_cmd(app: App, key_id: str, reason: str, target_names: tuple[str, ...]) 
       byok-keeper hold key-xxx --reason "INC-1234: compromised - material deleted on purpose"
     """
     from ..holds import check_hold, hold
-    from ..kms import HOLD
+    from ..kms import HOLD_ACTIONS
 
     check_hold(key_id, reason)
     hold(
-        app.key_deps(HOLD, key_id, target_names, with_vault=False),
+        app.key_deps(HOLD_ACTIONS, key_id, target_names, with_vault=False),
         key_id,
         reason,
         actor=local_actor(),
@@ -368,9 +368,13 @@ def release_cmd(app: App, key_id: str, target_names: tuple[str, ...]) -> int:
       byok-keeper release key-xxx
     """
     from ..holds import release
-    from ..kms import HOLD
+    from ..kms import HOLD_ACTIONS
 
     check_key_id(key_id)
-    release(app.key_deps(HOLD, key_id, target_names, with_vault=False), key_id, actor=local_actor())
+    release(
+        app.key_deps(HOLD_ACTIONS, key_id, target_names, with_vault=False),
+        key_id,
+        actor=local_actor(),
+    )
     app.emit({"key_id": key_id, "hold": None}, f"{key_id} released")
     return 0

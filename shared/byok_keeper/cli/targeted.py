@@ -47,8 +47,7 @@ def plan_targets(
     from ..kms import READ_ONLY
     from ..metrics_file import recording, targets_metrics
     from ..plan import ALERT, DUE
-    from ..status import plan_fleet
-    from ..sweep import decisions_json
+    from ..sweep import decisions_json, plan_fleet
 
     settings = app.settings
     gateways: dict[str, Any] = {}
@@ -120,34 +119,31 @@ def sweep_targets(
     concurrency: int | None,
     metrics_file: str | None = None,
 ) -> int:
+    from ..fleet_sweep import sweep_fleet, sweeper
     from ..kms import SWEEP
     from ..logs import get_logger
     from ..metrics_file import recording, targets_metrics
-    from ..sweep import decisions_json, run_sweep
+    from ..sweep import decisions_json
 
     settings = app.settings
-    log = get_logger("byok_keeper.sweep")
     per_target = concurrency or settings.concurrency
     gateways: dict[str, Any] = {}
 
-    def work(target: Target):
+    def deps_for(target: Target):
         deps = target_deps(settings, target, SWEEP)
         gateways[target.name] = deps.gateway
-        return run_sweep(
-            deps.gateway,
-            deps.require_vault(),
-            policy=deps.policy,
-            dry_run=dry_run,
-            scan_account=scan_account,
-            concurrency=per_target,
-            audit=deps.audit,
-            trigger="cli",
-            actor=local_actor(),
-            log=log.bind(target=target.name).warning,  # clock_skew, kms_access_lost
-        )
+        return deps
 
+    sweep_one = sweeper(
+        trigger="cli",
+        actor=local_actor(),
+        dry_run=dry_run,
+        scan_account=scan_account,
+        concurrency=per_target,
+        log=get_logger("byok_keeper.sweep").warning,
+    )
     with recording(metrics_file, targets_metrics(targets)) as recorder:
-        runs = run_targets(targets, work, concurrency=per_target)
+        runs = sweep_fleet(targets, deps_for, sweep_one, concurrency=per_target)
         if recorder is not None:
             recorder.runs(runs, lambda t: gateways.get(t.name))
     rows: list[list[str]] = []

@@ -17,7 +17,7 @@ __all__ = [
     "DOCUMENTED_QPS",
     "ENROLL",
     "FORBIDDEN",
-    "HOLD",
+    "HOLD_ACTIONS",
     "NOT_IDEMPOTENT",
     "QUOTA_CLASSES",
     "QUOTA_CLASS_OF",
@@ -71,7 +71,7 @@ ENROLL = Allowlist(
 # vault reseal: open envelopes and write them sealed anew; nothing about the keys themselves.
 RESEAL = Allowlist("reseal", _VAULT_READ | _VAULT_WRITE)
 # hold / release: the hold tag and nothing else.
-HOLD = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
+HOLD_ACTIONS = Allowlist("hold", _READ_KEYS | {"TagResource", "UntagResource"})
 # Never in any allowlist, whatever a caller asks: rotation and destruction.
 FORBIDDEN = frozenset(
     {
@@ -85,7 +85,7 @@ FORBIDDEN = frozenset(
         "DeleteKey",
     }
 )
-assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD))
+assert not any(a.actions & FORBIDDEN for a in (SWEEP, READ_ONLY, ENROLL, HOLD_ACTIONS))
 
 # Quota classes, as KMS counts them (KMS's performance page; docs/FIDELITY.md#quota-classes):
 # each has its own per-account, per-region quota, shared with the customer's production traffic.
@@ -121,7 +121,9 @@ DOCUMENTED_QPS = {
 }
 QUOTA_CLASS_OF = {action: kind for kind, actions in QUOTA_CLASSES.items() for action in actions}
 # Every action any caller may send spends a budget: none goes unmetered.
-assert all(a in QUOTA_CLASS_OF for al in (SWEEP, READ_ONLY, ENROLL, HOLD) for a in al.actions)
+assert all(
+    a in QUOTA_CLASS_OF for al in (SWEEP, READ_ONLY, ENROLL, HOLD_ACTIONS) for a in al.actions
+)
 # Retrying these after an unknown outcome could do the work twice.
 NOT_IDEMPOTENT = frozenset({"CreateKey"})
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -29,6 +27,7 @@ from .envelope import (
     check_key_id,
     parse,
 )
+from .registry import sealer_settings, store_backend
 from .sealers import KmsSealer, LocalKeySealer, Sealer, SealError, seal_context
 from .stores import FileStore, SecretsStore, Store, VaultConflict
 
@@ -152,22 +151,9 @@ class Vault:
 
 
 def build_store(uri: str, gateway: KmsGateway | None) -> Store:
-    """``file://DIR`` (or a plain path) or ``kms-secrets://PREFIX``."""
-    if not uri:
-        raise ConfigError(
-            "no vault configured: set BYOK_VAULT or --vault (file://DIR or kms-secrets://PREFIX)"
-        )
-    parts = urlsplit(uri)
-    if parts.scheme in ("", "file"):
-        path = (parts.netloc + parts.path) if parts.scheme else uri
-        if not path:
-            raise ConfigError(f"invalid vault URI {uri!r}: file://DIR needs a directory")
-        return FileStore(Path(path))
-    if parts.scheme == "kms-secrets":
-        if gateway is None:
-            raise ConfigError("a kms-secrets:// vault needs KMS access")
-        return SecretsStore(gateway, parts.netloc + parts.path)
-    raise ConfigError(f"invalid vault URI {uri!r}: expected file://DIR or kms-secrets://PREFIX")
+    """The store ``uri`` names: ``file://DIR`` (or a plain path), ``kms-secrets://PREFIX``, or a
+    plugin's scheme (``registry``)."""
+    return store_backend(uri).open(uri, gateway)
 
 
 def build_sealer(
@@ -177,18 +163,17 @@ def build_sealer(
     gateway: KmsGateway | None,
     seal_pkcs11: str | None = None,
 ) -> Sealer:
-    if [bool(seal_key_file), bool(seal_kms_key_id), bool(seal_pkcs11)].count(True) != 1:
+    """The one sealer the settings configure (``registry.sealer_settings``)."""
+    values = {
+        "seal_key_file": seal_key_file,
+        "seal_kms_key_id": seal_kms_key_id,
+        "seal_pkcs11": seal_pkcs11,
+    }
+    chosen = [b for b in sealer_settings() if values.get(b.setting or "")]
+    if len(chosen) != 1:
         raise ConfigError(
             "configure exactly one sealer: BYOK_SEAL_KEY_FILE (--seal-key-file), "
             "BYOK_SEAL_KMS_KEY_ID (--seal-kms-key-id) or BYOK_SEAL_PKCS11 (--seal-pkcs11)"
         )
-    if seal_key_file:
-        return LocalKeySealer.from_file(seal_key_file)
-    if seal_pkcs11:
-        # The token's module is loaded only when a pkcs11 sealer is configured.
-        from .pkcs11 import build_pkcs11_sealer
-
-        return build_pkcs11_sealer(seal_pkcs11)
-    if gateway is None:
-        raise ConfigError("a KMS sealer needs KMS access")
-    return KmsSealer(gateway, seal_kms_key_id or "")
+    (backend,) = chosen
+    return backend.open(values[backend.setting or ""] or "", gateway)

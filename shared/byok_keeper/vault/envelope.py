@@ -6,7 +6,8 @@ Format (JSON, UTF-8)::
      "header": {key_id, region, account_id, key_spec, key_usage, protection_level,
                 public_key_der, fingerprint, material_encoding, lease, enrolled_at,
                 first_imported_at},
-     "seal": {"sealer": "local" | "kms" | "pkcs11", "key_ref": ..., "wrapped_data_key": ...},
+     "seal": {"sealer": "local" | "kms" | "pkcs11" | a plugin's kind, "key_ref": ...,
+              "wrapped_data_key": ...},
      "material": {"nonce": ..., "ciphertext": ...}}
 
 The material is AES-256-GCM under a fresh data key; the associated data is the canonical JSON
@@ -27,6 +28,7 @@ from typing import Any
 from ..domain import FINGERPRINT_RE, KEY_ID_RE, KMS_TIME_RE, check_key_id  # noqa: F401
 from ..errors import InputError
 from ..specs import KEY_SPECS, PROTECTION_LEVELS, USAGES
+from .registry import sealer_backend
 
 FORMAT = "byok-keeper-envelope/1"
 MAX_ENVELOPE_BYTES = 1024 * 1024
@@ -57,7 +59,7 @@ class Header:
 
 @dataclass(frozen=True)
 class Seal:
-    sealer: str  # "local", "kms" or "pkcs11"
+    sealer: str  # "local", "kms", "pkcs11" or a plugin's kind (vault/registry.py)
     key_ref: str  # local key id (hash), KMS key id, or pkcs11:token=..;object=..;id=..
     wrapped_data_key: str  # Base64 (local, pkcs11) or a KMS CiphertextBlob
 
@@ -171,7 +173,7 @@ def parse(data: bytes, *, expected_key_id: str | None = None) -> Envelope:
         if stamp is not None and not KMS_TIME_RE.fullmatch(stamp):
             raise EnvelopeError("envelope timestamps must be YYYY-MM-DDTHH:MM:SSZ")
     _b64(header.public_key_der, "public key")
-    if seal["sealer"] not in ("local", "kms", "pkcs11"):
+    if sealer_backend(seal["sealer"]) is None:
         raise EnvelopeError(f"envelope sealer {seal['sealer']!r} is unknown")
     if len(_b64(mat["nonce"], "nonce")) != 12:
         raise EnvelopeError("envelope nonce must be 12 bytes")

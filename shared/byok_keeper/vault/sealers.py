@@ -167,3 +167,10 @@ class KmsSealer:
 
     def __repr__(self) -> str:
         return f"KmsSealer(key_ref={self.key_ref})"
+
+
+def kms_sealer(key_id: str, gateway: KmsGateway | None) -> KmsSealer:
+    """The registry's ``kms`` sealer: data keys from the KMS key ``key_id``."""
+    if gateway is None:
+        raise ConfigError("a KMS sealer needs KMS access")
+    return KmsSealer(gateway, key_id or "")

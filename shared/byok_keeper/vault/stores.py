@@ -23,6 +23,7 @@ import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from ..domain import check_key_id
 from ..errors import ConfigError, ExecutionError
@@ -218,3 +219,21 @@ class SecretsStore:
             for n in self._gateway.list_secret_names(start)
             if n.startswith(start) and "/" not in n[len(start) :]
         )
+
+
+def file_store(uri: str) -> FileStore:
+    """``file://DIR`` or a plain path (the registry's ``file`` store)."""
+    parts = urlsplit(uri)
+    path = (parts.netloc + parts.path) if parts.scheme else uri
+    if not path:
+        raise ConfigError(f"invalid vault URI {uri!r}: file://DIR needs a directory")
+    return FileStore(Path(path))
+
+
+def secrets_store(uri: str, gateway: KmsGateway | None) -> SecretsStore:
+    """``kms-secrets://PREFIX`` (the registry's ``kms-secrets`` store): Secrets Manager in the
+    account and region ``gateway`` signs for."""
+    if gateway is None:
+        raise ConfigError("a kms-secrets:// vault needs KMS access")
+    parts = urlsplit(uri)
+    return SecretsStore(gateway, parts.netloc + parts.path)

@@ -120,7 +120,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py --keys 500
 	$(BIN)/python bench/sweep.py --keys 2000 --no-baseline
 	$(BIN)/python bench/sweep.py --keys 5000
+	$(BIN)/python bench/fc_async.py --keys 500
 	$(BIN)/python bench/fc_async.py --keys 5000
+	$(BIN)/python bench/fc_async.py --keys 500 --month
+	$(BIN)/python bench/fc_async.py --keys 5000 --month
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/targets.py --targets 4 --keys 1250
 	$(BIN)/python bench/report.py --keys 5000

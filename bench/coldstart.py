@@ -3,7 +3,7 @@ beside importing the bare KMS SDK, and the first (cold) and second (warm) invoca
 
     python bench/coldstart.py [--runs 7] [--json]
 
-Target: handler import <= 1.3x the bare SDK import (the handlers import nothing heavy until
+Target: handler import <= 0.2x the bare SDK import (the handlers import nothing heavy until
 their first invocation).
 """
 

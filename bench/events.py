@@ -23,7 +23,8 @@ Measured:
     assumed as a rate). Goal <= 0.5 QPS (1 % of the 50 QPS read quota).
 (c) **calls per deletion event**: every KMS call between a deletion and the settled queue,
     by action, and whether any other key was touched (goal: none, the one key's
-    re-establishment only).
+    re-establishment only); and its **cost**: the FC invocations and GB-seconds (duration x
+    memory, as aliyun-local records each invocation) between the deletion and the settled queue.
 """
 
 from __future__ import annotations
@@ -110,12 +111,14 @@ def _counts(calls: list[dict]) -> dict[str, int]:
     return out
 
 
-def deletions(endpoint: str, key_ids: list[str]) -> tuple[list[float], list[dict], bool]:
-    """Delete each key's material in turn; the restore latencies and each event's calls."""
+def deletions(endpoint: str, key_ids: list[str]) -> tuple[list[float], list[dict], bool, dict]:
+    """Delete each key's material in turn; the restore latencies, each event's calls, whether
+    another key was touched, and the FC cost of every deletion (``bench_fc.cost``)."""
     from alibabacloud_kms20160120 import models as km
 
     kms = kms_client(endpoint)
     latencies, per_event, others_touched = [], [], False
+    invoked = len(bench_fc.admin(endpoint, "GET", "fc/invocations"))
     for key_id in key_ids:
         before = len(bench_sweep.calls(endpoint))
         kms.delete_key_material(km.DeleteKeyMaterialRequest(key_id=key_id))
@@ -129,7 +132,8 @@ def deletions(endpoint: str, key_ids: list[str]) -> tuple[list[float], list[dict
         latencies.append(_at(imported["emitted_at"]) - _at(deleted["emitted_at"]))
         state = kms.describe_key(km.DescribeKeyRequest(key_id=key_id)).body.key_metadata
         assert state.key_state == "Enabled", (key_id, state.key_state)
-    return latencies, per_event, others_touched
+    cost = bench_fc.cost(bench_fc.admin(endpoint, "GET", "fc/invocations")[invoked:])
+    return latencies, per_event, others_touched, cost
 
 
 def main() -> int:
@@ -156,11 +160,14 @@ def main() -> int:
             bench_fc.admin(endpoint, "POST", "fc/fire/byok-keeper-sweep/schedule")
             settle(endpoint)
             sweep_calls = bench_sweep.calls(endpoint)[before:]
-            latencies, per_event, others = deletions(endpoint, key_ids[: args.deletions])
+            latencies, per_event, others, cost = deletions(endpoint, key_ids[: args.deletions])
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     report = figures(args, sweep_calls, latencies, per_event, others)
+    report["invocations_per_deletion"] = round(cost["invocations"] / len(latencies), 3)
+    report["gb_seconds_per_deletion"] = round(cost["gb_seconds"] / len(latencies), 3)
+    report["fc_cost"] = cost
     if args.json:
         print(json.dumps(report))
     else:
@@ -227,6 +234,10 @@ def show(r: dict) -> None:
     print(
         f"(c) calls per deletion event: {r['calls_per_deletion']} "
         f"({r['reads_per_deletion']} reads); other keys touched: {r['other_keys_touched']}"
+    )
+    print(
+        f"    cost per deletion: {r['invocations_per_deletion']} FC invocations, "
+        f"{r['gb_seconds_per_deletion']} GB-s ({r['fc_cost']['per_function']})"
     )
 
 

@@ -38,6 +38,7 @@ locals {
     BYOK_SEAL_KEY_FILE      = var.seal_key_file
     BYOK_DISPATCH           = var.dispatch
     BYOK_DISPATCH_BATCH     = var.dispatch_batch
+    BYOK_INLINE_KEYS        = var.inline_keys
     BYOK_READ_QPS           = var.read_qps
     BYOK_WRITE_QPS          = var.write_qps
     BYOK_RENEW_BEFORE       = var.renew_before

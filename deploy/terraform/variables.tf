@@ -50,7 +50,7 @@ variable "seal_key_file" {
 }
 
 variable "dispatch" {
-  description = "inline = the sweep restores keys itself; fc-async = one async reimport per key."
+  description = "inline = the sweep restores keys itself; fc-async = async reimport batches."
   type        = string
   default     = "inline"
 }
@@ -59,6 +59,12 @@ variable "dispatch_batch" {
   description = "Concurrent async invocations the sweep sends at once (fc-async)."
   type        = string
   default     = "50"
+}
+
+variable "inline_keys" {
+  description = "fc-async: up to this many due keys the sweep restores itself (no reimport invocation); above it, it restores its budget's part and sends the rest in batches (0 sends them all)."
+  type        = string
+  default     = "20"
 }
 
 variable "schedule" {

@@ -1,11 +1,13 @@
 """Dispatching due keys: inline (a bounded pool in this process) or FC async invocations of the
-``reimport`` function (one per key), and the only importer of the FC SDKs: FC 3.0
+``reimport`` function (batches of keys), and the only importer of the FC SDKs: FC 3.0
 (``alibabacloud-fc20230330``, functions ``<prefix>-sweep`` and ``<prefix>-reimport``, the
 default) and FC 2.0 (``alibabacloud-fc-open20210406``, functions in a service).
 
 Inline suits small fleets: one sweep invocation does everything. ``fc-async`` suits large ones:
-the sweep plans, then sends one async ``reimport`` event per due key, in batches of
-``BYOK_DISPATCH_BATCH`` concurrent sends; FC retries each and routes final failures to OnFailure.
+the sweep plans, restores a few due keys itself (all of them up to ``BYOK_INLINE_KEYS``, else its
+budget's part) and sends the rest as async ``reimport`` events of up to ``KEYS_PER_REIMPORT``
+keys each (``split_due``), ``BYOK_DISPATCH_BATCH`` sends at once; FC retries each and routes
+final failures to OnFailure.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .logs import get_logger
 from .plan import Decision
 from .reestablish import FAILED, Outcome
 from .runtime import Deps
-from .sweep import decisions_json, run_sweep
+from .sweep import InlineApplier, decisions_json, run_sweep
 
 
 class InvokeError(ExecutionError):
@@ -31,8 +33,8 @@ class InvokeError(ExecutionError):
 
 
 # The deployed functions ``invoke`` may call, by role. The functions' own RAM role is granted
-# fc:InvokeFunction on exactly these (deploy/ram-policy.json, FanOut): the sweep sends one async
-# ``reimport`` per due key (fc-async) and, with many targets, one async ``sweep`` per target
+# fc:InvokeFunction on exactly these (deploy/ram-policy.json, FanOut): the sweep sends async
+# ``reimport`` batches of due keys (fc-async) and, with many targets, one async ``sweep`` per target
 # (``fc_targets``); tests/unit/test_deploy_artefacts.py reads the calls and checks the policy.
 REIMPORT = "reimport"
 SWEEP = "sweep"
@@ -142,11 +144,39 @@ def invoke(client, target: FcTarget, role: str, event: dict, *, asynchronous: bo
     }
 
 
+# The fan-out's shape (issue 30). FC bills per invocation, so due keys travel in batches
+# (``fc_batch``), and a handful are cheaper restored by the sweep itself.
+KEYS_PER_REIMPORT = 100  # the most keys one reimport event names (fc_batch refuses more)
+# Keys per batch sent, at most: one batch must end well inside reimport's 120 s Timeout at its
+# instance's budget (8 % of the share: 2 reads/s at the default 25), ~5 reads a key. A batch cut
+# by the timeout is retried whole by FC and ends the same way (measured at 67 keys a batch).
+BATCH_KEYS = 20
+FANOUT_WIDTH = 5  # batches to spread over when there are enough keys: reimport's default cap
+MIN_BATCH = 10  # keys per batch at least (under 0.1 invocations per key), when there are enough
+SWEEP_PART = 1 / 3  # the sweep instance's default budget (20 %) beside reimport's (40 %)
+
+
+def split_due(n: int, inline_keys: int = 20) -> tuple[int, list[int]]:
+    """(how many of ``n`` due keys the sweep restores itself, the sizes of the batches it
+    sends): everything inline up to ``inline_keys`` (``BYOK_INLINE_KEYS``; 0 keeps none); else
+    the sweep keeps its budget's part (``SWEEP_PART``, at most ``KEYS_PER_REIMPORT``) and sends
+    the rest in at least ``min(FANOUT_WIDTH, rest // MIN_BATCH)`` batches of at most
+    ``BATCH_KEYS`` keys, sized evenly (so each reserved reimport instance gets work)."""
+    if n <= inline_keys:
+        return n, []
+    # At most one full event's worth: the sweep's own 900 s Timeout also bounds its discovery.
+    keep = min(round(n * SWEEP_PART), KEYS_PER_REIMPORT) if inline_keys else 0  # 0: none kept
+    rest = n - keep
+    batches = max(-(-rest // BATCH_KEYS), min(FANOUT_WIDTH, max(1, rest // MIN_BATCH)))
+    return keep, [rest // batches + (1 if i < rest % batches else 0) for i in range(batches)]
+
+
 @dataclass
 class FcAsyncApplier:
-    """Hands each due key to the deployed ``reimport`` function (one async invocation each,
-    ``batch`` sends at a time) and audits one ``dispatch`` line per key. Its outcomes are only
-    the sends that failed: the reimport function audits each key it restores."""
+    """Restores its part of the due keys here (``inline``, see ``split_due``) and hands the rest
+    to the deployed ``reimport`` function in batches (one async invocation each, ``batch`` sends
+    at a time), auditing one ``dispatch`` line per key sent. Its outcomes are the keys restored
+    here (audited here) and the sends that failed: the reimport function audits the others."""
 
     client: Any
     target: FcTarget
@@ -157,34 +187,59 @@ class FcAsyncApplier:
     final: bool = False
     sent: list[tuple[str, str]] = field(default_factory=list)  # (key id, request id or error)
     target_name: str | None = None  # issue 16: the reimport event names the key's target
+    inline: InlineApplier | None = None  # None: every due key is sent
+    inline_keys: int = 20  # settings.inline_keys
+    restored: list[Outcome] = field(default_factory=list)  # the keys restored here
+    invocations: int = 0  # reimport invocations sent
 
-    def _send(self, decision: Decision) -> tuple[str, str]:
-        event = {
-            "key_id": decision.key_id,
-            "reason": f"{decision.decision}: {decision.reason}",
+    @property
+    def stopped(self) -> Any:
+        return None if self.inline is None else self.inline.stopped
+
+    def _send(self, chunk: list[Decision]) -> tuple[list[str], str]:
+        ids = [d.key_id for d in chunk]
+        event: dict[str, Any] = {
+            "key_ids": ids,
+            "reason": f"sweep: {len(ids)} due",
             "requested_by": self.requested_by,
         }
         if self.target_name:
             event["target"] = self.target_name
         try:
             sent = invoke(self.client, self.target, REIMPORT, event, asynchronous=True)
-            return decision.key_id, sent["request_id"] or "sent"
+            return ids, sent["request_id"] or "sent"
         except InvokeError as exc:
-            return decision.key_id, f"error: {exc}"
+            return ids, f"error: {exc}"
 
     def apply(self, due: list[Decision]) -> list[Outcome]:
-        with ThreadPoolExecutor(max_workers=min(self.batch, max(1, len(due)))) as pool:
-            self.sent = list(pool.map(self._send, due))
+        n, self.sent, self.restored = len(due), [], []
+        everything = (0, [KEYS_PER_REIMPORT] * -(-n // KEYS_PER_REIMPORT))  # no inline applier
+        keep, sizes = split_due(n, self.inline_keys) if self.inline else everything
+        chunks, start = [], keep
+        for size in sizes:
+            chunks.append(due[start : start + size])
+            start += size
+        chunks = [c for c in chunks if c]
+        self.invocations = len(chunks)
+        if chunks:
+            with ThreadPoolExecutor(max_workers=min(self.batch, len(chunks))) as pool:
+                self.sent = [(k, s) for ids, s in pool.map(self._send, chunks) for k in ids]
         for key_id, status in self.sent:
             self.audit.event(
                 "dispatch", key_id=key_id, status=status, trigger="fc-timer", actor=self.actor
             )
         failed = set(self.failed)
-        return [
+        outcomes = [
             Outcome(d.key_id, d.decision, FAILED, "dispatch failed", 0, error_code="InvokeError")
-            for d in due
+            for d in due[keep:]
             if d.key_id in failed
         ]
+        if keep and self.inline is not None:
+            self.restored = self.inline.apply(due[:keep])
+            for o in self.restored:  # final outcomes: one canonical line each, as run_sweep
+                self.audit.event("key", trigger="fc-timer", actor=self.actor, dry_run=False,
+                                 **o.to_json())  # fmt: skip
+        return self.restored + outcomes
 
     @property
     def failed(self) -> list[str]:
@@ -211,14 +266,25 @@ def fc_async_applier(
         credential=deps.credential,
         api=settings.fc_api,
     )
+    actor = context_request_id or "fc"
+    audit = deps.audit
+    inline = InlineApplier(
+        deps.gateway,
+        deps.require_vault(),
+        concurrency=settings.concurrency,
+        before_import=lambda d: audit.importing(d.key_id, d.decision, trigger="fc-timer",
+                                                actor=actor),
+    )  # fmt: skip
     return FcAsyncApplier(
         client,
         FcTarget.from_settings(settings),
-        deps.audit,
+        audit,
         settings.dispatch_batch,
         requested_by=f"sweep:{context_request_id}",
-        actor=context_request_id or "fc",
+        actor=actor,
         target_name=target_name,
+        inline=inline,
+        inline_keys=settings.inline_keys,
     )
 
 
@@ -260,10 +326,12 @@ def dispatch_sweep(
             "stopped": result.stopped,
             "failed": [o.key_id for o in result.failed],
         }
-    failed = [o for o in result.outcomes if o.failed]  # not described, or not sent
+    failed = [o for o in result.outcomes if o.failed]  # not described, not sent or not restored
     if on_result is not None:
-        on_result(replace(result, outcomes=tuple(failed), stats={}), "fc-async")
-    lost = [o.key_id for o in failed if o.decision == "ALERT"]  # due keys are never ALERT
+        done = [o for o in applier.restored if not o.failed]
+        on_result(replace(result, outcomes=tuple(failed + done), stats={}), "fc-async")
+    sent = set(applier.failed)
+    lost = [o.key_id for o in failed if o.key_id not in sent]  # not described, or not restored
     counts: dict[str, int] = {}
     for d in result.decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
@@ -272,6 +340,8 @@ def dispatch_sweep(
         "dispatch": "fc-async",
         "decisions": counts,
         "dispatched": applier.dispatched,
+        "invocations": applier.invocations,
+        "restored": [o.key_id for o in applier.restored if not o.failed],
         "failed": applier.failed + lost,
         "plan": decisions_json([d for d in result.decisions if d.due]),
     }

@@ -23,6 +23,7 @@ variable and a TOML key (tests/unit/test_settings_table.py walks the table).
 | concurrency       | --concurrency       | BYOK_CONCURRENCY         | concurrency       |
 | FC dispatch       | --dispatch          | BYOK_DISPATCH            | dispatch          |
 | FC dispatch batch | --dispatch-batch    | BYOK_DISPATCH_BATCH      | dispatch_batch    |
+| FC inline keys    | --inline-keys       | BYOK_INLINE_KEYS         | inline_keys       |
 | FC endpoint       | --fc-endpoint       | BYOK_FC_ENDPOINT         | fc_endpoint       |
 | FC API version    | --fc-api            | BYOK_FC_API              | fc_api            |
 | FC function prefix| --fc-prefix         | BYOK_FC_PREFIX           | fc_prefix         |
@@ -101,6 +102,7 @@ ENV = {
     "concurrency": "BYOK_CONCURRENCY",
     "dispatch": "BYOK_DISPATCH",
     "dispatch_batch": "BYOK_DISPATCH_BATCH",
+    "inline_keys": "BYOK_INLINE_KEYS",
     "fc_endpoint": "BYOK_FC_ENDPOINT",
     "fc_service": "BYOK_FC_SERVICE",
     "fc_api": "BYOK_FC_API",
@@ -142,6 +144,7 @@ class Settings:
     concurrency: int = 8
     dispatch: str = "inline"
     dispatch_batch: int = 50
+    inline_keys: int = 20  # fc-async: up to this many due keys, the sweep restores them all
     fc_endpoint: str | None = None
     fc_service: str = "byok-keeper"
     fc_api: str = "3.0"
@@ -200,14 +203,16 @@ def _coerce(name: str, value: Any) -> Any:
         if not 0 < number <= limit:
             raise ConfigError(f"{name} must be between 0 and {limit}")
         return number
-    if name in ("concurrency", "dispatch_batch", "budget_instances", "budget_percent"):
+    if name in ("concurrency", "dispatch_batch", "budget_instances", "budget_percent",
+                "inline_keys"):  # fmt: skip
         try:
             number = int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be an integer, not {value!r}") from None
         limit = {"concurrency": 64, "budget_percent": 100}.get(name, 1000)
-        if not 1 <= number <= limit:
-            raise ConfigError(f"{name} must be between 1 and {limit}")
+        low = 0 if name == "inline_keys" else 1
+        if not low <= number <= limit:
+            raise ConfigError(f"{name} must be between {low} and {limit}")
         return number
     value = str(value)
     if name == "region" and not REGION_RE.fullmatch(value):

@@ -2,7 +2,8 @@
 
 Planning happens once, here; *applying* the due decisions is an ``Applier``'s job:
 ``InlineApplier`` re-establishes them in a bounded pool in this process (the CLI, the daemon,
-FC ``inline``), ``dispatch.FcAsyncApplier`` sends one async ``reimport`` invocation per key.
+FC ``inline``), ``dispatch.FcAsyncApplier`` restores its part and sends the rest in async
+``reimport`` batches.
 
 Discovery is inventory-driven: the vault lists enrolled keys and each costs one DescribeKey.
 Only keys that may be due (PendingImport, or expiring within the renewal window) have their

@@ -71,6 +71,8 @@ def deploy_package(package_path: Path, served, vault_dir: Path, seal: Path, *ext
         "--parameter",
         "Dispatch=fc-async",
         "--parameter",
+        "InlineKeys=0",  # every due key goes to reimport (batched): the fan-out is under test
+        "--parameter",
         "Schedule=0 0 0 1 1 *",  # never by itself: the tests fire it
         "--parameter",
         "SweepInterval=15m",  # the cadence the planner assumes: as if fired every 15 minutes

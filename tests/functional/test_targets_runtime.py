@@ -236,6 +236,7 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
     # Each fanned-out invocation sweeps its one target; due keys dispatch with the target.
     _delete_all(cloud, {"fra": keys["fra"]})
     monkeypatch.setenv("BYOK_DISPATCH", "fc-async")
+    monkeypatch.setenv("BYOK_INLINE_KEYS", "0")  # the sweep keeps none: every due key is sent
     fc.RUNTIME = fc.Runtime()
     sent.clear()
 
@@ -246,7 +247,7 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
     mocker.patch("byok_keeper.dispatch.invoke", fake_reimport)
     one = fc.handle_sweep(json.dumps({"payload": json.dumps({"target": "fra"})}).encode(), context)
     assert one["ok"] and list(one["targets"]) == ["fra"]
-    assert [(r, e["key_id"], e["target"]) for r, e in sent] == [("reimport", keys["fra"], "fra")]
+    assert [(r, e["key_ids"], e["target"]) for r, e in sent] == [("reimport", [keys["fra"]], "fra")]
 
 
 def test_assumed_role_credentials_are_renewed_before_they_end(cloud):

@@ -38,6 +38,7 @@ SAMPLES = {
     "concurrency": ("4", 4),
     "dispatch": ("fc-async", "fc-async"),
     "dispatch_batch": ("20", 20),
+    "inline_keys": ("0", 0),
     "fc_endpoint": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
     "fc_service": ("byok-x", "byok-x"),
     "fc_api": ("2.0", "2.0"),

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -175,6 +176,7 @@ class Invoker:
             size = MAX_INSTANCES_PER_FUNCTION if cap is None else cap
             slot = self._slots.setdefault(key, threading.Semaphore(size))
         with slot:
+            started = time.monotonic()  # billed from here: a cold start's spawn is included
             with self.lock:
                 self._running[key] = self._running.get(key, 0) + 1
                 self.peak_concurrency[key] = max(
@@ -206,6 +208,8 @@ class Invoker:
                     "request_id": request_id,
                     "ok": ok,
                     "error": error,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                    "memory_mb": fn.memory,  # duration x memory = the GB-seconds FC bills
                 }
             )
             return ok, body, error

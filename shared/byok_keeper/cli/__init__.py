@@ -66,6 +66,8 @@ _MORE_SETTINGS = {
     "concurrency": "Keys worked on at once, 1-64 (BYOK_CONCURRENCY; default 8).",
     "dispatch": "FC sweep dispatch: inline or fc-async (BYOK_DISPATCH).",
     "dispatch-batch": "FC async fan-out batch size (BYOK_DISPATCH_BATCH; default 50).",
+    "inline-keys": "fc-async: up to this many due keys the sweep restores itself, 0-1000 "
+    "(BYOK_INLINE_KEYS; default 20).",
     "fc-api": "FC API: 3.0 (default) or 2.0 for accounts still on FC 2.0 (BYOK_FC_API).",
     "fc-prefix": "FC 3.0 function name prefix (BYOK_FC_PREFIX; default byok-keeper).",
     "fc-service": "FC 2.0 service name (BYOK_FC_SERVICE; default byok-keeper).",

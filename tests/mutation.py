@@ -130,6 +130,23 @@ MODULES: dict[str, Target] = {
         functions=("KmsGateway._call", "KmsGateway._backoff", "KmsGateway.with_allowlist"),
     ),
     "logs": Target("byok_keeper/logs.py", (U + "test_logs.py",), functions=("_scrub", "redact")),
+    "retire": Target("byok_keeper/retire.py", (F + "test_retire.py",)),
+    "reseal": Target(
+        "byok_keeper/vault/reseal.py", (F + "test_retire.py", F + "test_pkcs11_sealer.py")
+    ),
+    "pkcs11": Target(
+        "byok_keeper/vault/pkcs11.py", (F + "test_pkcs11_sealer.py", F + "test_pkcs11_targets.py")
+    ),
+    "pkcs11_uri": Target(
+        "byok_keeper/vault/pkcs11_uri.py",
+        ("tests/fuzz/test_fuzz_pkcs11_uri.py", F + "test_pkcs11_sealer.py"),
+    ),
+    # The events function's duplicate window: the id duplicates are recognised by, and the filter.
+    "events": Target(
+        "byok_keeper/events.py",
+        (U + "test_events.py", F + "test_fc_events_handler.py", F + "test_runtime_attacks.py"),
+        functions=("KmsEvent.dedupe_key", "DuplicateFilter"),
+    ),
 }
 
 _COMPARE_SWAP = {

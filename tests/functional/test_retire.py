@@ -9,7 +9,7 @@ import re
 import pytest
 
 from byok_keeper.audit import AuditLog
-from byok_keeper.errors import InputError
+from byok_keeper.errors import ConfigError, InputError
 from byok_keeper.material import generate_material
 from byok_keeper.retire import restore_key, retire_key
 from byok_keeper.vault import EnvelopeError, FileStore, LocalKeySealer, Vault, VaultConflict
@@ -234,3 +234,13 @@ def test_reseal_reads_each_write_back_and_fails_one_that_did_not_take(world, mon
     new_seal_key_file(tmp / "new-seal.key")
     report = reseal(vault, LocalKeySealer.from_file(tmp / "new-seal.key"), audit)
     assert list(report.failed) == [KEY] and "reading back" in report.failed[KEY]
+
+
+def test_reseal_to_the_key_the_vault_already_uses_is_refused_before_anything(world):
+    vault, audit, tmp = world
+    before = (tmp / "vault" / f"{KEY}.json").read_bytes()
+    same = LocalKeySealer.from_file(tmp / "seal.key")
+    with pytest.raises(ConfigError, match="already configured with the local key"):
+        reseal(vault, same, audit)
+    assert (tmp / "vault" / f"{KEY}.json").read_bytes() == before
+    assert not (tmp / "audit.jsonl").exists()

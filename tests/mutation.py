@@ -136,7 +136,8 @@ MODULES: dict[str, Target] = {
         "byok_keeper/vault/reseal.py", (F + "test_retire.py", F + "test_pkcs11_sealer.py")
     ),
     "pkcs11": Target(
-        "byok_keeper/vault/pkcs11.py", (F + "test_pkcs11_sealer.py", F + "test_pkcs11_targets.py")
+        "byok_keeper/vault/pkcs11.py",
+        (F + "test_pkcs11_seal_key.py", F + "test_pkcs11_sealer.py", F + "test_pkcs11_targets.py"),
     ),
     "pkcs11_uri": Target(
         "byok_keeper/vault/pkcs11_uri.py",

@@ -376,3 +376,31 @@ def test_a_second_uri_with_a_wrong_or_missing_pin_never_rides_the_first_login(
 def _seal_key(token) -> str:
     new_token_key(token.uri())
     return token.uri()
+
+
+def test_reseal_into_a_token_key_that_cannot_decrypt_overwrites_nothing(token, tmp_path):
+    """A seal key made by hand with CKA_DECRYPT false seals but never opens: reseal opens each
+    new envelope before writing it, so every envelope stays as it was, under the old key."""
+    import PyKCS11 as pk
+
+    from byok_keeper.material import generate_material
+    from tests.functional.test_vault import _header
+
+    with token_for(parse_uri(token.uri())).session() as session:
+        session.generateKey([(pk.CKA_CLASS, pk.CKO_SECRET_KEY), (pk.CKA_KEY_TYPE, pk.CKK_AES),
+                             (pk.CKA_VALUE_LEN, 32), (pk.CKA_LABEL, "byok-seal"),
+                             (pk.CKA_TOKEN, True), (pk.CKA_PRIVATE, True),
+                             (pk.CKA_SENSITIVE, True), (pk.CKA_EXTRACTABLE, False),
+                             (pk.CKA_ENCRYPT, True), (pk.CKA_DECRYPT, False)],
+                            pk.MechanismAESGENERATEKEY)  # fmt: skip
+    new_seal_key_file(tmp_path / "seal.key")
+    vault = Vault(FileStore(tmp_path / "vault"), LocalKeySealer.from_file(tmp_path / "seal.key"))
+    material = generate_material("EC_P256")
+    try:
+        vault.put(_header(material), material)
+    finally:
+        material.wipe()
+    key_id = vault.inventory()[0]
+    before = vault.store.read(key_id)
+    report = reseal(vault, build_pkcs11_sealer(token.uri()), AuditLog(None))
+    assert list(report.failed) == [key_id] and vault.store.read(key_id) == before

@@ -404,3 +404,36 @@ def test_hostile_fields_of_a_real_record_are_refused_cleanly(changes, name):
     assert event.action in events.ACTIONS
     assert event.key_id == "" or events.KEY_ID_RE.fullmatch(event.key_id)
     assert all(c.isprintable() for c in event.claimed_by + event.event_time)
+
+
+def test_the_default_window_is_ten_minutes_and_holds_4096_event_ids():
+    """The events function's filter (``fc_events.DUPLICATES``) uses the defaults: a replay up to
+    600 s later is dropped, not at 600 s; the 4097th id pushes out the first."""
+    clock = Clock()
+    seen = DuplicateFilter(clock=clock)
+    assert not seen.seen("event:a")
+    clock.now += 599.5
+    assert seen.seen("event:a")
+    clock.now += 0.5
+    assert not seen.seen("event:a")
+    for i in range(4097):
+        seen.seen(f"event:{i}")
+    assert len(seen) == 4096
+
+
+def test_the_smallest_window_and_capacity_are_accepted():
+    clock = Clock()
+    seen = DuplicateFilter(window=0.5, capacity=1, clock=clock)
+    assert not seen.seen("event:a") and seen.seen("event:a")
+    assert not seen.seen("event:b") and len(seen) == 1
+
+
+def test_an_expired_id_goes_and_a_newer_one_inside_the_window_stays():
+    clock = Clock()
+    seen = DuplicateFilter(window=60, capacity=10, clock=clock)
+    assert not seen.seen("event:old")
+    clock.now += 50
+    assert not seen.seen("event:new")
+    clock.now += 11  # "old" is 61 s old, "new" 11 s
+    assert len(seen) == 2 and not seen.seen("") and len(seen) == 1
+    assert seen.seen("event:new") and not seen.seen("event:old")

@@ -194,3 +194,125 @@ def test_the_openssl_ciphertext_converters_refuse_what_is_not_a_ciphertext():
     ):
         with pytest.raises(sm2.Sm2Error, match="not a DER SM2 ciphertext"):
             sm2.ciphertext_from_der(der.sequence(*fields))
+
+
+# ---- the group law's edges, and the CSPRNG's edges -------------------------------------------
+
+G = (sm2.GX, sm2.GY)
+MINUS_G = (sm2.GX, sm2.P - sm2.GY)
+
+
+def test_the_group_law_holds_for_infinity_and_for_equal_and_opposite_points():
+    """Infinity is the identity on either side; adding a point to itself doubles it, adding its
+    opposite gives infinity. The ladder never meets these cases with valid points, but the
+    verification's sum k1*P1 + k2*P2 does whenever one of the two products is infinity."""
+    g = (*G, 1)
+    assert sm2._add(sm2._INF, g) == g and sm2._add(g, sm2._INF) == g
+    assert sm2._affine(sm2._add(g, g)) == sm2._affine(sm2._double(g)) == sm2._mul(2, G)
+    assert sm2._affine(sm2._add(g, (*MINUS_G, 1))) is None
+    assert sm2._mul_add(sm2.N, G, 3, G) == sm2._mul(3, G)
+    assert sm2._mul_add(3, G, sm2.N, G) == sm2._mul(3, G)
+    assert sm2._mul_add(sm2.N, G, sm2.N, G) is None
+
+
+def test_the_curve_point_with_x_zero_is_on_the_curve_and_its_ciphertext_converts():
+    """y^2 = b has a root on this curve: (0, sqrt(b)) is a valid point, and a ciphertext whose C1
+    is that point converts to OpenSSL's DER and back."""
+    y0 = pow(sm2.B, (sm2.P + 1) // 4, sm2.P)  # p = 3 mod 4
+    assert sm2.on_curve(0, y0) and sm2.Sm2PublicKey(0, y0).x == 0
+    raw = b"\x04" + bytes(32) + y0.to_bytes(32, "big") + bytes(range(32)) + b"c2"
+    assert sm2.ciphertext_from_der(sm2.ciphertext_to_der(raw)) == raw
+
+
+def test_is_sm2_spki_answers_a_bool_and_the_wipe_helper_zeroes_every_byte():
+    assert sm2.is_sm2_spki(b"\x30\x00") is False
+    buf = bytearray(b"secret")
+    sm2._wipe(buf)
+    assert buf == bytearray(6)
+
+
+def test_a_signature_with_r_plus_s_equal_to_n_is_refused_though_the_equation_holds():
+    """With t = r + s = n, s*G + t*P is s*G whatever the public key P: without the t = 0 check,
+    one (r, s) built from the digest alone would verify under every key."""
+    key = sm2.Sm2PrivateKey.generate()
+    r = 12345
+    s = sm2.N - r
+    e = ((r - sm2._mul(s, G)[0]) % sm2.N).to_bytes(32, "big")
+    with pytest.raises(sm2.Sm2Error, match="does not verify"):
+        sm2.verify_digest(key.public_key(), e, r, s)
+
+
+def draws(monkeypatch, *picks) -> list[int]:
+    """Stand in for the CSPRNG (the edge of this module): each draw answers the next pick, a
+    function of the bound; the bounds asked for are returned. Running out is a test failure."""
+    bounds: list[int] = []
+    left = iter(picks)
+
+    def randbelow(n: int) -> int:
+        bounds.append(n)
+        return next(left)(n)
+
+    monkeypatch.setattr(sm2.secrets, "randbelow", randbelow)
+    return bounds
+
+
+LOWEST, HIGHEST = (lambda n: 0), (lambda n: n - 1)
+
+
+def nonce(key: sm2.Sm2PrivateKey, r: int, s: int) -> int:
+    """The k a signature was made with: s(1 + d) = k - r*d (mod n)."""
+    d = key._d
+    return (s * (1 + d) + r * d) % sm2.N
+
+
+def test_the_signing_nonce_spans_exactly_1_to_n_minus_1(monkeypatch):
+    key = sm2.Sm2PrivateKey(12345)
+    e = sm2.user_digest(key.public_key(), b"message")
+    bounds = draws(monkeypatch, LOWEST, HIGHEST)
+    low, high = key.sign_digest(e), key.sign_digest(e)
+    assert (nonce(key, *low), nonce(key, *high)) == (1, sm2.N - 1)
+    assert bounds == [sm2.N - 1, sm2.N - 1]
+    for sig in (low, high):
+        sm2.verify_digest(key.public_key(), e, *sig)
+
+
+def test_the_encryption_nonce_spans_exactly_1_to_n_minus_1(monkeypatch):
+    key = sm2.Sm2PrivateKey.generate()
+    draws(monkeypatch, LOWEST, HIGHEST)
+    c1s = [sm2.encrypt(key.public_key(), b"material")[1:65] for _ in range(2)]
+    assert c1s == [sm2.Sm2PublicKey(*p).point_bytes()[1:] for p in (G, MINUS_G)]
+
+
+def test_a_new_private_scalar_spans_exactly_1_to_n_minus_2(monkeypatch):
+    draws(monkeypatch, LOWEST, HIGHEST)
+    keys = [sm2.Sm2PrivateKey.generate() for _ in range(2)]
+    assert [int.from_bytes(k.scalar_bytes(), "big") for k in keys] == [1, sm2.N - 2]
+
+
+@pytest.mark.parametrize("bad", ["r = 0", "r + k = n"])
+def test_signing_draws_a_new_nonce_when_r_is_0_or_r_plus_k_is_n(monkeypatch, bad):
+    """GB/T 32918.2 step A5: r = 0 or r + k = n gives no usable signature (r + k = n makes
+    s = k and r + s = n, which no verifier accepts); a digest chosen for the first nonce
+    forces the case, and the second nonce must be used."""
+    key = sm2.Sm2PrivateKey(12345)
+    k = 7
+    x1 = sm2._mul(k, G)[0]
+    r = 0 if bad == "r = 0" else sm2.N - k
+    e = ((r - x1) % sm2.N).to_bytes(32, "big")
+    bounds = draws(monkeypatch, lambda n: k - 1, lambda n: 10)
+    r2, s2 = key.sign_digest(e)
+    assert len(bounds) == 2 and nonce(key, r2, s2) == 11
+    sm2.verify_digest(key.public_key(), e, r2, s2)
+
+
+@pytest.mark.parametrize("which", ["r", "s"])
+def test_a_signature_with_r_or_s_equal_to_1_verifies(monkeypatch, which):
+    """[1, n-1] includes 1: a digest chosen for the nonce makes r = 1, or s = 1."""
+    key = sm2.Sm2PrivateKey(12345)
+    d, k = key._d, 99
+    r = 1 if which == "r" else (k - 1 - d) * pow(d, -1, sm2.N) % sm2.N
+    e = ((r - sm2._mul(k, G)[0]) % sm2.N).to_bytes(32, "big")
+    draws(monkeypatch, lambda n: k - 1)
+    sig = key.sign_digest(e)
+    assert sig[0 if which == "r" else 1] == 1
+    sm2.verify_digest(key.public_key(), e, *sig)

@@ -49,6 +49,7 @@ from .keys import (
     new_version_id,
     tag_char,
 )
+from .listing import Listing, next_change
 from .secrets import SecretStore
 from .settings import Settings
 
@@ -108,6 +109,7 @@ class KmsBackend:
             on_change=self.changed,
         )
         self.key_pool = RsaKeyPool()
+        self.listing = Listing()  # ListKeys' answer, kept between pages
 
     # ---- persistence ---------------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class KmsBackend:
 
     def load_state(self, state: dict[str, Any]) -> None:
         with self.lock:
+            self.listing.changed()
             self.keys = {k["key_id"]: Key.from_state(k) for k in state.get("keys", [])}
             self.tokens = {t["token"]: ImportToken.from_state(t) for t in state.get("tokens", [])}
             self.secrets.load_state(state.get("secrets", []))
@@ -133,6 +136,7 @@ class KmsBackend:
 
     def reset(self) -> None:
         with self.lock:
+            self.listing.changed()
             self.keys.clear()
             self.tokens.clear()
             self.secrets.clear()
@@ -146,6 +150,7 @@ class KmsBackend:
         return settings
 
     def changed(self) -> None:
+        self.listing.changed()
         self._on_change()
 
     # ---- key lookup and the clock ----------------------------------------------------------
@@ -197,8 +202,13 @@ class KmsBackend:
                     f"each filter is {{Key, Values}} with Key in {', '.join(LIST_FILTER_KEYS)}",
                 )
             merged.setdefault(f["Key"], []).extend(str(v) for v in f["Values"])
-        keys = sorted(self.all_keys(), key=lambda k: (k.created, k.key_id))
-        return [k for k in keys if _matches(k, list(merged.items()))]
+
+        def build() -> tuple[list[Key], float]:
+            keys = sorted(self.all_keys(), key=lambda k: (k.created, k.key_id))
+            return [k for k in keys if _matches(k, list(merged.items()))], next_change(keys)
+
+        with self.lock:
+            return self.listing.get(json.dumps(merged), self.clock.now(), build)
 
     # ---- key lifecycle -------------------------------------------------------------------
 

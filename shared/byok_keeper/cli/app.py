@@ -76,8 +76,11 @@ class App:
         if self.target is not None:  # a key command in one of several targets
             payload = {**payload, "target": self.target}
             human += f"\ntarget {self.target}"
-        if self.settings.output == "json":
-            click.echo(json.dumps(payload, indent=2, sort_keys=True))
+        if self.settings.output == "json":  # written as it is encoded: no copy of it all
+            out = click.get_text_stream("stdout")
+            json.dump(payload, out, indent=2, sort_keys=True)
+            out.write("\n")
+            out.flush()
         else:
             click.echo(human)
 

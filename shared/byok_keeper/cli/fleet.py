@@ -180,29 +180,32 @@ def _emit_sweep(app: App, result, dry_run: bool) -> int:
     from ..sweep import decisions_json
 
     outcomes = sorted(result.outcomes, key=lambda o: o.key_id)
-    rows = [
-        [
-            o.key_id,
-            o.decision,
-            o.outcome,
-            o.key_state,
-            fmt_time(o.new_expiry) if o.new_expiry else "",
-            o.reason,
-        ]
-        for o in outcomes
-    ]
     summary = result.summary()
-    payload = {
-        "now": fmt_time(result.now),
-        "dry_run": dry_run,
-        "summary": summary,
-        "decisions": decisions_json(result.decisions),
-        "outcomes": [o.to_json() for o in outcomes],
-        "calls": result.stats,
-    }
-    human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
-    human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
-    app.emit(payload, human)
+    if app.settings.output == "json":  # build only what is shown: 50,000 keys are big either way
+        payload = {
+            "now": fmt_time(result.now),
+            "dry_run": dry_run,
+            "summary": summary,
+            "decisions": decisions_json(result.decisions),
+            "outcomes": [o.to_json() for o in outcomes],
+            "calls": result.stats,
+        }
+        app.emit(payload, "")
+    else:
+        rows = [
+            [
+                o.key_id,
+                o.decision,
+                o.outcome,
+                o.key_state,
+                fmt_time(o.new_expiry) if o.new_expiry else "",
+                o.reason,
+            ]
+            for o in outcomes
+        ]
+        human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
+        human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
+        app.emit({}, human)
     return exits.of_run(failed=bool(result.failed), alert=any(o.alert for o in outcomes))
 
 

@@ -49,7 +49,6 @@ def plan_cmd(
     from ..metrics_file import fleet_metrics, recording
     from ..plan import ALERT, DUE
     from ..status import plan_fleet
-    from ..sweep import decisions_json
 
     targets = app.fleet_targets(target_names)
     if targets is not None:
@@ -72,7 +71,28 @@ def plan_cmd(
         )
         if recorder is not None:
             recorder.plan(deps.gateway.now(), fleet.decisions, fleet.errors)
+    decisions, errors = fleet.decisions, fleet.errors
+    _emit_plan(app, fleet, fmt_time(deps.gateway.now()), show_aliases)
+    code = exits.of_run(
+        failed=bool(errors),
+        alert=any(d.decision == ALERT for d in decisions),
+        pending=any(d.decision in DUE for d in decisions),
+    )
+    return recorder.exit_code(code) if recorder is not None else code
+
+
+def _emit_plan(app: App, fleet, now: str, show_aliases: bool) -> None:
+    """Print the plan: only the output asked for is built (50,000 keys are big either way)."""
+    from ..sweep import decisions_json
+
     decisions, errors, aliases = fleet.decisions, fleet.errors, fleet.aliases
+    if app.settings.output == "json":
+        shown = decisions_json(decisions)
+        if show_aliases:
+            shown = [{**row, "aliases": aliases.get(row["key_id"]) or []} for row in shown]
+        errs = [{"key_id": k, "error": str(e)} for k, e in errors]
+        app.emit({"now": now, "decisions": shown, "errors": errs}, "")
+        return
     rows = [
         [
             d.key_id
@@ -86,21 +106,7 @@ def plan_cmd(
         for d in decisions
     ]
     rows += [[k, "", "?", "", "ERROR", str(e)] for k, e in errors]
-    shown = decisions_json(decisions)
-    if show_aliases:
-        shown = [{**row, "aliases": aliases.get(row["key_id"]) or []} for row in shown]
-    payload = {
-        "now": fmt_time(deps.gateway.now()),
-        "decisions": shown,
-        "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
-    }
-    app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
-    code = exits.of_run(
-        failed=bool(errors),
-        alert=any(d.decision == ALERT for d in decisions),
-        pending=any(d.decision in DUE for d in decisions),
-    )
-    return recorder.exit_code(code) if recorder is not None else code
+    app.emit({}, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
 
 
 @click.command("sweep")

@@ -127,6 +127,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/targets.py --targets 4 --keys 1250
 	$(BIN)/python bench/report.py --keys 5000
+	$(BIN)/python bench/report.py --keys 50000
+	$(BIN)/python bench/scale.py --keys 5000 50000
 	$(BIN)/python bench/sealers.py
 	$(BIN)/python bench/redaction.py
 

@@ -17,6 +17,7 @@ never loads an Alibaba SDK module (``tests/unit/test_architecture.py``).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -101,7 +102,7 @@ class OutcomeKind(_StrEnum):
 # ---- keys ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyInfo:
     key_id: str
     arn: str
@@ -119,6 +120,16 @@ class KeyInfo:
     description: str
     request_id: str = ""
 
+    def __post_init__(self) -> None:
+        # What most keys share (spec, usage, state...) is interned: a fleet of 50,000 keys holds
+        # one copy of each value, not one per key. Slots: no per-key __dict__ either.
+        for name in _SHARED_FIELDS:
+            object.__setattr__(self, name, sys.intern(getattr(self, name)))
+
+
+_SHARED_FIELDS = ("key_spec", "key_usage", "key_state", "origin", "protection_level",
+                  "instance_id", "description")  # fmt: skip
+
 
 # ---- envelopes -----------------------------------------------------------------------------
 
@@ -133,7 +144,7 @@ class _HeaderLike(Protocol):
     first_imported_at: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvelopeFacts:
     """What the planner needs from an envelope header (no material)."""
 

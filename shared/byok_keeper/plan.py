@@ -44,7 +44,7 @@ DECISIONS = tuple(DecisionKind)
 DUE = frozenset({REIMPORT, RENEW})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyFacts:
     key_id: str
     key: KeyInfo | None  # None: KMS answered that the key does not exist
@@ -60,7 +60,7 @@ class Policy:
     sweep_interval: timedelta = timedelta(0)  # the longest gap between sweeps; 0: continuous
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     key_id: str
     decision: str

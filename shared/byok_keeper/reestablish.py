@@ -57,7 +57,7 @@ RESTORED, RENEWED, HELD, SKIPPED, FAILED, DRY_RUN = (
 NOT_ATTEMPTED = "not attempted: "  # a skipped due key's reason, before why
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     key_id: str
     decision: str

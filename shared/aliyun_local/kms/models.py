@@ -14,6 +14,7 @@ Expiry and the end of a deletion window are judged against the emulator clock on
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from .keypool import RsaKeyPool
 from .keys import DISABLED, ENABLED, PENDING_DELETION, PENDING_IMPORT, ImportToken, Key
 from .labels import KeyLabels
 from .lifecycle import DEFAULT_INSTANCES, KeyLifecycle
+from .listing import Listing, next_change
 from .secrets import SecretStore
 from .settings import FidelitySettings
 from .usage import KeyUse
@@ -79,6 +81,7 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
             on_change=self.changed,
         )
         self.key_pool = RsaKeyPool()
+        self.listing = Listing()  # ListKeys' answer, kept between pages
 
     def to_state(self) -> dict[str, Any]:
         with self.lock:
@@ -92,6 +95,7 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
 
     def load_state(self, state: dict[str, Any]) -> None:
         with self.lock:
+            self.listing.changed()
             self.keys = {k["key_id"]: Key.from_state(k) for k in state.get("keys", [])}
             self.tokens = {t["token"]: ImportToken.from_state(t) for t in state.get("tokens", [])}
             self.secrets.load_state(state.get("secrets", []))
@@ -102,6 +106,7 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
 
     def reset(self) -> None:
         with self.lock:
+            self.listing.changed()
             self.keys.clear()
             self.tokens.clear()
             self.secrets.clear()
@@ -115,6 +120,7 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
         return settings
 
     def changed(self) -> None:
+        self.listing.changed()
         self._on_change()
 
     def _refresh(self, key: Key) -> Key | None:
@@ -164,8 +170,13 @@ class KmsBackend(KeyLifecycle, KeyLabels, KeyImport, KeyUse):
                     f"each filter is {{Key, Values}} with Key in {', '.join(LIST_FILTER_KEYS)}",
                 )
             merged.setdefault(f["Key"], []).extend(str(v) for v in f["Values"])
-        keys = sorted(self.all_keys(), key=lambda k: (k.created, k.key_id))
-        return [k for k in keys if _matches(k, list(merged.items()))]
+
+        def build() -> tuple[list[Key], float]:
+            keys = sorted(self.all_keys(), key=lambda k: (k.created, k.key_id))
+            return [k for k in keys if _matches(k, list(merged.items()))], next_change(keys)
+
+        with self.lock:
+            return self.listing.get(json.dumps(merged), self.clock.now(), build)
 
     def emulator_view(self, key_id: str) -> dict[str, Any]:
         with self.lock:

@@ -76,13 +76,29 @@ class App:
         if self.target is not None:  # a key command in one of several targets
             payload = {**payload, "target": self.target}
             human += f"\ntarget {self.target}"
-        if self.settings.output == "json":
-            click.echo(json.dumps(payload, indent=2, sort_keys=True))
+        if self.settings.output == "json":  # written as it is encoded: no copy of it all
+            _write_json(payload)
         else:
             click.echo(human)
 
     def progress(self, message: str) -> None:
         click.echo(message, err=True)
+
+
+def _write_json(payload: dict[str, Any]) -> None:
+    """``payload`` as indented JSON on stdout, in pieces of about 64 KB as it is encoded (one
+    string of it all is tens of MB at 50,000 keys; a write per token is slow)."""
+    out = click.get_text_stream("stdout")
+    pieces: list[str] = []
+    size = 0
+    for piece in json.JSONEncoder(indent=2, sort_keys=True).iterencode(payload):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= 65536:
+            out.write("".join(pieces))
+            pieces, size = [], 0
+    out.write("".join(pieces) + "\n")
+    out.flush()
 
 
 def target_option(f):

@@ -48,7 +48,7 @@ def plan_cmd(
     from ..kms import READ_ONLY
     from ..metrics_file import fleet_metrics, recording
     from ..plan import ALERT, DUE
-    from ..sweep import decisions_json, plan_fleet
+    from ..sweep import plan_fleet
 
     targets = app.fleet_targets(target_names)
     if targets is not None:
@@ -71,7 +71,28 @@ def plan_cmd(
         )
         if recorder is not None:
             recorder.plan(deps.gateway.now(), fleet.decisions, fleet.errors)
+    decisions, errors = fleet.decisions, fleet.errors
+    _emit_plan(app, fleet, fmt_time(deps.gateway.now()), show_aliases)
+    code = exits.of_run(
+        failed=bool(errors),
+        alert=any(d.decision == ALERT for d in decisions),
+        pending=any(d.decision in DUE for d in decisions),
+    )
+    return recorder.exit_code(code) if recorder is not None else code
+
+
+def _emit_plan(app: App, fleet, now: str, show_aliases: bool) -> None:
+    """Print the plan: only the output asked for is built (50,000 keys are big either way)."""
+    from ..sweep import decisions_json
+
     decisions, errors, aliases = fleet.decisions, fleet.errors, fleet.aliases
+    if app.settings.output == "json":
+        shown = decisions_json(decisions)
+        if show_aliases:
+            shown = [{**row, "aliases": aliases.get(row["key_id"]) or []} for row in shown]
+        errs = [{"key_id": k, "error": str(e)} for k, e in errors]
+        app.emit({"now": now, "decisions": shown, "errors": errs}, "")
+        return
     rows = [
         [
             d.key_id
@@ -85,21 +106,7 @@ def plan_cmd(
         for d in decisions
     ]
     rows += [[k, "", "?", "", "ERROR", str(e)] for k, e in errors]
-    shown = decisions_json(decisions)
-    if show_aliases:
-        shown = [{**row, "aliases": aliases.get(row["key_id"]) or []} for row in shown]
-    payload = {
-        "now": fmt_time(deps.gateway.now()),
-        "decisions": shown,
-        "errors": [{"key_id": k, "error": str(e)} for k, e in errors],
-    }
-    app.emit(payload, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
-    code = exits.of_run(
-        failed=bool(errors),
-        alert=any(d.decision == ALERT for d in decisions),
-        pending=any(d.decision in DUE for d in decisions),
-    )
-    return recorder.exit_code(code) if recorder is not None else code
+    app.emit({}, table(rows, ["KEY", "SPEC", "STATE", "EXPIRES", "DECISION", "REASON"]))
 
 
 @click.command("sweep")
@@ -176,29 +183,32 @@ def _emit_sweep(app: App, result, dry_run: bool) -> int:
     from ..sweep import decisions_json
 
     outcomes = sorted(result.outcomes, key=lambda o: o.key_id)
-    rows = [
-        [
-            o.key_id,
-            o.decision,
-            o.outcome,
-            o.key_state,
-            fmt_time(o.new_expiry) if o.new_expiry else "",
-            o.reason,
-        ]
-        for o in outcomes
-    ]
     summary = result.summary()
-    payload = {
-        "now": fmt_time(result.now),
-        "dry_run": dry_run,
-        "summary": summary,
-        "decisions": decisions_json(result.decisions),
-        "outcomes": [o.to_json() for o in outcomes],
-        "calls": result.stats,
-    }
-    human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
-    human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
-    app.emit(payload, human)
+    if app.settings.output == "json":  # build only what is shown: 50,000 keys are big either way
+        payload = {
+            "now": fmt_time(result.now),
+            "dry_run": dry_run,
+            "summary": summary,
+            "decisions": decisions_json(result.decisions),
+            "outcomes": [o.to_json() for o in outcomes],
+            "calls": result.stats,
+        }
+        app.emit(payload, "")
+    else:
+        rows = [
+            [
+                o.key_id,
+                o.decision,
+                o.outcome,
+                o.key_state,
+                fmt_time(o.new_expiry) if o.new_expiry else "",
+                o.reason,
+            ]
+            for o in outcomes
+        ]
+        human = table(rows, ["KEY", "DECISION", "OUTCOME", "STATE", "NEW EXPIRY", "REASON"])
+        human += "\n" + ", ".join(f"{n} {k}" for k, n in sorted(summary.items()))
+        app.emit({}, human)
     return exits.of_run(failed=bool(result.failed), alert=any(o.alert for o in outcomes))
 
 

@@ -148,7 +148,7 @@ reliability: $(STAMP)
 
 # Mutation testing (not part of make test; tens of minutes on 2 cores): each module that guards
 # material and keys, mutated one change at a time, against the tests that run the changed line.
-# MUTATE="reestablish plan" to run some (or a file: MUTATE=shared/byok_keeper/kms/gateway.py);
+# MUTATE="reestablish plan" to run some (or a file: MUTATE=shared/byok_keeper/gateway/kms/gateway.py);
 # JOBS=2 for two workers. Results in .mutation/.
 MUTATE ?=
 JOBS ?= 1

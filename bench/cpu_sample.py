@@ -130,7 +130,7 @@ def main() -> int:
     sampler.start()
     try:
         sdk.install()
-        from byok_keeper.cli import main as cli_main
+        from byok_keeper.runtimes.cli import main as cli_main
 
         return cli_main(command)
     finally:

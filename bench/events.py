@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fc_async as bench_fc
 import sweep as bench_sweep
-from byok_keeper.kms import QUOTA_CLASSES
+from byok_keeper.gateway.kms import QUOTA_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

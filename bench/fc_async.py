@@ -43,8 +43,8 @@ from pathlib import Path
 # bench/sweep.py: the seeded world, the call log and the latency chain of the bound.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sweep as bench_sweep
-from byok_keeper.cadence import interval_seconds
-from byok_keeper.kms import QUOTA_CLASSES
+from byok_keeper.gateway.kms import QUOTA_CLASSES
+from byok_keeper.planning.cadence import interval_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CADENCE = "0 0 0/6 * * *"  # deploy/functions.yml's default Schedule

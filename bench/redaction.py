@@ -27,7 +27,7 @@ import re
 import sys
 import time
 
-from byok_keeper import logs
+from byok_keeper.domain import logs
 
 KIB = 1024
 GOAL_SECONDS = 0.25

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))  # tests.fleet, tests.chromium
 from tests.chromium import screenshot  # noqa: E402
 from tests.fleet import synthetic_fleet  # noqa: E402
 
-from byok_keeper.report import render_html, write_html  # noqa: E402
+from byok_keeper.operations.report import render_html, write_html  # noqa: E402
 
 
 def main() -> int:

@@ -41,14 +41,14 @@ from tests.pkcs11 import make_token
 
 import sweep as bench_sweep
 from aliyun_local.server import LocalServer
-from byok_keeper.kms import (
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.gateway.kms import (
     ENROLL,
     KmsGateway,
     RequestBudget,
     build_client,
     static_credential,
 )
-from byok_keeper.material import generate_material
 from byok_keeper.vault import FileStore, Header, KmsSealer, LocalKeySealer, Vault
 from byok_keeper.vault.pkcs11 import build_pkcs11_sealer, close_all, new_token_key
 from byok_keeper.vault.sealers import new_seal_key_file

@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from aliyun_local.clock import Clock
 from aliyun_local.emulator import STATE_FORMAT
 from aliyun_local.kms.models import KmsBackend
-from byok_keeper.kms import QUOTA_CLASSES
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.gateway.kms import QUOTA_CLASSES
 from byok_keeper.vault import FileStore, Header, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 

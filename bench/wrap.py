@@ -19,9 +19,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from byok_keeper import specs
-from byok_keeper.material import load_private_key
-from byok_keeper.wrapping import new_wrapping_key, wrap_key_material, wrapping_public_key_der
+from byok_keeper.crypto import specs
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.crypto.wrapping import new_wrapping_key, wrap_key_material, wrapping_public_key_der
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.oracle: the OpenSSL command lines the tests use

@@ -136,9 +136,9 @@ def check_config(path: Path) -> tuple[bytes, list[str]]:
     """The settings file's bytes and its targets' role ARNs (each once, in file order), checked
     by the agent's own parsers (settings and ``[[targets]]``): a bad file is a ``DeployError``."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.settings import config_section, load_settings
-    from byok_keeper.targets import load_targets
+    from byok_keeper.core.settings import config_section, load_settings
+    from byok_keeper.core.targets import load_targets
+    from byok_keeper.domain.errors import ConfigError
 
     try:
         text = path.read_bytes()
@@ -194,7 +194,8 @@ def check_code(code: bytes, path: Path, state: dict[str, Any]) -> None:
 def with_config(code: bytes, config: bytes) -> bytes:
     """The code package with the settings file added at its root as ``CONFIG_NAME``, beside
     ``byok_keeper/``: the FC handlers resolve the relative ``BYOK_CONFIG=byok-keeper.toml``
-    against that directory, whatever FC's working directory (``byok_keeper.fc.anchor_config``)."""
+    against that directory, whatever FC's working directory
+    (``byok_keeper.runtimes.fc.anchor_config``)."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(code)) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
@@ -414,10 +415,10 @@ def enrolled_key_ids(params: dict[str, str], region: str) -> list[str]:
     """The vault's inventory (the ``VaultUri`` parameter), listed as the agent lists it, for
     ``--pin-keys``: nothing is unsealed. Raises ``DeployError``."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
-    from byok_keeper.errors import ByokError
-    from byok_keeper.factory import build_gateway
-    from byok_keeper.kms import READ_ONLY
-    from byok_keeper.settings import load_settings
+    from byok_keeper.core.factory import build_gateway
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.domain.errors import ByokError
+    from byok_keeper.gateway.kms import READ_ONLY
     from byok_keeper.vault import build_store
     from byok_keeper.vault.registry import needs_kms
 
@@ -435,7 +436,7 @@ def enrolled_key_ids(params: dict[str, str], region: str) -> list[str]:
 
 def _fc_client(endpoint: str | None, region: str, account_id: str, api: str):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
-    from byok_keeper.dispatch import build_fc_client
+    from byok_keeper.core.dispatch import build_fc_client
 
     return build_fc_client(region=region, account_id=account_id, endpoint=endpoint, api=api)
 
@@ -760,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             from alibabacloud_tea_openapi.exceptions import ClientException
 
-            from byok_keeper.kms.errors import is_credential_error
+            from byok_keeper.gateway.kms.errors import is_credential_error
 
             if is_credential_error(exc):  # the chain's own text runs to several screens
                 raise DeployError(NO_CREDENTIALS) from None

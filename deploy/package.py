@@ -47,9 +47,9 @@ def check_config(path: Path) -> bytes:
     """The settings file, checked by the agent's parsers (settings and ``[[targets]]``) as
     deploy.py --config checks it: a bad file stops the build with one line."""
     sys.path.insert(0, str(ROOT / "shared"))
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.settings import load_settings
-    from byok_keeper.targets import load_targets
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.core.targets import load_targets
+    from byok_keeper.domain.errors import ConfigError
 
     try:
         text = path.read_bytes()

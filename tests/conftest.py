@@ -83,7 +83,7 @@ def _generate_pem(spec: str) -> bytes:
     from cryptography.hazmat.primitives import serialization as ser
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    from byok_keeper import sm2
+    from byok_keeper.crypto import sm2
 
     if spec == "EC_SM2":
         return bytes(sm2.Sm2PrivateKey.generate().scalar_bytes())

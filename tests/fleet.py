@@ -7,9 +7,9 @@ import random
 import string
 from datetime import datetime, timedelta
 
-from byok_keeper.lease import parse_lease
-from byok_keeper.plan import ALERT, HOLD, OK, REIMPORT, RENEW, SKIP, Decision, Policy
-from byok_keeper.report import Fleet, rows_from
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.operations.report import Fleet, rows_from
+from byok_keeper.planning.plan import ALERT, HOLD, OK, REIMPORT, RENEW, SKIP, Decision, Policy
 
 SPECS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_P256", "EC_P256K", "EC_SM2")
 # Decision, share of the fleet.

@@ -23,7 +23,7 @@ every survivor explained.
 
     python -m tests.mutation                  # every module in MODULES
     python -m tests.mutation reestablish plan # some of them
-    python -m tests.mutation shared/byok_keeper/kms/gateway.py  # a target named by its file
+    python -m tests.mutation shared/byok_keeper/gateway/kms/gateway.py  # a target named by its file
     python -m tests.mutation --jobs 2 --list  # how many mutants each would run
     python -m tests.mutation --survivors plan # only what survived last time (tests added)
     python -m tests.mutation --report         # the table for docs/RELIABILITY.md
@@ -74,11 +74,11 @@ class Target:
 
 MODULES: dict[str, Target] = {
     "reestablish": Target(
-        "byok_keeper/reestablish.py",
+        "byok_keeper/core/reestablish.py",
         (F + "test_hostile_kms.py", F + "test_agent.py"),
     ),
     "plan": Target(
-        "byok_keeper/plan.py",
+        "byok_keeper/planning/plan.py",
         (
             U + "test_plan.py",
             U + "test_cadence.py",
@@ -87,16 +87,18 @@ MODULES: dict[str, Target] = {
         ),
     ),
     "wrapping": Target(
-        "byok_keeper/wrapping.py",
+        "byok_keeper/crypto/wrapping.py",
         (U + "test_wrapping.py", U + "test_openssl_oracle.py", F + "test_emulator_import.py"),
     ),
     "sm2": Target(
-        "byok_keeper/sm2.py",
+        "byok_keeper/crypto/sm2.py",
         (U + "test_sm2.py", U + "test_openssl_oracle.py", U + "test_wrapping.py"),
     ),
-    "verify": Target("byok_keeper/verify.py", (F + "test_hostile_kms.py", F + "test_agent.py")),
+    "verify": Target(
+        "byok_keeper/core/verify.py", (F + "test_hostile_kms.py", F + "test_agent.py")
+    ),
     "enroll": Target(
-        "byok_keeper/enroll.py",
+        "byok_keeper/core/enroll.py",
         (
             F + "test_enroll.py",
             F + "test_hostile_kms.py",
@@ -105,11 +107,11 @@ MODULES: dict[str, Target] = {
         ),
     ),
     "creation": Target(
-        "byok_keeper/creation.py",
+        "byok_keeper/core/creation.py",
         (F + "test_enroll.py", F + "test_console_fields.py", F + "test_attacks.py"),
     ),
     "importing": Target(
-        "byok_keeper/importing.py",
+        "byok_keeper/core/importing.py",
         (F + "test_hostile_kms.py", F + "test_agent.py", F + "test_enroll.py"),
     ),
     "envelope": Target(
@@ -118,7 +120,7 @@ MODULES: dict[str, Target] = {
     ),
     "sealers": Target("byok_keeper/vault/sealers.py", (F + "test_vault.py",)),
     "gateway": Target(
-        "byok_keeper/kms/gateway.py",
+        "byok_keeper/gateway/kms/gateway.py",
         # Every tier that exercises the gateway's own behaviour: its retries and allowlist, the
         # request counts (metrics), the assumed role's renewal and refusals (sts).
         (
@@ -130,8 +132,10 @@ MODULES: dict[str, Target] = {
         ),
         functions=("KmsGateway._call", "KmsGateway._backoff", "KmsGateway.with_allowlist"),
     ),
-    "logs": Target("byok_keeper/logs.py", (U + "test_logs.py",), functions=("_scrub", "redact")),
-    "retire": Target("byok_keeper/retire.py", (F + "test_retire.py",)),
+    "logs": Target(
+        "byok_keeper/domain/logs.py", (U + "test_logs.py",), functions=("_scrub", "redact")
+    ),
+    "retire": Target("byok_keeper/operations/retire.py", (F + "test_retire.py",)),
     "reseal": Target(
         "byok_keeper/vault/reseal.py", (F + "test_retire.py", F + "test_pkcs11_sealer.py")
     ),
@@ -145,7 +149,7 @@ MODULES: dict[str, Target] = {
     ),
     # The events function's duplicate window: the id duplicates are recognised by, and the filter.
     "events": Target(
-        "byok_keeper/events.py",
+        "byok_keeper/planning/events.py",
         (U + "test_events.py", F + "test_fc_events_handler.py", F + "test_runtime_attacks.py"),
         functions=("KmsEvent.dedupe_key", "DuplicateFilter"),
     ),
@@ -514,7 +518,7 @@ def summary(results: list[dict]) -> str:
 
 
 def _by_path(name: str) -> str:
-    """A module name, or the file's path (``shared/byok_keeper/kms/gateway.py``, with or
+    """A module name, or the file's path (``shared/byok_keeper/gateway/kms/gateway.py``, with or
     without ``shared/``) -> the name of the target that mutates that file."""
     path = name.removeprefix("shared/")
     return next((n for n, t in MODULES.items() if t.path == path), name)

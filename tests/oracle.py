@@ -57,7 +57,7 @@ def seed_wrap(sm2_wrapping: bool, tak: Path, public_pem: Path, work: Path) -> st
     ephemeral key, encrypted under the wrapping public key (OAEP-SHA-256, or SM2 re-encoded from
     OpenSSL's DER to C1C3C2), then the material under it (AES-256-ECB, or SM4-ECB unpadded).
     Returns EncryptedKeyMaterial (Base64)."""
-    from byok_keeper import sm2  # the C1C3C2 conversion only; imported where used
+    from byok_keeper.crypto import sm2  # the C1C3C2 conversion only; imported where used
 
     esk = work / "esk.bin"
     run("rand", "-out", esk, "16" if sm2_wrapping else "32")

@@ -50,7 +50,7 @@ locals {
   }
 
   # The events function's EventBridge rules: ActionTrail KMS calls of this account and region,
-  # by name; never ImportKeyMaterial (together they name byok_keeper.events.EVENT_NAMES, each
+  # by name; never ImportKeyMaterial (together they name byok_keeper.planning.events.EVENT_NAMES, each
   # once: EventBridge takes at most 5 expressions per pattern field); both documented
   # source/type spellings (docs/FIDELITY.md: disputed).
   event_pattern = {

@@ -16,17 +16,17 @@ from typing import Any
 from alibabacloud_kms20160120 import models as km
 from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
 
-from byok_keeper.enroll import enroll
-from byok_keeper.errors import InputError
-from byok_keeper.importing import MATERIAL_REFUSED, import_once
-from byok_keeper.kms import KmsApiError, KmsGateway
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import PrivateKeyMaterial, generate_material
-from byok_keeper.reestablish import reestablish
-from byok_keeper.specs import SPECS_BY_PROTECTION_LEVEL
-from byok_keeper.tags import HOLD_TAG
+from byok_keeper.core.enroll import enroll
+from byok_keeper.core.importing import MATERIAL_REFUSED, import_once
+from byok_keeper.core.reestablish import reestablish
+from byok_keeper.crypto.material import PrivateKeyMaterial, generate_material
+from byok_keeper.crypto.specs import SPECS_BY_PROTECTION_LEVEL
+from byok_keeper.crypto.wrapping import wrap_key_material
+from byok_keeper.domain.errors import InputError
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.domain.tags import HOLD_TAG
+from byok_keeper.gateway.kms import KmsApiError, KmsGateway
 from byok_keeper.vault import Vault
-from byok_keeper.wrapping import wrap_key_material
 
 from .report import Report
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.kms import ENROLL, HOLD_ACTIONS, SWEEP, KmsGateway, build_client
-from byok_keeper.specs import KEY_SPECS
+from byok_keeper.crypto.specs import KEY_SPECS
+from byok_keeper.gateway.kms import ENROLL, HOLD_ACTIONS, SWEEP, KmsGateway, build_client
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from aliyun_local.server import LocalServer
-from byok_keeper.specs import HARDWARE_ONLY
+from byok_keeper.crypto.specs import HARDWARE_ONLY
 
 BIN = Path(sys.executable).parent
 

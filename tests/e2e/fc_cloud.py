@@ -13,11 +13,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.specs import HARDWARE_ONLY
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.crypto.specs import HARDWARE_ONLY
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import make_gateway

@@ -10,7 +10,7 @@ import sys
 
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto.material import load_private_key
 from tests.e2e.conftest import BIN, serve_subprocess, stop_served
 from tests.functional.conftest import create_external_key, describe, import_material, make_client
 
@@ -90,7 +90,7 @@ def test_state_survives_a_restart_and_nothing_secret_is_printed(tmp_path, target
         )
         assert 3590 < clock["offset_seconds"] < 3610
         # The import token and its wrapping key persisted too: still usable after the restart.
-        from byok_keeper.wrapping import wrap_key_material
+        from byok_keeper.crypto.wrapping import wrap_key_material
 
         wrapped = wrap_key_material(
             material.import_bytes(), params.public_key, material.spec.wrapping_algorithm

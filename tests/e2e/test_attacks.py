@@ -96,9 +96,9 @@ def test_re_enroll_over_an_envelope_that_does_not_open_is_refused(served, cli_en
 
 
 def test_enroll_create_reports_a_planted_key_as_an_alert_in_one_line(served, cli_env, tmp_path):
-    from byok_keeper.enroll import FINGERPRINT_TAG
-    from byok_keeper.kms import ENROLL
-    from byok_keeper.material import load_private_key
+    from byok_keeper.core.enroll import FINGERPRINT_TAG
+    from byok_keeper.crypto.material import load_private_key
+    from byok_keeper.gateway.kms import ENROLL
     from tests.e2e.conftest import enroll_args
     from tests.functional.conftest import make_gateway
 
@@ -161,7 +161,7 @@ def test_reimport_refuses_an_envelope_that_is_not_a_small_regular_file(
 def test_the_seal_key_file_must_be_a_small_regular_file_owned_by_the_user(tmp_path):
     import os
 
-    from byok_keeper.errors import ConfigError
+    from byok_keeper.domain.errors import ConfigError
     from byok_keeper.vault import LocalKeySealer
     from byok_keeper.vault.sealers import new_seal_key_file
 
@@ -211,7 +211,7 @@ def test_the_redaction_processor_url_decodes_before_scrubbing():
     import os
     from urllib.parse import quote
 
-    from byok_keeper.logs import redact
+    from byok_keeper.domain.logs import redact
 
     wrapped = base64.b64encode(os.urandom(300)).decode()
     line = (f"POST /?Action=ImportKeyMaterial&EncryptedKeyMaterial={quote(wrapped, safe='')}"
@@ -227,7 +227,7 @@ def test_the_redaction_processor_url_decodes_before_scrubbing():
 def test_sdk_loggers_have_no_handlers_of_their_own_after_configure():
     import logging
 
-    from byok_keeper.logs import SDK_LOGGERS, configure
+    from byok_keeper.domain.logs import SDK_LOGGERS, configure
 
     configure(json=True, level="DEBUG")
     for name in SDK_LOGGERS:
@@ -255,23 +255,23 @@ print(json.dumps({{"core": resource.getrlimit(resource.RLIMIT_CORE),
 # entered through ``run_daemon`` itself, not the CLI (which hardens on its own): its schedule
 # is refused, after the hardening and before anything is built.
 _ENTRYPOINTS = {
-    "cli": "from byok_keeper.cli import main; main(['vault', 'list'])",
+    "cli": "from byok_keeper.runtimes.cli import main; main(['vault', 'list'])",
     "fc-sweep": "fc('sweep')(b'not json', None)",
     "fc-reimport": "fc('reimport')(b'[]', None)",
     "fc-events": "fc('events')(b'not json', None)",
     "daemon": (
         "from pathlib import Path\n"
-        "from byok_keeper.daemon import run_daemon\n"
-        "from byok_keeper.errors import ByokError\n"
-        "from byok_keeper.settings import load_settings\n"
+        "from byok_keeper.runtimes.daemon import run_daemon\n"
+        "from byok_keeper.domain.errors import ByokError\n"
+        "from byok_keeper.core.settings import load_settings\n"
         "try:\n"
         "    run_daemon(load_settings(), schedule='not a schedule', state_dir=Path('unused'),\n"
         "               once=True, health_file=None)\n"
         "except ByokError:\n"
         "    pass"
     ),
-    "cli-daemon": "from byok_keeper.cli import main; main(['daemon', '--once', '--state-dir', "
-    "'{state}'])",
+    "cli-daemon": "from byok_keeper.runtimes.cli import main; "
+    "main(['daemon', '--once', '--state-dir', '{state}'])",
 }
 
 

@@ -433,7 +433,7 @@ FC_EVENTS = [
 def test_malformed_fc_events_get_a_failure_result_and_touch_nothing(
     handler, event, message, served, monkeypatch, tmp_path
 ):
-    from byok_keeper import fc
+    from byok_keeper.runtimes import fc
 
     monkeypatch.setenv("BYOK_VAULT", f"file://{tmp_path / 'vault'}")
     served.emulator.calls.clear()

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from byok_keeper.cli import cli, main
+from byok_keeper.runtimes.cli import cli, main
 from tests.e2e.conftest import BIN, enroll_cli, run_cli
 
 
@@ -113,10 +113,10 @@ def test_on_a_terminal_logs_stay_out_of_the_way_unless_asked(cli_env, served):
 
 
 def test_a_progress_bar_on_a_terminal_for_many_keys(cli_env, served, tmp_path):
-    from byok_keeper.enroll import enroll
-    from byok_keeper.kms import ENROLL
-    from byok_keeper.lease import parse_lease
-    from byok_keeper.material import generate_material
+    from byok_keeper.core.enroll import enroll
+    from byok_keeper.crypto.material import generate_material
+    from byok_keeper.domain.lease import parse_lease
+    from byok_keeper.gateway.kms import ENROLL
     from byok_keeper.vault import FileStore, LocalKeySealer, Vault
     from tests.functional.conftest import create_request, make_gateway
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto.material import load_private_key
 from tests.conftest import ALL_SPECS, hardware_refused
 from tests.e2e.conftest import enroll_args, run_cli
 

@@ -13,7 +13,7 @@ from alibabacloud_tea_openapi.models import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from aliyun_local.server import LocalServer
-from byok_keeper.metrics import METRIC_NAMES
+from byok_keeper.operations.metrics import METRIC_NAMES
 from tests.e2e.conftest import cli_env_for, daemon_metrics, enroll_args, run_cli
 
 A, B = "1111111111111111", "2222222222222222"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from aliyun_local.server import LocalServer
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.conftest import HARDWARE_IMPORTS
@@ -51,7 +51,7 @@ def test_package_is_reproducible_and_handlers_import_from_the_zip_alone(package,
         names = zf.namelist()
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
         zf.extractall(tmp_path / "code")
-    assert {"sweep/index.py", "reimport/index.py", "byok_keeper/fc.py"} <= set(names)
+    assert {"sweep/index.py", "reimport/index.py", "byok_keeper/runtimes/fc.py"} <= set(names)
     assert not any("aliyun_local" in n or "__pycache__" in n for n in names)
     # byok_keeper is installed from its wheel (make dist's build): exactly the files its RECORD
     # lists, with its metadata beside them.
@@ -232,9 +232,9 @@ def test_deploy_with_config_sweeps_two_accounts_in_two_regions(package, tmp_path
     code's place, not the working directory): the relative BYOK_CONFIG is still found."""
     from alibabacloud_credentials.utils import auth_util
 
-    from byok_keeper.multi import target_deps
-    from byok_keeper.settings import load_settings
-    from byok_keeper.targets import load_targets
+    from byok_keeper.core.multi import target_deps
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.core.targets import load_targets
 
     a, b = TWO_ACCOUNTS
     runtimes = {"python3.12": sys.executable}

@@ -20,10 +20,10 @@ import pytest
 from alibabacloud_fc20230330 import models as fc
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from tests.e2e.conftest import run_cli
 from tests.e2e.fc_cloud import admin, deploy_package, enroll_keys, fc3_client, fc_cli_env

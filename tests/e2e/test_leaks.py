@@ -8,7 +8,7 @@ included; the HTTP libraries stay at WARNING by design, their debug lines quote 
 - ``cli-and-fc``: ``plan``, ``sweep`` (with faults injected, a tampered envelope and a read
   timeout so error paths log too), ``reimport``, ``verify``, ``status``, ``hold``/``release``,
   and the reimport and sweep FC handlers;
-- ``events``: the events function's handler (``byok_keeper.fc_events``) fed the CloudEvents
+- ``events``: the events function's handler (``byok_keeper.runtimes.fc_events``) fed the CloudEvents
   aliyun-local emitted for real KMS SDK calls (``GET /_local/events``): deletions restored (a
   batch with a replay among them), a held key left alone and restored once released, the
   ScheduleKeyDeletion and DisableKey alerts, hostile events (forged key ids, a foreign account
@@ -160,7 +160,7 @@ class Harness:
         self.collect_emulator_secrets()
 
     def run(self, *argv: str) -> int:
-        from byok_keeper.cli import main
+        from byok_keeper.runtimes.cli import main
 
         code = main(list(argv))
         self.take()
@@ -222,7 +222,7 @@ def enroll_all(h: Harness, tmp_path: Path, target_keys: dict[str, bytes]) -> Non
     fixture's: the CLI's log handler takes the stream pytest captures in that phase."""
     assert h.run("seal-key", "new", h.env["BYOK_SEAL_KEY_FILE"]) == 0
     h.secrets.append(Path(h.env["BYOK_SEAL_KEY_FILE"]).read_bytes())
-    from byok_keeper.material import load_private_key
+    from byok_keeper.crypto.material import load_private_key
 
     for spec in ALL_SPECS:
         pem = target_keys[spec]
@@ -250,7 +250,7 @@ def enroll_all(h: Harness, tmp_path: Path, target_keys: dict[str, bytes]) -> Non
 def drive_cli_and_fc(h: Harness, tmp_path: Path) -> None:
     """plan, sweep (faults), reimport, verify, status, hold/release, a tampered envelope with
     tracebacks on, and the reimport and sweep FC handlers."""
-    from byok_keeper import fc
+    from byok_keeper.runtimes import fc
 
     keys, run, kms = h.keys, h.run, h.served.emulator.kms
     kms.delete_key_material(keys["RSA_2048"])
@@ -300,8 +300,8 @@ def drive_events(h: Harness, tmp_path: Path) -> None:
     retryably (the exception and its traceback searched too)."""
     from alibabacloud_kms20160120 import models as km
 
-    from byok_keeper import fc, fc_events
-    from byok_keeper.events import DuplicateFilter
+    from byok_keeper.planning.events import DuplicateFilter
+    from byok_keeper.runtimes import fc, fc_events
 
     keys, served = h.keys, h.served
     h.take()

@@ -7,7 +7,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from byok_keeper.metrics import METRIC_NAMES
+from byok_keeper.operations.metrics import METRIC_NAMES
 from tests.e2e.conftest import daemon_metrics, enroll_cli, run_cli
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from byok_keeper.report import COLOURS, LABEL_W, WINDOW_COLOUR, render_html, write_html
+from byok_keeper.operations.report import COLOURS, LABEL_W, WINDOW_COLOUR, render_html, write_html
 from tests.chromium import Image, find_chromium, screenshot
 from tests.e2e.conftest import run_cli
 from tests.fleet import synthetic_fleet
@@ -37,10 +37,10 @@ def enroll_here(served, env: dict[str, str], n: int) -> list[dict[str, str]]:
     ``n`` CLI runs, and only ``report`` is under test here."""
     from pathlib import Path
 
-    from byok_keeper.enroll import enroll
-    from byok_keeper.kms import ENROLL
-    from byok_keeper.lease import parse_lease
-    from byok_keeper.material import generate_material
+    from byok_keeper.core.enroll import enroll
+    from byok_keeper.crypto.material import generate_material
+    from byok_keeper.domain.lease import parse_lease
+    from byok_keeper.gateway.kms import ENROLL
     from byok_keeper.vault import FileStore, LocalKeySealer, Vault
     from tests.functional.conftest import create_request, make_gateway
 

@@ -10,9 +10,9 @@ from alibabacloud_kms20160120.client import Client
 from alibabacloud_tea_openapi.models import Config
 
 from aliyun_local.server import LocalServer
-from byok_keeper.material import PrivateKeyMaterial
-from byok_keeper.specs import HARDWARE_ONLY
-from byok_keeper.wrapping import wrap_key_material
+from byok_keeper.crypto.material import PrivateKeyMaterial
+from byok_keeper.crypto.specs import HARDWARE_ONLY
+from byok_keeper.crypto.wrapping import wrap_key_material
 
 # The SDK sends through proxies even for loopback addresses.
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -106,7 +106,7 @@ def key_version(client: Client, key_id: str) -> str:
 
 def make_gateway(server: LocalServer, allowlist, *, read_timeout_ms: int = 30_000, **kwargs):
     """Our KMS gateway on the real SDK, pointed at the emulator (no sleeping in retries)."""
-    from byok_keeper.kms import KmsGateway, RequestBudget, build_client, static_credential
+    from byok_keeper.gateway.kms import KmsGateway, RequestBudget, build_client, static_credential
 
     client = build_client(
         region=server.region,
@@ -124,7 +124,7 @@ INSTANCE = dict.fromkeys(HARDWARE_ONLY, "kst-local-hardware")
 
 def build_world(server: LocalServer, directory, **gateway_kwargs):
     """(emulator, vault, enrolling gateway, sweeping gateway) over a file vault in ``directory``."""
-    from byok_keeper.kms import ENROLL, SWEEP
+    from byok_keeper.gateway.kms import ENROLL, SWEEP
     from byok_keeper.vault import FileStore, LocalKeySealer, Vault
     from byok_keeper.vault.sealers import new_seal_key_file
 
@@ -136,7 +136,7 @@ def build_world(server: LocalServer, directory, **gateway_kwargs):
 
 def create_request(spec="EC_P256", usage="SIGN/VERIFY"):
     """``enroll --create`` for ``spec`` on the instance the emulator accepts it on."""
-    from byok_keeper.enroll import CreateRequest
+    from byok_keeper.core.enroll import CreateRequest
 
     return CreateRequest(spec, usage, INSTANCE.get(spec, "kst-local-software"))
 
@@ -146,9 +146,9 @@ def enroll_key(world, spec="EC_P256", lease="30d", usage="SIGN/VERIFY"):
 
     Under a profile whose hardware instance refuses imported material, a hardware-only spec
     is replaced by its software stand-in (tests.conftest.SOFTWARE_STAND_IN)."""
-    from byok_keeper.enroll import enroll
-    from byok_keeper.lease import parse_lease
-    from byok_keeper.material import generate_material
+    from byok_keeper.core.enroll import enroll
+    from byok_keeper.crypto.material import generate_material
+    from byok_keeper.domain.lease import parse_lease
     from tests.conftest import importable_spec
 
     server, vault, enroller, _ = world

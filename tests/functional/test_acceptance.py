@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.kms import ENROLL
-from byok_keeper.specs import KEY_SPECS
+from byok_keeper.crypto.specs import KEY_SPECS
+from byok_keeper.gateway.kms import ENROLL
 from tests.acceptance import probes
 from tests.acceptance.probes import ACCEPTANCE_TAG
 from tests.acceptance.run import Config, Refused, run_acceptance

@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from byok_keeper.kms import FORBIDDEN, SWEEP
-from byok_keeper.material import generate_material
-from byok_keeper.plan import HOLD_TAG, Policy
-from byok_keeper.reestablish import reestablish
-from byok_keeper.sweep import sweep_keys
+from byok_keeper.core.reestablish import reestablish
+from byok_keeper.core.sweep import sweep_keys
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.gateway.kms import FORBIDDEN, SWEEP
+from byok_keeper.planning.plan import HOLD_TAG, Policy
 from tests.functional.conftest import build_world, enroll_key
 
 # Agent tests: run against each aliyun-local profile (docs/FIDELITY.md).
@@ -172,7 +172,7 @@ def test_kms_clock_is_used_and_skew_is_logged(world):
 
 
 def test_one_canonical_line_per_key_and_no_material_in_logs(world, tmp_path):
-    from byok_keeper.audit import AuditLog
+    from byok_keeper.domain.audit import AuditLog
 
     emulator, vault, _, sweeper = world
     keys = [_enroll(world, spec) for spec in ("RSA_2048", "EC_SM2")]
@@ -220,7 +220,7 @@ def test_renewal_window_policy_changes_the_plan(world):
 def test_a_concurrent_identical_import_with_a_later_expiry_is_not_a_failure(world):
     """Two runs re-establishing one key: the other run's import lands between ours and our
     check. Its expiry is later; the key is better off, and that is success, not an error."""
-    from byok_keeper.enroll import import_once
+    from byok_keeper.core.enroll import import_once
 
     emulator, vault, enroller, sweeper = world
     key_id, material = _enroll(world)

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from byok_keeper import fc
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL
+from byok_keeper.runtimes import fc
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import fc_context, make_gateway
@@ -74,7 +74,7 @@ def test_fc_event_requested_by_is_recorded_as_claimed_never_as_actor(deployed, e
 
 
 def test_a_never_lease_tag_cannot_lengthen_a_one_hour_sealed_lease(emulator, kms, tmp_path):
-    from byok_keeper.reestablish import reestablish
+    from byok_keeper.core.reestablish import reestablish
     from tests.functional.conftest import build_world, enroll_key
 
     world = build_world(emulator, tmp_path)
@@ -97,7 +97,7 @@ def test_a_hold_set_while_the_import_token_expired_wins_over_the_retry(
     emulator, kms, tmp_path, mocker
 ):
     from aliyun_local.errors import ApiError
-    from byok_keeper.reestablish import reestablish
+    from byok_keeper.core.reestablish import reestablish
     from tests.functional.conftest import build_world, enroll_key
 
     world = build_world(emulator, tmp_path)
@@ -156,7 +156,7 @@ def _enroll(world, material, **kw):
 def test_enroll_create_never_resumes_a_key_planted_with_the_public_fingerprint(
     emulator, kms, tmp_path, marker
 ):
-    from byok_keeper.enroll import FINGERPRINT_TAG, MARKER_TAG, SuspiciousKey
+    from byok_keeper.core.enroll import FINGERPRINT_TAG, MARKER_TAG, SuspiciousKey
     from tests.functional.conftest import build_world
 
     world = build_world(emulator, tmp_path)
@@ -180,7 +180,7 @@ def test_enroll_create_never_resumes_a_key_planted_with_the_public_fingerprint(
 def test_a_copied_enrollment_marker_does_not_make_a_planted_key_ours(
     emulator, kms, tmp_path, instance, spec
 ):
-    from byok_keeper.enroll import SuspiciousKey
+    from byok_keeper.core.enroll import SuspiciousKey
     from tests.functional.conftest import build_world
 
     world = build_world(emulator, tmp_path)
@@ -206,7 +206,7 @@ def test_a_copied_enrollment_marker_does_not_make_a_planted_key_ours(
 def test_a_key_whose_protection_level_differs_from_the_request_never_receives_material(
     emulator, kms, tmp_path
 ):
-    from byok_keeper.errors import InputError
+    from byok_keeper.domain.errors import InputError
     from tests.functional.conftest import build_world
 
     world = build_world(emulator, tmp_path)

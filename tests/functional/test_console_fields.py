@@ -9,10 +9,10 @@ import pytest
 from alibabacloud_kms20160120 import models as km
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from byok_keeper.enroll import FINGERPRINT_TAG, CreateRequest, enroll
-from byok_keeper.errors import InputError
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.enroll import FINGERPRINT_TAG, CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.errors import InputError
+from byok_keeper.domain.lease import parse_lease
 from tests.functional.conftest import build_world, create_external_key, describe
 
 POLICY = json.dumps(

@@ -17,7 +17,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aliyun_local.server import LocalServer
-from byok_keeper import daemon
+from byok_keeper.runtimes import daemon
 from tests.functional.conftest import describe, make_client
 from tests.functional.two_targets import (
     R1,

@@ -25,8 +25,8 @@ from darabonba.runtime import RuntimeOptions
 
 from aliyun_local.endpoints import kms as kms_endpoint
 from aliyun_local.server import LocalServer
-from byok_keeper import sm2
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto import sm2
+from byok_keeper.crypto.material import load_private_key
 from tests.functional.conftest import (
     create_external_key,
     describe,

@@ -22,7 +22,7 @@ from alibabacloud_tea_openapi.models import Config
 
 from aliyun_local.eventbridge import PatternError, check_pattern, matches
 from aliyun_local.server import LocalServer
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto.material import load_private_key
 from tests.functional.conftest import create_external_key, describe, import_material, make_client
 
 RECORDER = """

@@ -10,9 +10,9 @@ import pytest
 from alibabacloud_kms20160120 import models as km
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from byok_keeper.material import load_private_key
-from byok_keeper.specs import RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD as RSA_ALG
-from byok_keeper.wrapping import wrap_key_material
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.crypto.specs import RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD as RSA_ALG
+from byok_keeper.crypto.wrapping import wrap_key_material
 from tests.conftest import ALL_SPECS
 from tests.functional.conftest import (
     create_external_key,

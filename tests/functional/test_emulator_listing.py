@@ -11,7 +11,7 @@ from alibabacloud_kms20160120 import models as km
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto.material import load_private_key
 from tests.functional.conftest import create_external_key, import_material
 
 

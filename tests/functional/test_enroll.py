@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.enroll import (
+from byok_keeper.core.enroll import (
     FINGERPRINT_TAG,
     LEASE_TAG,
     MANAGED_TAG,
@@ -15,11 +15,11 @@ from byok_keeper.enroll import (
     enroll,
     enrollment_marker,
 )
-from byok_keeper.errors import InputError, MaterialMismatch
-from byok_keeper.kms import ENROLL, KmsApiError
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material, load_private_key
-from byok_keeper.specs import HARDWARE_ONLY
+from byok_keeper.crypto.material import generate_material, load_private_key
+from byok_keeper.crypto.specs import HARDWARE_ONLY
+from byok_keeper.domain.errors import InputError, MaterialMismatch
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL, KmsApiError
 from byok_keeper.vault import (
     FileStore,
     KmsSealer,

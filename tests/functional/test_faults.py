@@ -13,12 +13,12 @@ from __future__ import annotations
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper.enroll import enroll
-from byok_keeper.kms import ClockSkewError, RetryPolicy
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.reestablish import reestablish
-from byok_keeper.sweep import sweep_keys
+from byok_keeper.core.enroll import enroll
+from byok_keeper.core.reestablish import reestablish
+from byok_keeper.core.sweep import sweep_keys
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ClockSkewError, RetryPolicy
 from tests.figures import observe, record
 from tests.functional.conftest import build_world, create_request, enroll_key, skew_local_clock
 
@@ -254,7 +254,7 @@ def test_a_local_clock_minutes_off_plans_against_kms_time(world, mocker):
 def test_the_cli_reports_a_skewed_clock_in_one_line_and_exits_2(
     world, mocker, tmp_path, monkeypatch, capsys
 ):
-    from byok_keeper.cli import main
+    from byok_keeper.runtimes.cli import main
 
     emulator = world[0]
     key_id, _ = _due_key(world, "ImportKeyMaterial")
@@ -381,7 +381,7 @@ def test_a_renewal_not_attempted_after_kms_access_was_lost_counts_toward_the_fir
     """Two keys due for renewal (Enabled); KMS refuses the request time on the first one's
     GetPublicKey: the other is not attempted, and the metrics count it as a key nothing will
     renew (``byok_keeper_seconds_until_first_lapse``), as they count the failed one."""
-    from byok_keeper.metrics import fleet_figures
+    from byok_keeper.operations.metrics import fleet_figures
 
     emulator, vault, _, sweeper = world
     for _ in range(2):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from byok_keeper import fc, fc_batch
-from byok_keeper.dispatch import BATCH_KEYS, KEYS_PER_REIMPORT, MIN_BATCH, split_due
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.dispatch import BATCH_KEYS, KEYS_PER_REIMPORT, MIN_BATCH, split_due
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL
+from byok_keeper.runtimes import fc, fc_batch
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import fc_context, make_gateway
@@ -124,7 +124,7 @@ def test_the_sweep_restores_its_part_and_sends_the_rest_in_batches(
         events.append(event)
         return {"request_id": f"r{len(events)}"}
 
-    mocker.patch("byok_keeper.dispatch.invoke", fake_invoke)
+    mocker.patch("byok_keeper.core.dispatch.invoke", fake_invoke)
     answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
     assert answer["ok"] and answer["dispatch"] == "fc-async"
     assert answer["invocations"] == len(events) == (1 if sent else 0)

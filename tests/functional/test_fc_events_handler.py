@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper import fc, fc_events
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.events import DuplicateFilter
-from byok_keeper.kms import ENROLL, FORBIDDEN
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL, FORBIDDEN
+from byok_keeper.planning.events import DuplicateFilter
+from byok_keeper.runtimes import fc, fc_events
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional import sls_rules

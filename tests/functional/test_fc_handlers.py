@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from byok_keeper import fc
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.kms import ENROLL
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import ENROLL
+from byok_keeper.runtimes import fc
 from byok_keeper.vault import FileStore, LocalKeySealer, Vault
 from byok_keeper.vault.sealers import new_seal_key_file
 from tests.functional.conftest import fc_context, make_gateway, skew_local_clock

@@ -14,14 +14,21 @@ import pytest
 from alibabacloud_kms20160120 import models as km
 from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
 
-from byok_keeper.enroll import enroll
-from byok_keeper.errors import InputError
-from byok_keeper.kms import ENROLL, HOLD_ACTIONS, READ_ONLY, SWEEP, KmsApiError, RequestBudget
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.reestablish import reestablish
-from byok_keeper.tags import check_tag, check_tags
-from byok_keeper.verify import verify_key
+from byok_keeper.core.enroll import enroll
+from byok_keeper.core.reestablish import reestablish
+from byok_keeper.core.verify import verify_key
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.errors import InputError
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.domain.tags import check_tag, check_tags
+from byok_keeper.gateway.kms import (
+    ENROLL,
+    HOLD_ACTIONS,
+    READ_ONLY,
+    SWEEP,
+    KmsApiError,
+    RequestBudget,
+)
 from tests.functional.conftest import (
     build_world,
     create_external_key,
@@ -346,7 +353,7 @@ def test_other_material_is_a_mismatch_whatever_code_kms_refuses_it_with(
     key_id, _ = enroll_key(world, "EC_P256")
     emulator.emulator.kms.delete_key_material(key_id)
     (vault.store.directory / f"{key_id}.json").unlink()
-    from byok_keeper.errors import MaterialMismatch
+    from byok_keeper.domain.errors import MaterialMismatch
 
     with pytest.raises(MaterialMismatch, match=code):
         enroll(enroller, vault, generate_material("EC_P256"), lease=parse_lease("30d"),

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from byok_keeper.errors import ConfigError
-from byok_keeper.kms import (
+from byok_keeper.domain.errors import ConfigError
+from byok_keeper.gateway.kms import (
     ENROLL,
     FORBIDDEN,
     READ_ONLY,
@@ -26,7 +26,7 @@ from tests.functional.conftest import make_gateway
 def test_a_forbidden_action_is_refused_even_from_an_allowlist_that_names_it(emulator, kms, action):
     # kms.py asserts at import that no shipped allowlist names a forbidden action; this is the
     # second wall, in the one path to the SDK, for an allowlist built anywhere else.
-    from byok_keeper.kms import Allowlist
+    from byok_keeper.gateway.kms import Allowlist
 
     rogue = make_gateway(emulator, Allowlist("rogue", frozenset({action, "DescribeKey"})))
     method = getattr(rogue._client, _snake(action), lambda *a: pytest.fail("reached the SDK"))
@@ -187,7 +187,7 @@ def test_bad_endpoints_are_config_errors(endpoint):
 
 
 def test_a_clock_kms_refuses_stops_at_the_first_call_without_retrying(emulator, kms, mocker):
-    from byok_keeper.kms import ClockSkewError
+    from byok_keeper.gateway.kms import ClockSkewError
     from tests.functional.conftest import skew_local_clock
 
     sleeps: list[float] = []
@@ -309,7 +309,7 @@ def test_no_credentials_anywhere_is_credentials_missing_before_any_request(
 ):
     """The SDK's default chain finds nothing (no variables, no profile, no instance role): one
     ``CredentialsMissing`` (a ``NoKmsAccess``: the run stops), not a retried KMS outage."""
-    from byok_keeper.kms import CredentialsMissing, KmsGateway, NoKmsAccess, build_client
+    from byok_keeper.gateway.kms import CredentialsMissing, KmsGateway, NoKmsAccess, build_client
 
     for name in [n for n in os.environ if n.startswith("ALIBABA_CLOUD_")]:
         monkeypatch.delenv(name)

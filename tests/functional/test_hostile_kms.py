@@ -15,12 +15,12 @@ from dataclasses import replace
 import pytest
 
 from aliyun_local.clock import iso
-from byok_keeper.lease import parse_lease
-from byok_keeper.plan import HOLD_TAG, LEASE_TAG
-from byok_keeper.reestablish import reestablish
-from byok_keeper.sweep import sweep_keys
+from byok_keeper.core.reestablish import reestablish
+from byok_keeper.core.sweep import sweep_keys
+from byok_keeper.core.verify import verify_key
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.planning.plan import HOLD_TAG, LEASE_TAG
 from byok_keeper.vault import Vault
-from byok_keeper.verify import verify_key
 from tests.functional.conftest import build_world, enroll_key, hardware_takes_imports
 
 
@@ -369,7 +369,7 @@ def test_a_key_with_no_envelope_fails_without_raising(world):
 
 
 def test_an_envelope_for_another_spec_is_refused_before_any_token(world):
-    from byok_keeper.material import generate_material
+    from byok_keeper.crypto.material import generate_material
 
     emulator, vault, _, sweeper = world
     key_id = _lapsed(world, "EC_P256")

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from byok_keeper import fc
-from byok_keeper.metrics import (
+from byok_keeper.core.reestablish import FAILED
+from byok_keeper.core.sweep import sweep_keys
+from byok_keeper.operations.metrics import (
     EXPIRY,
     FIRST_LAPSE,
     KEYS,
@@ -24,9 +25,8 @@ from byok_keeper.metrics import (
     FleetMetrics,
     fleet_figures,
 )
-from byok_keeper.plan import DECISIONS
-from byok_keeper.reestablish import FAILED
-from byok_keeper.sweep import sweep_keys
+from byok_keeper.planning.plan import DECISIONS
+from byok_keeper.runtimes import fc
 from tests.functional import sls_rules
 from tests.functional.conftest import build_world, enroll_key, fc_context, skew_local_clock
 

@@ -9,10 +9,10 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from byok_keeper.audit import AuditLog
-from byok_keeper.errors import ConfigError
-from byok_keeper.kms import ENROLL, SWEEP
-from byok_keeper.sweep import sweep_keys
+from byok_keeper.core.sweep import sweep_keys
+from byok_keeper.domain.audit import AuditLog
+from byok_keeper.domain.errors import ConfigError
+from byok_keeper.gateway.kms import ENROLL, SWEEP
 from byok_keeper.vault import FileStore, LocalKeySealer, SealError, Vault
 from byok_keeper.vault.envelope import parse
 from byok_keeper.vault.pkcs11 import (
@@ -250,8 +250,8 @@ def test_reseal_into_a_kms_key_through_the_runtime_builder(emulator, kms, tmp_pa
     allowlist only (vault reads and writes), and the vault then opens under the KMS key."""
     from alibabacloud_kms20160120.models import CreateKeyRequest
 
-    from byok_keeper.runtime import build_reseal
-    from byok_keeper.settings import Settings
+    from byok_keeper.core.deps import build_reseal
+    from byok_keeper.core.settings import Settings
     from tests.functional.two_targets import base_credentials
 
     _, keys = _file_vault(tmp_path, emulator)
@@ -383,7 +383,7 @@ def test_reseal_into_a_token_key_that_cannot_decrypt_overwrites_nothing(token, t
     new envelope before writing it, so every envelope stays as it was, under the old key."""
     import PyKCS11 as pk
 
-    from byok_keeper.material import generate_material
+    from byok_keeper.crypto.material import generate_material
     from tests.functional.test_vault import _header
 
     with token_for(parse_uri(token.uri())).session() as session:

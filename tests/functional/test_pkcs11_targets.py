@@ -9,9 +9,9 @@ import json
 import pytest
 
 from aliyun_local.server import LocalServer
-from byok_keeper.daemon import run_daemon
-from byok_keeper.settings import load_settings
-from byok_keeper.targets import load_targets
+from byok_keeper.core.settings import load_settings
+from byok_keeper.core.targets import load_targets
+from byok_keeper.runtimes.daemon import run_daemon
 from byok_keeper.vault import pkcs11
 from tests.functional.two_targets import R1, R2, A, B, base_credentials, enroll_in, targets_toml
 from tests.pkcs11 import make_token

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from byok_keeper.audit import AuditLog
-from byok_keeper.errors import ConfigError, InputError
-from byok_keeper.material import generate_material
-from byok_keeper.retire import restore_key, retire_key
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.audit import AuditLog
+from byok_keeper.domain.errors import ConfigError, InputError
+from byok_keeper.operations.retire import restore_key, retire_key
 from byok_keeper.vault import EnvelopeError, FileStore, LocalKeySealer, Vault, VaultConflict
 from byok_keeper.vault.reseal import reseal
 from byok_keeper.vault.sealers import new_seal_key_file

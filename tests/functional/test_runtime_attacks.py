@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from alibabacloud_kms20160120 import models as km
 
-from byok_keeper import fc, fc_events
+from byok_keeper.runtimes import fc, fc_events
 from tests.functional import test_fc_events_handler as handler_tests
 from tests.functional.test_fc_events_handler import audit_lines, calls, event
 
@@ -188,10 +188,10 @@ def test_an_operator_stopping_a_managed_key_alerts_and_an_unmanaged_one_does_not
 def kms_vault(deployed, emulator, kms, tmp_path, monkeypatch):
     """The deployed vault: envelopes in KMS secrets, sealed with a KMS key (deploy/functions.yml),
     so unsealing shows on the wire as Decrypt and GetSecretValue. One key enrolled in it."""
-    from byok_keeper.enroll import CreateRequest, enroll
-    from byok_keeper.kms import ENROLL
-    from byok_keeper.lease import parse_lease
-    from byok_keeper.material import generate_material
+    from byok_keeper.core.enroll import CreateRequest, enroll
+    from byok_keeper.crypto.material import generate_material
+    from byok_keeper.domain.lease import parse_lease
+    from byok_keeper.gateway.kms import ENROLL
     from byok_keeper.vault import KmsSealer, SecretsStore, Vault
     from tests.functional.conftest import make_gateway
 
@@ -236,10 +236,10 @@ def test_idle_connections_to_metrics_hold_no_threads_and_sweeps_and_scrapes_go_o
     """64 connections that never send a request: at most MAX_CONNECTIONS of them get a thread,
     the rest a clean 503; a sweep runs meanwhile; once the read timeout drops the idle ones, a
     scrape is answered."""
-    from byok_keeper.kms import SWEEP
-    from byok_keeper.metrics import FleetMetrics, serve
-    from byok_keeper.metrics_http import MAX_CONNECTIONS
-    from byok_keeper.sweep import sweep_keys
+    from byok_keeper.core.sweep import sweep_keys
+    from byok_keeper.gateway.kms import SWEEP
+    from byok_keeper.operations.metrics import FleetMetrics, serve
+    from byok_keeper.operations.metrics_http import MAX_CONNECTIONS
     from byok_keeper.vault import FileStore, LocalKeySealer, Vault
     from tests.functional.conftest import make_gateway
 

@@ -15,10 +15,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from aliyun_local.server import LocalServer
-from byok_keeper import fc
-from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
-from byok_keeper.kms import RoleUnavailable, static_credential
-from byok_keeper.sts import ASSUME_ATTEMPTS, ASSUME_BACKOFF, AssumedRoleProvider, AssumeRoleFailed
+from byok_keeper.core.fleet_sweep import TargetDepsCache, sweep_all
+from byok_keeper.gateway.kms import RoleUnavailable, static_credential
+from byok_keeper.gateway.sts import (
+    ASSUME_ATTEMPTS,
+    ASSUME_BACKOFF,
+    AssumedRoleProvider,
+    AssumeRoleFailed,
+)
+from byok_keeper.runtimes import fc
 from tests.functional.conftest import fc_context
 from tests.functional.two_targets import (
     R1,
@@ -161,7 +166,7 @@ def test_sts_failing_on_every_attempt_is_bounded_and_transient(cloud, world):
 def test_still_valid_credentials_are_kept_when_a_refresh_fails_transiently(cloud):
     """Past the refresh margin but before their end, a refresh STS answers 503 keeps the cached
     credentials (one warning), asks STS again only a minute later, and fails once they end."""
-    from byok_keeper.sts import REFRESH_MARGIN, RETRY_REFRESH_AFTER
+    from byok_keeper.gateway.sts import REFRESH_MARGIN, RETRY_REFRESH_AFTER
 
     cloud.reset()
     now = [1000.0]

@@ -13,9 +13,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from aliyun_local.server import LocalServer
-from byok_keeper.enroll import CreateRequest, enroll
-from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
-from byok_keeper.kms import (
+from byok_keeper.core.enroll import CreateRequest, enroll
+from byok_keeper.core.fleet_sweep import TargetDepsCache, sweep_all
+from byok_keeper.core.multi import target_deps
+from byok_keeper.crypto.material import generate_material
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import (
     ENROLL,
     READ_ONLY,
     AssumedRoleExpired,
@@ -24,10 +27,7 @@ from byok_keeper.kms import (
     RoleUnavailable,
     static_credential,
 )
-from byok_keeper.lease import parse_lease
-from byok_keeper.material import generate_material
-from byok_keeper.multi import target_deps
-from byok_keeper.sts import AssumedRoleProvider
+from byok_keeper.gateway.sts import AssumedRoleProvider
 from tests.functional.two_targets import (
     R1,
     A,
@@ -263,8 +263,8 @@ def test_a_role_refused_twice_while_applying_stops_that_target_only(cloud, world
 
 def _fra_gateway(settings, fra, sleeps: list[float]):
     """fra's gateway on its assumed role, as ``target_deps`` builds it, sleeping into ``sleeps``."""
-    from byok_keeper.kms import KmsGateway, build_client
-    from byok_keeper.multi import target_signing
+    from byok_keeper.core.multi import target_signing
+    from byok_keeper.gateway.kms import KmsGateway, build_client
 
     signing, provider = target_signing(settings, fra)
     client = build_client(region=fra.region, endpoint=fra.kms_endpoint, credential=signing)

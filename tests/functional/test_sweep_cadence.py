@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from byok_keeper.audit import AuditLog
-from byok_keeper.plan import Policy
-from byok_keeper.sweep import sweep_keys
+from byok_keeper.core.sweep import sweep_keys
+from byok_keeper.domain.audit import AuditLog
+from byok_keeper.planning.plan import Policy
 from tests.functional.conftest import build_world, enroll_key
 
 SIX_HOURS = Policy(sweep_interval=timedelta(hours=6))

@@ -15,11 +15,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from aliyun_local.server import LocalServer
-from byok_keeper import fc, fc_targets
-from byok_keeper.daemon import run_daemon
-from byok_keeper.dispatch import InvokeError
-from byok_keeper.settings import load_settings
-from byok_keeper.targets import load_targets
+from byok_keeper.core.dispatch import InvokeError
+from byok_keeper.core.settings import load_settings
+from byok_keeper.core.targets import load_targets
+from byok_keeper.runtimes import fc, fc_targets
+from byok_keeper.runtimes.daemon import run_daemon
 from tests.functional import sls_rules
 from tests.functional.conftest import fc_context
 from tests.functional.two_targets import (
@@ -201,7 +201,7 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
         sent.append((role, json.loads(event["payload"]), asynchronous))
         return {"request_id": f"req-{len(sent)}"}
 
-    mocker.patch("byok_keeper.dispatch.invoke", fake_invoke)
+    mocker.patch("byok_keeper.core.dispatch.invoke", fake_invoke)
     monkeypatch.setenv("BYOK_FC_ENDPOINT", f"http://{cloud.endpoint}")
     with capture_logs() as logs:
         answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
@@ -227,7 +227,7 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
             raise InvokeError("FC refused the invocation")
         return {"request_id": "req"}
 
-    mocker.patch("byok_keeper.dispatch.invoke", refuse_fra)
+    mocker.patch("byok_keeper.core.dispatch.invoke", refuse_fra)
     with capture_logs() as logs:
         answer = fc.handle_sweep((EVENTS / "timer.json").read_bytes(), context)
     assert answer["ok"] is False and answer["targets"]["fra"]["ok"] is False
@@ -244,15 +244,15 @@ def test_the_fc_sweep_fans_out_one_async_sweep_per_target_beyond_the_threshold(
         sent.append((role, event))
         return {"request_id": "r"}
 
-    mocker.patch("byok_keeper.dispatch.invoke", fake_reimport)
+    mocker.patch("byok_keeper.core.dispatch.invoke", fake_reimport)
     one = fc.handle_sweep(json.dumps({"payload": json.dumps({"target": "fra"})}).encode(), context)
     assert one["ok"] and list(one["targets"]) == ["fra"]
     assert [(r, e["key_ids"], e["target"]) for r, e in sent] == [("reimport", [keys["fra"]], "fra")]
 
 
 def test_assumed_role_credentials_are_renewed_before_they_end(cloud):
-    from byok_keeper.kms import static_credential
-    from byok_keeper.sts import REFRESH_MARGIN, AssumedRoleProvider, AssumeRoleFailed
+    from byok_keeper.gateway.kms import static_credential
+    from byok_keeper.gateway.sts import REFRESH_MARGIN, AssumedRoleProvider, AssumeRoleFailed
 
     now = [1000.0]
     provider = AssumedRoleProvider(
@@ -294,7 +294,7 @@ def test_audit_events_name_their_target(cloud, world, tmp_path):
     audit = tmp_path / "audit.jsonl"
     settings = load_settings({"audit_file": str(audit)}, env={}, config_path=str(path))
     fra = load_targets(str(path), env={})[1]
-    from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
+    from byok_keeper.core.fleet_sweep import TargetDepsCache, sweep_all
 
     result, runs = sweep_all(TargetDepsCache(settings), [fra], trigger="test", actor="t")
     assert runs[0].ok and result.summary()["restored"] == 1
@@ -307,7 +307,7 @@ def test_a_twin_target_of_the_same_account_and_region_is_refused_before_anything
 ):
     """Two targets of one account and region would each get a full budget and sweep every key
     twice (issue 25): the settings are refused, exit 2, one line."""
-    from byok_keeper.cli import main
+    from byok_keeper.runtimes.cli import main
 
     path, keys = world
     text = path.read_text()
@@ -328,7 +328,7 @@ def test_fc_reads_a_relative_byok_config_from_its_code_package_not_the_cwd(tmp_p
     package. A copy of the package runs with another working directory (holding a broken file
     of the same name, never read); the CLI's rule is unchanged: relative to its directory."""
     code = tmp_path / "code"
-    shutil.copytree(Path(fc.__file__).parent, code / "byok_keeper",
+    shutil.copytree(Path(fc.__file__).parents[1], code / "byok_keeper",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (code / "byok-keeper.toml").write_text(
         f'[[targets]]\nname = "hz"\nregion = "{R1}"\naccount_id = "{A}"\n'
@@ -337,8 +337,8 @@ def test_fc_reads_a_relative_byok_config_from_its_code_package_not_the_cwd(tmp_p
     elsewhere.mkdir()
     (elsewhere / "byok-keeper.toml").write_text("not = [toml")
     probe = (
-        "import os, sys; sys.path.insert(0, sys.argv[1]); from byok_keeper import fc; "
-        "fc.anchor_config(); from byok_keeper.fc_targets import configured_targets; "
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from byok_keeper.runtimes import fc; "
+        "fc.anchor_config(); from byok_keeper.runtimes.fc_targets import configured_targets; "
         "print(fc.__file__); print(os.environ['BYOK_CONFIG']); "
         "print(*[t.name for t in configured_targets()])"
     )
@@ -347,13 +347,15 @@ def test_fc_reads_a_relative_byok_config_from_its_code_package_not_the_cwd(tmp_p
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     module, config, names = out.stdout.splitlines()
-    assert Path(module).resolve() == (code / "byok_keeper" / "fc.py").resolve()  # the copy ran
+    assert (
+        Path(module).resolve() == (code / "byok_keeper" / "runtimes" / "fc.py").resolve()
+    )  # the copy ran
     assert Path(config) == (code / "byok-keeper.toml").resolve() and names == "hz"
 
     absolute = {"BYOK_CONFIG": str(elsewhere / "byok-keeper.toml")}
     fc.anchor_config(absolute)
     assert absolute == {"BYOK_CONFIG": str(elsewhere / "byok-keeper.toml")}  # left alone
-    from byok_keeper.errors import ConfigError
+    from byok_keeper.domain.errors import ConfigError
 
     monkeypatch.chdir(elsewhere)  # the CLI and daemon: relative to the current directory
     with pytest.raises(ConfigError, match="byok-keeper.toml is not valid TOML"):
@@ -368,9 +370,9 @@ def test_target_metrics_keep_a_failing_targets_last_picture_and_leave_the_others
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from byok_keeper.fleet_sweep import TargetDepsCache, sweep_all
-    from byok_keeper.multi import TargetRun
-    from byok_keeper.target_metrics import TargetsMetrics
+    from byok_keeper.core.fleet_sweep import TargetDepsCache, sweep_all
+    from byok_keeper.core.multi import TargetRun
+    from byok_keeper.operations.target_metrics import TargetsMetrics
 
     def scrape() -> dict[str, dict[tuple, float]]:
         registry = CollectorRegistry(auto_describe=False)

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from byok_keeper.errors import ConfigError, InputError, MaterialMismatch
-from byok_keeper.kms import ENROLL, SWEEP, ActionNotAllowed
-from byok_keeper.material import load_private_key
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.domain.errors import ConfigError, InputError, MaterialMismatch
+from byok_keeper.gateway.kms import ENROLL, SWEEP, ActionNotAllowed
 from byok_keeper.vault import (
     EnvelopeError,
     FileStore,

@@ -47,7 +47,7 @@ def _run(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BYOK_", "ALIBABA_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "byok_keeper.cli", *args],
+        [sys.executable, "-m", "byok_keeper.runtimes.cli", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -53,8 +53,8 @@ sts_endpoint = "http://{cloud.sts_endpoint}"
 def load_world(cloud: LocalServer, tmp_path: Path, *, fra_region: str = R2):
     """``targets_toml`` written to ``tmp_path/byok.toml`` and read back:
     ``(path, settings, targets)``, the targets in file order (``hz``, ``fra``)."""
-    from byok_keeper.settings import load_settings
-    from byok_keeper.targets import load_targets
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.core.targets import load_targets
 
     path = tmp_path / "byok.toml"
     path.write_text(targets_toml(cloud, tmp_path, fra_region=fra_region))
@@ -64,11 +64,11 @@ def load_world(cloud: LocalServer, tmp_path: Path, *, fra_region: str = R2):
 def enroll_in(settings, target, count: int = 1, lease: str = "30d") -> list[str]:
     """``count`` new EC_P256 keys enrolled in ``target`` (its own credentials, vault and KMS
     software instance) with ``lease``; their ids."""
-    from byok_keeper.enroll import CreateRequest, enroll
-    from byok_keeper.kms import ENROLL
-    from byok_keeper.lease import parse_lease
-    from byok_keeper.material import generate_material
-    from byok_keeper.multi import target_deps
+    from byok_keeper.core.enroll import CreateRequest, enroll
+    from byok_keeper.core.multi import target_deps
+    from byok_keeper.crypto.material import generate_material
+    from byok_keeper.domain.lease import parse_lease
+    from byok_keeper.gateway.kms import ENROLL
 
     deps = target_deps(settings, target, ENROLL)
     create = CreateRequest("EC_P256", "SIGN/VERIFY", "kst-local-software")

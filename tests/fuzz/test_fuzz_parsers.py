@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aliyun_local.server import LocalServer
-from byok_keeper.errors import InputError
+from byok_keeper.domain.errors import InputError
 from byok_keeper.vault.envelope import MAX_ENVELOPE_BYTES, parse
 from tests.figures import record
 

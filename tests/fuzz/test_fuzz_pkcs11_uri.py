@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from byok_keeper.errors import ConfigError
+from byok_keeper.domain.errors import ConfigError
 from byok_keeper.vault.pkcs11_uri import Pkcs11Uri, parse_uri
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

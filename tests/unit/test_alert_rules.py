@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from byok_keeper.metrics import METRIC_NAMES, RESULTS
-from byok_keeper.plan import DECISIONS
-from byok_keeper.reestablish import DRY_RUN, FAILED, HELD, RENEWED, RESTORED, SKIPPED
+from byok_keeper.core.reestablish import DRY_RUN, FAILED, HELD, RENEWED, RESTORED, SKIPPED
+from byok_keeper.operations.metrics import METRIC_NAMES, RESULTS
+from byok_keeper.planning.plan import DECISIONS
 
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "alerts"
 LABEL_VALUES = {

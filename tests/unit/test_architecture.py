@@ -1,6 +1,7 @@
 """The house rules of docs/ARCHITECTURE.md, held by a test.
 
-- importing the pure planner loads no Alibaba SDK module (the domain floor is SDK-free);
+- the package's top is the floors and nothing else, and imports point down the floors;
+- importing the pure planner or the events parser loads no Alibaba SDK module;
 - the modules that import an Alibaba SDK (at any level, or by name through ``importlib``) are
   exactly those ARCHITECTURE.md names;
 - no import circle in the repository's Python (shared/, functions/, bench/, tests/;
@@ -102,9 +103,10 @@ def _import_graph() -> dict[pathlib.Path, set[pathlib.Path]]:
     return {path: targets & known for path, targets in graph.items()}
 
 
-def test_importing_the_planner_loads_no_alibaba_sdk():
+@pytest.mark.parametrize("module", ["byok_keeper.planning.plan", "byok_keeper.planning.events"])
+def test_the_planner_and_the_events_parser_load_no_alibaba_sdk(module):
     code = (
-        "import sys, byok_keeper.plan\n"
+        f"import sys, {module}\n"
         "prefixes = ('alibabacloud', 'Tea', 'darabonba')\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(prefixes))\n"
         "print(','.join(loaded))\n"
@@ -112,7 +114,7 @@ def test_importing_the_planner_loads_no_alibaba_sdk():
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.strip() == "", f"byok_keeper.plan loads: {out.stdout.strip()[:300]}"
+    assert out.stdout.strip() == "", f"{module} loads: {out.stdout.strip()[:300]}"
 
 
 def _loads_an_sdk(path: pathlib.Path) -> bool:
@@ -190,3 +192,37 @@ def test_file_and_function_sizes(path):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == []
+
+
+# The floors of docs/ARCHITECTURE.md, bottom first: a module imports its own floor or lower ones.
+FLOORS = ("domain", "crypto", "gateway", "vault", "planning", "core", "operations", "runtimes")
+MAX_TOP_LEVEL_ENTRIES = 20
+
+
+def _floor(module: str) -> int | None:
+    parts = module.split(".")
+    return FLOORS.index(parts[1]) if len(parts) > 1 and parts[1] in FLOORS else None
+
+
+def test_the_package_top_shows_the_floors_and_nothing_else():
+    entries = sorted(p.name for p in AGENT.iterdir() if p.name != "__pycache__")
+    assert len(entries) <= MAX_TOP_LEVEL_ENTRIES, entries
+    assert entries == sorted(["__init__.py", *FLOORS]), entries
+
+
+def test_imports_point_down_the_floors():
+    modules = {_module_name(p): p for p in sorted(AGENT.rglob("*.py"))}
+    up = sorted(
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        for target in _imports(path, _package(name, path))
+        if target in modules
+        and _floor(name) is not None
+        and _floor(target) is not None
+        and _floor(target) > _floor(name)
+    )
+    assert up == [], "imports pointing up a floor: " + "; ".join(up)
+
+
+def _package(name: str, path: pathlib.Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]

@@ -7,7 +7,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from byok_keeper.plan import LEASE_TAG, EnvelopeFacts, KeyFacts, Policy, decide, effective_lease
+from byok_keeper.planning.plan import (
+    LEASE_TAG,
+    EnvelopeFacts,
+    KeyFacts,
+    Policy,
+    decide,
+    effective_lease,
+)
 from tests.unit.test_plan import key as make_key
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
@@ -60,7 +67,7 @@ def test_the_planner_renews_on_the_sealed_lease_despite_a_never_tag():
      ("::ffff:8.8.8.8", False), ("", False), (None, False), ("kms.aliyuncs.com", False)],
 )  # fmt: skip
 def test_only_loopback_hosts_count_as_loopback(host, loopback):
-    from byok_keeper.transport import is_loopback
+    from byok_keeper.gateway.transport import is_loopback
 
     assert is_loopback(host) is loopback
 
@@ -69,9 +76,9 @@ def test_only_loopback_hosts_count_as_loopback(host, loopback):
     "endpoint", ["http://kms.example.com", "http://127.0.0.1@evil.example:80", "HTTP://10.1.1.1"]
 )
 def test_settings_and_the_client_factory_refuse_plain_http_off_the_machine(endpoint):
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.kms import split_endpoint
-    from byok_keeper.settings import load_settings
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.domain.errors import ConfigError
+    from byok_keeper.gateway.kms import split_endpoint
 
     with pytest.raises(ConfigError, match="plain http"):
         load_settings({"kms_endpoint": endpoint}, env={})
@@ -88,7 +95,7 @@ def test_settings_and_the_client_factory_refuse_plain_http_off_the_machine(endpo
 
 @pytest.mark.parametrize("key_id", ["key-abc\n", "key-abc\r\n", "\nkey-abc", "key-abc\x00"])
 def test_key_ids_must_match_in_full(key_id):
-    from byok_keeper.errors import InputError
+    from byok_keeper.domain.errors import InputError
     from byok_keeper.vault.envelope import check_key_id
 
     with pytest.raises(InputError, match="invalid key id"):
@@ -98,8 +105,8 @@ def test_key_ids_must_match_in_full(key_id):
 
 @pytest.mark.parametrize("region", ["cn-hangzhou\n", "cn-hangzhou\n-evil"])
 def test_regions_must_match_in_full(region):
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.settings import load_settings
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="region must be"):
         load_settings({"region": region}, env={})
@@ -109,7 +116,7 @@ def _sealed_envelope_doc() -> dict:
     import base64
     import json
 
-    from byok_keeper.material import generate_material
+    from byok_keeper.crypto.material import generate_material
     from byok_keeper.vault import FileStore, LocalKeySealer, Vault
     from byok_keeper.vault.envelope import Header
 
@@ -133,7 +140,7 @@ def _sealed_envelope_doc() -> dict:
 def test_envelope_fingerprints_timestamps_and_key_ids_must_match_in_full(field, suffix, message):
     import json
 
-    from byok_keeper.errors import InputError
+    from byok_keeper.domain.errors import InputError
     from byok_keeper.vault.envelope import parse
 
     doc = _sealed_envelope_doc()
@@ -146,7 +153,7 @@ def test_envelope_fingerprints_timestamps_and_key_ids_must_match_in_full(field, 
 def test_envelope_timestamps_take_ascii_digits_only():
     import json
 
-    from byok_keeper.errors import InputError
+    from byok_keeper.domain.errors import InputError
     from byok_keeper.vault.envelope import parse
 
     doc = _sealed_envelope_doc()
@@ -218,7 +225,7 @@ def test_sm2_scalar_multiplication_time_does_not_track_the_scalars_bit_length():
     import statistics
     import time
 
-    from byok_keeper import sm2
+    from byok_keeper.crypto import sm2
 
     def cpu_ns(k: int) -> int:
         start = time.thread_time_ns()
@@ -298,7 +305,7 @@ def test_the_role_gets_only_the_crypto_actions_the_canary_uses_on_managed_keys()
     import json
     from pathlib import Path
 
-    from byok_keeper.kms import SWEEP
+    from byok_keeper.gateway.kms import SWEEP
 
     root = Path(__file__).resolve().parents[2]
     # The one policy document: deploy.py, s.yaml, Terraform and template.yml (rendered from it).

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from byok_keeper.sweep import bounded_map
+from byok_keeper.core.sweep import bounded_map
 
 
 def test_results_in_order_with_at_most_ahead_submitted():

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from byok_keeper.cadence import interval_seconds
-from byok_keeper.errors import ConfigError, InputError
-from byok_keeper.plan import OK, RENEW, Policy, cadence_warning, needs_details
-from byok_keeper.runtime import policy_for
-from byok_keeper.settings import load_settings
+from byok_keeper.core.deps import policy_for
+from byok_keeper.core.settings import load_settings
+from byok_keeper.domain.errors import ConfigError, InputError
+from byok_keeper.planning.cadence import interval_seconds
+from byok_keeper.planning.plan import OK, RENEW, Policy, cadence_warning, needs_details
 from tests.unit.test_plan import NOW, d, env, facts, key
 
 H = 3600
@@ -114,7 +114,7 @@ def test_the_daemon_and_report_read_every_schedule_form_the_sweep_interval_reads
 ):
     from datetime import datetime, timezone
 
-    from byok_keeper.cadence import trigger_for
+    from byok_keeper.planning.cadence import trigger_for
 
     now = datetime.fromisoformat(after).replace(tzinfo=timezone.utc)
     nxt = trigger_for(schedule).get_next_fire_time(None, now)
@@ -125,14 +125,14 @@ def test_the_daemon_and_report_read_every_schedule_form_the_sweep_interval_reads
 
 @pytest.mark.parametrize("schedule", ["@every 6h", "6h"])
 def test_the_daemon_reads_durations_as_the_sweep_interval_does(schedule):
-    from byok_keeper.cadence import trigger_for
+    from byok_keeper.planning.cadence import trigger_for
 
     assert trigger_for(schedule).interval == timedelta(seconds=interval_seconds(schedule))
 
 
 @pytest.mark.parametrize("schedule", ["every tuesday", "CRON_TZ=Mars/Olympus 0 0 0/6 * * *"])
 def test_a_schedule_the_daemon_cannot_read_is_one_line(schedule):
-    from byok_keeper.cadence import trigger_for
+    from byok_keeper.planning.cadence import trigger_for
 
     with pytest.raises(InputError) as refused:
         trigger_for(schedule)
@@ -150,8 +150,8 @@ def test_a_schedule_the_daemon_cannot_read_is_one_line(schedule):
 def test_the_sweep_interval_gives_the_reports_next_sweep(interval, after, next_sweep):
     from datetime import datetime, timezone
 
-    from byok_keeper.cadence import trigger_for
-    from byok_keeper.report import report_schedule
+    from byok_keeper.operations.report import report_schedule
+    from byok_keeper.planning.cadence import trigger_for
 
     schedule, source = report_schedule(None, interval)
     assert source == f"BYOK_SWEEP_INTERVAL {interval}"
@@ -161,7 +161,7 @@ def test_the_sweep_interval_gives_the_reports_next_sweep(interval, after, next_s
 
 
 def test_the_report_follows_the_given_schedule_else_the_setting_else_the_daemons():
-    from byok_keeper.report import DAEMON_SCHEDULE, report_schedule
+    from byok_keeper.operations.report import DAEMON_SCHEDULE, report_schedule
 
     assert report_schedule("@every 1h", "6h") == ("@every 1h", "--schedule")
     assert report_schedule(None, "") == (DAEMON_SCHEDULE, "the daemon's default")

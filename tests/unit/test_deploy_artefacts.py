@@ -24,8 +24,8 @@ import hcl2
 import pytest
 import yaml
 
-from byok_keeper.events import EVENT_NAMES, SOURCES, TYPES
-from byok_keeper.kms import FORBIDDEN, SWEEP
+from byok_keeper.gateway.kms import FORBIDDEN, SWEEP
+from byok_keeper.planning.events import EVENT_NAMES, SOURCES, TYPES
 from tests.unit.ros_template import Ros, from_ros
 
 ROOT = Path(__file__).resolve().parents[2]

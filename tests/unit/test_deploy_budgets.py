@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from byok_keeper.settings import load_settings
+from byok_keeper.core.settings import load_settings
 from tests.unit.test_deploy_artefacts import (
     ACCOUNT,
     REGION,

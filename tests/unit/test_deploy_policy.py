@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from byok_keeper import dispatch
+from byok_keeper.core import dispatch
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "shared" / "byok_keeper"

@@ -1,6 +1,6 @@
 import pytest
 
-from byok_keeper import der
+from byok_keeper.crypto import der
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 255, 256, -1, -128, -129, 2**255 + 7])

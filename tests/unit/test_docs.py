@@ -6,7 +6,8 @@ Citations stay inside the project: a ``docs/<page>.md#<anchor>`` named in any tr
 docstring, a comment) resolves to a heading, and no tracked file names notes that live outside
 the repository (the facts the code relies on are in docs/FIDELITY.md, with public sources).
 
-The CLI is read live, by walking ``byok_keeper.cli``'s click group, so a command or flag added
+The CLI is read live, by walking ``byok_keeper.runtimes.cli``'s click group, so a command or flag
+added
 (or renamed) later is checked without touching this module. Commands come from shell code blocks
 and from inline code in prose: a span starting ``byok-keeper``, or starting with a top-level
 command's name and carrying a flag (``daemon --once``)."""
@@ -22,7 +23,7 @@ from pathlib import Path
 import click
 import pytest
 
-from byok_keeper.cli import cli
+from byok_keeper.runtimes.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "deploy" / "README.md"]

@@ -14,8 +14,8 @@ import pytest
 
 from aliyun_local.kms import sm2 as emu
 from aliyun_local.kms import specs as emu_specs
-from byok_keeper import sm2 as agent
-from byok_keeper import specs as agent_specs
+from byok_keeper.crypto import sm2 as agent
+from byok_keeper.crypto import specs as agent_specs
 from tests.conftest import openssl
 
 # OpenSSL 3.0's command line hashes an empty SM2 ID unless told; KMS and both SM2s use this one.

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import aliyun_local.kms.unwrap as emulator_unwrap
 from aliyun_local.kms.unwrap import RSA_OAEP_AES, SM2_SM4, UnwrapFailed, unwrap
-from byok_keeper import sm2
-from byok_keeper.material import load_private_key
-from byok_keeper.wrapping import wrap_key_material, wrapping_public_key_der
+from byok_keeper.crypto import sm2
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.crypto.wrapping import wrap_key_material, wrapping_public_key_der
 
 RSA_WRAP = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 SHA256_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)

@@ -1,5 +1,7 @@
-"""ActionTrail KMS events: parsing, checking and classifying (byok_keeper.events, pure), the
-duplicate window, and the events function's refusals and non-KMS paths (byok_keeper.fc_events).
+"""ActionTrail KMS events: parsing, checking and classifying (byok_keeper.planning.events, pure),
+the
+duplicate window, and the events function's refusals and non-KMS paths
+(byok_keeper.runtimes.fc_events).
 
 The samples in tests/events/actiontrail-*.json follow the CloudEvents envelope EventBridge
 delivers and the ActionTrail record it carries (docs/FIDELITY.md, "Events (ActionTrail via
@@ -18,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from byok_keeper import events, fc_events
-from byok_keeper.events import (
+from byok_keeper.planning import events
+from byok_keeper.planning.events import (
     ALERT,
     EVENT_NAMES,
     IGNORE,
@@ -31,6 +33,7 @@ from byok_keeper.events import (
     classify,
     parse_payload,
 )
+from byok_keeper.runtimes import fc_events
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 HERE = Deployment(account_id="1234567890123456", region="cn-hangzhou")
@@ -213,7 +216,7 @@ def test_claims_are_one_printable_line_cut_short():
 
 def test_importing_the_events_module_loads_no_sdk():
     code = (
-        "import sys, byok_keeper.events; "
+        "import sys, byok_keeper.planning.events; "
         "print(sorted(m for m in sys.modules if m.startswith(('alibabacloud', 'Tea'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -337,7 +340,7 @@ def test_one_bad_event_does_not_sink_the_batch(function):
 
 
 def test_a_retryable_failure_forgets_the_event_so_the_retry_runs(function, monkeypatch):
-    from byok_keeper.fc import RetryableFailure
+    from byok_keeper.runtimes.fc import RetryableFailure
 
     def throttled(event, context):
         raise RetryableFailure("throttled")
@@ -351,7 +354,7 @@ def test_a_retryable_failure_forgets_the_event_so_the_retry_runs(function, monke
 
 def test_the_entry_returns_json():
     source = (Path(__file__).resolve().parents[2] / "functions" / "events" / "index.py").read_text()
-    assert "from byok_keeper.fc_events import handler" in source and "json.dumps" in source
+    assert "from byok_keeper.runtimes.fc_events import handler" in source and "json.dumps" in source
 
 
 # ---- bounded fuzzing: refused with our error only, never a crash ---------------------------

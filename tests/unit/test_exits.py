@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from byok_keeper import exits
+from byok_keeper.domain import exits
 
 
 @pytest.mark.parametrize(

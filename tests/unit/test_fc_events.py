@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from byok_keeper.fc import (
+from byok_keeper.runtimes.fc import (
     BadEvent,
     credentials_from,
     handle_reimport,

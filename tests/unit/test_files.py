@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from byok_keeper.files import replace_atomically
+from byok_keeper.domain.files import replace_atomically
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o644])

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from byok_keeper.metrics import FIRST_LAPSE, fleet_figures, line_fields
-from byok_keeper.multi import TargetRun
-from byok_keeper.plan import ALERT, HOLD, OK, RENEW, Decision
-from byok_keeper.reestablish import FAILED, NOT_ATTEMPTED, RENEWED, SKIPPED, Outcome
-from byok_keeper.sweep import SweepResult
-from byok_keeper.target_metrics import TargetsMetrics
-from byok_keeper.targets import Target
+from byok_keeper.core.multi import TargetRun
+from byok_keeper.core.reestablish import FAILED, NOT_ATTEMPTED, RENEWED, SKIPPED, Outcome
+from byok_keeper.core.sweep import SweepResult
+from byok_keeper.core.targets import Target
+from byok_keeper.operations.metrics import FIRST_LAPSE, fleet_figures, line_fields
+from byok_keeper.operations.target_metrics import TargetsMetrics
+from byok_keeper.planning.plan import ALERT, HOLD, OK, RENEW, Decision
 from tests.functional import sls_rules
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)

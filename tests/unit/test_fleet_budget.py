@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from byok_keeper.dispatch import FcTarget
-from byok_keeper.errors import ConfigError
-from byok_keeper.factory import build_gateway
-from byok_keeper.kms import SWEEP
-from byok_keeper.settings import load_settings
+from byok_keeper.core.dispatch import FcTarget
+from byok_keeper.core.factory import build_gateway
+from byok_keeper.core.settings import load_settings
+from byok_keeper.domain.errors import ConfigError
+from byok_keeper.gateway.kms import SWEEP
 
 
 def test_a_process_alone_spends_the_whole_configured_share():

@@ -3,9 +3,9 @@ daemon) pass in is all that differs; each target's failure is its own, in the ta
 
 from __future__ import annotations
 
-from byok_keeper.errors import ConfigError
-from byok_keeper.fleet_sweep import sweep_fleet
-from byok_keeper.targets import Target
+from byok_keeper.core.fleet_sweep import sweep_fleet
+from byok_keeper.core.targets import Target
+from byok_keeper.domain.errors import ConfigError
 
 TARGETS = [Target(n, "cn-hangzhou", f"10000000000000{i}") for i, n in enumerate("abcd")]
 

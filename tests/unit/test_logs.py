@@ -13,7 +13,7 @@ import logging
 import pytest
 import structlog
 
-from byok_keeper import logs
+from byok_keeper.domain import logs
 
 PEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END"
 BLOB = "QUJD" * 30  # 120 Base64 characters: the shape of wrapped material

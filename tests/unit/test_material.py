@@ -11,14 +11,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from byok_keeper import der, sm2
-from byok_keeper.errors import InputError, KeyMaterialError
-from byok_keeper.material import (
+from byok_keeper.crypto import der, sm2
+from byok_keeper.crypto.material import (
     MAX_KEY_FILE_BYTES,
     fingerprint,
     load_private_key,
     public_key_der_from,
 )
+from byok_keeper.domain.errors import InputError, KeyMaterialError
 from tests.conftest import ALL_SPECS, openssl
 
 PASS = b"correct horse battery staple"
@@ -311,8 +311,8 @@ def test_public_key_der_from_refuses_garbage():
 def test_raw_der_ending_in_a_whitespace_byte_is_not_stripped():
     """DER is binary: a public key whose last byte is 0x0a or 0x20 (about 1 in 40 SM2 keys)
     used to lose it to a strip() meant for PEM and Base64 text."""
-    from byok_keeper import sm2
-    from byok_keeper.material import public_key_der_from
+    from byok_keeper.crypto import sm2
+    from byok_keeper.crypto.material import public_key_der_from
 
     seen = 0
     for _ in range(2000):

@@ -12,9 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from byok_keeper import __version__
-from byok_keeper.metrics import METRIC_NAMES, FleetMetrics, Sample, fleet_figures
-from byok_keeper.metrics_file import exposition, write
-from byok_keeper.plan import Decision
+from byok_keeper.operations.metrics import METRIC_NAMES, FleetMetrics, Sample, fleet_figures
+from byok_keeper.operations.metrics_file import exposition, write
+from byok_keeper.planning.plan import Decision
 
 
 def _parsed(text: str) -> dict[str, list]:
@@ -67,7 +67,7 @@ def test_the_file_is_replaced_whole_world_readable_and_leaves_no_temporary(tmp_p
 
 @pytest.mark.parametrize("where", ["missing/x.prom", "."])
 def test_a_path_that_cannot_be_written_lets_the_run_finish_then_fails_it(tmp_path, where):
-    from byok_keeper.metrics_file import recording
+    from byok_keeper.operations.metrics_file import recording
 
     ran = []
     with recording(str(tmp_path / where), FleetMetrics(None, region="r")) as recorder:
@@ -79,7 +79,7 @@ def test_a_path_that_cannot_be_written_lets_the_run_finish_then_fails_it(tmp_pat
 
 
 def test_a_run_that_stops_before_planning_still_writes_its_error(tmp_path):
-    from byok_keeper.metrics_file import recording
+    from byok_keeper.operations.metrics_file import recording
 
     path = tmp_path / "run.prom"
     with pytest.raises(RuntimeError), recording(str(path), FleetMetrics(None, region="r")):

@@ -13,9 +13,9 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import serialization as ser
 
-from byok_keeper import sm2, specs
-from byok_keeper.material import load_private_key
-from byok_keeper.wrapping import unwrap_key_material, wrap_key_material
+from byok_keeper.crypto import sm2, specs
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.crypto.wrapping import unwrap_key_material, wrap_key_material
 from tests import oracle
 from tests.conftest import ALL_SPECS, openssl
 

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from byok_keeper.kms import KeyInfo
-from byok_keeper.lease import parse_lease
-from byok_keeper.plan import (
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import KeyInfo
+from byok_keeper.planning.plan import (
     ALERT,
     HOLD,
     OK,
@@ -204,7 +204,7 @@ def test_needs_details_only_for_keys_that_may_be_due():
     ],
 )
 def test_durations_in_reasons_are_read_by_people(delta, text):
-    from byok_keeper.plan import _human
+    from byok_keeper.planning.plan import _human
 
     assert _human(delta) == text
 

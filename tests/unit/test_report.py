@@ -8,11 +8,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from byok_keeper.errors import InputError
-from byok_keeper.kms import KmsUnavailable
-from byok_keeper.lease import parse_lease
-from byok_keeper.plan import Decision, Policy
-from byok_keeper.report import Fleet, render_html, rows_from, write_html
+from byok_keeper.domain.errors import InputError
+from byok_keeper.domain.lease import parse_lease
+from byok_keeper.gateway.kms import KmsUnavailable
+from byok_keeper.operations.report import Fleet, render_html, rows_from, write_html
+from byok_keeper.planning.plan import Decision, Policy
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
 
@@ -82,7 +82,7 @@ def test_reasons_are_text_on_the_page_and_no_material_is_not_never():
 
 
 def test_the_page_names_account_target_and_where_its_schedule_came_from():
-    from byok_keeper.report import report_schedule
+    from byok_keeper.operations.report import report_schedule
 
     schedule, source = report_schedule(None, "0 0 0/6 * * *")  # the FC timer's default cron
     assert schedule == "0 0 0/6 * * *" and "BYOK_SWEEP_INTERVAL" in source

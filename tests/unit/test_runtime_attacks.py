@@ -10,9 +10,9 @@ import stat
 
 import pytest
 
-from byok_keeper.kms import ENROLL, HOLD_ACTIONS, READ_ONLY, SWEEP
-from byok_keeper.kms.budget import RequestBudget
-from byok_keeper.logs import REDACTED, redact
+from byok_keeper.domain.logs import REDACTED, redact
+from byok_keeper.gateway.kms import ENROLL, HOLD_ACTIONS, READ_ONLY, SWEEP
+from byok_keeper.gateway.kms.budget import RequestBudget
 
 # ---- 1. redaction: linear, and masking what it masked ---------------------------------------
 
@@ -60,7 +60,7 @@ def test_a_field_named_pin_is_masked(name, masked):
 def test_the_redaction_patterns_need_nothing_newer_than_python_3_10():
     """Possessive quantifiers and atomic groups arrived in Python 3.11; the FC runtime is
     python3.10 (pyproject's requires-python), where compiling them fails at import."""
-    from byok_keeper import logs
+    from byok_keeper.domain import logs
 
     patterns = [v.pattern for v in vars(logs).values() if isinstance(v, re.Pattern)]
     assert patterns
@@ -99,7 +99,7 @@ def test_a_vault_rate_can_be_set_by_class_and_unknown_classes_are_refused():
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
 def test_the_html_report_is_written_0600_whatever_the_umask(tmp_path, umask):
-    from byok_keeper.report import write_html
+    from byok_keeper.operations.report import write_html
 
     old = os.umask(umask)
     try:
@@ -119,9 +119,9 @@ def test_the_html_report_is_written_0600_whatever_the_umask(tmp_path, umask):
     ],
 )
 def test_refusals_name_the_host_never_the_urls_userinfo(check, value):
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.kms.client import split_endpoint
-    from byok_keeper.transport import check_endpoint, check_url
+    from byok_keeper.domain.errors import ConfigError
+    from byok_keeper.gateway.kms.client import split_endpoint
+    from byok_keeper.gateway.transport import check_endpoint, check_url
 
     call = {
         "url": lambda: check_url(value, "ALIBABA_CLOUD_CREDENTIALS_URI"),
@@ -135,8 +135,8 @@ def test_refusals_name_the_host_never_the_urls_userinfo(check, value):
 
 
 def test_two_targets_of_the_same_account_and_region_are_refused():
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.targets import parse_targets
+    from byok_keeper.core.targets import parse_targets
+    from byok_keeper.domain.errors import ConfigError
 
     one = {"region": "cn-hangzhou", "account_id": "1234567890123456"}
     with pytest.raises(ConfigError, match="'a' and 'b' are the same account 1234567890123456"):
@@ -147,8 +147,8 @@ def test_two_targets_of_the_same_account_and_region_are_refused():
 
 @pytest.mark.parametrize("change", ["group-writable", "other-writable", "another-owner"])
 def test_a_settings_file_someone_else_could_write_is_refused(tmp_path, change):
-    from byok_keeper.errors import ConfigError
-    from byok_keeper.settings import load_settings
+    from byok_keeper.core.settings import load_settings
+    from byok_keeper.domain.errors import ConfigError
 
     config = tmp_path / "byok-keeper.toml"
     config.write_text('kms_endpoint = "https://kms.attacker.example"\n')
@@ -167,8 +167,8 @@ def test_a_settings_file_someone_else_could_write_is_refused(tmp_path, change):
 def test_a_key_id_check_quotes_a_long_id_cut_short_for_every_caller():
     """domain.check_key_id is where the CLI, the vault and the FC handlers refuse an id: its
     message quotes the id through errors.shown, so no caller carries 128 KiB into a line."""
-    from byok_keeper.domain import check_key_id
-    from byok_keeper.errors import InputError
+    from byok_keeper.domain.errors import InputError
+    from byok_keeper.domain.model import check_key_id
 
     with pytest.raises(InputError) as refused:
         check_key_id("k" * 131072 + "/")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from byok_keeper.cli import cli
-from byok_keeper.settings import ENV
+from byok_keeper.core.settings import ENV
+from byok_keeper.runtimes.cli import cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SYSTEMD = DEPLOY / "systemd"

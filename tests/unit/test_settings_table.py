@@ -1,4 +1,4 @@
-"""The settings table in byok_keeper.settings is a contract: every row is a real global flag,
+"""The settings table in byok_keeper.core.settings is a contract: every row is a real global flag,
 environment variable and TOML key, and each of the three reaches the same setting."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from dataclasses import fields
 import pytest
 from click.testing import CliRunner
 
-from byok_keeper import settings as settings_module
-from byok_keeper.cli import App, cli
-from byok_keeper.settings import ENV, Settings, load_settings
+from byok_keeper.core import settings as settings_module
+from byok_keeper.core.settings import ENV, Settings, load_settings
+from byok_keeper.runtimes.cli import App, cli
 
 ROWS = [
     tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
@@ -99,7 +99,7 @@ def test_profile_gives_credentials_source_and_region(tmp_path):
     env = {"HOME": str(home), "ALIBABA_CLOUD_PROFILE": "ops"}
     assert load_settings(env=env).region == "cn-beijing"
     assert load_settings({"region": "cn-shanghai"}, env=env).region == "cn-shanghai"
-    from byok_keeper.errors import ConfigError
+    from byok_keeper.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no such profile"):
         load_settings({"profile": "typo"}, env={"HOME": str(home)})

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byok_keeper import sm2
+from byok_keeper.crypto import sm2
 
 
 def test_base_point_is_on_the_curve_and_has_order_n():
@@ -97,7 +97,7 @@ def test_private_key_repr_hides_the_scalar():
     ],
 )
 def test_a_key_info_that_does_not_name_sm2_is_refused_even_when_its_point_is_on_sm2(oids):
-    from byok_keeper import der
+    from byok_keeper.crypto import der
 
     pub = sm2.Sm2PrivateKey.generate().public_key()
     relabelled = der.sequence(der.sequence(*(der.oid(o) for o in oids)),
@@ -177,7 +177,7 @@ def test_a_signature_with_r_or_s_plus_n_is_refused():
 
 
 def test_the_openssl_ciphertext_converters_refuse_what_is_not_a_ciphertext():
-    from byok_keeper import der
+    from byok_keeper.crypto import der
 
     key = sm2.Sm2PrivateKey.generate()
     raw = sm2.encrypt(key.public_key(), b"x")

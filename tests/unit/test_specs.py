@@ -1,7 +1,7 @@
 import pytest
 
-from byok_keeper import specs
-from byok_keeper.errors import InputError, WrappingError
+from byok_keeper.crypto import specs
+from byok_keeper.domain.errors import InputError, WrappingError
 
 
 def test_all_six_specs_are_known():
@@ -76,6 +76,6 @@ def test_unknown_wrapping_algorithm_is_a_wrapping_error():
     ],
 )
 def test_an_instance_type_is_read_from_either_form_of_product_version(product_version, level):
-    from byok_keeper.kms.types import instance_protection_level
+    from byok_keeper.gateway.kms.types import instance_protection_level
 
     assert instance_protection_level(product_version) == level

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from byok_keeper.cli import cli
+from byok_keeper.runtimes.cli import cli
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 SERVICES = ("byok-keeper.service", "byok-keeper-once.service")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from byok_keeper.errors import InputError
-from byok_keeper.tags import MAX_TAGS_PER_KEY, check_tag, check_tags
+from byok_keeper.domain.errors import InputError
+from byok_keeper.domain.tags import MAX_TAGS_PER_KEY, check_tag, check_tags
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_at_most_twenty_tags_per_request():
 
 
 def test_the_hold_help_example_obeys_the_rule():
-    from byok_keeper.cli import hold_cmd
+    from byok_keeper.runtimes.cli import hold_cmd
 
     (reason,) = re.findall(r'--reason "([^"]+)"', hold_cmd.help or "")
     check_tag("byok-keeper:hold", reason)

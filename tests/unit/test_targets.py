@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from byok_keeper.cli import main
-from byok_keeper.errors import ConfigError
-from byok_keeper.multi import parallel_targets, run_targets
-from byok_keeper.settings import Settings, load_settings
-from byok_keeper.targets import load_targets, parse_targets, select, target_settings
+from byok_keeper.core.multi import parallel_targets, run_targets
+from byok_keeper.core.settings import Settings, load_settings
+from byok_keeper.core.targets import load_targets, parse_targets, select, target_settings
+from byok_keeper.domain.errors import ConfigError
+from byok_keeper.runtimes.cli import main
 
 A, B = "1111111111111111", "2222222222222222"
 GOOD = f"""
@@ -148,7 +148,7 @@ def test_help_teaches_target():
 
 
 def main_group():
-    from byok_keeper.cli import cli
+    from byok_keeper.runtimes.cli import cli
 
     return cli
 

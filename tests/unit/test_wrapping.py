@@ -12,16 +12,16 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from byok_keeper import sm2, specs
-from byok_keeper.errors import ByokError, UnwrapError, WrappingError
-from byok_keeper.material import load_private_key
-from byok_keeper.wrapping import (
+from byok_keeper.crypto import sm2, specs
+from byok_keeper.crypto.material import load_private_key
+from byok_keeper.crypto.wrapping import (
     load_wrapping_public_key,
     new_wrapping_key,
     unwrap_key_material,
     wrap_key_material,
     wrapping_public_key_der,
 )
+from byok_keeper.domain.errors import ByokError, UnwrapError, WrappingError
 from tests.conftest import ALL_SPECS
 
 RSA_ALG = specs.RSAES_OAEP_SHA_256_AES_256_ECB_PKCS7_PAD
@@ -81,7 +81,7 @@ def test_two_wraps_of_the_same_material_differ(wrapping_keys):
 
 def test_esk_comes_from_os_urandom(mocker, wrapping_keys):
     marker = bytes(range(1, 33))
-    spy = mocker.patch("byok_keeper.wrapping.os.urandom", return_value=marker)
+    spy = mocker.patch("byok_keeper.crypto.wrapping.os.urandom", return_value=marker)
     key = wrapping_keys[RSA_ALG]
     blob = base64.b64decode(wrap_key_material(bytes(48), _b64_public(key), RSA_ALG))
     spy.assert_called_once_with(32)
@@ -90,7 +90,7 @@ def test_esk_comes_from_os_urandom(mocker, wrapping_keys):
 
 
 def test_sm2_esk_and_ephemeral_scalar_come_from_the_os_csprng(mocker, wrapping_keys):
-    urandom = mocker.patch("byok_keeper.wrapping.os.urandom", return_value=bytes(range(16)))
+    urandom = mocker.patch("byok_keeper.crypto.wrapping.os.urandom", return_value=bytes(range(16)))
     randbelow = mocker.spy(sm2.secrets, "randbelow")
     key = wrapping_keys[SM2_ALG]
     blob = base64.b64decode(wrap_key_material(bytes(32), _b64_public(key), SM2_ALG))

@@ -1,7 +1,7 @@
 """The answers aliyun-local gives where Alibaba Cloud's documentation is silent (or sources
 disagree): one ``Setting`` per behaviour, the ``default`` and ``strict`` fidelity profiles, and
 the ``FidelitySettings`` in force (``/_local/settings``, ``serve --set``). Each row is in
-docs/FIDELITY.md. (Named apart from the agent's ``byok_keeper.settings.Settings``; this
+docs/FIDELITY.md. (Named apart from the agent's ``byok_keeper.core.settings.Settings``; this
 "profile" is a fidelity profile, not an aliyun CLI credentials profile.)
 """
 

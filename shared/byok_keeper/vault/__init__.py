@@ -16,23 +16,15 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import ByokError, ConfigError, MaterialMismatch
-from ..material import PrivateKeyMaterial, load_private_key, wipe
-from .envelope import (
-    Envelope,
-    EnvelopeError,
-    Header,
-    Seal,
-    associated_data,
-    check_key_id,
-    parse,
-)
+from ..crypto.material import PrivateKeyMaterial, load_private_key, wipe
+from ..domain.errors import ByokError, ConfigError, MaterialMismatch
+from .envelope import Envelope, EnvelopeError, Header, Seal, associated_data, check_key_id, parse
 from .registry import sealer_settings, store_backend
 from .sealers import KmsSealer, LocalKeySealer, Sealer, SealError, seal_context
 from .stores import FileStore, SecretsStore, Store, VaultConflict
 
 if TYPE_CHECKING:
-    from ..kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
+    from ..gateway.kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
 
 __all__ = [
     "Envelope",

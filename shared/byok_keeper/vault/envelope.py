@@ -23,11 +23,12 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ..crypto.specs import KEY_SPECS, PROTECTION_LEVELS, USAGES
+from ..domain.errors import InputError
+
 # The id and field rules live on the domain floor; ``check_key_id`` and ``KEY_ID_RE`` stay
 # importable from here for the entrypoints that import them today.
-from ..domain import FINGERPRINT_RE, KEY_ID_RE, KMS_TIME_RE, check_key_id  # noqa: F401
-from ..errors import InputError
-from ..specs import KEY_SPECS, PROTECTION_LEVELS, USAGES
+from ..domain.model import FINGERPRINT_RE, KEY_ID_RE, KMS_TIME_RE, check_key_id  # noqa: F401
 from .registry import sealer_backend
 
 FORMAT = "byok-keeper-envelope/1"

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import ConfigError
-from ..material import wipe
+from ..crypto.material import wipe
+from ..domain.errors import ConfigError
 from .pkcs11_uri import Pkcs11Uri, parse_uri, read_pin
 from .sealers import SealError
 

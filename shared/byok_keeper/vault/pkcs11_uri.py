@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
 
-from ..errors import ConfigError
-from ..files import FileTooLarge, read_capped
+from ..domain.errors import ConfigError
+from ..domain.files import FileTooLarge, read_capped
 
 PIN_ENV = "BYOK_PKCS11_PIN"
 MAX_PIN_BYTES = 256

@@ -28,7 +28,7 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..domain.errors import ConfigError
 
 STORE_GROUP = "byok_keeper.stores"
 SEALER_GROUP = "byok_keeper.sealers"

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..audit import AuditLog
-from ..errors import ByokError, ConfigError
+from ..domain.audit import AuditLog
+from ..domain.errors import ByokError, ConfigError
 from . import Vault
 from .envelope import EnvelopeError, parse
 from .sealers import Sealer

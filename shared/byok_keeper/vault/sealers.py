@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import ConfigError, InputError
-from ..files import FileTooLarge, read_capped, write_new
-from ..kms.errors import KmsApiError
-from ..material import wipe
+from ..crypto.material import wipe
+from ..domain.errors import ConfigError, InputError
+from ..domain.files import FileTooLarge, read_capped, write_new
+from ..gateway.kms.errors import KmsApiError
 
 if TYPE_CHECKING:
-    from ..kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
+    from ..gateway.kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
 
 SEAL_KEY_BYTES = 32
 

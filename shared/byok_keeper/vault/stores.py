@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from ..domain import check_key_id
-from ..errors import ConfigError, ExecutionError
-from ..files import FileTooLarge, read_capped, replace_atomically
-from ..kms.errors import KmsApiError
+from ..domain.errors import ConfigError, ExecutionError
+from ..domain.files import FileTooLarge, read_capped, replace_atomically
+from ..domain.model import check_key_id
+from ..gateway.kms.errors import KmsApiError
 from .envelope import MAX_ENVELOPE_BYTES, EnvelopeError, parse
 
 if TYPE_CHECKING:
-    from ..kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
+    from ..gateway.kms.gateway import KmsGateway  # the vault loads no SDK until a gateway is used
 
 
 class VaultConflict(ExecutionError):

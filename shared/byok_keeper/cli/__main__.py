@@ -1,7 +1,0 @@
-"""``python -m byok_keeper.cli``: the same as the ``byok-keeper`` console script."""
-
-import sys
-
-from . import main
-
-sys.exit(main())

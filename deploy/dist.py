@@ -178,7 +178,7 @@ def tree_version(package: str) -> str:
 def runtime_pins() -> str:
     """byok-keeper's runtime closure for this Python, as constraints.txt's hashed pins."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from package import parse_pins, runtime_closure
+    from pins import parse_pins, runtime_closure
 
     pins = parse_pins(ROOT / "constraints.txt")
     closure = runtime_closure(f"{sys.version_info.major}.{sys.version_info.minor}")

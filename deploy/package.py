@@ -34,7 +34,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import tomllib
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # deploy/'s neighbours (pins, dist), whether run or loaded by path
+    sys.path.insert(0, _HERE)
+from pins import norm as _norm  # noqa: E402 (after the path above)
+from pins import parse_pins, runtime_closure  # noqa: E402 (parse_pins: tests use it here)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -66,64 +70,6 @@ def _pip(*args: str) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"], check=True
     )
-
-
-def runtime_requirements() -> list[str]:
-    """pyproject's runtime dependencies (markers evaluated by pip)."""
-    doc = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return list(doc["project"]["dependencies"])
-
-
-def parse_pins(constraints: Path) -> dict[str, dict]:
-    """constraints.txt (pip-compile, hashed) -> {normalised name: {"line", "version", "block"}}.
-
-    ``block`` is the pin with its ``--hash`` options, ready for a ``--require-hashes`` file.
-    """
-    pins: dict[str, dict] = {}
-    text = constraints.read_text().replace("\\\n", " ")
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        requirement = line.split()[0].split(";")[0]
-        if "==" not in requirement:
-            raise SystemExit(f"package.py: constraints.txt line {requirement!r} is not a pin")
-        name, version = requirement.split("==", 1)
-        if "--hash=sha256:" not in line:
-            raise SystemExit(f"package.py: the pin {requirement} in constraints.txt has no hash")
-        pins[_norm(name)] = {"line": requirement, "version": version, "block": line}
-    return pins
-
-
-def runtime_closure(python_version: str) -> list[str]:
-    """Normalised names of pyproject's runtime dependencies and theirs, for the target Python,
-    read from this environment's installed metadata (``make install`` installed exactly the
-    pins). No resolver run, no index: the pins' files are fetched hash-checked afterwards."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    env = {"python_version": python_version, "python_full_version": f"{python_version}.0"}
-    todo = [(Requirement(r), {""}) for r in runtime_requirements()]
-    seen: set[str] = set()
-    while todo:
-        requirement, extras = todo.pop()
-        marker = requirement.marker
-        if marker and not any(marker.evaluate({**env, "extra": e}) for e in extras):
-            continue
-        name = _norm(requirement.name)
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            dist = metadata.distribution(requirement.name)
-        except metadata.PackageNotFoundError:
-            raise SystemExit(
-                f"package.py: {requirement.name} is not installed: make install"
-            ) from None
-        wanted = {"", *requirement.extras}
-        todo += [(Requirement(r), wanted) for r in dist.requires or []]
-    return sorted(seen)
 
 
 def wheel_version(wheel: Path) -> tuple[str, str]:
@@ -203,10 +149,6 @@ def check_versions(wheels: list[Path], pins: dict[str, dict], closure: list[str]
         raise SystemExit(f"package.py: wheels {sorted(seen)} do not match {closure}")
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _select(wheels: list[Path], python_version: str) -> list[Path]:
     """One wheel per distribution: prefer the one built for the target Python."""
     tag = f"cp{python_version.replace('.', '')}"
@@ -226,7 +168,6 @@ def byok_keeper_wheel(work: Path, given: Path | None) -> Path:
         if not re.fullmatch(r"byok_keeper-[^-]+-py3-none-any\.whl", given.name):
             raise SystemExit(f"package.py: --wheel {given.name} is not a byok-keeper wheel")
         return given
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from dist import PROJECTS, DistError, tree_version
     from dist import build as build_distribution
     from dist import check as check_distribution

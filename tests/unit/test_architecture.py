@@ -4,7 +4,7 @@
 - importing the pure planner or the events parser loads no Alibaba SDK module;
 - the modules that import an Alibaba SDK (at any level, or by name through ``importlib``) are
   exactly those ARCHITECTURE.md names;
-- no import circle in the repository's Python (shared/, functions/, bench/, tests/;
+- no import circle in the repository's Python (shared/, functions/, bench/, deploy/, tests/;
   function-level imports count too, ``if TYPE_CHECKING:`` blocks do not);
 - no file in shared/byok_keeper or shared/aliyun_local over 450 lines, no function over 80 lines.
 """
@@ -23,10 +23,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ROOT / "shared"
 PACKAGES = (SHARED / "byok_keeper", SHARED / "aliyun_local")
 # Where the repository's Python lives; the two packages import from shared/, the tests and the
-# functions from the repository root, bench/'s scripts also import their neighbours by bare
-# name. deploy/ is not covered yet: dist.py and package.py import each other (inside
-# functions: runtime_pins and byok_keeper_wheel).
-TREES = (SHARED, ROOT / "functions", ROOT / "bench", ROOT / "tests")
+# functions from the repository root, bench/'s and deploy/'s scripts also import their
+# neighbours by bare name.
+TREES = (SHARED, ROOT / "functions", ROOT / "bench", ROOT / "deploy", ROOT / "tests")
 MAX_FILE_LINES = 450
 MAX_FUNCTION_LINES = 80
 AGENT = SHARED / "byok_keeper"
@@ -226,3 +225,17 @@ def test_imports_point_down_the_floors():
 
 def _package(name: str, path: pathlib.Path) -> str:
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def test_the_emulator_imports_nothing_from_the_agent():
+    """aliyun-local is the agent's independent other side (its own SM2, specs and wrapping
+    keys); tests/unit/test_emulator_independent.py also imports and serves it without
+    byok_keeper on the path."""
+    emulator = SHARED / "aliyun_local"
+    found = sorted(
+        f"{path.relative_to(SHARED)}: {name}"
+        for path in emulator.rglob("*.py")
+        for name in _imports(path, _package(_module_name(path), path))
+        if name.split(".")[0] == "byok_keeper"
+    )
+    assert found == []

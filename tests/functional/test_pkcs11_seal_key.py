@@ -2,7 +2,8 @@
 attribute of a new key, its CKA_ID, strict parsing of a wrapped data key, a token gone for good
 or answering a wrong length, and the binding's copy of an opened key zeroed; the URI's id picking
 one key among keys sharing a label, a key replaced while the token was away, two tokens matching,
-each login refusal's words, every PIN buffer zeroed, and only slots holding a token looked at."""
+each login refusal's words, every PIN buffer zeroed, only slots holding a token looked at, a
+context in any key order, and an envelope's refusal that never logs in again."""
 
 from __future__ import annotations
 
@@ -239,3 +240,14 @@ def test_only_slots_holding_a_token_are_looked_at(token, monkeypatch):
 
     monkeypatch.setattr(pk.PyKCS11Lib, "getSlotList", get_slot_list)
     assert new_token_key(token.uri()).startswith("pkcs11:token=byok;object=byok-seal;id=")
+
+
+def test_a_context_opens_in_any_key_order_and_a_refusal_keeps_the_login(sealer):
+    """The context is bound in one canonical form, whatever order its keys come in; a refusal
+    that is the envelope's (not a lost session or login) never logs in again."""
+    data_key, wrapped = sealer.new_data_key({"a": "1", "b": "2"})
+    assert sealer.open_data_key(wrapped, {"b": "2", "a": "1"}) == data_key
+    before = sealer._token
+    with pytest.raises(SealError):
+        sealer.open_data_key(wrapped, {"a": "1", "b": "3"})
+    assert sealer._token is before and token_for(sealer._uri) is before

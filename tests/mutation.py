@@ -145,7 +145,11 @@ MODULES: dict[str, Target] = {
     ),
     "pkcs11_uri": Target(
         "byok_keeper/vault/pkcs11_uri.py",
-        ("tests/fuzz/test_fuzz_pkcs11_uri.py", F + "test_pkcs11_sealer.py"),
+        (
+            U + "test_pkcs11_uri_refusals.py",
+            "tests/fuzz/test_fuzz_pkcs11_uri.py",
+            F + "test_pkcs11_sealer.py",
+        ),
     ),
     # The events function's duplicate window: the id duplicates are recognised by, and the filter.
     "events": Target(
@@ -443,14 +447,14 @@ def run_module(
         workdirs.append(work)
     try:
         started = time.monotonic()
-        lines, durations = _trace(workdirs[0], target)
+        covered, durations = _trace(workdirs[0], target)  # not `lines`: the chunk asked for
         print(f"{name}: {len(todo)} mutants; {len(durations)} tests traced in "
               f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
         free = list(workdirs)
 
         def one(item: tuple[Mutant, str]) -> Mutant:
             mutant, source = item
-            tests = _covering(mutant, lines, durations)
+            tests = _covering(mutant, covered, durations)
             traced = bool(tests)
             if not traced:
                 # No traced test ran these lines in pytest's process; a test may still run them
